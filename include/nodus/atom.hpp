@@ -1,0 +1,59 @@
+// Interned symbols, like Erlang atoms: cheap to copy and compare, printable.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace nodus {
+
+/// An interned name. Two atoms are equal iff their text is equal; comparison is one integer
+/// compare. The table is process-wide and never shrinks (as in Erlang).
+class Atom {
+ public:
+  /// The empty atom ('').
+  constexpr Atom() = default;
+  /// Interns `text` (thread-safe).
+  explicit Atom(std::string_view text);
+
+  /// The atom's text; valid for the life of the program.
+  std::string_view name() const;
+  std::uint32_t id() const { return id_; }
+  static Atom from_id(std::uint32_t id) {
+    Atom a;
+    a.id_ = id;
+    return a;
+  }
+
+  friend bool operator==(Atom a, Atom b) { return a.id_ == b.id_; }
+  /// Ordering by text, as Erlang orders atoms.
+  friend bool operator<(Atom a, Atom b) { return a.name() < b.name(); }
+
+ private:
+  std::uint32_t id_ = 0;
+};
+
+/// Shorthand for `Atom(text)`.
+inline Atom atom(std::string_view text) { return Atom(text); }
+
+/// Atoms the runtime itself uses, interned once.
+namespace atoms {
+Atom normal();
+Atom kill();
+Atom killed();
+Atom noproc();
+Atom noconnection();
+Atom exception();
+Atom timeout();
+Atom ok();
+Atom error();
+Atom undefined();
+}  // namespace atoms
+
+}  // namespace nodus
+
+template <>
+struct std::hash<nodus::Atom> {
+  std::size_t operator()(nodus::Atom a) const noexcept { return a.id(); }
+};

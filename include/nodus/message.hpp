@@ -1,0 +1,152 @@
+// Messages in a mailbox: typed C++ values moved (not copied, not serialized) into one node.
+#pragma once
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+
+#include "nodus/term.hpp"
+#include "nodus/type_name.hpp"
+
+namespace nodus {
+namespace detail {
+
+struct MsgNode;
+
+/// What a mailbox node is: an ordinary message, or a signal the runtime acts on.
+enum class NodeKind : std::uint8_t { message, exit_signal, timeout_signal };
+
+/// Per-type table: one static instance per message type; its address is the type's identity.
+struct TypeInfo {
+  std::string_view name;
+  NodeKind kind;
+  void (*destroy)(MsgNode*) noexcept;
+  std::string (*print)(const MsgNode*);
+};
+
+/// A mailbox node: intrusive link plus type; the value follows in TypedNode<T>.
+struct MsgNode {
+  MsgNode* next = nullptr;
+  const TypeInfo* type;
+};
+
+template <class T>
+struct TypedNode final : MsgNode {
+  template <class... A>
+  explicit TypedNode(const TypeInfo* ti, A&&... a) : MsgNode{nullptr, ti}, value(std::forward<A>(a)...) {}
+  T value;
+};
+
+template <class T>
+void destroy_node(MsgNode* n) noexcept {
+  delete static_cast<TypedNode<T>*>(n);
+}
+
+template <class T>
+std::string print_value(const T& v) {
+  if constexpr (std::is_same_v<T, Term>) {
+    return v.to_string();
+  } else if constexpr (requires(std::ostream& os) { os << v; }) {
+    std::ostringstream os;
+    os << v;
+    return os.str();
+  } else {
+    return "#" + std::string(type_name<T>()) + "<>";
+  }
+}
+
+template <class T>
+std::string print_node(const MsgNode* n) {
+  return print_value(static_cast<const TypedNode<T>*>(n)->value);
+}
+
+template <class T, NodeKind K = NodeKind::message>
+inline constexpr TypeInfo type_info_v{type_name<T>(), K, &destroy_node<T>, &print_node<T>};
+
+/// Values that travel as a dynamic Term rather than as their own C++ type.
+template <class T>
+concept TermLike = std::is_same_v<T, Term> || std::is_same_v<T, Atom> || std::is_same_v<T, Pid> ||
+                   std::is_same_v<T, Ref> || std::is_arithmetic_v<T> ||
+                   std::is_same_v<T, std::string> || std::is_same_v<T, std::string_view> ||
+                   std::is_same_v<T, const char*> || std::is_same_v<T, char*> ||
+                   (std::is_array_v<T> && std::is_same_v<std::remove_extent_t<T>, const char>);
+
+/// Builds the node for `send(pid, v)`: term-like values become a Term, anything else is moved
+/// into a node of its own type.
+template <class V>
+MsgNode* make_node(V&& v) {
+  using T = std::remove_cvref_t<V>;
+  if constexpr (TermLike<std::decay_t<V>> || TermLike<T>) {
+    return new TypedNode<Term>(&type_info_v<Term>, Term(std::forward<V>(v)));
+  } else {
+    return new TypedNode<T>(&type_info_v<T>, std::forward<V>(v));
+  }
+}
+
+}  // namespace detail
+
+/// A borrowed view of a message (for predicates).
+class MessageRef {
+ public:
+  explicit MessageRef(const detail::MsgNode* n) : node_(n) {}
+  /// True if the message holds a `T` (Term for atoms, numbers, strings, pids, tuples...).
+  template <class T>
+  bool is() const {
+    return node_ != nullptr && node_->type == &detail::type_info_v<T>;
+  }
+  /// The value; throws std::bad_cast if the message is not a `T`.
+  template <class T>
+  const T& get() const {
+    if (!is<T>()) throw std::bad_cast();
+    return static_cast<const detail::TypedNode<T>*>(node_)->value;
+  }
+  std::string_view type_name() const { return node_ ? node_->type->name : std::string_view(); }
+  /// Printed value: Erlang syntax for terms, operator<< when the type has one.
+  std::string to_string() const { return node_ ? node_->type->print(node_) : std::string(); }
+
+ protected:
+  const detail::MsgNode* node_;
+};
+
+/// An owned message taken out of a mailbox (`receive_any`, `flush`). Move-only.
+class Message : public MessageRef {
+ public:
+  Message() : MessageRef(nullptr) {}
+  explicit Message(detail::MsgNode* n) : MessageRef(n) {}
+  Message(Message&& o) noexcept : MessageRef(std::exchange(o.node_, nullptr)) {}
+  Message& operator=(Message&& o) noexcept {
+    if (this != &o) {
+      reset();
+      node_ = std::exchange(o.node_, nullptr);
+    }
+    return *this;
+  }
+  ~Message() { reset(); }
+
+  explicit operator bool() const { return node_ != nullptr; }
+  template <class T>
+  T& get() {
+    return const_cast<T&>(MessageRef::get<T>());
+  }
+  template <class T>
+  const T& get() const {
+    return MessageRef::get<T>();
+  }
+  /// Moves the value out.
+  template <class T>
+  T take() {
+    return std::move(get<T>());
+  }
+
+ private:
+  void reset() {
+    if (node_) node_->type->destroy(const_cast<detail::MsgNode*>(node_));
+    node_ = nullptr;
+  }
+};
+
+}  // namespace nodus

@@ -1,0 +1,137 @@
+// The process API: spawn, send, links, monitors, exit signals, registered names, timers.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "nodus/message.hpp"
+#include "nodus/pid.hpp"
+#include "nodus/proc.hpp"
+#include "nodus/receive.hpp"
+#include "nodus/system_messages.hpp"
+#include "nodus/term.hpp"
+
+namespace nodus {
+
+struct SpawnOptions {
+  bool link = false;     ///< link the new process to the caller (spawn_link)
+  bool monitor = false;  ///< monitor it from the caller (spawn_monitor)
+  Pid group_leader{};    ///< null: inherit the caller's group leader
+};
+
+/// Thrown by `exit(reason)` inside a process body: ends the process with `reason` (no crash
+/// report), like Erlang's `exit/1`.
+struct ProcessExit {
+  Term reason;
+};
+
+namespace detail {
+struct Closure {
+  void* object = nullptr;
+  void (*destroy)(void*) = nullptr;
+};
+Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monitor_ref);
+void deliver(const Pid& to, MsgNode* n);
+bool deliver_named(Atom name, MsgNode* n);
+std::uint64_t send_after_node(Clock::duration d, const Pid& to, MsgNode* n);
+
+template <class F, class... Args>
+Pid spawn_with(const SpawnOptions& opts, Ref* mref, F&& f, Args&&... args) {
+  using Fn = std::decay_t<F>;
+  if constexpr (std::is_pointer_v<Fn> || std::is_empty_v<Fn>) {
+    // nothing to keep alive: the frame holds the (by-value) arguments
+    Proc p = std::invoke(f, std::forward<Args>(args)...);
+    return spawn_frame(p.release(), opts, {}, mref);
+  } else {
+    // a capturing lambda: its captures must outlive the coroutine that refers to them
+    auto* fn = new Fn(std::forward<F>(f));
+    Proc p = std::invoke(*fn, std::forward<Args>(args)...);
+    return spawn_frame(p.release(), opts, {fn, [](void* o) { delete static_cast<Fn*>(o); }}, mref);
+  }
+}
+}  // namespace detail
+
+/// Starts a process running `f(args...)`, which returns a Proc. Arguments are passed by value.
+template <class F, class... Args>
+Pid spawn(F&& f, Args&&... args) {
+  return detail::spawn_with({}, nullptr, std::forward<F>(f), std::forward<Args>(args)...);
+}
+/// spawn + link to the caller, atomically (the child cannot exit unseen).
+template <class F, class... Args>
+Pid spawn_link(F&& f, Args&&... args) {
+  return detail::spawn_with({.link = true}, nullptr, std::forward<F>(f),
+                            std::forward<Args>(args)...);
+}
+/// spawn + monitor from the caller: the pid and the monitor reference.
+template <class F, class... Args>
+std::pair<Pid, Ref> spawn_monitor(F&& f, Args&&... args) {
+  Ref ref;
+  Pid pid = detail::spawn_with({.monitor = true}, &ref, std::forward<F>(f),
+                               std::forward<Args>(args)...);
+  return {pid, ref};
+}
+template <class F, class... Args>
+Pid spawn_opt(const SpawnOptions& opts, F&& f, Args&&... args) {
+  return detail::spawn_with(opts, nullptr, std::forward<F>(f), std::forward<Args>(args)...);
+}
+
+/// The calling process (a process body, or a thread owning a Mailbox); null elsewhere.
+Pid self();
+
+/// Sends `msg` to `to`; never blocks, never fails (a dead pid drops it, as in Erlang).
+/// Atoms, numbers, strings, pids and refs travel as Term; other types travel as themselves.
+template <class M>
+void send(const Pid& to, M&& msg) {
+  detail::deliver(to, detail::make_node(std::forward<M>(msg)));
+}
+/// Sends to a registered name; false if no process has that name.
+template <class M>
+bool send(Atom name, M&& msg) {
+  return detail::deliver_named(name, detail::make_node(std::forward<M>(msg)));
+}
+
+/// Registers `pid` under `name`: false if the name is taken or the process is not alive.
+bool register_name(Atom name, const Pid& pid);
+bool unregister_name(Atom name);
+std::optional<Pid> whereis(Atom name);
+
+/// Sends an exit signal to `pid` (Erlang's exit/2): `kill` cannot be trapped, `normal` is
+/// ignored unless `pid` traps exits (then it is a message), anything else kills a
+/// non-trapping process.
+void exit(const Pid& pid, Term reason);
+/// Ends the calling process with `reason` (Erlang's exit/1). Throws ProcessExit.
+[[noreturn]] void exit(Term reason);
+
+/// Links the caller and `pid`; if `pid` is not alive the caller gets an exit signal `noproc`.
+void link(const Pid& pid);
+void unlink(const Pid& pid);
+/// Monitors `pid`: one `Down` message when it exits (`noproc` at once if it is not alive).
+Ref monitor(const Pid& pid);
+/// Removes a monitor; with `flush`, also removes its Down message if already delivered.
+/// False if the monitor was not active.
+bool demonitor(const Ref& ref, bool flush = false);
+/// Sets trap_exit for the caller; returns the previous value.
+bool trap_exit(bool on);
+bool is_process_alive(const Pid& pid);
+
+/// The caller's group leader (where nodus::io output goes).
+Pid group_leader();
+void set_group_leader(const Pid& leader, const Pid& pid);
+
+/// A timer from send_after; cancel it with cancel_timer.
+struct TimerRef {
+  std::uint64_t id = 0;
+};
+/// Delivers `msg` to `to` after `d` (one shared timer thread; no thread per timer).
+template <class M, class Rep, class Period>
+TimerRef send_after(std::chrono::duration<Rep, Period> d, const Pid& to, M&& msg) {
+  return {detail::send_after_node(std::chrono::duration_cast<Clock::duration>(d), to,
+                                  detail::make_node(std::forward<M>(msg)))};
+}
+/// False if the timer already fired or was cancelled.
+bool cancel_timer(TimerRef t);
+
+}  // namespace nodus

@@ -1,0 +1,139 @@
+// Selective receive: `co_await receive<T>(...)` takes the first matching message, in arrival
+// order, leaving the others in the mailbox, as Erlang's receive does.
+#pragma once
+
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <type_traits>
+
+#include "nodus/message.hpp"
+
+namespace nodus {
+
+using Clock = std::chrono::steady_clock;
+
+namespace detail {
+
+/// A pending receive, type-erased so the runtime can match messages against it while the
+/// process sleeps. Lives in the waiting coroutine's frame.
+struct Receiver {
+  bool (*matches)(const Receiver*, const MsgNode*) = nullptr;
+  MsgNode* matched = nullptr;
+  bool has_deadline = false;
+  bool timed_out = false;
+  Clock::time_point deadline{};
+  std::uint64_t timer = 0;  ///< runtime's timer id while suspended with a deadline
+  std::uint64_t token = 0;  ///< identifies this receive to its timeout signal
+};
+
+/// First attempt, from await_ready: true if a message matched or the timeout is already due.
+bool receive_ready(Receiver& r);
+/// Parks the current process until a match, a timeout or its death.
+void receive_suspend(Receiver& r, std::coroutine_handle<> h);
+
+struct Always {
+  template <class V>
+  bool operator()(const V&) const noexcept {
+    return true;
+  }
+};
+
+template <class T, class Pred, bool Timed>
+class ReceiveAwaiter : public Receiver {
+ public:
+  explicit ReceiveAwaiter(Pred p) : pred_(std::move(p)) { matches = &match; }
+  ReceiveAwaiter(Pred p, Clock::duration d) : ReceiveAwaiter(std::move(p)) {
+    has_deadline = true;
+    deadline = Clock::now() + d;
+  }
+  ReceiveAwaiter(const ReceiveAwaiter&) = delete;
+
+  bool await_ready() { return receive_ready(*this); }
+  void await_suspend(std::coroutine_handle<> h) { receive_suspend(*this, h); }
+  auto await_resume() -> std::conditional_t<Timed, std::optional<T>, T> {
+    if constexpr (Timed) {
+      if (matched == nullptr) return std::nullopt;
+    }
+    if constexpr (std::is_same_v<T, Message>) {
+      return Message(std::exchange(matched, nullptr));
+    } else {
+      std::unique_ptr<TypedNode<T>> n(static_cast<TypedNode<T>*>(std::exchange(matched, nullptr)));
+      return std::move(n->value);
+    }
+  }
+
+ private:
+  static bool match(const Receiver* r, const MsgNode* n) {
+    auto* self = static_cast<const ReceiveAwaiter*>(r);
+    if constexpr (std::is_same_v<T, Message>) {
+      return self->pred_(MessageRef(n));
+    } else {
+      if (n->type != &type_info_v<T>) return false;
+      return self->pred_(static_cast<const TypedNode<T>*>(n)->value);
+    }
+  }
+  Pred pred_;
+};
+
+struct YieldAwaiter {
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h);
+  void await_resume() const noexcept {}
+};
+
+}  // namespace detail
+
+/// Waits for the first message of type `T` (Term for atoms, numbers, strings, tuples...).
+template <class T>
+auto receive() {
+  return detail::ReceiveAwaiter<T, detail::Always, false>(detail::Always{});
+}
+/// Waits for the first `T` for which `pred(const T&)` is true.
+template <class T, class Pred>
+  requires std::is_invocable_r_v<bool, Pred, const T&>
+auto receive(Pred pred) {
+  return detail::ReceiveAwaiter<T, Pred, false>(std::move(pred));
+}
+/// Like receive<T>(), giving up after `timeout` (Erlang's `after`): nullopt on timeout.
+/// A zero timeout only looks at what is already in the mailbox.
+template <class T, class Rep, class Period>
+auto receive(std::chrono::duration<Rep, Period> timeout) {
+  return detail::ReceiveAwaiter<T, detail::Always, true>(
+      detail::Always{}, std::chrono::duration_cast<Clock::duration>(timeout));
+}
+template <class T, class Pred, class Rep, class Period>
+  requires std::is_invocable_r_v<bool, Pred, const T&>
+auto receive(Pred pred, std::chrono::duration<Rep, Period> timeout) {
+  return detail::ReceiveAwaiter<T, Pred, true>(
+      std::move(pred), std::chrono::duration_cast<Clock::duration>(timeout));
+}
+
+/// The oldest message of any type.
+inline auto receive_any() { return receive<Message>(); }
+/// The oldest message for which `pred(const MessageRef&)` is true.
+template <class Pred>
+auto receive_any(Pred pred) {
+  return receive<Message>(std::move(pred));
+}
+template <class Rep, class Period>
+auto receive_any(std::chrono::duration<Rep, Period> timeout) {
+  return receive<Message>(timeout);
+}
+
+/// Suspends the process for `d` without taking any message (`receive after D -> ok end`).
+template <class Rep, class Period>
+auto sleep_for(std::chrono::duration<Rep, Period> d) {
+  struct Never {
+    bool operator()(const MessageRef&) const noexcept { return false; }
+  };
+  return detail::ReceiveAwaiter<Message, Never, true>(
+      Never{}, std::chrono::duration_cast<Clock::duration>(d));
+}
+
+/// Lets other runnable processes run (bodies are cooperative: a long loop should yield).
+inline detail::YieldAwaiter yield() { return {}; }
+
+}  // namespace nodus

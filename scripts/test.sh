@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, runs every test, and ends with "N passed, N failed".
+#   ./scripts/test.sh              plain build (build/)
+#   ./scripts/test.sh --sanitize   under ASan+UBSan (build-asan/)
+#   ./scripts/test.sh --tsan       under TSan (build-tsan/)
+#   ./scripts/test.sh -- FILTER    only test binaries whose name contains FILTER
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+
+mode=plain filter=""
+while (($#)); do
+  case $1 in
+    --sanitize) mode=asan ;;
+    --tsan) mode=tsan ;;
+    --) shift; filter=${1:-} ;;
+    -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+nodus_install_deps || exit 1
+
+case $mode in
+  plain) dir=build; opts=(-Dwerror=true) ;;
+  asan) dir=build-asan; opts=(-Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false)
+        export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ;;
+  tsan) dir=build-tsan; opts=(-Dwerror=true -Db_sanitize=thread -Db_lundef=false)
+        export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ;;
+esac
+
+if [ ! -f "$dir/build.ninja" ]; then
+  meson setup "$dir" "${opts[@]}" >/dev/null || { echo "meson setup failed"; echo "0 passed, 1 failed"; exit 1; }
+fi
+if ! ninja -C "$dir" >"$dir/build.log" 2>&1; then
+  tail -n 60 "$dir/build.log"
+  echo "build failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+# Each test binary prints Catch2's summary; count test cases from it.
+passed=0 failed=0
+export NODUS_PORTMAPPER_PORT=${NODUS_PORTMAPPER_PORT:-$((20000 + RANDOM % 20000))}
+for exe in "$dir"/tests/test_*; do
+  [[ -f $exe && -x $exe ]] || continue
+  name=$(basename "$exe")
+  [[ -z $filter || $name == *"$filter"* ]] || continue
+  log="$dir/$name.log"
+  timeout -k 5 300 "$exe" >"$log" 2>&1
+  rc=$?
+  summary=$(grep -E '^(All tests passed|test cases:)' "$log" | tail -n 1)
+  if [[ $summary =~ All\ tests\ passed.*\ ([0-9]+)\ test\ case ]]; then
+    p=${BASH_REMATCH[1]}; f=0
+  elif [[ $summary =~ test\ cases:\ *([0-9]+)\ \|\ *([0-9]+)\ passed\ \|\ *([0-9]+)\ failed ]]; then
+    p=${BASH_REMATCH[2]}; f=${BASH_REMATCH[3]}
+  elif [[ $summary =~ test\ cases:\ *([0-9]+)\ \|\ *([0-9]+)\ failed ]]; then
+    p=0; f=${BASH_REMATCH[2]}
+  else
+    p=0; f=1
+  fi
+  if ((rc != 0 && f == 0)); then f=1; fi  # crashed, aborted by the watchdog or a sanitizer
+  passed=$((passed + p)); failed=$((failed + f))
+  if ((f)); then
+    echo "FAIL $name (exit $rc):"
+    tail -n 80 "$log"
+  else
+    echo "ok   $name: $p test cases"
+  fi
+done
+echo "$passed passed, $failed failed"
+((failed == 0))

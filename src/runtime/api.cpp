@@ -1,0 +1,300 @@
+// The public process API (nodus/process.hpp, nodus/receive.hpp) over the runtime internals.
+#include <algorithm>
+#include <stdexcept>
+
+#include "context.hpp"
+#include "nodus/process.hpp"
+#include "process.hpp"
+
+namespace nodus {
+using runtime::Context;
+using runtime::ctx;
+using runtime::Process;
+
+namespace {
+Process* caller(const char* what) {
+  Process* p = runtime::current();
+  if (p == nullptr) throw std::logic_error(std::string(what) + " needs a calling process");
+  return p;
+}
+
+void reset_for_spawn(Process* p) {
+  p->alive = true;
+  p->is_thread = false;
+  p->trap_exit = false;
+  p->started = false;
+  p->yielding = false;
+  p->exit_reason = nullptr;
+  p->save_head = nullptr;
+  p->save_tail = &p->save_head;
+  p->cursor = &p->save_head;
+  p->pending = nullptr;
+  p->next_token = 0;
+  p->extras = nullptr;
+  p->run_next = nullptr;
+}
+
+// Adds `other` to `p`'s links if `p` is alive; false if it is not.
+bool add_link(Process* p, const Pid& other) {
+  std::lock_guard lock(p->lock);
+  if (!p->alive) return false;
+  auto& l = p->ext().links;
+  if (std::find(l.begin(), l.end(), other) == l.end()) l.push_back(other);
+  return true;
+}
+}  // namespace
+
+namespace detail {
+
+Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monitor_ref) {
+  Context& cx = ctx();
+  Process* parent = runtime::current();
+  if ((opts.link || opts.monitor) && parent == nullptr) {
+    h.destroy();
+    if (c.destroy) c.destroy(c.object);
+    throw std::logic_error("spawn_link/spawn_monitor need a calling process");
+  }
+  Process* p = cx.pool.get();
+  reset_for_spawn(p);
+  p->root = h;
+  p->resume_point = h;
+  p->group_leader = !opts.group_leader.is_null() ? opts.group_leader
+                    : parent                     ? group_leader()
+                                                 : cx.io_server;
+  if (c.object) p->ext().closure = c;
+  if (!cx.table.insert(p)) {
+    h.destroy();
+    if (c.destroy) c.destroy(c.object);
+    delete std::exchange(p->extras, nullptr);
+    cx.pool.put(p);
+    throw std::runtime_error("system_limit: too many processes");
+  }
+  const Pid pid = p->pid();
+  if (opts.link) {
+    add_link(p, parent->pid());
+    add_link(parent, pid);
+  }
+  if (opts.monitor) {
+    const Ref ref = make_ref();
+    {
+      std::lock_guard lock(p->lock);
+      p->ext().watchers.emplace_back(ref, parent->pid());
+    }
+    {
+      std::lock_guard lock(parent->lock);
+      parent->ext().monitoring.emplace_back(ref, pid);
+    }
+    *monitor_ref = ref;
+  }
+  p->state.store(runtime::State::queued, std::memory_order_release);
+  cx.sched.enqueue(p);
+  return pid;
+}
+
+void deliver(const Pid& to, MsgNode* n) { runtime::deliver_local(to, n); }
+
+bool deliver_named(Atom name, MsgNode* n) {
+  auto pid = ctx().registry.find(name);
+  if (!pid) {
+    n->type->destroy(n);
+    return false;
+  }
+  runtime::deliver_local(*pid, n);
+  return true;
+}
+
+std::uint64_t send_after_node(Clock::duration d, const Pid& to, MsgNode* n) {
+  return ctx().timers.add(Clock::now() + d, to, n);
+}
+
+bool receive_ready(Receiver& r) {
+  Process* p = caller("receive");
+  p->cursor = &p->save_head;  // a new receive looks at every message again
+  p->pending = &r;
+  const auto s = runtime::scan(p, r);
+  if (s == runtime::Scan::matched) {
+    p->pending = nullptr;
+    return true;
+  }
+  if (s == runtime::Scan::must_exit) return false;  // suspend; the worker ends the process
+  if (r.has_deadline && Clock::now() >= r.deadline) {
+    r.timed_out = true;
+    p->pending = nullptr;
+    return true;
+  }
+  return false;
+}
+
+void receive_suspend(Receiver& r, std::coroutine_handle<> h) {
+  Process* p = runtime::current();
+  p->pending = &r;
+  p->resume_point = h;
+  if (r.has_deadline && p->exit_reason == nullptr) {
+    r.token = ++p->next_token;
+    r.timer = ctx().timers.add(
+        r.deadline, p->pid(),
+        new TypedNode<runtime::TimeoutSignal>(
+            &type_info_v<runtime::TimeoutSignal, NodeKind::timeout_signal>,
+            runtime::TimeoutSignal{r.token}));
+  }
+}
+
+void YieldAwaiter::await_suspend(std::coroutine_handle<> h) {
+  Process* p = caller("yield");
+  p->yielding = true;
+  p->resume_point = h;
+}
+
+}  // namespace detail
+
+Pid self() {
+  Process* p = runtime::current();
+  return p ? p->pid() : Pid{};
+}
+
+bool register_name(Atom name, const Pid& pid) {
+  Context& cx = ctx();
+  if (!pid.is_local()) return false;
+  Process* p = cx.table.lookup(pid);
+  if (p == nullptr) return false;
+  bool ok = false;
+  {
+    std::lock_guard lock(p->lock);
+    if (p->alive && !(p->extras && p->extras->name) && cx.registry.add(name, pid)) {
+      p->ext().name = name;
+      ok = true;
+    }
+  }
+  p->release();
+  return ok;
+}
+
+bool unregister_name(Atom name) {
+  Context& cx = ctx();
+  auto pid = cx.registry.find(name);
+  if (!pid) return false;
+  if (Process* p = cx.table.lookup(*pid)) {
+    {
+      std::lock_guard lock(p->lock);
+      if (p->extras && p->extras->name == name) p->extras->name.reset();
+    }
+    p->release();
+  }
+  return cx.registry.erase(name, *pid);
+}
+
+std::optional<Pid> whereis(Atom name) { return ctx().registry.find(name); }
+
+void exit(const Pid& pid, Term reason) {
+  runtime::send_exit_signal(pid, self(), std::move(reason), false);
+}
+
+void exit(Term reason) { throw ProcessExit{std::move(reason)}; }
+
+void link(const Pid& pid) {
+  Process* me = caller("link");
+  const Pid my = me->pid();
+  if (pid == my) return;
+  Process* t = ctx().table.lookup(pid);
+  const bool alive = t && add_link(t, my);
+  if (t) t->release();
+  add_link(me, pid);
+  if (!alive) runtime::send_exit_signal(my, pid, atoms::noproc(), true);
+}
+
+void unlink(const Pid& pid) {
+  Process* me = caller("unlink");
+  {
+    std::lock_guard lock(me->lock);
+    if (me->extras) std::erase(me->extras->links, pid);
+  }
+  if (Process* t = ctx().table.lookup(pid)) {
+    {
+      std::lock_guard lock(t->lock);
+      if (t->alive && t->extras) std::erase(t->extras->links, me->pid());
+    }
+    t->release();
+  }
+}
+
+Ref monitor(const Pid& pid) {
+  Process* me = caller("monitor");
+  const Ref ref = make_ref();
+  const Pid my = me->pid();
+  Process* t = ctx().table.lookup(pid);
+  bool alive = false;
+  if (t) {
+    {
+      std::lock_guard lock(t->lock);
+      if (t->alive) {
+        t->ext().watchers.emplace_back(ref, my);
+        alive = true;
+      }
+    }
+    t->release();
+  }
+  if (alive) {
+    std::lock_guard lock(me->lock);
+    me->ext().monitoring.emplace_back(ref, pid);
+  } else {
+    runtime::deliver_local(my, detail::make_node(Down{ref, pid, atoms::noproc()}));
+  }
+  return ref;
+}
+
+bool demonitor(const Ref& ref, bool flush) {
+  Process* me = caller("demonitor");
+  std::optional<Pid> target;
+  {
+    std::lock_guard lock(me->lock);
+    if (me->extras) {
+      auto& m = me->extras->monitoring;
+      auto it = std::find_if(m.begin(), m.end(), [&](const auto& e) { return e.first == ref; });
+      if (it != m.end()) {
+        target = it->second;
+        m.erase(it);
+      }
+    }
+  }
+  if (target) runtime::remove_watcher(*target, ref);
+  if (flush) runtime::remove_down(me, ref);
+  return target.has_value();
+}
+
+bool trap_exit(bool on) {
+  Process* me = caller("trap_exit");
+  return std::exchange(me->trap_exit, on);
+}
+
+bool is_process_alive(const Pid& pid) {
+  Process* p = ctx().table.lookup(pid);
+  if (p == nullptr) return false;
+  bool alive;
+  {
+    std::lock_guard lock(p->lock);
+    alive = p->alive;
+  }
+  p->release();
+  return alive;
+}
+
+Pid group_leader() {
+  Process* p = runtime::current();
+  if (p == nullptr) return ctx().io_server;
+  std::lock_guard lock(p->lock);
+  return p->group_leader;
+}
+
+void set_group_leader(const Pid& leader, const Pid& pid) {
+  if (Process* p = ctx().table.lookup(pid)) {
+    {
+      std::lock_guard lock(p->lock);
+      p->group_leader = leader;
+    }
+    p->release();
+  }
+}
+
+bool cancel_timer(TimerRef t) { return ctx().timers.cancel(t.id); }
+
+}  // namespace nodus

@@ -1,0 +1,32 @@
+// Everything a running runtime owns, reachable from any thread through ctx().
+#pragma once
+
+#include <atomic>
+
+#include "nodus/pid.hpp"
+#include "nodus/runtime.hpp"
+#include "process_table.hpp"
+#include "registry.hpp"
+#include "scheduler.hpp"
+#include "timer_service.hpp"
+
+namespace nodus::runtime {
+
+struct Context {
+  explicit Context(const RuntimeOptions& o) : sched(o.schedulers) {}
+
+  ProcessPool pool;
+  ProcessTable table;
+  Registry registry;
+  TimerService timers;
+  Scheduler sched;
+  Pid io_server;
+  std::atomic<bool> shutting_down{false};
+};
+
+/// The running runtime's context; throws std::logic_error if no Runtime exists.
+Context& ctx();
+/// Same, or nullptr.
+Context* ctx_if() noexcept;
+
+}  // namespace nodus::runtime

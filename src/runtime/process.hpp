@@ -1,0 +1,132 @@
+// The process control block and the operations on it: delivery, wake-up, selective-receive
+// scanning, exit signals and termination. Private to the runtime.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <coroutine>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "nodus/message.hpp"
+#include "nodus/pid.hpp"
+#include "nodus/proc.hpp"
+#include "nodus/process.hpp"
+#include "nodus/receive.hpp"
+#include "nodus/term.hpp"
+#include "spin_lock.hpp"
+
+namespace nodus::runtime {
+
+/// Scheduling state. A sender that finds `waiting` and wins the CAS to `queued` schedules it.
+enum class State : std::uint8_t { queued, running, waiting, exited };
+
+/// How a plain thread owning a Mailbox sleeps.
+struct ThreadWait {
+  std::mutex mu;
+  std::condition_variable cv;
+};
+
+/// Rarely needed parts of a process, allocated on first use. Guarded by Process::lock.
+struct Extras {
+  std::vector<Pid> links;
+  std::vector<std::pair<Ref, Pid>> watchers;    ///< monitors on this process: (ref, watcher)
+  std::vector<std::pair<Ref, Pid>> monitoring;  ///< monitors this process holds: (ref, target)
+  std::optional<Atom> name;
+  detail::Closure closure;
+};
+
+/// An exit signal in a mailbox (links, exit/2). Handled when the process next looks at its
+/// mailbox, in arrival order with its messages.
+struct ExitSignal {
+  Pid from;
+  Term reason;
+  bool from_link;
+};
+/// Wakes a process whose receive timed out; `token` names that receive.
+struct TimeoutSignal {
+  std::uint64_t token;
+};
+
+/// Control blocks live in a type-stable pool: once allocated, the memory stays a Process, so a
+/// sender holding a stale pointer can safely try to retain it and check its identity.
+struct Process {
+  // --- touched by senders
+  std::atomic<detail::MsgNode*> inbox{nullptr};  ///< LIFO stack of new nodes; owner reverses
+  std::atomic<std::uint32_t> refs{0};
+  std::atomic<State> state{State::exited};
+  std::atomic<std::uint64_t> ident{0};  ///< (slot << 32) | serial; 0 while free
+  SpinLock lock;                        ///< guards `alive` and `extras`
+  bool alive = false;
+  bool is_thread = false;
+  // --- owner only (the worker running it, or the Mailbox thread)
+  bool trap_exit = false;
+  bool started = false;
+  bool yielding = false;
+  Term* exit_reason = nullptr;  ///< set once an exit signal decided this process must die
+  detail::MsgNode* save_head = nullptr;  ///< messages taken from `inbox`, in arrival order
+  detail::MsgNode** save_tail = &save_head;
+  detail::MsgNode** cursor = &save_head;  ///< where the pending receive stopped scanning
+  detail::Receiver* pending = nullptr;
+  std::coroutine_handle<> resume_point;
+  Proc::handle root;
+  std::uint64_t next_token = 0;
+  Pid group_leader;  ///< guarded by `lock` (set_group_leader may come from anywhere)
+  Extras* extras = nullptr;
+  ThreadWait* thread_wait = nullptr;  ///< Mailbox threads only; freed with the block
+  Process* run_next = nullptr;  ///< intrusive run-queue link
+
+  Pid pid() const;
+  Extras& ext();  ///< allocates extras; call with `lock` held or before publication
+
+  bool try_retain() noexcept {
+    auto n = refs.load(std::memory_order_relaxed);
+    while (n != 0) {
+      if (refs.compare_exchange_weak(n, n + 1, std::memory_order_acquire)) return true;
+    }
+    return false;
+  }
+  void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept;
+};
+
+/// What a look at the mailbox found for the pending receive.
+enum class Scan { matched, timed_out, no_match, must_exit };
+
+/// The process whose code runs on this thread (a worker's current process, or a Mailbox).
+Process* current() noexcept;
+void set_current(Process* p) noexcept;
+
+/// Pushes `n` into `p`'s mailbox and wakes `p` if it waits. Takes ownership of `n`.
+void push(Process* p, detail::MsgNode* n) noexcept;
+/// Makes a waiting process runnable (scheduler) or wakes its thread.
+void wake(Process* p) noexcept;
+/// Moves new nodes from the inbox to the save list, acting on signals; then scans for `r`.
+Scan scan(Process* p, detail::Receiver& r);
+/// Takes every ordinary message, oldest first (signals are acted on).
+std::vector<Message> take_all(Process* p);
+/// Runs the exit: destroys the body, notifies links and monitors, frees the slot.
+void terminate(Process* p, Term reason);
+/// The reason an escaped exception gives: `{exception, Type, What}` (or a ProcessExit reason).
+Term reason_from_exception(std::exception_ptr e, bool* is_crash);
+
+/// Destroys every node of a chain.
+void destroy_chain(detail::MsgNode* n) noexcept;
+
+}  // namespace nodus::runtime
+
+namespace nodus::runtime {
+/// Delivers to a local pid; frees `n` if the process is gone.
+void deliver_local(const Pid& to, detail::MsgNode* n) noexcept;
+/// Sends an exit signal (from links or exit/2).
+void send_exit_signal(const Pid& to, const Pid& from, Term reason, bool from_link);
+/// Drop one side of a monitor: the target's watcher entry / the watcher's monitoring entry.
+void remove_watcher(const Pid& target, const Ref& ref);
+void remove_monitoring(const Pid& watcher, const Ref& ref);
+/// Owner only: removes a delivered Down for `ref` from the mailbox, if there is one.
+void remove_down(Process* p, const Ref& ref);
+}  // namespace nodus::runtime

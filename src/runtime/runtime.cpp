@@ -1,0 +1,84 @@
+// Runtime start and orderly shutdown; the node's I/O server.
+#include "nodus/runtime.hpp"
+
+#include <cstdio>
+#include <stdexcept>
+
+#include "context.hpp"
+#include "nodus/io.hpp"
+#include "nodus/process.hpp"
+
+namespace nodus {
+namespace runtime {
+namespace {
+std::atomic<Context*> g_ctx{nullptr};
+
+void write_out(const io::Request& r) { std::fwrite(r.text.data(), 1, r.text.size(), stdout); }
+
+// The node's standard output, every process's default group leader (Erlang's `user`).
+Proc io_server() {
+  for (;;) {
+    auto r = co_await receive<io::Request>();
+    write_out(r);
+    std::fflush(stdout);
+  }
+}
+}  // namespace
+
+Context& ctx() {
+  Context* c = g_ctx.load(std::memory_order_acquire);
+  if (c == nullptr) throw std::logic_error("nodus: no Runtime is running");
+  return *c;
+}
+
+Context* ctx_if() noexcept { return g_ctx.load(std::memory_order_acquire); }
+}  // namespace runtime
+
+Runtime::Runtime(RuntimeOptions opts) {
+  auto* c = new runtime::Context(opts);
+  runtime::Context* expected = nullptr;
+  if (!runtime::g_ctx.compare_exchange_strong(expected, c)) {
+    delete c;
+    throw std::logic_error("nodus: a Runtime is already running in this OS process");
+  }
+  c->sched.start();
+  c->io_server = spawn(runtime::io_server);
+  register_name(Atom("user"), c->io_server);
+}
+
+Runtime::~Runtime() {
+  runtime::Context* c = runtime::g_ctx.load();
+  c->sched.stop();
+  c->timers.stop();
+  c->shutting_down.store(true);
+  // output already handed to the I/O server is written, not lost
+  if (runtime::Process* io = c->table.lookup(c->io_server)) {
+    for (auto& m : runtime::take_all(io)) {
+      if (m.is<io::Request>()) runtime::write_out(m.get<io::Request>());
+    }
+    std::fflush(stdout);
+    io->release();
+  }
+  // everything still alive goes without running exit notifications (the node is going away)
+  for (runtime::Process* p : c->table.snapshot()) {
+    runtime::set_current(p);
+    if (p->root) p->root.destroy();
+    p->root = {};
+    runtime::destroy_chain(std::exchange(p->save_head, nullptr));
+    runtime::destroy_chain(p->inbox.exchange(nullptr));
+    delete std::exchange(p->exit_reason, nullptr);
+    if (runtime::Extras* e = std::exchange(p->extras, nullptr)) {
+      if (e->closure.destroy) e->closure.destroy(e->closure.object);
+      delete e;
+    }
+    runtime::set_current(nullptr);
+  }
+  runtime::g_ctx.store(nullptr);
+  delete c;
+}
+
+unsigned Runtime::schedulers() const { return runtime::ctx().sched.workers(); }
+std::size_t Runtime::process_count() const { return runtime::ctx().table.count(); }
+bool Runtime::running() { return runtime::ctx_if() != nullptr; }
+
+}  // namespace nodus

@@ -1,0 +1,188 @@
+// Worker threads: take a runnable process, resume it until it waits, exits or yields.
+#include "scheduler.hpp"
+
+#include <chrono>
+
+#include "context.hpp"
+#include "nodus/log.hpp"
+
+namespace nodus::runtime {
+namespace {
+thread_local Scheduler* tl_sched = nullptr;
+thread_local void* tl_worker = nullptr;
+constexpr int kSpinRounds = 2000;  // about 20-50 us of polling before sleeping
+constexpr int kWakeBudget = 64;    // re-scans in a row before yielding the worker
+}  // namespace
+
+void Scheduler::Queue::push(Process* p) {
+  p->run_next = nullptr;
+  std::lock_guard lock(mu);
+  if (tail) {
+    tail->run_next = p;
+  } else {
+    head = p;
+  }
+  tail = p;
+  size.fetch_add(1, std::memory_order_release);
+}
+
+Process* Scheduler::Queue::pop() {
+  if (size.load(std::memory_order_acquire) == 0) return nullptr;
+  std::lock_guard lock(mu);
+  Process* p = head;
+  if (p == nullptr) return nullptr;
+  head = p->run_next;
+  if (head == nullptr) tail = nullptr;
+  size.fetch_sub(1, std::memory_order_relaxed);
+  return p;
+}
+
+Scheduler::Scheduler(unsigned n) {
+  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n; ++i) {
+    workers_.push_back(std::make_unique<Worker>());
+    workers_.back()->index = i;
+  }
+}
+
+Scheduler::~Scheduler() { stop(); }
+
+void Scheduler::start() {
+  for (auto& w : workers_) {
+    Worker* wp = w.get();
+    w->thread = std::thread([this, wp] { loop(*wp); });
+  }
+}
+
+void Scheduler::stop() {
+  if (stop_.exchange(true)) return;
+  wake_seq_.fetch_add(1);
+  wake_seq_.notify_all();
+  for (auto& w : workers_) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+}
+
+void Scheduler::enqueue(Process* p) noexcept {
+  if (tl_sched == this) {
+    static_cast<Worker*>(tl_worker)->queue.push(p);
+  } else {
+    shared_.push(p);
+  }
+  // only pay for a futex wake when nobody is already looking for work
+  if (spinners_.load(std::memory_order_seq_cst) == 0 && sleepers_.load(std::memory_order_seq_cst) > 0) {
+    wake_one();
+  }
+}
+
+void Scheduler::wake_one() noexcept {
+  wake_seq_.fetch_add(1, std::memory_order_seq_cst);
+  wake_seq_.notify_one();
+}
+
+Process* Scheduler::find_work(Worker& w) {
+  if (Process* p = w.queue.pop()) return p;
+  if (Process* p = shared_.pop()) return p;
+  const auto n = workers_.size();
+  for (std::size_t i = 1; i < n; ++i) {
+    if (Process* p = workers_[(w.index + i) % n]->queue.pop()) return p;
+  }
+  return nullptr;
+}
+
+void Scheduler::loop(Worker& w) {
+  tl_sched = this;
+  tl_worker = &w;
+  while (!stop_.load(std::memory_order_acquire)) {
+    if (Process* p = find_work(w)) {
+      run(p);
+      continue;
+    }
+    // spin a little: a message is often about to arrive
+    spinners_.fetch_add(1, std::memory_order_seq_cst);
+    Process* p = nullptr;
+    for (int i = 0; i < kSpinRounds && !p && !stop_.load(std::memory_order_relaxed); ++i) {
+      cpu_relax();
+      if ((i & 15) == 15) p = find_work(w);
+    }
+    spinners_.fetch_sub(1, std::memory_order_seq_cst);
+    if (p) {
+      run(p);
+      continue;
+    }
+    // sleep: announce, re-check, then wait for the sequence to move
+    const auto seq = wake_seq_.load(std::memory_order_seq_cst);
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    p = find_work(w);
+    if (!p && !stop_.load(std::memory_order_acquire)) wake_seq_.wait(seq, std::memory_order_seq_cst);
+    sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+    if (p) run(p);
+  }
+  tl_sched = nullptr;
+  tl_worker = nullptr;
+}
+
+void Scheduler::run(Process* p) {
+  set_current(p);
+  p->state.store(State::running, std::memory_order_relaxed);
+  for (int budget = 0;; ++budget) {
+    bool resume = false;
+    if (!p->started) {
+      p->started = true;
+      resume = true;
+    } else if (p->yielding) {
+      p->yielding = false;
+      resume = true;
+    } else {
+      detail::Receiver& r = *p->pending;
+      const Scan s = scan(p, r);
+      if (s == Scan::must_exit) {
+        Term reason = *p->exit_reason;
+        terminate(p, std::move(reason));
+        break;
+      }
+      if (s != Scan::no_match) {
+        if (r.timer != 0 && s == Scan::matched) ctx().timers.cancel(r.timer);
+        r.timer = 0;
+        p->pending = nullptr;
+        resume = true;
+      }
+    }
+    if (resume) {
+      p->resume_point.resume();
+      if (p->root.done()) {
+        bool crash = false;
+        Term reason = p->root.promise().error
+                          ? reason_from_exception(p->root.promise().error, &crash)
+                          : Term(atoms::normal());
+        if (crash) {
+          logger().error("Process {} raised an exception: {}", to_string(p->pid()), reason.to_string());
+        }
+        terminate(p, std::move(reason));
+        break;
+      }
+      if (p->exit_reason) {
+        Term reason = *p->exit_reason;
+        terminate(p, std::move(reason));
+        break;
+      }
+      if (p->yielding) {
+        p->state.store(State::queued, std::memory_order_relaxed);
+        shared_.push(p);  // behind everyone else, for fairness
+        break;
+      }
+    }
+    // parked in a receive: publish `waiting`, then make sure no sender slipped in meanwhile
+    p->state.store(State::waiting, std::memory_order_seq_cst);
+    if (p->inbox.load(std::memory_order_seq_cst) == nullptr) break;
+    State expected = State::waiting;
+    if (budget >= kWakeBudget) {
+      if (p->state.compare_exchange_strong(expected, State::queued)) shared_.push(p);
+      break;
+    }
+    if (!p->state.compare_exchange_strong(expected, State::running)) break;  // a sender queued it
+  }
+  set_current(nullptr);
+}
+
+}  // namespace nodus::runtime

@@ -1,0 +1,47 @@
+// One thread delivers every timed message (send_after, receive timeouts): no thread per timer.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "nodus/message.hpp"
+#include "nodus/pid.hpp"
+#include "nodus/receive.hpp"
+
+namespace nodus::runtime {
+
+class TimerService {
+ public:
+  TimerService();
+  ~TimerService();
+  TimerService(const TimerService&) = delete;
+
+  /// Delivers `n` to `to` at `deadline`. Takes ownership of `n`. Returns the timer id (never 0).
+  std::uint64_t add(Clock::time_point deadline, const Pid& to, detail::MsgNode* n);
+  /// Removes a pending timer and frees its node; false if it fired already or never existed.
+  bool cancel(std::uint64_t id);
+  void stop();
+  std::size_t pending() const;
+
+ private:
+  struct Entry {
+    Pid to;
+    detail::MsgNode* node;
+  };
+  using Key = std::pair<Clock::time_point, std::uint64_t>;
+  void loop();
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<Key, Entry> by_deadline_;
+  std::unordered_map<std::uint64_t, Clock::time_point> deadline_of_;
+  std::uint64_t next_id_ = 1;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace nodus::runtime
