@@ -60,6 +60,7 @@ class Mailbox {
   void wait(detail::Receiver& r);
   runtime::Process* p_;
   Pid pid_;
+  bool dead_ = false;
   runtime::Process* previous_;
 };
 

@@ -1,6 +1,8 @@
 // Messages in a mailbox: typed C++ values moved (not copied, not serialized) into one node.
 #pragma once
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <sstream>
 #include <string>
@@ -28,16 +30,26 @@ struct TypeInfo {
   std::string (*print)(const MsgNode*);
 };
 
-/// A mailbox node: intrusive link plus type; the value follows in TypedNode<T>.
+/// Node memory: per-thread caches handed between threads in batches (node_alloc.cpp).
+void* node_alloc(std::size_t size);
+void node_free(void* p, std::size_t size) noexcept;
+
+/// A mailbox node: intrusive link, type, and the identity of the process it was delivered to
+/// (a node that reaches a recycled control block is recognised and dropped). The value follows
+/// in TypedNode<T>.
 struct MsgNode {
-  MsgNode* next = nullptr;
+  explicit MsgNode(const TypeInfo* ti = nullptr) : type(ti) {}
+  std::atomic<MsgNode*> next{nullptr};
   const TypeInfo* type;
+  std::uint64_t stamp = 0;
 };
 
 template <class T>
 struct TypedNode final : MsgNode {
   template <class... A>
-  explicit TypedNode(const TypeInfo* ti, A&&... a) : MsgNode{nullptr, ti}, value(std::forward<A>(a)...) {}
+  explicit TypedNode(const TypeInfo* ti, A&&... a) : MsgNode(ti), value(std::forward<A>(a)...) {}
+  static void* operator new(std::size_t n) { return node_alloc(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { node_free(p, n); }
   T value;
 };
 

@@ -19,25 +19,23 @@ Process* caller(const char* what) {
 }
 
 void reset_for_spawn(Process* p) {
+  runtime::drain(p);  // strays for a former incarnation of this block
   p->alive = true;
-  p->is_thread = false;
+  p->is_thread.store(false, std::memory_order_relaxed);
   p->trap_exit = false;
   p->started = false;
   p->yielding = false;
   p->exit_reason = nullptr;
-  p->save_head = nullptr;
-  p->save_tail = &p->save_head;
-  p->cursor = &p->save_head;
   p->pending = nullptr;
   p->next_token = 0;
   p->extras = nullptr;
   p->run_next = nullptr;
 }
 
-// Adds `other` to `p`'s links if `p` is alive; false if it is not.
-bool add_link(Process* p, const Pid& other) {
+// Adds `other` to the links of `p` (the block of `pid`) if it is still that live process.
+bool add_link(Process* p, const Pid& pid, const Pid& other) {
   std::lock_guard lock(p->lock);
-  if (!p->alive) return false;
+  if (!p->is(runtime::ident_of(pid))) return false;
   auto& l = p->ext().links;
   if (std::find(l.begin(), l.end(), other) == l.end()) l.push_back(other);
   return true;
@@ -66,13 +64,14 @@ Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monito
     h.destroy();
     if (c.destroy) c.destroy(c.object);
     delete std::exchange(p->extras, nullptr);
+    p->alive = false;
     cx.pool.put(p);
     throw std::runtime_error("system_limit: too many processes");
   }
   const Pid pid = p->pid();
   if (opts.link) {
-    add_link(p, parent->pid());
-    add_link(parent, pid);
+    add_link(p, pid, parent->pid());
+    add_link(parent, parent->pid(), pid);
   }
   if (opts.monitor) {
     const Ref ref = make_ref();
@@ -157,16 +156,13 @@ bool register_name(Atom name, const Pid& pid) {
   if (!pid.is_local()) return false;
   Process* p = cx.table.lookup(pid);
   if (p == nullptr) return false;
-  bool ok = false;
-  {
-    std::lock_guard lock(p->lock);
-    if (p->alive && !(p->extras && p->extras->name) && cx.registry.add(name, pid)) {
-      p->ext().name = name;
-      ok = true;
-    }
+  std::lock_guard lock(p->lock);
+  if (p->is(runtime::ident_of(pid)) && !(p->extras && p->extras->name) &&
+      cx.registry.add(name, pid)) {
+    p->ext().name = name;
+    return true;
   }
-  p->release();
-  return ok;
+  return false;
 }
 
 bool unregister_name(Atom name) {
@@ -174,11 +170,10 @@ bool unregister_name(Atom name) {
   auto pid = cx.registry.find(name);
   if (!pid) return false;
   if (Process* p = cx.table.lookup(*pid)) {
-    {
-      std::lock_guard lock(p->lock);
-      if (p->extras && p->extras->name == name) p->extras->name.reset();
+    std::lock_guard lock(p->lock);
+    if (p->is(runtime::ident_of(*pid)) && p->extras && p->extras->name == name) {
+      p->extras->name.reset();
     }
-    p->release();
   }
   return cx.registry.erase(name, *pid);
 }
@@ -196,9 +191,8 @@ void link(const Pid& pid) {
   const Pid my = me->pid();
   if (pid == my) return;
   Process* t = ctx().table.lookup(pid);
-  const bool alive = t && add_link(t, my);
-  if (t) t->release();
-  add_link(me, pid);
+  const bool alive = t && add_link(t, pid, my);
+  add_link(me, my, pid);
   if (!alive) runtime::send_exit_signal(my, pid, atoms::noproc(), true);
 }
 
@@ -209,11 +203,8 @@ void unlink(const Pid& pid) {
     if (me->extras) std::erase(me->extras->links, pid);
   }
   if (Process* t = ctx().table.lookup(pid)) {
-    {
-      std::lock_guard lock(t->lock);
-      if (t->alive && t->extras) std::erase(t->extras->links, me->pid());
-    }
-    t->release();
+    std::lock_guard lock(t->lock);
+    if (t->is(runtime::ident_of(pid)) && t->extras) std::erase(t->extras->links, me->pid());
   }
 }
 
@@ -224,14 +215,11 @@ Ref monitor(const Pid& pid) {
   Process* t = ctx().table.lookup(pid);
   bool alive = false;
   if (t) {
-    {
-      std::lock_guard lock(t->lock);
-      if (t->alive) {
-        t->ext().watchers.emplace_back(ref, my);
-        alive = true;
-      }
+    std::lock_guard lock(t->lock);
+    if (t->is(runtime::ident_of(pid))) {
+      t->ext().watchers.emplace_back(ref, my);
+      alive = true;
     }
-    t->release();
   }
   if (alive) {
     std::lock_guard lock(me->lock);
@@ -269,13 +257,8 @@ bool trap_exit(bool on) {
 bool is_process_alive(const Pid& pid) {
   Process* p = ctx().table.lookup(pid);
   if (p == nullptr) return false;
-  bool alive;
-  {
-    std::lock_guard lock(p->lock);
-    alive = p->alive;
-  }
-  p->release();
-  return alive;
+  std::lock_guard lock(p->lock);
+  return p->is(runtime::ident_of(pid));
 }
 
 Pid group_leader() {
@@ -287,11 +270,8 @@ Pid group_leader() {
 
 void set_group_leader(const Pid& leader, const Pid& pid) {
   if (Process* p = ctx().table.lookup(pid)) {
-    {
-      std::lock_guard lock(p->lock);
-      p->group_leader = leader;
-    }
-    p->release();
+    std::lock_guard lock(p->lock);
+    if (p->is(runtime::ident_of(pid))) p->group_leader = leader;
   }
 }
 

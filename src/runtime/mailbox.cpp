@@ -16,38 +16,34 @@ Mailbox::Mailbox() {
   auto& cx = runtime::ctx();
   previous_ = runtime::current();
   p_ = cx.pool.get();
+  runtime::drain(p_);
   p_->alive = true;
-  p_->is_thread = true;
+  p_->is_thread.store(true, std::memory_order_relaxed);
   p_->started = true;
   p_->trap_exit = false;
   p_->exit_reason = nullptr;
-  p_->save_head = nullptr;
-  p_->save_tail = &p_->save_head;
-  p_->cursor = &p_->save_head;
   p_->pending = nullptr;
   p_->extras = nullptr;
   p_->root = {};
   p_->group_leader = cx.io_server;
-  p_->thread_wait = new runtime::ThreadWait;
+  if (p_->thread_wait == nullptr) p_->thread_wait = new runtime::ThreadWait;
   p_->state.store(State::running, std::memory_order_relaxed);
   if (!cx.table.insert(p_)) {
-    delete std::exchange(p_->thread_wait, nullptr);
+    p_->alive = false;
     cx.pool.put(p_);
     throw std::runtime_error("system_limit: too many processes");
   }
-  p_->retain();  // ours: the block stays valid after the process exits
   pid_ = p_->pid();
   runtime::set_current(p_);
 }
 
 Mailbox::~Mailbox() {
-  if (p_->alive) runtime::terminate(p_, atoms::normal());
-  p_->release();
+  if (!dead_) runtime::terminate(p_, atoms::normal());
   runtime::set_current(previous_);
 }
 
 void Mailbox::wait(detail::Receiver& r) {
-  if (!p_->alive) throw ProcessExit{atoms::noproc()};
+  if (dead_) throw ProcessExit{atoms::noproc()};
   p_->cursor = &p_->save_head;
   p_->pending = &r;
   for (;;) {
@@ -55,7 +51,8 @@ void Mailbox::wait(detail::Receiver& r) {
     if (s == runtime::Scan::matched) break;
     if (s == runtime::Scan::must_exit) {
       Term reason = *p_->exit_reason;
-      runtime::terminate(p_, reason);
+      dead_ = true;
+      runtime::terminate(p_, reason);  // the block goes back to the pool: no use of p_ after
       throw ProcessExit{std::move(reason)};
     }
     if (Clock::now() >= r.deadline) {
@@ -63,7 +60,7 @@ void Mailbox::wait(detail::Receiver& r) {
       break;
     }
     p_->state.store(State::waiting, std::memory_order_seq_cst);
-    if (p_->inbox.load(std::memory_order_seq_cst) == nullptr) {
+    if (!runtime::has_input(p_)) {
       std::unique_lock lock(p_->thread_wait->mu);
       p_->thread_wait->cv.wait_until(lock, r.deadline, [&] {
         return p_->state.load(std::memory_order_acquire) != State::waiting;
@@ -74,7 +71,10 @@ void Mailbox::wait(detail::Receiver& r) {
   p_->pending = nullptr;
 }
 
-std::vector<Message> Mailbox::flush() { return runtime::take_all(p_); }
+std::vector<Message> Mailbox::flush() {
+  if (dead_) return {};
+  return runtime::take_all(p_);
+}
 
 std::string Mailbox::flush_print() {
   std::string out;
@@ -84,6 +84,6 @@ std::string Mailbox::flush_print() {
   return out;
 }
 
-bool Mailbox::trap_exit(bool on) { return std::exchange(p_->trap_exit, on); }
+bool Mailbox::trap_exit(bool on) { return dead_ ? false : std::exchange(p_->trap_exit, on); }
 
 }  // namespace nodus

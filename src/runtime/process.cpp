@@ -11,17 +11,64 @@
 
 namespace nodus::runtime {
 namespace {
-thread_local Process* tl_current = nullptr;
+NODUS_TLS Process* tl_current = nullptr;
+using detail::MsgNode;
 
 template <class T>
-T& value_of(detail::MsgNode* n) {
+T& value_of(MsgNode* n) {
   return static_cast<detail::TypedNode<T>*>(n)->value;
 }
 
-void append(Process* p, detail::MsgNode* n) {
-  n->next = nullptr;
+void destroy(MsgNode* n) noexcept { n->type->destroy(n); }
+
+void append(Process* p, MsgNode* n) {
+  n->next.store(nullptr, std::memory_order_relaxed);
   *p->save_tail = n;
-  p->save_tail = &n->next;
+  p->save_tail = reinterpret_cast<MsgNode**>(&n->next);
+}
+
+MsgNode* next_of(MsgNode* n) { return n->next.load(std::memory_order_relaxed); }
+MsgNode** link_of(MsgNode* n) { return reinterpret_cast<MsgNode**>(&n->next); }
+
+// Vyukov's MPSC push; the seq_cst link store pairs with the owner's seq_cst `waiting` store.
+void link_in(Process* p, MsgNode* n) noexcept {
+  n->next.store(nullptr, std::memory_order_relaxed);
+  MsgNode* prev = p->inbox_head.exchange(n, std::memory_order_acq_rel);
+  prev->next.store(n, std::memory_order_seq_cst);
+}
+
+// Vyukov's MPSC pop (owner only). nullptr when empty or when the next push is still in flight.
+MsgNode* pop(Process* p) noexcept {
+  MsgNode* tail = p->inbox_tail;
+  MsgNode* next = tail->next.load(std::memory_order_seq_cst);
+  if (tail == &p->stub) {
+    if (next == nullptr) return nullptr;
+    p->inbox_tail = next;
+    tail = next;
+    next = next->next.load(std::memory_order_seq_cst);
+  }
+  if (next) {
+    p->inbox_tail = next;
+    return tail;
+  }
+  if (tail != p->inbox_head.load(std::memory_order_seq_cst)) return nullptr;
+  link_in(p, &p->stub);
+  next = tail->next.load(std::memory_order_seq_cst);
+  if (next) {
+    p->inbox_tail = next;
+    return tail;
+  }
+  return nullptr;
+}
+
+// Pops the next node meant for this incarnation (strays for a former one are dropped).
+MsgNode* pop_own(Process* p) noexcept {
+  const std::uint64_t me = p->ident.load(std::memory_order_relaxed);
+  for (;;) {
+    MsgNode* n = pop(p);
+    if (n == nullptr || n->stamp == me) return n;
+    destroy(n);
+  }
 }
 
 void set_exit(Process* p, Term reason) {
@@ -38,8 +85,10 @@ bool remove_link(Process* p, const Pid& other) {
   return true;
 }
 
-// Erlang's rules for an exit signal reaching a process.
-void handle_exit_signal(Process* p, detail::MsgNode* n) {
+// Erlang's rules for an exit signal reaching a process. Returns the {'EXIT', From, Reason}
+// message it becomes when the process traps exits, else nullptr.
+MsgNode* handle_exit_signal(Process* p, MsgNode* n) {
+  MsgNode* out = nullptr;
   auto& sig = value_of<ExitSignal>(n);
   const bool relevant = !sig.from_link || remove_link(p, sig.from);
   if (relevant) {
@@ -48,40 +97,38 @@ void handle_exit_signal(Process* p, detail::MsgNode* n) {
     if (is_kill && !sig.from_link) {
       set_exit(p, atoms::killed());  // untrappable
     } else if (p->trap_exit) {
-      append(p, detail::make_node(ExitMsg{sig.from, std::move(sig.reason)}));
+      out = detail::make_node(ExitMsg{sig.from, std::move(sig.reason)});
+      out->stamp = n->stamp;
     } else if (!is_normal) {
       set_exit(p, std::move(sig.reason));
     } else if (!sig.from_link && sig.from == p->pid()) {
       set_exit(p, atoms::normal());  // exit(self(), normal) does end the caller
     }
   }
-  n->type->destroy(n);
+  destroy(n);
+  return out;
 }
 
-// Moves everything from the inbox to the save list in arrival order, acting on signals.
-void intake(Process* p) {
-  detail::MsgNode* n = p->inbox.exchange(nullptr, std::memory_order_acquire);
-  if (n == nullptr) return;
-  detail::MsgNode* fifo = nullptr;
-  while (n) {
-    detail::MsgNode* next = n->next;
-    n->next = fifo;
-    fifo = n;
-    n = next;
+// Acts on a signal node. Returns the message the node amounts to: `n` itself for an ordinary
+// message, a trapped exit's ExitMsg, or nullptr when nothing is left for the mailbox.
+MsgNode* handle_signal(Process* p, MsgNode* n) {
+  switch (n->type->kind) {
+    case detail::NodeKind::message: return n;
+    case detail::NodeKind::exit_signal: return handle_exit_signal(p, n);
+    case detail::NodeKind::timeout_signal:
+      if (p->pending && p->pending->token == value_of<TimeoutSignal>(n).token) {
+        p->pending->timed_out = true;
+      }
+      destroy(n);
+      return nullptr;
   }
-  while (fifo) {
-    detail::MsgNode* next = fifo->next;
-    switch (fifo->type->kind) {
-      case detail::NodeKind::message: append(p, fifo); break;
-      case detail::NodeKind::exit_signal: handle_exit_signal(p, fifo); break;
-      case detail::NodeKind::timeout_signal:
-        if (p->pending && p->pending->token == value_of<TimeoutSignal>(fifo).token) {
-          p->pending->timed_out = true;
-        }
-        fifo->type->destroy(fifo);
-        break;
-    }
-    fifo = next;
+  return nullptr;
+}
+
+// Moves every arrival into the save list, acting on signals.
+void take_arrivals(Process* p) {
+  while (MsgNode* n = pop_own(p)) {
+    if (MsgNode* m = handle_signal(p, n)) append(p, m);
   }
 }
 
@@ -97,26 +144,19 @@ std::string demangle(const char* name) {
 void remove_watcher(const Pid& target, const Ref& ref) {
   Process* t = ctx().table.lookup(target);
   if (t == nullptr) return;
-  {
-    std::lock_guard lock(t->lock);
-    if (t->alive && t->extras) {
-      auto& w = t->extras->watchers;
-      std::erase_if(w, [&](const auto& e) { return e.first == ref; });
-    }
+  std::lock_guard lock(t->lock);
+  if (t->is(ident_of(target)) && t->extras) {
+    std::erase_if(t->extras->watchers, [&](const auto& e) { return e.first == ref; });
   }
-  t->release();
 }
 
 void remove_monitoring(const Pid& watcher, const Ref& ref) {
   Process* w = ctx().table.lookup(watcher);
   if (w == nullptr) return;
-  {
-    std::lock_guard lock(w->lock);
-    if (w->alive && w->extras) {
-      std::erase_if(w->extras->monitoring, [&](const auto& e) { return e.first == ref; });
-    }
+  std::lock_guard lock(w->lock);
+  if (w->is(ident_of(watcher)) && w->extras) {
+    std::erase_if(w->extras->monitoring, [&](const auto& e) { return e.first == ref; });
   }
-  w->release();
 }
 
 Process* current() noexcept { return tl_current; }
@@ -129,43 +169,46 @@ Pid Process::pid() const {
              static_cast<std::uint32_t>(id)};
 }
 
+Process::~Process() {
+  drain(this);
+  delete thread_wait;
+}
+
 Extras& Process::ext() {
   if (extras == nullptr) extras = new Extras;
   return *extras;
 }
 
-void Process::release() noexcept {
-  if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  // last reference: messages that arrived after the exit go, and the block is recycled
-  destroy_chain(inbox.exchange(nullptr, std::memory_order_acquire));
-  delete thread_wait;
-  thread_wait = nullptr;
-  ident.store(0, std::memory_order_relaxed);
-  if (Context* c = ctx_if()) c->pool.put(this);
-}
-
-void destroy_chain(detail::MsgNode* n) noexcept {
+void destroy_chain(MsgNode* n) noexcept {
   while (n) {
-    detail::MsgNode* next = n->next;
-    n->type->destroy(n);
+    MsgNode* next = next_of(n);
+    destroy(n);
     n = next;
   }
 }
 
-void push(Process* p, detail::MsgNode* n) noexcept {
-  detail::MsgNode* head = p->inbox.load(std::memory_order_relaxed);
-  do {
-    n->next = head;
-  } while (!p->inbox.compare_exchange_weak(head, n, std::memory_order_seq_cst,
-                                           std::memory_order_relaxed));
-  // pairs with the owner's "store waiting; load inbox" (both seq_cst): one of us sees the other
+void push(Process* p, MsgNode* n) noexcept {
+  link_in(p, n);
   if (p->state.load(std::memory_order_seq_cst) == State::waiting) wake(p);
+}
+
+bool has_input(Process* p) noexcept {
+  MsgNode* t = p->inbox_tail;
+  if (t->next.load(std::memory_order_seq_cst) != nullptr) return true;
+  return t != &p->stub && t == p->inbox_head.load(std::memory_order_seq_cst);
+}
+
+void drain(Process* p) noexcept {
+  while (MsgNode* n = pop(p)) destroy(n);
+  destroy_chain(std::exchange(p->save_head, nullptr));
+  p->save_tail = &p->save_head;
+  p->cursor = &p->save_head;
 }
 
 void wake(Process* p) noexcept {
   State expected = State::waiting;
   if (!p->state.compare_exchange_strong(expected, State::queued, std::memory_order_acq_rel)) return;
-  if (p->is_thread) {
+  if (p->is_thread.load(std::memory_order_relaxed)) {
     { std::lock_guard lock(p->thread_wait->mu); }
     p->thread_wait->cv.notify_one();
   } else {
@@ -173,15 +216,15 @@ void wake(Process* p) noexcept {
   }
 }
 
-void deliver_local(const Pid& to, detail::MsgNode* n) noexcept {
+void deliver_local(const Pid& to, MsgNode* n) noexcept {
   Context* c = ctx_if();
   Process* p = (c && !c->shutting_down.load(std::memory_order_relaxed)) ? c->table.lookup(to) : nullptr;
   if (p == nullptr) {
-    n->type->destroy(n);
+    destroy(n);
     return;
   }
+  n->stamp = ident_of(to);
   push(p, n);
-  p->release();
 }
 
 void send_exit_signal(const Pid& to, const Pid& from, Term reason, bool from_link) {
@@ -191,31 +234,45 @@ void send_exit_signal(const Pid& to, const Pid& from, Term reason, bool from_lin
 }
 
 Scan scan(Process* p, detail::Receiver& r) {
-  intake(p);
-  if (p->exit_reason) return Scan::must_exit;
-  detail::MsgNode** link = p->cursor;
-  for (detail::MsgNode* n = *link; n; link = &n->next, n = *link) {
+  // messages skipped earlier, from where this receive stopped last time
+  MsgNode** link = p->cursor;
+  for (MsgNode* n = *link; n; link = link_of(n), n = *link) {
     if (r.matches(&r, n)) {
-      *link = n->next;
-      if (p->save_tail == &n->next) p->save_tail = link;
-      n->next = nullptr;
+      *link = next_of(n);
+      if (p->save_tail == link_of(n)) p->save_tail = link;
+      n->next.store(nullptr, std::memory_order_relaxed);
       p->cursor = &p->save_head;
       r.matched = n;
       return Scan::matched;
     }
   }
-  p->cursor = link;  // the next look resumes here: earlier messages did not match
+  // new arrivals: a match is taken straight from the queue, the rest are saved
+  while (p->exit_reason == nullptr) {
+    MsgNode* n = pop_own(p);
+    if (n == nullptr) break;
+    n = handle_signal(p, n);
+    if (n == nullptr) continue;
+    if (r.matches(&r, n)) {
+      n->next.store(nullptr, std::memory_order_relaxed);
+      p->cursor = &p->save_head;
+      r.matched = n;
+      return Scan::matched;
+    }
+    append(p, n);
+  }
+  p->cursor = p->save_tail;  // everything saved so far has been looked at
+  if (p->exit_reason) return Scan::must_exit;
   return r.timed_out ? Scan::timed_out : Scan::no_match;
 }
 
 void remove_down(Process* p, const Ref& ref) {
-  intake(p);
-  for (detail::MsgNode** link = &p->save_head; *link; link = &(*link)->next) {
-    detail::MsgNode* n = *link;
+  take_arrivals(p);
+  for (MsgNode** link = &p->save_head; *link; link = link_of(*link)) {
+    MsgNode* n = *link;
     if (n->type == &detail::type_info_v<Down> && value_of<Down>(n).ref == ref) {
-      *link = n->next;
-      if (p->save_tail == &n->next) p->save_tail = link;
-      n->type->destroy(n);
+      *link = next_of(n);
+      if (p->save_tail == link_of(n)) p->save_tail = link;
+      destroy(n);
       break;
     }
   }
@@ -223,11 +280,11 @@ void remove_down(Process* p, const Ref& ref) {
 }
 
 std::vector<Message> take_all(Process* p) {
-  intake(p);
+  take_arrivals(p);
   std::vector<Message> out;
-  for (detail::MsgNode* n = p->save_head; n;) {
-    detail::MsgNode* next = n->next;
-    n->next = nullptr;
+  for (MsgNode* n = p->save_head; n;) {
+    MsgNode* next = next_of(n);
+    n->next.store(nullptr, std::memory_order_relaxed);
     out.emplace_back(n);
     n = next;
   }
@@ -264,13 +321,10 @@ void terminate(Process* p, Term reason) {
     if (e->closure.destroy) e->closure.destroy(e->closure.object);
     delete e;
   }
-  destroy_chain(std::exchange(p->save_head, nullptr));
-  p->save_tail = &p->save_head;
-  p->cursor = &p->save_head;
-  destroy_chain(p->inbox.exchange(nullptr, std::memory_order_acquire));
+  drain(p);  // late arrivals are dropped by the block's next owner (their stamp differs)
   p->pending = nullptr;
   p->state.store(State::exited, std::memory_order_release);
-  p->release();
+  c.pool.put(p);
 }
 
 Term reason_from_exception(std::exception_ptr e, bool* is_crash) {
@@ -290,4 +344,3 @@ Term reason_from_exception(std::exception_ptr e, bool* is_crash) {
 }
 
 }  // namespace nodus::runtime
-

@@ -52,47 +52,51 @@ struct TimeoutSignal {
   std::uint64_t token;
 };
 
-/// Control blocks live in a type-stable pool: once allocated, the memory stays a Process, so a
-/// sender holding a stale pointer can safely try to retain it and check its identity.
+/// Control blocks live in a type-stable pool: once allocated, the memory stays a Process for the
+/// runtime's life. A sender resolves a pid to a block and checks its identity without taking a
+/// reference; the node it pushes carries the identity it was meant for, so a node that lands in
+/// a block recycled in between is dropped by the new owner instead of being delivered.
+///
+/// The mailbox is Vyukov's intrusive MPSC queue (producers exchange `inbox_head`; the owner pops
+/// at `inbox_tail`) plus the owner's save list of messages a receive skipped.
 struct Process {
+  Process() { inbox_head.store(&stub, std::memory_order_relaxed); }
+  ~Process();  // at runtime teardown: frees strays left in the mailbox
+  Process(const Process&) = delete;
+
   // --- touched by senders
-  std::atomic<detail::MsgNode*> inbox{nullptr};  ///< LIFO stack of new nodes; owner reverses
-  std::atomic<std::uint32_t> refs{0};
+  std::atomic<detail::MsgNode*> inbox_head{nullptr};
   std::atomic<State> state{State::exited};
   std::atomic<std::uint64_t> ident{0};  ///< (slot << 32) | serial; 0 while free
-  SpinLock lock;                        ///< guards `alive` and `extras`
+  std::atomic<bool> is_thread{false};
+  SpinLock lock;                        ///< guards `alive`, `extras`, `group_leader`
   bool alive = false;
-  bool is_thread = false;
   // --- owner only (the worker running it, or the Mailbox thread)
+  detail::MsgNode* inbox_tail = &stub;
+  detail::MsgNode stub;
   bool trap_exit = false;
   bool started = false;
   bool yielding = false;
   Term* exit_reason = nullptr;  ///< set once an exit signal decided this process must die
-  detail::MsgNode* save_head = nullptr;  ///< messages taken from `inbox`, in arrival order
+  detail::MsgNode* save_head = nullptr;  ///< messages a receive skipped, in arrival order
   detail::MsgNode** save_tail = &save_head;
   detail::MsgNode** cursor = &save_head;  ///< where the pending receive stopped scanning
   detail::Receiver* pending = nullptr;
   std::coroutine_handle<> resume_point;
   Proc::handle root;
   std::uint64_t next_token = 0;
-  Pid group_leader;  ///< guarded by `lock` (set_group_leader may come from anywhere)
+  Pid group_leader;
   Extras* extras = nullptr;
-  ThreadWait* thread_wait = nullptr;  ///< Mailbox threads only; freed with the block
-  Process* run_next = nullptr;  ///< intrusive run-queue link
+  ThreadWait* thread_wait = nullptr;  ///< made on first use by a Mailbox; kept with the block
+  Process* run_next = nullptr;        ///< intrusive run-queue link
 
   Pid pid() const;
   Extras& ext();  ///< allocates extras; call with `lock` held or before publication
-
-  bool try_retain() noexcept {
-    auto n = refs.load(std::memory_order_relaxed);
-    while (n != 0) {
-      if (refs.compare_exchange_weak(n, n + 1, std::memory_order_acquire)) return true;
-    }
-    return false;
-  }
-  void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
-  void release() noexcept;
+  /// True if this block currently is the live process `ident` (call with `lock` held).
+  bool is(std::uint64_t id) const { return alive && ident.load(std::memory_order_relaxed) == id; }
 };
+
+inline std::uint64_t ident_of(const Pid& pid) { return (std::uint64_t(pid.id) << 32) | pid.serial; }
 
 /// What a look at the mailbox found for the pending receive.
 enum class Scan { matched, timed_out, no_match, must_exit };
@@ -103,9 +107,15 @@ void set_current(Process* p) noexcept;
 
 /// Pushes `n` into `p`'s mailbox and wakes `p` if it waits. Takes ownership of `n`.
 void push(Process* p, detail::MsgNode* n) noexcept;
+/// Owner only, after publishing `waiting`: is there a message it can take now? (A push still
+/// in flight does not count: its sender will see `waiting` and wake the owner.)
+bool has_input(Process* p) noexcept;
+/// Owner only: destroys whatever is in the mailbox (new incarnation, or termination).
+void drain(Process* p) noexcept;
 /// Makes a waiting process runnable (scheduler) or wakes its thread.
 void wake(Process* p) noexcept;
-/// Moves new nodes from the inbox to the save list, acting on signals; then scans for `r`.
+/// Looks for a match for `r`: first among skipped messages (from the cursor), then in new
+/// arrivals, acting on signals on the way.
 Scan scan(Process* p, detail::Receiver& r);
 /// Takes every ordinary message, oldest first (signals are acted on).
 std::vector<Message> take_all(Process* p);

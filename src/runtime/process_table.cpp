@@ -55,9 +55,7 @@ bool ProcessTable::insert(Process* p) {
     if (++s->serial == 0) s->serial = 1;  // serial 0 means "no process"
     serial = s->serial;
   }
-  // identity first, then the reference that makes try_retain succeed (see Process)
   p->ident.store((std::uint64_t(id) << 32) | serial, std::memory_order_release);
-  p->refs.store(1, std::memory_order_release);
   s->proc.store(p, std::memory_order_release);
   count_.fetch_add(1, std::memory_order_relaxed);
   return true;
@@ -77,11 +75,7 @@ Process* ProcessTable::lookup(const Pid& pid) const {
   Slot* s = slot(pid.id);
   if (s == nullptr) return nullptr;
   Process* p = s->proc.load(std::memory_order_acquire);
-  if (p == nullptr || !p->try_retain()) return nullptr;
-  if (p->ident.load(std::memory_order_acquire) != ((std::uint64_t(pid.id) << 32) | pid.serial)) {
-    p->release();
-    return nullptr;
-  }
+  if (p == nullptr || p->ident.load(std::memory_order_acquire) != ident_of(pid)) return nullptr;
   return p;
 }
 
@@ -95,7 +89,7 @@ std::vector<Process*> ProcessTable::snapshot() const {
   for (std::uint32_t id = 0; id < n; ++id) {
     Slot* s = slot(id);
     Process* p = s ? s->proc.load(std::memory_order_acquire) : nullptr;
-    if (p && p->try_retain()) out.push_back(p);
+    if (p) out.push_back(p);
   }
   return out;
 }

@@ -42,9 +42,11 @@ class ProcessTable {
   /// Publishes `p` under a fresh id/serial (sets p->ident). False if the table is full.
   bool insert(Process* p);
   void remove(Process* p);
-  /// The live local process `pid` names, retained; nullptr if none.
+  /// The block of the live local process `pid` names, or nullptr. No reference is taken: the
+  /// block may be recycled at any time, so callers re-check identity under its lock (or, for
+  /// delivery, stamp the node with it).
   Process* lookup(const Pid& pid) const;
-  /// Every published process, retained, for shutdown.
+  /// Every published process, for shutdown (workers stopped).
   std::vector<Process*> snapshot() const;
   std::size_t count() const { return count_.load(std::memory_order_relaxed); }
 

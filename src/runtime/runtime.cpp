@@ -57,15 +57,13 @@ Runtime::~Runtime() {
       if (m.is<io::Request>()) runtime::write_out(m.get<io::Request>());
     }
     std::fflush(stdout);
-    io->release();
   }
   // everything still alive goes without running exit notifications (the node is going away)
   for (runtime::Process* p : c->table.snapshot()) {
     runtime::set_current(p);
     if (p->root) p->root.destroy();
     p->root = {};
-    runtime::destroy_chain(std::exchange(p->save_head, nullptr));
-    runtime::destroy_chain(p->inbox.exchange(nullptr));
+    runtime::drain(p);
     delete std::exchange(p->exit_reason, nullptr);
     if (runtime::Extras* e = std::exchange(p->extras, nullptr)) {
       if (e->closure.destroy) e->closure.destroy(e->closure.object);

@@ -8,8 +8,8 @@
 
 namespace nodus::runtime {
 namespace {
-thread_local Scheduler* tl_sched = nullptr;
-thread_local void* tl_worker = nullptr;
+NODUS_TLS Scheduler* tl_sched = nullptr;
+NODUS_TLS void* tl_worker = nullptr;
 constexpr int kSpinRounds = 2000;  // about 20-50 us of polling before sleeping
 constexpr int kWakeBudget = 64;    // re-scans in a row before yielding the worker
 }  // namespace
@@ -42,6 +42,7 @@ Scheduler::Scheduler(unsigned n) {
   for (unsigned i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<Worker>());
     workers_.back()->index = i;
+    workers_.back()->seen.resize(n);
   }
 }
 
@@ -65,7 +66,8 @@ void Scheduler::stop() {
 
 void Scheduler::enqueue(Process* p) noexcept {
   if (tl_sched == this) {
-    static_cast<Worker*>(tl_worker)->queue.push(p);
+    Worker& w = *static_cast<Worker*>(tl_worker);
+    if (Process* old = w.runnext.exchange(p, std::memory_order_acq_rel)) w.queue.push(old);
   } else {
     shared_.push(p);
   }
@@ -80,14 +82,38 @@ void Scheduler::wake_one() noexcept {
   wake_seq_.notify_one();
 }
 
+bool Scheduler::has_local_work(Worker& w) const {
+  return w.runnext.load(std::memory_order_relaxed) != nullptr ||
+         w.queue.size.load(std::memory_order_relaxed) != 0 ||
+         shared_.size.load(std::memory_order_relaxed) != 0;
+}
+
+Process* Scheduler::steal_runnext(Worker& w) {
+  const auto n = workers_.size();
+  for (std::size_t i = 1; i < n; ++i) {
+    Worker& v = *workers_[(w.index + i) % n];
+    Worker::Seen& seen = w.seen[v.index];
+    Process* r = v.runnext.load(std::memory_order_acquire);
+    const auto tick = v.ticks.load(std::memory_order_acquire);
+    if (r != nullptr && r == seen.proc && tick == seen.tick &&
+        v.runnext.compare_exchange_strong(r, nullptr, std::memory_order_acq_rel)) {
+      seen = {};
+      return r;
+    }
+    seen = {r, tick};
+  }
+  return nullptr;
+}
+
 Process* Scheduler::find_work(Worker& w) {
+  if (Process* p = w.runnext.exchange(nullptr, std::memory_order_acq_rel)) return p;
   if (Process* p = w.queue.pop()) return p;
   if (Process* p = shared_.pop()) return p;
   const auto n = workers_.size();
   for (std::size_t i = 1; i < n; ++i) {
     if (Process* p = workers_[(w.index + i) % n]->queue.pop()) return p;
   }
-  return nullptr;
+  return steal_runnext(w);
 }
 
 void Scheduler::loop(Worker& w) {
@@ -95,7 +121,7 @@ void Scheduler::loop(Worker& w) {
   tl_worker = &w;
   while (!stop_.load(std::memory_order_acquire)) {
     if (Process* p = find_work(w)) {
-      run(p);
+      run(w, p);
       continue;
     }
     // spin a little: a message is often about to arrive
@@ -107,7 +133,7 @@ void Scheduler::loop(Worker& w) {
     }
     spinners_.fetch_sub(1, std::memory_order_seq_cst);
     if (p) {
-      run(p);
+      run(w, p);
       continue;
     }
     // sleep: announce, re-check, then wait for the sequence to move
@@ -116,13 +142,14 @@ void Scheduler::loop(Worker& w) {
     p = find_work(w);
     if (!p && !stop_.load(std::memory_order_acquire)) wake_seq_.wait(seq, std::memory_order_seq_cst);
     sleepers_.fetch_sub(1, std::memory_order_seq_cst);
-    if (p) run(p);
+    if (p) run(w, p);
   }
   tl_sched = nullptr;
   tl_worker = nullptr;
 }
 
-void Scheduler::run(Process* p) {
+void Scheduler::run(Worker& w, Process* p) {
+  w.ticks.fetch_add(1, std::memory_order_release);
   set_current(p);
   p->state.store(State::running, std::memory_order_relaxed);
   for (int budget = 0;; ++budget) {
@@ -172,9 +199,9 @@ void Scheduler::run(Process* p) {
         break;
       }
     }
-    // parked in a receive: publish `waiting`, then make sure no sender slipped in meanwhile
+    // park: publish `waiting`, then make sure no sender slipped in meanwhile
     p->state.store(State::waiting, std::memory_order_seq_cst);
-    if (p->inbox.load(std::memory_order_seq_cst) == nullptr) break;
+    if (!has_input(p)) break;
     State expected = State::waiting;
     if (budget >= kWakeBudget) {
       if (p->state.compare_exchange_strong(expected, State::queued)) shared_.push(p);

@@ -22,8 +22,9 @@ class Scheduler {
   void start();
   /// Stops and joins the workers; processes still queued stay queued (the runtime frees them).
   void stop();
-  /// Queues a process whose state the caller moved to `queued`. From a worker it goes to that
-  /// worker's queue (the woken process likely wants the data just sent), else to the shared one.
+  /// Queues a process whose state the caller moved to `queued`. From a worker it becomes that
+  /// worker's runnext (the woken process likely wants the data just sent), else it goes to the
+  /// shared queue.
   void enqueue(Process* p) noexcept;
   unsigned workers() const { return static_cast<unsigned>(workers_.size()); }
 
@@ -38,13 +39,24 @@ class Scheduler {
   };
   struct Worker {
     Queue queue;
+    /// The process this worker woke last runs next, here (its partner in a ping-pong is about
+    /// to wait). Others steal it only if it stays put while this worker keeps running.
+    std::atomic<Process*> runnext{nullptr};
+    std::atomic<std::uint64_t> ticks{0};  ///< processes run so far; thieves watch it move
+    struct Seen {
+      Process* proc = nullptr;
+      std::uint64_t tick = 0;
+    };
+    std::vector<Seen> seen;  ///< owner only: last look at each victim's runnext
     std::thread thread;
     unsigned index = 0;
   };
 
   void loop(Worker& w);
   Process* find_work(Worker& w);
-  void run(Process* p);
+  Process* steal_runnext(Worker& w);
+  bool has_local_work(Worker& w) const;
+  void run(Worker& w, Process* p);
   void wake_one() noexcept;
 
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -3,6 +3,10 @@
 
 #include <atomic>
 
+// Hot thread-locals of the runtime: the initial-exec model avoids a __tls_get_addr call per
+// access from a shared library (nodus is linked at startup, never dlopen'ed late).
+#define NODUS_TLS static thread_local __attribute__((tls_model("initial-exec")))
+
 namespace nodus::runtime {
 
 inline void cpu_relax() {

@@ -1,0 +1,236 @@
+// nodus-bench: the anchors' scenarios on nodus, printing `RESULT name=... value=... unit=...`.
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "nodus/nodus.hpp"
+
+using namespace nodus;
+using namespace std::chrono_literals;
+using BenchClock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  long n = 0;  // 0: each scenario's default
+  unsigned schedulers = 0;
+};
+
+double secs(BenchClock::time_point a, BenchClock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+void result(const char* name, double value, const char* unit) {
+  if (value >= 1000) {
+    std::printf("RESULT name=%s value=%.0f unit=%s\n", name, value, unit);
+  } else {
+    std::printf("RESULT name=%s value=%.3f unit=%s\n", name, value, unit);
+  }
+  std::fflush(stdout);
+}
+
+long rss_bytes() {
+  long total = 0, resident = 0;
+  std::ifstream f("/proc/self/statm");
+  f >> total >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+// ---------------------------------------------------------------- local_send
+// Same shape as the Erlang anchor: {seq, I, <<16 bytes>>}, one producer -> one consumer, timed
+// from the first send to the consumer's acknowledgement of the last message.
+struct Seq {
+  std::int64_t i;
+  std::array<char, 16> bin;
+};
+struct Consumed {
+  long n;
+  long out_of_order;
+};
+
+Proc consumer(Pid parent, long n) {
+  long bad = 0;
+  for (long c = 1; c <= n; ++c) {
+    Seq s = co_await receive<Seq>();
+    if (s.i != c) ++bad;
+  }
+  send(parent, Consumed{n, bad});
+}
+
+Proc producer(Pid report, long n) {
+  std::array<char, 16> bin;
+  bin.fill('x');
+  Pid c = spawn(consumer, self(), n);
+  const auto t0 = BenchClock::now();
+  for (long i = 1; i <= n; ++i) send(c, Seq{i, bin});
+  const auto t_sent = BenchClock::now();
+  Consumed done = co_await receive<Consumed>();
+  const auto t1 = BenchClock::now();
+  send(report, tuple(secs(t0, t1), secs(t0, t_sent), done.out_of_order));
+}
+
+int local_send(const Options& o) {
+  const long n = o.n ? o.n : 10'000'000;
+  Runtime rt({.schedulers = o.schedulers});
+  Mailbox mb;
+  spawn(producer, self(), 100'000L);  // warm-up, not timed
+  if (!mb.receive<Term>(60s)) return 1;
+  spawn(producer, self(), n);
+  auto r = mb.receive<Term>(300s);
+  if (!r) return 1;
+  const double elapsed = (*r)[0].as_double();
+  std::fprintf(stderr, "detail: local_send %ld msgs; elapsed %.3f s (first send -> ack); producer done after %.3f s; out_of_order=%lld\n",
+               n, elapsed, (*r)[1].as_double(), static_cast<long long>((*r)[2].as_int()));
+  if ((*r)[2].as_int() != 0) return 1;
+  result("local_send", n / elapsed, "msgs/s");
+  return 0;
+}
+
+// ---------------------------------------------------------------- local_pingpong
+struct Ping {
+  Pid from;
+  long i;
+};
+struct Pong {
+  long i;
+};
+
+Proc echo() {
+  for (;;) {
+    Ping p = co_await receive<Ping>();
+    send(p.from, Pong{p.i});
+  }
+}
+
+Proc pinger(Pid report, Pid server, long n) {
+  const auto t0 = BenchClock::now();
+  for (long i = 0; i < n; ++i) {
+    send(server, Ping{self(), i});
+    Pong p = co_await receive<Pong>();
+    if (p.i != i) throw std::runtime_error("pong out of order");
+  }
+  send(report, secs(t0, BenchClock::now()));
+}
+
+int local_pingpong(const Options& o) {
+  const long n = o.n ? o.n : 1'000'000;
+  Runtime rt({.schedulers = o.schedulers});
+  Mailbox mb;
+  Pid server = spawn(echo);
+  spawn(pinger, self(), server, 10'000L);
+  if (!mb.receive<Term>(60s)) return 1;
+  spawn(pinger, self(), server, n);
+  auto r = mb.receive<Term>(300s);
+  if (!r) return 1;
+  const double elapsed = r->as_double();
+  std::fprintf(stderr, "detail: local_pingpong %ld round trips in %.3f s (%.2f us each)\n", n,
+               elapsed, elapsed * 1e6 / n);
+  result("local_pingpong", n / elapsed, "roundtrips/s");
+  return 0;
+}
+
+// ---------------------------------------------------------------- local_spawn
+// N processes that each wait in receive; timed until every one of them is waiting.
+struct Stop {};
+std::atomic<long> g_waiting{0};
+
+Proc idle() {
+  g_waiting.fetch_add(1, std::memory_order_relaxed);
+  co_await receive<Stop>();
+}
+
+Proc spawner(Pid report, long n, std::vector<Pid>* out) {
+  for (long i = 0; i < n; ++i) (*out)[i] = spawn(idle);
+  send(report, atom("spawned"));
+  co_return;
+}
+
+int local_spawn(const Options& o) {
+  const long n = o.n ? o.n : 1'000'000;
+  Runtime rt({.schedulers = o.schedulers});
+  Mailbox mb;
+  std::vector<Pid> pids(n);  // allocated and touched before the baseline
+  {
+    // warm-up: first-use allocations (pools, table chunks) stay out of the delta
+    std::vector<Pid> w(2000);
+    spawn(spawner, self(), 2000L, &w);
+    if (!mb.receive<Term>(60s)) return 1;
+    while (g_waiting.load() < 2000) std::this_thread::yield();
+    for (auto& p : w) send(p, Stop{});
+  }
+  g_waiting = 0;
+  const long rss0 = rss_bytes();
+  const auto t0 = BenchClock::now();
+  spawn(spawner, self(), n, &pids);
+  if (!mb.receive<Term>(120s)) return 1;
+  const auto t1 = BenchClock::now();
+  while (g_waiting.load(std::memory_order_relaxed) < n) {
+    if (secs(t0, BenchClock::now()) > 120) return 1;
+    std::this_thread::yield();
+  }
+  const auto t2 = BenchClock::now();
+  const long rss1 = rss_bytes();
+  const double per = double(rss1 - rss0) / n;
+  std::fprintf(stderr, "detail: local_spawn %ld processes; spawn loop %.3f s; all waiting in receive at %.3f s; rss %ld -> %ld kB (%.0f B/process)\n",
+               n, secs(t0, t1), secs(t0, t2), rss0 / 1024, rss1 / 1024, per);
+  result("local_spawn", secs(t0, t2), "s");
+  result("local_spawn_mem", per, "bytes/process");
+  for (auto& p : pids) send(p, Stop{});
+  return 0;
+}
+
+const std::map<std::string, std::function<int(const Options&)>>& scenarios() {
+  static const std::map<std::string, std::function<int(const Options&)>> s{
+      {"local_send", local_send},
+      {"local_pingpong", local_pingpong},
+      {"local_spawn", local_spawn},
+  };
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"nodus-bench: nodus on the anchors' scenarios; prints RESULT lines"};
+  Options o;
+  std::vector<std::string> names;
+  bool list = false;
+  app.add_option("scenario", names, "scenarios to run, in order (see --list)");
+  app.add_option("-n,--n", o.n, "message/process count (default: per scenario, as the anchors)");
+  app.add_option("--schedulers", o.schedulers, "worker threads (default: one per core)");
+  app.add_flag("--list", list, "list the scenarios");
+  CLI11_PARSE(app, argc, argv);
+  if (list) {
+    for (const auto& [name, fn] : scenarios()) std::printf("%s\n", name.c_str());
+    return 0;
+  }
+  if (names.empty()) {
+    std::fprintf(stderr, "no scenario given\n%s", app.help().c_str());
+    return 2;
+  }
+  int rc = 0;
+  for (const auto& name : names) {
+    auto it = scenarios().find(name);
+    if (it == scenarios().end()) {
+      std::fprintf(stderr, "unknown scenario: %s (try --list)\n", name.c_str());
+      return 2;
+    }
+    if (it->second(o) != 0) {
+      std::fprintf(stderr, "scenario %s failed\n", name.c_str());
+      rc = 1;
+    }
+  }
+  return rc;
+}
