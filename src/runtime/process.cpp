@@ -30,30 +30,32 @@ void append(Process* p, MsgNode* n) {
 MsgNode* next_of(MsgNode* n) { return n->next.load(std::memory_order_relaxed); }
 MsgNode** link_of(MsgNode* n) { return reinterpret_cast<MsgNode**>(&n->next); }
 
-// Vyukov's MPSC push; the seq_cst link store pairs with the owner's seq_cst `waiting` store.
-void link_in(Process* p, MsgNode* n) noexcept {
+// Vyukov's MPSC push, in two halves so the sender can read the owner's state in between: the
+// seq_cst exchange is what pairs with the owner's seq_cst "store waiting; load inbox_head".
+MsgNode* claim(Process* p, MsgNode* n) noexcept {
   n->next.store(nullptr, std::memory_order_relaxed);
-  MsgNode* prev = p->inbox_head.exchange(n, std::memory_order_acq_rel);
-  prev->next.store(n, std::memory_order_seq_cst);
+  return p->inbox_head.exchange(n, std::memory_order_seq_cst);
 }
+void publish(MsgNode* prev, MsgNode* n) noexcept { prev->next.store(n, std::memory_order_release); }
+void link_in(Process* p, MsgNode* n) noexcept { publish(claim(p, n), n); }
 
 // Vyukov's MPSC pop (owner only). nullptr when empty or when the next push is still in flight.
 MsgNode* pop(Process* p) noexcept {
   MsgNode* tail = p->inbox_tail;
-  MsgNode* next = tail->next.load(std::memory_order_seq_cst);
+  MsgNode* next = tail->next.load(std::memory_order_acquire);
   if (tail == &p->stub) {
     if (next == nullptr) return nullptr;
     p->inbox_tail = next;
     tail = next;
-    next = next->next.load(std::memory_order_seq_cst);
+    next = next->next.load(std::memory_order_acquire);
   }
   if (next) {
     p->inbox_tail = next;
     return tail;
   }
-  if (tail != p->inbox_head.load(std::memory_order_seq_cst)) return nullptr;
+  if (tail != p->inbox_head.load(std::memory_order_acquire)) return nullptr;  // push in flight
   link_in(p, &p->stub);
-  next = tail->next.load(std::memory_order_seq_cst);
+  next = tail->next.load(std::memory_order_acquire);
   if (next) {
     p->inbox_tail = next;
     return tail;
@@ -188,14 +190,16 @@ void destroy_chain(MsgNode* n) noexcept {
 }
 
 void push(Process* p, MsgNode* n) noexcept {
-  link_in(p, n);
-  if (p->state.load(std::memory_order_seq_cst) == State::waiting) wake(p);
+  MsgNode* prev = claim(p, n);
+  const bool waiting = p->state.load(std::memory_order_seq_cst) == State::waiting;
+  publish(prev, n);
+  if (waiting) wake(p);  // after publishing, so the woken owner finds the node linked
 }
 
 bool has_input(Process* p) noexcept {
-  MsgNode* t = p->inbox_tail;
-  if (t->next.load(std::memory_order_seq_cst) != nullptr) return true;
-  return t != &p->stub && t == p->inbox_head.load(std::memory_order_seq_cst);
+  // the tail is a message not yet taken, or a push has claimed a place (maybe still linking:
+  // the owner then looks again instead of parking, for the few instructions that takes)
+  return p->inbox_tail != &p->stub || p->inbox_head.load(std::memory_order_seq_cst) != &p->stub;
 }
 
 void drain(Process* p) noexcept {

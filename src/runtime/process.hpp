@@ -64,15 +64,18 @@ struct Process {
   ~Process();  // at runtime teardown: frees strays left in the mailbox
   Process(const Process&) = delete;
 
-  // --- touched by senders
+  // --- first cache line: what senders touch (the owner writes `state` only when it parks)
   std::atomic<detail::MsgNode*> inbox_head{nullptr};
   std::atomic<State> state{State::exited};
-  std::atomic<std::uint64_t> ident{0};  ///< (slot << 32) | serial; 0 while free
   std::atomic<bool> is_thread{false};
-  SpinLock lock;                        ///< guards `alive`, `extras`, `group_leader`
+  SpinLock lock;  ///< guards `alive`, `extras`, `group_leader`
   bool alive = false;
-  // --- owner only (the worker running it, or the Mailbox thread)
-  detail::MsgNode* inbox_tail = &stub;
+  std::atomic<std::uint64_t> ident{0};  ///< (slot << 32) | serial
+  Pid group_leader;                     ///< guarded by `lock` (set_group_leader may come from anywhere)
+  Extras* extras = nullptr;
+  ThreadWait* thread_wait = nullptr;  ///< made on first use by a Mailbox; kept with the block
+  // --- the owner's side (the worker running it, or the Mailbox thread), written per message
+  alignas(64) detail::MsgNode* inbox_tail = &stub;
   detail::MsgNode stub;
   bool trap_exit = false;
   bool started = false;
@@ -85,10 +88,7 @@ struct Process {
   std::coroutine_handle<> resume_point;
   Proc::handle root;
   std::uint64_t next_token = 0;
-  Pid group_leader;
-  Extras* extras = nullptr;
-  ThreadWait* thread_wait = nullptr;  ///< made on first use by a Mailbox; kept with the block
-  Process* run_next = nullptr;        ///< intrusive run-queue link
+  Process* run_next = nullptr;  ///< intrusive run-queue link
 
   Pid pid() const;
   Extras& ext();  ///< allocates extras; call with `lock` held or before publication
