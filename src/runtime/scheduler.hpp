@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -40,12 +41,14 @@ class Scheduler {
   struct Worker {
     Queue queue;
     /// The process this worker woke last runs next, here (its partner in a ping-pong is about
-    /// to wait). Others steal it only if it stays put while this worker keeps running.
+    /// to wait). Others steal it only once it has sat there for a grace period while this
+    /// worker kept running the same process: a woken receiver then finds a batch waiting.
     std::atomic<Process*> runnext{nullptr};
     std::atomic<std::uint64_t> ticks{0};  ///< processes run so far; thieves watch it move
     struct Seen {
       Process* proc = nullptr;
       std::uint64_t tick = 0;
+      int times = 0;
     };
     std::vector<Seen> seen;  ///< owner only: last look at each victim's runnext
     std::thread thread;

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Runs nodus-bench and the anchors (../shared/anchors) in the same run and prints, for each
+# pair, nodus's value, the anchor's, and the ratio nodus/anchor.
+#   ./scripts/bench.sh                    every scenario nodus-bench has, with its anchors
+#   ./scripts/bench.sh local_send         only these nodus scenarios
+#   NODUS_ANCHORS=/path ./scripts/bench.sh   anchors elsewhere (default: ../shared/anchors)
+#   --no-anchors                          nodus-bench only
+# Raw RESULT lines go to build-bench/bench-results.txt.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+
+anchors=${NODUS_ANCHORS:-$(cd .. && pwd)/shared/anchors}
+with_anchors=1 scenarios=()
+for a in "$@"; do
+  case $a in
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-anchors) with_anchors=0 ;;
+    -*) echo "unknown option: $a (see --help)" >&2; exit 2 ;;
+    *) scenarios+=("$a") ;;
+  esac
+done
+
+nodus_install_deps || exit 1
+dir=build-bench
+[ -f $dir/build.ninja ] || meson setup $dir --buildtype=release -Dtests=false >/dev/null || exit 1
+ninja -C $dir bench/nodus-bench >/dev/null || { echo "build failed" >&2; exit 1; }
+bench=$dir/bench/nodus-bench
+((${#scenarios[@]})) || mapfile -t scenarios < <($bench --list)
+
+# nodus result name | anchor result name | anchor set that produces it | better when
+pairs=(
+  "local_send|erlang.local_send|erlang:local_send|higher"
+  "local_send|caf_local_send|caf:local_send|higher"
+  "local_spawn|erlang.local_spawn|erlang:local_spawn|lower"
+  "local_spawn_mem|erlang.local_spawn_mem|erlang:local_spawn|lower"
+  "local_spawn|caf_local_spawn|caf:local_spawn|lower"
+  "local_spawn_mem|caf_local_spawn_mem|caf:local_spawn|lower"
+)
+
+out=$dir/bench-results.txt
+: >"$out"
+echo "== nodus-bench ${scenarios[*]}" >&2
+$bench "${scenarios[@]}" | tee -a "$out" | grep '^RESULT' >&2
+
+run_anchor() {  # set:scenario
+  local set=${1%%:*} s=${1#*:}
+  echo "== anchor $set $s" >&2
+  case $set in
+    erlang)
+      command -v erl >/dev/null || "$anchors/run.sh" --help >/dev/null 2>&1 || true
+      command -v erl >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq erlang-base erlang-dev >/dev/null; }
+      "$anchors/erlang/$s.sh" 2>/dev/null | grep '^RESULT ' | sed 's/^RESULT name=/RESULT name=erlang./' ;;
+    caf)
+      local bin=${ANCHOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nodus-anchors}/caf/bin/caf_bench
+      [ -x "$bin" ] || "$anchors/caf/build.sh" >&2 || return 1
+      timeout -k 5 160 "$bin" "$s" 2>/dev/null | grep '^RESULT ' ;;
+  esac
+}
+
+if ((with_anchors)); then
+  if [ ! -d "$anchors" ]; then
+    echo "anchors not found at $anchors (set NODUS_ANCHORS, or --no-anchors)" >&2
+    exit 1
+  fi
+  needed=()
+  for p in "${pairs[@]}"; do
+    IFS='|' read -r n a src better <<<"$p"
+    for s in "${scenarios[@]}"; do
+      if [[ $n == "$s" || $n == "${s}_"* ]] && [[ ! " ${needed[*]} " == *" $src "* ]]; then needed+=("$src"); fi
+    done
+  done
+  for src in "${needed[@]}"; do run_anchor "$src" | tee -a "$out" >&2; done
+fi
+
+value() { awk -v n="$1" '$1=="RESULT" && $2=="name="n {sub("value=","",$3); print $3; exit}' "$out"; }
+unit() { awk -v n="$1" '$1=="RESULT" && $2=="name="n {sub("unit=","",$4); print $4; exit}' "$out"; }
+
+printf '\n%-22s %14s %-28s %14s %9s\n' "scenario" "nodus" "anchor" "anchor value" "ratio"
+for s in $(awk '$1=="RESULT"{sub("name=","",$2); print $2}' "$out" | grep -v '\.' | grep -v '^caf_' | grep -v '^zmq_' | sort -u); do
+  v=$(value "$s")
+  shown=0
+  for p in "${pairs[@]}"; do
+    IFS='|' read -r n a src better <<<"$p"
+    [[ $n == "$s" ]] || continue
+    av=$(value "$a")
+    [ -n "$av" ] || continue
+    ratio=$(awk -v x="$v" -v y="$av" 'BEGIN{ if (y>0) printf "%.2fx", x/y; else print "-" }')
+    printf '%-22s %14s %-28s %14s %9s  (%s is better)\n' "$s" "$v $(unit "$s")" "$a" "$av" "$ratio" "$better"
+    shown=1
+  done
+  ((shown)) || printf '%-22s %14s %-28s %14s %9s\n' "$s" "$v $(unit "$s")" "(no anchor)" "-" "-"
+done
