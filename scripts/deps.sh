@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages nodus needs (as root), skipping what is already there.
-# Sourced by demo.sh, test.sh and bench.sh; run alone: ./scripts/deps.sh [extra packages...]
-set -euo pipefail
+# Sourced by demo.sh, test.sh and bench.sh (so it sets no shell options of theirs);
+# run alone: ./scripts/deps.sh [extra packages...]
 
 nodus_packages=(g++ meson ninja-build pkg-config libzmq3-dev cppzmq-dev libcereal-dev
   libspdlog-dev libfmt-dev catch2 libsodium-dev libtomlplusplus-dev libcli11-dev libreadline-dev)
@@ -23,5 +23,6 @@ nodus_install_deps() {
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  set -euo pipefail
   nodus_install_deps "$@"
 fi

@@ -22,7 +22,7 @@ struct SpawnOptions {
   Pid group_leader{};    ///< null: inherit the caller's group leader
 };
 
-/// Thrown by `exit(reason)` inside a process body: ends the process with `reason` (no crash
+/// Thrown by `exit_self(reason)` inside a process body: ends the process with `reason` (no crash
 /// report), like Erlang's `exit/1`.
 struct ProcessExit {
   Term reason;
@@ -102,8 +102,9 @@ std::optional<Pid> whereis(Atom name);
 /// ignored unless `pid` traps exits (then it is a message), anything else kills a
 /// non-trapping process.
 void exit(const Pid& pid, Term reason);
-/// Ends the calling process with `reason` (Erlang's exit/1). Throws ProcessExit.
-[[noreturn]] void exit(Term reason);
+/// Ends the calling process with `reason` (Erlang's exit/1). Throws ProcessExit. (Not called
+/// `exit`: with `using namespace nodus`, `exit(1)` would pick ::exit and end the OS process.)
+[[noreturn]] void exit_self(Term reason);
 
 /// Links the caller and `pid`; if `pid` is not alive the caller gets an exit signal `noproc`.
 void link(const Pid& pid);

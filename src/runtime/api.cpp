@@ -18,20 +18,6 @@ Process* caller(const char* what) {
   return p;
 }
 
-void reset_for_spawn(Process* p) {
-  runtime::drain(p);  // strays for a former incarnation of this block
-  p->alive = true;
-  p->is_thread.store(false, std::memory_order_relaxed);
-  p->trap_exit = false;
-  p->started = false;
-  p->yielding = false;
-  p->exit_reason = nullptr;
-  p->pending = nullptr;
-  p->next_token = 0;
-  p->extras = nullptr;
-  p->run_next = nullptr;
-}
-
 // Adds `other` to the links of `p` (the block of `pid`) if it is still that live process.
 bool add_link(Process* p, const Pid& pid, const Pid& other) {
   std::lock_guard lock(p->lock);
@@ -53,19 +39,20 @@ Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monito
     throw std::logic_error("spawn_link/spawn_monitor need a calling process");
   }
   Process* p = cx.pool.get();
-  reset_for_spawn(p);
+  runtime::prepare(p, false,
+                   !opts.group_leader.is_null() ? opts.group_leader
+                   : parent                     ? group_leader()
+                                                : cx.io_server);
   p->root = h;
   p->resume_point = h;
-  p->group_leader = !opts.group_leader.is_null() ? opts.group_leader
-                    : parent                     ? group_leader()
-                                                 : cx.io_server;
-  if (c.object) p->ext().closure = c;
+  if (c.object) {
+    std::lock_guard lock(p->lock);
+    p->ext().closure = c;
+  }
   if (!cx.table.insert(p)) {
     h.destroy();
     if (c.destroy) c.destroy(c.object);
-    delete std::exchange(p->extras, nullptr);
-    p->alive = false;
-    cx.pool.put(p);
+    runtime::retire(p);
     throw std::runtime_error("system_limit: too many processes");
   }
   const Pid pid = p->pid();
@@ -184,7 +171,7 @@ void exit(const Pid& pid, Term reason) {
   runtime::send_exit_signal(pid, self(), std::move(reason), false);
 }
 
-void exit(Term reason) { throw ProcessExit{std::move(reason)}; }
+void exit_self(Term reason) { throw ProcessExit{std::move(reason)}; }
 
 void link(const Pid& pid) {
   Process* me = caller("link");

@@ -16,21 +16,11 @@ Mailbox::Mailbox() {
   auto& cx = runtime::ctx();
   previous_ = runtime::current();
   p_ = cx.pool.get();
-  runtime::drain(p_);
-  p_->alive = true;
-  p_->is_thread.store(true, std::memory_order_relaxed);
-  p_->started = true;
-  p_->trap_exit = false;
-  p_->exit_reason = nullptr;
-  p_->pending = nullptr;
-  p_->extras = nullptr;
-  p_->root = {};
-  p_->group_leader = cx.io_server;
   if (p_->thread_wait == nullptr) p_->thread_wait = new runtime::ThreadWait;
+  runtime::prepare(p_, true, cx.io_server);
   p_->state.store(State::running, std::memory_order_relaxed);
   if (!cx.table.insert(p_)) {
-    p_->alive = false;
-    cx.pool.put(p_);
+    runtime::retire(p_);
     throw std::runtime_error("system_limit: too many processes");
   }
   pid_ = p_->pid();
@@ -59,6 +49,7 @@ void Mailbox::wait(detail::Receiver& r) {
       r.timed_out = true;
       break;
     }
+    if (runtime::push_in_flight(p_)) continue;  // a sender is mid-push: look again
     p_->state.store(State::waiting, std::memory_order_seq_cst);
     if (!runtime::has_input(p_)) {
       std::unique_lock lock(p_->thread_wait->mu);

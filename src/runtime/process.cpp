@@ -196,17 +196,41 @@ void push(Process* p, MsgNode* n) noexcept {
   if (waiting) wake(p);  // after publishing, so the woken owner finds the node linked
 }
 
-bool has_input(Process* p) noexcept {
-  // the tail is a message not yet taken, or a push has claimed a place (maybe still linking:
-  // the owner then looks again instead of parking, for the few instructions that takes)
-  return p->inbox_tail != &p->stub || p->inbox_head.load(std::memory_order_seq_cst) != &p->stub;
-}
-
 void drain(Process* p) noexcept {
   while (MsgNode* n = pop(p)) destroy(n);
   destroy_chain(std::exchange(p->save_head, nullptr));
   p->save_tail = &p->save_head;
   p->cursor = &p->save_head;
+}
+
+void prepare(Process* p, bool is_thread, const Pid& group_leader) {
+  drain(p);  // strays for a former incarnation of this block
+  p->is_thread.store(is_thread, std::memory_order_relaxed);
+  p->trap_exit = false;
+  p->started = is_thread;
+  p->yielding = false;
+  p->exit_reason = nullptr;
+  p->pending = nullptr;
+  p->next_token = 0;
+  p->run_next = nullptr;
+  p->root = {};
+  // a stale pid holder may be looking at this block under its lock (and will see the old
+  // identity, or this one once published)
+  std::lock_guard lock(p->lock);
+  p->alive = true;
+  p->extras = nullptr;
+  p->group_leader = group_leader;
+}
+
+void retire(Process* p) {
+  Extras* e;
+  {
+    std::lock_guard lock(p->lock);
+    p->alive = false;
+    e = std::exchange(p->extras, nullptr);
+  }
+  delete e;
+  ctx().pool.put(p);
 }
 
 void wake(Process* p) noexcept {

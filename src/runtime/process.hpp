@@ -107,11 +107,20 @@ void set_current(Process* p) noexcept;
 
 /// Pushes `n` into `p`'s mailbox and wakes `p` if it waits. Takes ownership of `n`.
 void push(Process* p, detail::MsgNode* n) noexcept;
-/// Owner only, after publishing `waiting`: is there a message it can take now? (A push still
-/// in flight does not count: its sender will see `waiting` and wake the owner.)
-bool has_input(Process* p) noexcept;
+/// Owner only, before parking: a push is half done (its sender claimed a place and has not
+/// linked it yet), so the owner should look again rather than park.
+inline bool push_in_flight(const Process* p) noexcept { return p->inbox_tail != &p->stub; }
+/// After publishing `waiting` (when the process may already belong to another worker, so only
+/// atomics may be read): has anything been pushed since the owner last emptied the queue?
+inline bool has_input(const Process* p) noexcept {
+  return p->inbox_head.load(std::memory_order_seq_cst) != &p->stub;
+}
 /// Owner only: destroys whatever is in the mailbox (new incarnation, or termination).
 void drain(Process* p) noexcept;
+/// Readies a block from the pool for a new process (not yet published).
+void prepare(Process* p, bool is_thread, const Pid& group_leader);
+/// Gives back a prepared block that was never published.
+void retire(Process* p);
 /// Makes a waiting process runnable (scheduler) or wakes its thread.
 void wake(Process* p) noexcept;
 /// Looks for a match for `r`: first among skipped messages (from the cursor), then in new

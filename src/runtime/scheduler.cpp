@@ -213,7 +213,14 @@ void Scheduler::run(Worker& w, Process* p) {
         break;
       }
     }
-    // park: publish `waiting`, then make sure no sender slipped in meanwhile
+    if (push_in_flight(p)) {  // a sender is mid-push: look again (bounded), do not park
+      if (budget < kWakeBudget) continue;
+      p->state.store(State::queued, std::memory_order_relaxed);
+      shared_.push(p);
+      break;
+    }
+    // park: publish `waiting`, then make sure no sender slipped in meanwhile. From here on the
+    // process may already be running on another worker: only its atomics may be touched.
     p->state.store(State::waiting, std::memory_order_seq_cst);
     if (!has_input(p)) break;
     State expected = State::waiting;

@@ -42,11 +42,11 @@ TEST_CASE("an escaping exception becomes {exception, Type, What}", "[exit]") {
   CHECK_FALSE(is_process_alive(p));
 }
 
-TEST_CASE("exit(reason) ends the process with that reason; returning is normal", "[exit]") {
+TEST_CASE("exit_self(reason) ends the process with that reason; returning is normal", "[exit]") {
   Runtime rt;
   Mailbox mb;
   auto [p1, r1] = spawn_monitor([]() -> Proc {
-    exit(tuple(atom("shutdown"), 3));
+    exit_self(tuple(atom("shutdown"), 3));
     co_return;
   });
   CHECK(wait_down(mb, r1).reason.to_string() == "{shutdown, 3}");
