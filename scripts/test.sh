@@ -69,5 +69,23 @@ for exe in "$dir"/tests/test_*; do
     echo "ok   $name: $p test cases"
   fi
 done
+# Packaging: install into a staging dir, build the local demo against the pkg-config file alone.
+if [[ $mode == plain && -z $filter ]]; then
+  stage=$(mktemp -d)
+  if meson install -C "$dir" --destdir "$stage" >"$dir/install.log" 2>&1 &&
+     pc=$(dirname "$(find "$stage" -name nodus.pc | head -n 1)") &&
+     flags=$(PKG_CONFIG_PATH=$pc PKG_CONFIG_SYSROOT_DIR=$stage pkg-config --cflags --libs nodus) &&
+     g++ -std=c++20 examples/local/main.cpp $flags -o "$stage/demo" 2>>"$dir/install.log" &&
+     out=$(LD_LIBRARY_PATH=$(dirname "$(find "$stage" -name 'libnodus.so' | head -n 1)") \
+       "$stage/demo" 2>>"$dir/install.log") && grep -qx "'sup?'" <<<"$out"; then
+    echo "ok   packaging: a program builds and runs against the installed nodus.pc"
+    passed=$((passed + 1))
+  else
+    echo "FAIL packaging (see $dir/install.log)"
+    failed=$((failed + 1))
+  fi
+  rm -rf "$stage"
+fi
+
 echo "$passed passed, $failed failed"
 ((failed == 0))
