@@ -5,6 +5,7 @@
 #include "nodus/io.hpp"
 #include "nodus/log.hpp"
 #include "nodus/mailbox.hpp"
+#include "nodus/node.hpp"
 #include "nodus/message.hpp"
 #include "nodus/pid.hpp"
 #include "nodus/proc.hpp"

@@ -14,15 +14,17 @@ namespace nodus {
 /// A process identifier: the node that owns the process (its name and incarnation) and the
 /// process's slot number and serial on that node. Printed like Erlang: `<0.132.0>` for a local
 /// process, `<N.132.0>` for a process of another node (N identifies that node here).
+/// A local pid has no node (the empty atom): the wire adds this node's name and creation, and
+/// a pid that comes back naming this very node (and incarnation) becomes local again.
 struct Pid {
-  Atom node;                 ///< name of the owning node, e.g. `kate@localhost`
+  Atom node;                   ///< owning node, e.g. `kate@localhost`; empty for a local pid
   std::uint32_t creation = 0;  ///< incarnation of that node (a restarted node gets a new one)
   std::uint32_t id = 0;        ///< slot number on the owning node
   std::uint32_t serial = 0;    ///< reuse counter of that slot; 0 never names a process
 
   /// True for the default-constructed "no process" value.
   bool is_null() const { return serial == 0; }
-  /// True if the process lives on this node (this incarnation).
+  /// True if the process lives on this node.
   bool is_local() const;
 
   friend bool operator==(const Pid&, const Pid&) = default;
@@ -34,7 +36,8 @@ struct Pid {
   }
 };
 
-/// A unique reference (`make_ref()`), used for monitors and request tags.
+/// A unique reference (`make_ref()`), used for monitors and request tags. Local ones have no
+/// node, like local pids.
 struct Ref {
   Atom node;
   std::uint32_t creation = 0;

@@ -77,7 +77,13 @@ Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monito
   return pid;
 }
 
-void deliver(const Pid& to, MsgNode* n) { runtime::deliver_local(to, n); }
+void deliver(const Pid& to, MsgNode* n) {
+  if (to.is_local()) {
+    runtime::deliver_local(to, n);
+  } else {
+    runtime::deliver_remote(to, n);
+  }
+}
 
 bool deliver_named(Atom name, MsgNode* n) {
   auto pid = ctx().registry.find(name);

@@ -12,12 +12,9 @@ std::atomic<std::uint32_t> g_node_name{0};
 std::atomic<std::uint32_t> g_creation{0};
 std::atomic<std::uint64_t> g_next_ref{1};
 
-// Remote pids print with a small per-node number, as Erlang prints the connection's index;
-// the atom id is stable for the life of this OS process, which is what matters.
-std::uint32_t node_number(const Atom& node, std::uint32_t creation) {
-  const auto me = detail::local_node();
-  return (node == me.name && creation == me.creation) ? 0 : node.id();
-}
+// Local pids and refs carry no node (the empty atom): they stay local when the node gets a
+// name. Remote ones print with a small per-node number (the atom id, stable in this OS process).
+std::uint32_t node_number(const Atom& node, std::uint32_t) { return node.id(); }
 }  // namespace
 
 namespace detail {
@@ -38,15 +35,9 @@ void set_local_node(Atom name, std::uint32_t creation) {
 
 Atom node_name() { return detail::local_node().name; }
 
-bool Pid::is_local() const {
-  const auto me = detail::local_node();
-  return node == me.name && creation == me.creation;
-}
+bool Pid::is_local() const { return node.id() == 0; }
 
-Ref make_ref() {
-  const auto me = detail::local_node();
-  return Ref{me.name, me.creation, g_next_ref.fetch_add(1, std::memory_order_relaxed)};
-}
+Ref make_ref() { return Ref{Atom(), 0, g_next_ref.fetch_add(1, std::memory_order_relaxed)}; }
 
 std::string to_string(const Pid& pid) {
   // Serial 0 is reserved for "no process", so the first use of a slot prints as `.0` like Erlang.

@@ -165,10 +165,8 @@ Process* current() noexcept { return tl_current; }
 void set_current(Process* p) noexcept { tl_current = p; }
 
 Pid Process::pid() const {
-  const auto me = detail::local_node();
   const auto id = ident.load(std::memory_order_relaxed);
-  return Pid{me.name, me.creation, static_cast<std::uint32_t>(id >> 32),
-             static_cast<std::uint32_t>(id)};
+  return Pid{Atom(), 0, static_cast<std::uint32_t>(id >> 32), static_cast<std::uint32_t>(id)};
 }
 
 Process::~Process() {
@@ -253,6 +251,20 @@ void deliver_local(const Pid& to, MsgNode* n) noexcept {
   }
   n->stamp = ident_of(to);
   push(p, n);
+}
+
+namespace {
+std::atomic<RemoteDeliver> g_remote{nullptr};
+}
+
+void set_remote_deliver(RemoteDeliver f) noexcept { g_remote.store(f, std::memory_order_release); }
+
+void deliver_remote(const Pid& to, MsgNode* n) noexcept {
+  if (RemoteDeliver f = g_remote.load(std::memory_order_acquire)) {
+    f(to, n);
+  } else {
+    destroy(n);  // not distributed: no other node can be reached
+  }
 }
 
 void send_exit_signal(const Pid& to, const Pid& from, Term reason, bool from_link) {

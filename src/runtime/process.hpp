@@ -139,6 +139,11 @@ void destroy_chain(detail::MsgNode* n) noexcept;
 }  // namespace nodus::runtime
 
 namespace nodus::runtime {
+/// Installed by the distribution layer (which the runtime does not include): sends a node to
+/// a pid of another node. Takes ownership of `n`.
+using RemoteDeliver = void (*)(const Pid& to, detail::MsgNode* n);
+void set_remote_deliver(RemoteDeliver f) noexcept;
+void deliver_remote(const Pid& to, detail::MsgNode* n) noexcept;
 /// Delivers to a local pid; frees `n` if the process is gone.
 void deliver_local(const Pid& to, detail::MsgNode* n) noexcept;
 /// Sends an exit signal (from links or exit/2).

@@ -1,0 +1,75 @@
+// Distribution: this OS process as a named node (`kate@localhost`) that exchanges messages
+// with other nodes over ZeroMQ, gated by a shared cookie.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nodus/atom.hpp"
+#include "nodus/message.hpp"
+#include "nodus/pid.hpp"
+
+namespace nodus {
+
+struct NodeOptions {
+  /// `name@host`; the node binds its ROUTER on `host` (an ephemeral port).
+  std::string name;
+  /// Empty: $NODUS_COOKIE, else ~/.nodus.cookie (created with random content, mode 0400).
+  std::string cookie;
+  /// A peer silent this long is declared down (Erlang's net_ticktime; tests use about 1 s).
+  std::chrono::milliseconds ticktime{60000};
+  /// 0: $NODUS_PORTMAPPER_PORT, else 4370.
+  std::uint16_t portmapper_port = 0;
+  /// Static peers `name@host` -> `tcp://host:port`; names not listed go to the port mapper.
+  std::vector<std::pair<std::string, std::string>> peers;
+  /// Register with (and start, if needed) the port mapper.
+  bool use_portmapper = true;
+};
+
+/// Makes this OS process a distributed node. Needs a running Runtime; one Node at a time.
+/// Throws std::runtime_error with the reason when it cannot start (bad name, name taken...).
+class Node {
+ public:
+  explicit Node(NodeOptions opts);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  Atom name() const;
+  /// The TCP port of this node's ROUTER.
+  std::uint16_t port() const;
+};
+
+/// Erlang's Node module. Blocking calls wait at most `timeout`; call them from a thread that
+/// owns a Mailbox or from a plain thread (from a process body they hold a worker meanwhile).
+namespace node {
+Atom self();
+bool alive();
+/// Connected, authenticated nodes.
+std::vector<Atom> list();
+/// Connects (and authenticates) now; false with `error` set on failure.
+bool connect(Atom node, std::string* error = nullptr,
+             std::chrono::milliseconds timeout = std::chrono::seconds(7));
+void disconnect(Atom node);
+/// `pong` (true) if `node` answers and accepts our cookie, `pang` (false) otherwise.
+bool ping(Atom node, std::chrono::milliseconds timeout = std::chrono::seconds(7));
+}  // namespace node
+
+/// Sends to the process registered as `name` on `node` (Erlang's `{Name, Node} ! Msg`).
+/// Like any send, it never fails visibly: an unknown name or a down node drops the message.
+template <class M>
+void send(Atom name, Atom node, M&& msg);
+
+namespace detail {
+void deliver_remote_name(Atom name, Atom node, MsgNode* n);
+}
+
+template <class M>
+void send(Atom name, Atom node, M&& msg) {
+  detail::deliver_remote_name(name, node, detail::make_node(std::forward<M>(msg)));
+}
+
+}  // namespace nodus

@@ -1,0 +1,92 @@
+// Byte-level encoding for the wire: little-endian writer, bounds-checked reader, Term codec.
+// Every read of network bytes goes through Reader: out-of-range reads set a failure flag and
+// return zeros; decoders check `ok()` before trusting anything.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "nodus/pid.hpp"
+#include "nodus/term.hpp"
+
+namespace nodus::dist {
+
+class Writer {
+ public:
+  explicit Writer(std::string& out) : out_(out) {}
+  void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  void u16(std::uint16_t v) { raw(&v, 2); }
+  void u32(std::uint32_t v) { raw(&v, 4); }
+  void u64(std::uint64_t v) { raw(&v, 8); }
+  void bytes(std::string_view b) { out_.append(b); }
+  /// A string of at most 255 bytes (names, atoms): length byte + bytes (longer is cut).
+  void str8(std::string_view s) {
+    s = s.substr(0, 255);
+    u8(static_cast<std::uint8_t>(s.size()));
+    out_.append(s);
+  }
+  void str32(std::string_view s) {
+    u32(static_cast<std::uint32_t>(s.size()));
+    out_.append(s);
+  }
+
+ private:
+  void raw(const void* p, std::size_t n) { out_.append(static_cast<const char*>(p), n); }
+  std::string& out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  bool ok() const { return ok_; }
+  std::size_t remaining() const { return in_.size() - pos_; }
+  bool at_end() const { return pos_ == in_.size(); }
+  void fail() { ok_ = false; }
+
+  std::uint8_t u8() { return take<std::uint8_t>(); }
+  std::uint16_t u16() { return take<std::uint16_t>(); }
+  std::uint32_t u32() { return take<std::uint32_t>(); }
+  std::uint64_t u64() { return take<std::uint64_t>(); }
+  std::string_view bytes(std::size_t n) {
+    if (!ok_ || n > remaining()) {
+      ok_ = false;
+      return {};
+    }
+    auto v = in_.substr(pos_, n);
+    pos_ += n;
+    return v;
+  }
+  std::string_view str8() { return bytes(u8()); }
+  std::string_view str32() { return bytes(u32()); }
+  std::string_view rest() { return bytes(remaining()); }
+
+ private:
+  template <class T>
+  T take() {
+    T v{};
+    if (!ok_ || sizeof(T) > remaining()) {
+      ok_ = false;
+      return v;
+    }
+    std::memcpy(&v, in_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::string_view in_;
+  std::size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+/// Term encoding (docs/PROTOCOL.md, "Term"). Pids and refs carry their node's name.
+void encode_term(Writer& w, const Term& t);
+/// Decodes one term; nullopt on malformed input (truncated, unknown tag, too deep, counts that
+/// cannot fit in the remaining bytes). Never allocates more than the input can justify.
+std::optional<Term> decode_term(Reader& r);
+
+/// Limits applied to untrusted input.
+inline constexpr int kMaxTermDepth = 100;
+
+}  // namespace nodus::dist

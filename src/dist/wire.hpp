@@ -1,0 +1,28 @@
+// Frame layouts of the node-to-node protocol (docs/PROTOCOL.md). Every frame is one ZeroMQ
+// message part: [version u8][op u8][body]. The ROUTER side sees [routing id][frame].
+#pragma once
+
+#include <cstdint>
+
+namespace nodus::dist {
+
+inline constexpr std::uint8_t kWireVersion = 1;
+/// Frames larger than this are refused by ZeroMQ itself (ZMQ_MAXMSGSIZE): the connection drops.
+inline constexpr std::int64_t kMaxFrame = 64 << 20;
+
+enum class Op : std::uint8_t {
+  hello = 0x01,      ///< connector -> acceptor: str8 name, u32 creation, 16 B nonce
+  challenge = 0x02,  ///< acceptor -> connector: str8 name, u32 creation, 16 B nonce, 32 B mac
+  reply = 0x03,      ///< connector -> acceptor: 32 B mac
+  accept = 0x04,     ///< acceptor -> connector: (empty) the connection is up
+  refuse = 0x05,     ///< acceptor -> connector: str8 reason
+  send_pid = 0x10,   ///< u32 creation, u32 id, u32 serial, payload
+  send_name = 0x11,  ///< str8 registered name, payload
+};
+
+/// Payload encodings (first payload byte).
+enum class Payload : std::uint8_t {
+  term = 0x01,  ///< a Term (codec.hpp)
+};
+
+}  // namespace nodus::dist

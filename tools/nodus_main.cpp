@@ -1,0 +1,123 @@
+// nodus: command-line tools for nodes: ping, names, and a plain node to talk to.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "../src/dist/portmapper.hpp"
+#include "nodus/nodus.hpp"
+
+using namespace nodus;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct NodeFlags {
+  std::string sname;
+  std::string cookie;
+  long ticktime_ms = 60000;
+};
+
+void add_node_flags(CLI::App* cmd, NodeFlags& f, bool required) {
+  auto* o = cmd->add_option("--sname", f.sname, "this node's name, name@host");
+  if (required) o->required();
+  cmd->add_option("--cookie", f.cookie, "shared secret (default: $NODUS_COOKIE, else ~/.nodus.cookie)");
+  cmd->add_option("--ticktime", f.ticktime_ms, "ms of silence before a peer is declared down")
+      ->capture_default_str();
+}
+
+NodeOptions options(const NodeFlags& f) {
+  NodeOptions o;
+  o.name = f.sname;
+  o.cookie = f.cookie;
+  o.ticktime = std::chrono::milliseconds(f.ticktime_ms);
+  return o;
+}
+
+// {From, Msg} -> From ! {echo, Msg}; anything else is printed.
+Proc echo() {
+  for (;;) {
+    Term t = co_await receive<Term>();
+    if (t.is_tuple() && t.size() == 2 && t[0].is_pid()) {
+      send(t[0].as_pid(), tuple(atom("echo"), t[1]));
+    } else {
+      io::puts(t.to_string());
+    }
+  }
+}
+
+int cmd_ping(const NodeFlags& f, const std::string& target) {
+  Runtime rt;
+  try {
+    Node n(options(f));
+    std::string why;
+    const bool pong = node::connect(Atom(target), &why);
+    if (!pong) std::fprintf(stderr, "%s: %s\n", target.c_str(), why.c_str());
+    std::puts(pong ? "pong" : "pang");
+    return pong ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    std::puts("pang");
+    return 1;
+  }
+}
+
+int cmd_names(const std::string& host) {
+  std::string error;
+  dist::PortmapperClient pm(host, dist::portmapper_port());
+  auto names = pm.names(&error);
+  if (!names) {
+    std::fprintf(stderr, "error: %s\n", error.c_str());
+    return 1;
+  }
+  for (const auto& l : *names) std::puts(l.c_str());
+  return 0;
+}
+
+int cmd_node(const NodeFlags& f) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread: only sigwait sees them
+  Runtime rt;
+  try {
+    Node n(options(f));
+    register_name(atom("echo"), spawn(echo));
+    std::fprintf(stderr, "node %s ready (port %u)\n", f.sname.c_str(), n.port());
+    int sig = 0;
+    sigwait(&set, &sig);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"nodus: tools for nodus nodes"};
+  app.require_subcommand(1);
+  NodeFlags f;
+  std::string target, host = "localhost";
+
+  auto* ping = app.add_subcommand("ping", "connect to NODE: prints pong (exit 0) or pang (exit 1)");
+  ping->add_option("node", target, "node to ping, name@host")->required();
+  add_node_flags(ping, f, true);
+
+  auto* names = app.add_subcommand("names", "list the nodes registered on HOST's port mapper");
+  names->add_option("host", host, "host (default: localhost)");
+
+  auto* nodecmd = app.add_subcommand(
+      "node", "run a node with a registered `echo` process ({From, Msg} -> {echo, Msg}) until SIGTERM");
+  add_node_flags(nodecmd, f, true);
+
+  CLI11_PARSE(app, argc, argv);
+  if (*ping) return cmd_ping(f, target);
+  if (*names) return cmd_names(host);
+  if (*nodecmd) return cmd_node(f);
+  return 2;
+}
