@@ -27,7 +27,7 @@ case $mode in
   asan) dir=build-asan; opts=(-Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false)
         export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ;;
   tsan) dir=build-tsan; opts=(-Dwerror=true -Db_sanitize=thread -Db_lundef=false)
-        export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ;;
+        export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" ;;
 esac
 
 if [ ! -f "$dir/build.ninja" ]; then

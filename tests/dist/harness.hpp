@@ -1,0 +1,124 @@
+// Multi-process test harness: child OS processes that are always killed and reaped, a private
+// port mapper per test, and waiting on conditions with deadlines.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace nodus::test {
+
+/// A child process, started with stdout/stderr to files; SIGTERM then SIGKILL, and reaped,
+/// when it goes out of scope (also when the test fails).
+class Child {
+ public:
+  Child(std::vector<std::string> args, const std::string& tag) : out_(tmp(tag + ".out")), err_(tmp(tag + ".err")) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      // only async-signal-safe calls until exec. If the test process dies without running
+      // destructors (a sanitizer abort, the watchdog), the kernel kills this child too.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+      const int in = ::open("/dev/null", O_RDONLY);
+      const int out = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      const int err = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      ::dup2(in, 0);
+      ::dup2(out, 1);
+      ::dup2(err, 2);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+  }
+  ~Child() { stop(); }
+  Child(const Child&) = delete;
+
+  pid_t pid() const { return pid_; }
+  bool running() {
+    if (pid_ <= 0) return false;
+    int st;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      status_ = st;
+      pid_ = -1;
+      return false;
+    }
+    return true;
+  }
+  /// Waits for the exit (with a deadline); the exit code, or -1.
+  int wait(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (running() && std::chrono::steady_clock::now() < end) poll_pause();
+    if (running()) return -1;
+    return WIFEXITED(status_) ? WEXITSTATUS(status_) : -1;
+  }
+  void signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    if (wait(std::chrono::seconds(3)) == -1 && pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status_, 0);
+      pid_ = -1;
+    }
+  }
+  std::string out() const { return slurp(out_); }
+  std::string err() const { return slurp(err_); }
+
+  static void poll_pause() { std::this_thread::sleep_for(std::chrono::milliseconds(5)); }  // NOLINT: polling interval of a deadline wait
+
+ private:
+  static std::string tmp(const std::string& name) {
+    static const std::string dir = [] {
+      char t[] = "/tmp/nodus-test-XXXXXX";
+      return std::string(::mkdtemp(t));
+    }();
+    return dir + "/" + name;
+  }
+  static std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  pid_t pid_ = -1;
+  int status_ = 0;
+  std::string out_, err_;
+};
+
+/// Waits until `cond` holds or `timeout` passes; returns the last value of `cond`.
+inline bool eventually(const std::function<bool()>& cond,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    Child::poll_pause();
+  }
+  return cond();
+}
+
+/// A port for this test's private port mapper: $NODUS_PORTMAPPER_PORT (set per run by
+/// scripts/test.sh) plus a counter, so tests never meet a user's nodes or each other.
+inline std::uint16_t next_portmapper_port() {
+  static int n = 0;
+  const char* base = std::getenv("NODUS_PORTMAPPER_PORT");
+  const int b = base ? std::atoi(base) : 24000 + (::getpid() % 10000);
+  return static_cast<std::uint16_t>(b + 1 + (n++ % 200));
+}
+
+}  // namespace nodus::test

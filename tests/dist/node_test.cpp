@@ -1,0 +1,163 @@
+// Nodes in separate OS processes: port mapper, ping, cookies, remote send, hostile input.
+#include <catch2/catch.hpp>
+
+#include <zmq.hpp>
+
+#include "../../src/dist/portmapper.hpp"
+#include "harness.hpp"
+#include "nodus/nodus.hpp"
+
+using namespace nodus;
+using namespace nodus::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kNodus = NODUS_TOOL;
+const std::string kPortmapper = NODUS_PORTMAPPER_TOOL;
+
+// A private port mapper for one test; every node started by the test uses it (env).
+struct Cluster {
+  std::uint16_t port = next_portmapper_port();
+  Child pm{{kPortmapper, "--port", std::to_string(port)}, "pm" + std::to_string(port)};
+  Cluster() {
+    ::setenv("NODUS_PORTMAPPER_PORT", std::to_string(port).c_str(), 1);
+    REQUIRE(eventually([&] { return names().has_value(); }));
+  }
+  std::optional<std::vector<std::string>> names() {
+    dist::PortmapperClient c("127.0.0.1", port);
+    return c.names(nullptr);
+  }
+  bool lists(const std::string& short_name) {
+    auto n = names();
+    if (!n) return false;
+    for (auto& l : *n) {
+      if (l.rfind("name " + short_name + " at port ", 0) == 0) return true;
+    }
+    return false;
+  }
+  std::uint16_t port_of(const std::string& short_name) {
+    dist::PortmapperClient c("127.0.0.1", port);
+    auto a = c.lookup(short_name, nullptr);
+    return a ? a->port : 0;
+  }
+  // `nodus node` (a registered `echo` process), up once it is in the port mapper.
+  std::unique_ptr<Child> node(const std::string& name, const std::string& cookie) {
+    auto c = std::make_unique<Child>(
+        std::vector<std::string>{kNodus, "node", "--sname", name + "@localhost", "--cookie", cookie,
+                                 "--ticktime", "1000"},
+        name + std::to_string(port));
+    REQUIRE(eventually([&] { return lists(name); }));
+    return c;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("ping: pong for a live node with our cookie, pang otherwise", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.node("kate", "secret");
+  Runtime rt;
+  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  CHECK(node::ping(atom("kate@localhost")));
+  CHECK(eventually([] {
+    auto l = node::list();
+    return std::find(l.begin(), l.end(), atom("kate@localhost")) != l.end();
+  }));
+  CHECK_FALSE(node::ping(atom("nobody@localhost"), 2s));
+  std::string why;
+  CHECK_FALSE(node::connect(atom("bad name"), &why));
+  CHECK(why == "bad node name");
+}
+
+TEST_CASE("a wrong cookie is refused and logged on both sides", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.node("kate", "secret");
+  Child bob({kNodus, "ping", "kate@localhost", "--sname", "bob@localhost", "--cookie", "wrong"}, "bob");
+  CHECK(bob.wait() == 1);
+  CHECK(bob.out() == "pang\n");
+  CHECK(bob.err().find("cookie mismatch") != std::string::npos);
+  CHECK(eventually([&] {
+    return kate->err().find("Connection attempt from node bob@localhost rejected. Invalid challenge reply.") !=
+           std::string::npos;
+  }));
+  // and kate keeps serving others
+  Child carl({kNodus, "ping", "kate@localhost", "--sname", "carl@localhost", "--cookie", "secret"}, "carl");
+  CHECK(carl.wait() == 0);
+  CHECK(carl.out() == "pong\n");
+}
+
+TEST_CASE("send to {name, node} and to a remote pid; the reply comes back", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.node("kate", "secret");
+  Runtime rt;
+  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Mailbox mb;
+  send(atom("echo"), atom("kate@localhost"), tuple(self(), atom("hi")));
+  auto r = mb.receive<Term>(10s);
+  REQUIRE(r);
+  CHECK(r->to_string() == "{echo, hi}");
+  // messages between a pair of processes stay in order
+  constexpr int n = 20000;
+  for (int i = 0; i < n; ++i) send(atom("echo"), atom("kate@localhost"), tuple(self(), i));
+  bool in_order = true;
+  for (int i = 0; i < n; ++i) {
+    auto m = mb.receive<Term>(10s);
+    REQUIRE(m);
+    in_order = in_order && (*m)[1].as_int() == i;
+  }
+  CHECK(in_order);
+}
+
+TEST_CASE("garbage, truncated and oversized frames leave the node serving", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.node("kate", "secret");
+  const auto port = cl.port_of("kate");
+  REQUIRE(port != 0);
+  {
+    zmq::context_t ctx;
+    zmq::socket_t raw(ctx, zmq::socket_type::dealer);
+    raw.set(zmq::sockopt::linger, 0);
+    raw.connect("tcp://127.0.0.1:" + std::to_string(port));
+    const std::string cases[] = {
+        std::string(),                            // empty
+        std::string("\x01", 1),                   // header cut short
+        std::string("\x07\x01", 2),               // unknown version
+        std::string("\x01\x01\x05kate", 7),       // hello cut short
+        std::string("\x01\x10\x00\x00", 4),       // send before any handshake
+        std::string("\x01\x99garbage", 9),        // unknown op
+        std::string(1 << 16, '\xff'),             // big nonsense
+    };
+    for (const auto& c : cases) raw.send(zmq::buffer(c), zmq::send_flags::dontwait);
+    raw.send(zmq::str_buffer("a"), zmq::send_flags::sndmore);  // multipart
+    raw.send(zmq::str_buffer("b"), zmq::send_flags::none);
+    // a frame above the node's size limit makes ZeroMQ drop that connection only
+    std::string huge(static_cast<std::size_t>(65) << 20, 'x');
+    raw.send(zmq::buffer(huge), zmq::send_flags::dontwait);
+  }
+  Child carl({kNodus, "ping", "kate@localhost", "--sname", "carl@localhost", "--cookie", "secret"}, "carl");
+  CHECK(carl.wait() == 0);
+  CHECK(carl.out() == "pong\n");
+  CHECK(kate->running());
+}
+
+TEST_CASE("the port mapper outlives a killed node and forgets its name", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.node("kate", "secret");
+  auto moebi = cl.node("moebi", "secret");
+  kate->signal(SIGKILL);
+  CHECK(kate->wait() == -1);  // killed, not exited
+  CHECK(eventually([&] { return !cl.lists("kate"); }));
+  CHECK(cl.lists("moebi"));
+  CHECK(cl.pm.running());
+}
+
+TEST_CASE("a killed peer leaves Node.list", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.node("kate", "secret");
+  Runtime rt;
+  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  REQUIRE(node::ping(atom("kate@localhost")));
+  kate->signal(SIGKILL);
+  CHECK(eventually([] { return node::list().empty(); }, 5s));
+}
