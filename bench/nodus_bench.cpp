@@ -1,4 +1,8 @@
 // nodus-bench: the anchors' scenarios on nodus, printing `RESULT name=... value=... unit=...`.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +19,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "../src/dist/portmapper.hpp"
 #include "nodus/nodus.hpp"
 
 using namespace nodus;
@@ -191,11 +196,138 @@ int local_spawn(const Options& o) {
   return 0;
 }
 
+// ---------------------------------------------------------------- distribution
+// Two nodes in two OS processes on 127.0.0.1: this one (a@localhost) and a `nodus node`
+// (b@localhost) started here with a private port mapper; both stopped at the end.
+struct Peer {
+  pid_t pm = -1, node = -1;
+  std::string port;
+  static pid_t start(std::vector<std::string> args) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      const int null = ::open("/dev/null", O_WRONLY);
+      ::dup2(null, 1);
+      if (!std::getenv("NODUS_BENCH_VERBOSE")) ::dup2(null, 2);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    return pid;
+  }
+  Peer() {
+    const char* bin = std::getenv("NODUS_BIN");
+    const std::string dir = bin ? bin : NODUS_TOOLS_DIR;
+    port = std::to_string(30000 + ::getpid() % 20000);
+    ::setenv("NODUS_PORTMAPPER_PORT", port.c_str(), 1);
+    pm = start({dir + "/nodus-portmapper", "--port", port});
+    // nodes must find this port mapper up, or they would start one of their own
+    nodus::dist::PortmapperClient probe("127.0.0.1", static_cast<std::uint16_t>(std::stoi(port)));
+    const auto end = BenchClock::now() + 10s;
+    while (!probe.names(nullptr) && BenchClock::now() < end) std::this_thread::sleep_for(5ms);
+    node = start({dir + "/nodus", "node", "--sname", "b@localhost", "--cookie", "bench"});
+  }
+  ~Peer() {
+    for (pid_t p : {node, pm}) {
+      if (p > 0) {
+        ::kill(p, SIGTERM);
+        int st;
+        ::waitpid(p, &st, 0);
+      }
+    }
+  }
+};
+
+bool wait_for_peer(Mailbox& mb) {
+  const auto end = BenchClock::now() + 20s;
+  while (BenchClock::now() < end) {
+    if (node::ping(atom("b@localhost"), 1s)) {
+      send(atom("bench_echo"), atom("b@localhost"), tuple(atom("ping"), self(), -1));
+      if (mb.receive<Term>(1s)) return true;
+    }
+  }
+  std::fprintf(stderr, "peer node b@localhost did not come up\n");
+  return false;
+}
+
+Proc oneway_sender(Pid report, long n, std::size_t size) {
+  const Term bin(std::string(size, 'x'));
+  const auto t0 = BenchClock::now();
+  send(atom("bench_sink"), atom("b@localhost"), tuple(atom("start"), self(), n));
+  for (long i = 1; i <= n; ++i) {
+    send(atom("bench_sink"), atom("b@localhost"), tuple(atom("seq"), i, bin));
+  }
+  const auto t_sent = BenchClock::now();
+  Term done = co_await receive<Term>([](const Term& t) { return t.is_tuple(3, "done"); });
+  send(report, tuple(secs(t0, BenchClock::now()), secs(t0, t_sent), done[2]));
+}
+
+int dist_oneway(const Options& o, const char* name, std::size_t size) {
+  const long n = o.n ? o.n : 1'500'000;
+  Peer peer;
+  Runtime rt({.schedulers = o.schedulers});
+  Node a({.name = "a@localhost", .cookie = "bench"});
+  Mailbox mb;
+  if (!wait_for_peer(mb)) return 1;
+  spawn(oneway_sender, self(), 20'000L, size);  // warm-up
+  if (!mb.receive<Term>(120s)) return 1;
+  spawn(oneway_sender, self(), n, size);
+  auto r = mb.receive<Term>(300s);
+  if (!r) return 1;
+  const double elapsed = (*r)[0].as_double();
+  std::fprintf(stderr, "detail: %s %ld msgs {seq, I, <<%zu bytes>>} a -> {bench_sink, b}; elapsed %.3f s (first send -> ack); sender done after %.3f s; out_of_order=%lld\n",
+               name, n, size, elapsed, (*r)[1].as_double(), static_cast<long long>((*r)[2].as_int()));
+  if ((*r)[2].as_int() != 0) return 1;
+  result(name, n / elapsed, "msgs/s");
+  return 0;
+}
+
+int dist_oneway_small(const Options& o) { return dist_oneway(o, "dist_oneway_small", 16); }
+int dist_oneway_1k(const Options& o) { return dist_oneway(o, "dist_oneway_1k", 1024); }
+
+int dist_pingpong(const Options& o) {
+  const long n = o.n ? o.n : 100'000;
+  Peer peer;
+  Runtime rt({.schedulers = o.schedulers});
+  Node a({.name = "a@localhost", .cookie = "bench"});
+  Mailbox mb;
+  if (!wait_for_peer(mb)) return 1;
+  auto round = [&](long i) {
+    send(atom("bench_echo"), atom("b@localhost"), tuple(atom("ping"), self(), i));
+    return mb.receive<Term>([i](const Term& t) { return t.is_tuple(2, "pong") && t[1].as_int() == i; }, 10s)
+        .has_value();
+  };
+  for (long i = 0; i < 2000; ++i) {
+    if (!round(i)) return 1;
+  }
+  std::vector<double> us(static_cast<std::size_t>(n));
+  const auto t0 = BenchClock::now();
+  for (long i = 0; i < n; ++i) {
+    const auto s = BenchClock::now();
+    if (!round(i)) return 1;
+    us[static_cast<std::size_t>(i)] = std::chrono::duration<double, std::micro>(BenchClock::now() - s).count();
+  }
+  const double total = secs(t0, BenchClock::now());
+  std::sort(us.begin(), us.end());
+  auto pct = [&](double q) { return us[std::min(us.size() - 1, static_cast<std::size_t>(q * us.size()))]; };
+  std::fprintf(stderr, "detail: dist_pingpong %ld sequential round trips {ping, Pid, I} -> {pong, I}; total %.3f s; rtt_us min=%.1f p50=%.1f p90=%.1f p99=%.1f max=%.1f\n",
+               n, total, us.front(), pct(0.5), pct(0.9), pct(0.99), us.back());
+  result("dist_pingpong_p50", pct(0.5), "us");
+  result("dist_pingpong_p99", pct(0.99), "us");
+  result("dist_pingpong", n / total, "roundtrips/s");
+  return 0;
+}
+
 const std::map<std::string, std::function<int(const Options&)>>& scenarios() {
   static const std::map<std::string, std::function<int(const Options&)>> s{
       {"local_send", local_send},
       {"local_pingpong", local_pingpong},
       {"local_spawn", local_spawn},
+      {"dist_oneway_small", dist_oneway_small},
+      {"dist_oneway_1k", dist_oneway_1k},
+      {"dist_pingpong", dist_pingpong},
   };
   return s;
 }

@@ -36,6 +36,14 @@ pairs=(
   "local_spawn_mem|erlang.local_spawn_mem|erlang:local_spawn|lower"
   "local_spawn|caf_local_spawn|caf:local_spawn|lower"
   "local_spawn_mem|caf_local_spawn_mem|caf:local_spawn|lower"
+  "dist_oneway_small|erlang.dist_oneway_small|erlang:dist_oneway_small|higher"
+  "dist_oneway_small|zmq_oneway_small_1frame|zmq:all|higher"
+  "dist_oneway_1k|erlang.dist_oneway_1k|erlang:dist_oneway_1k|higher"
+  "dist_oneway_1k|zmq_oneway_1k|zmq:all|higher"
+  "dist_pingpong|erlang.dist_pingpong|erlang:dist_pingpong|higher"
+  "dist_pingpong_p50|erlang.dist_pingpong_p50|erlang:dist_pingpong|lower"
+  "dist_pingpong_p50|zmq_pingpong_median|zmq:all|lower"
+  "dist_pingpong_p99|zmq_pingpong_p99|zmq:all|lower"
 )
 
 out=$dir/bench-results.txt
@@ -51,6 +59,8 @@ run_anchor() {  # set:scenario
       command -v erl >/dev/null || "$anchors/run.sh" --help >/dev/null 2>&1 || true
       command -v erl >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq erlang-base erlang-dev >/dev/null; }
       "$anchors/erlang/$s.sh" 2>/dev/null | grep '^RESULT ' | sed 's/^RESULT name=/RESULT name=erlang./' ;;
+    zmq)
+      "$anchors/zmq/run.sh" 2>/dev/null | grep '^RESULT ' ;;
     caf)
       local bin=${ANCHOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nodus-anchors}/caf/bin/caf_bench
       [ -x "$bin" ] || "$anchors/caf/build.sh" >&2 || return 1

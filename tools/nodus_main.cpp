@@ -48,6 +48,30 @@ Proc echo() {
   }
 }
 
+// The anchors' bench processes (../shared/anchors/erlang/src/bench.erl), same messages:
+// sink: {start, From, N}, then N x {seq, I, Bin} -> From ! {done, N, OutOfOrder}
+Proc bench_sink() {
+  for (;;) {
+    Term start = co_await receive<Term>([](const Term& t) { return t.is_tuple(3, "start"); });
+    const Pid from = start[1].as_pid();
+    const std::int64_t n = start[2].as_int();
+    std::int64_t bad = 0;
+    for (std::int64_t c = 1; c <= n; ++c) {
+      Term m = co_await receive<Term>();
+      if (!m.is_tuple(3, "seq") || m[1].as_int() != c) ++bad;
+    }
+    send(from, tuple(atom("done"), n, bad));
+  }
+}
+
+// echo: {ping, From, I} -> From ! {pong, I}
+Proc bench_echo() {
+  for (;;) {
+    Term t = co_await receive<Term>();
+    if (t.is_tuple(3, "ping")) send(t[1].as_pid(), tuple(atom("pong"), t[2]));
+  }
+}
+
 int cmd_ping(const NodeFlags& f, const std::string& target) {
   Runtime rt;
   try {
@@ -86,6 +110,8 @@ int cmd_node(const NodeFlags& f) {
   try {
     Node n(options(f));
     register_name(atom("echo"), spawn(echo));
+    register_name(atom("bench_sink"), spawn(bench_sink));
+    register_name(atom("bench_echo"), spawn(bench_echo));
     std::fprintf(stderr, "node %s ready (port %u)\n", f.sname.c_str(), n.port());
     int sig = 0;
     sigwait(&set, &sig);
@@ -112,7 +138,9 @@ int main(int argc, char** argv) {
   names->add_option("host", host, "host (default: localhost)");
 
   auto* nodecmd = app.add_subcommand(
-      "node", "run a node with a registered `echo` process ({From, Msg} -> {echo, Msg}) until SIGTERM");
+      "node",
+      "run a node until SIGTERM, with registered processes `echo` ({From, Msg} -> {echo, Msg})\n"
+      "and the anchors' `bench_sink` and `bench_echo`");
   add_node_flags(nodecmd, f, true);
 
   CLI11_PARSE(app, argc, argv);

@@ -1,0 +1,65 @@
+// Term codec: round trips, exact bytes, and a table of malformed inputs that must be refused.
+#include <catch2/catch.hpp>
+
+#include "../../../src/dist/codec.hpp"
+
+using namespace nodus;
+using namespace nodus::dist;
+
+namespace {
+std::string encode(const Term& t) {
+  std::string s;
+  Writer w(s);
+  encode_term(w, t);
+  return s;
+}
+std::optional<Term> decode(std::string_view bytes, bool* consumed_all = nullptr) {
+  Reader r(bytes);
+  auto t = decode_term(r);
+  if (consumed_all) *consumed_all = r.at_end();
+  return t;
+}
+}  // namespace
+
+TEST_CASE("terms survive encode/decode", "[codec]") {
+  const Term cases[] = {
+      Term(0), Term(-128), Term(127), Term(128), Term(-1'000'000'000'000), Term(1.5),
+      Term(atom("hi")), Term(atom("")), Term("bin"), Term(std::string("\0\xff", 2)),
+      tuple(atom("seq"), 1, "xxxxxxxxxxxxxxxx"), list(1, list(2, list())), Term::map({{1, atom("a")}}),
+      Term(Pid{atom("kate@localhost"), 7, 132, 1}), Term(Ref{atom("kate@localhost"), 7, 99}),
+  };
+  for (const auto& t : cases) {
+    bool all = false;
+    auto back = decode(encode(t), &all);
+    REQUIRE(back);
+    CHECK(*back == t);
+    CHECK(all);
+  }
+}
+
+TEST_CASE("the term bytes are the ones docs/PROTOCOL.md shows", "[codec]") {
+  const std::string b = encode(tuple(atom("seq"), 1, std::string(16, 'x')));
+  const std::string expect = std::string("\x06\x03\x00\x00\x00", 5) + "\x04\x03" "seq" + "\x01\x01" +
+                             std::string("\x05\x10\x00\x00\x00", 5) + std::string(16, 'x');
+  CHECK(b == expect);
+}
+
+TEST_CASE("malformed terms are refused without crashing or over-allocating", "[codec]") {
+  const std::string bad[] = {
+      std::string(),                                   // nothing
+      std::string("\x02\x01\x02", 3),                  // i64 cut short
+      std::string("\x04\x05" "ab", 4),                    // atom longer than the input
+      std::string("\x05\xff\xff\xff\xff", 5),          // 4 GiB binary declared
+      std::string("\x06\xff\xff\xff\x7f", 5),          // 2^31 tuple elements declared
+      std::string("\x08\x02\x00\x00\x00\x01\x01", 7),  // map with fewer bytes than pairs
+      std::string("\x09\x00\x01\x00\x00\x00", 6),      // pid with empty node name
+      std::string("\x7f", 1),                          // unknown tag
+      std::string(1000, '\x07') ,                      // lists nested too deep (and truncated)
+  };
+  for (const auto& b : bad) CHECK_FALSE(decode(b).has_value());
+  // deep but well-formed nesting beyond the limit
+  std::string deep;
+  for (int i = 0; i <= kMaxTermDepth + 1; ++i) deep += std::string("\x07\x01\x00\x00\x00", 5);
+  deep += std::string("\x07\x00\x00\x00\x00", 5);
+  CHECK_FALSE(decode(deep).has_value());
+}
