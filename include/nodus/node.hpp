@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,6 +13,9 @@
 #include "nodus/atom.hpp"
 #include "nodus/message.hpp"
 #include "nodus/pid.hpp"
+#include "nodus/proc.hpp"
+#include "nodus/process.hpp"
+#include "nodus/term.hpp"
 
 namespace nodus {
 
@@ -57,6 +62,24 @@ void disconnect(Atom node);
 /// `pong` (true) if `node` answers and accepts our cookie, `pang` (false) otherwise.
 bool ping(Atom node, std::chrono::milliseconds timeout = std::chrono::seconds(7));
 }  // namespace node
+
+/// A process body other nodes may start by name (C++ cannot ship closures: the name plays the
+/// role of Erlang's {Module, Function}). It receives the caller's arguments as a list term.
+using RemoteFunction = std::function<Proc(Term args)>;
+/// Registers `f` as `name` (e.g. "Kate.say_name") on this node; replaces an earlier one.
+void register_function(std::string name, RemoteFunction f);
+
+/// A remote spawn that could not happen: no connection, unknown function, or timeout.
+struct SpawnError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Starts `function(args)` on `node` (this node too) and returns its pid. The new process's
+/// group leader is the caller's (or `opts.group_leader`): its nodus::io output appears where
+/// the caller's does, as in Erlang. Blocks until `node` answers; throws SpawnError.
+/// (`opts.link` / `opts.monitor` across nodes are not supported yet and are refused.)
+Pid spawn(Atom node, const std::string& function, Term args = Term::list({}),
+          const SpawnOptions& opts = {}, std::chrono::milliseconds timeout = std::chrono::seconds(7));
 
 /// Sends to the process registered as `name` on `node` (Erlang's `{Name, Node} ! Msg`).
 /// Like any send, it never fails visibly: an unknown name or a down node drops the message.

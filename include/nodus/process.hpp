@@ -54,19 +54,26 @@ Pid spawn_with(const SpawnOptions& opts, Ref* mref, F&& f, Args&&... args) {
 }
 }  // namespace detail
 
+/// A callable that makes a process body from the given arguments.
+template <class F, class... Args>
+concept ProcessBody = std::is_invocable_r_v<Proc, std::decay_t<F>&, Args...>;
+
 /// Starts a process running `f(args...)`, which returns a Proc. Arguments are passed by value.
 template <class F, class... Args>
+  requires ProcessBody<F, Args...>
 Pid spawn(F&& f, Args&&... args) {
   return detail::spawn_with({}, nullptr, std::forward<F>(f), std::forward<Args>(args)...);
 }
 /// spawn + link to the caller, atomically (the child cannot exit unseen).
 template <class F, class... Args>
+  requires ProcessBody<F, Args...>
 Pid spawn_link(F&& f, Args&&... args) {
   return detail::spawn_with({.link = true}, nullptr, std::forward<F>(f),
                             std::forward<Args>(args)...);
 }
 /// spawn + monitor from the caller: the pid and the monitor reference.
 template <class F, class... Args>
+  requires ProcessBody<F, Args...>
 std::pair<Pid, Ref> spawn_monitor(F&& f, Args&&... args) {
   Ref ref;
   Pid pid = detail::spawn_with({.monitor = true}, &ref, std::forward<F>(f),
@@ -74,6 +81,7 @@ std::pair<Pid, Ref> spawn_monitor(F&& f, Args&&... args) {
   return {pid, ref};
 }
 template <class F, class... Args>
+  requires ProcessBody<F, Args...>
 Pid spawn_opt(const SpawnOptions& opts, F&& f, Args&&... args) {
   return detail::spawn_with(opts, nullptr, std::forward<F>(f), std::forward<Args>(args)...);
 }

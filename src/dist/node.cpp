@@ -24,6 +24,7 @@
 #include "../runtime/process.hpp"
 #include "codec.hpp"
 #include "handshake.hpp"
+#include "nodus/io.hpp"
 #include "nodus/log.hpp"
 #include "nodus/process.hpp"
 #include "portmapper.hpp"
@@ -41,6 +42,17 @@ struct Waiter {
   bool done = false;
   bool ok = false;
   std::string error;
+  Pid pid;  // spawn requests: the new process
+  void finish_spawn(const Pid& p) {
+    {
+      std::lock_guard lock(mu);
+      if (done) return;
+      done = true;
+      ok = true;
+      pid = p;
+    }
+    cv.notify_all();
+  }
   void finish(bool success, std::string why = {}) {
     {
       std::lock_guard lock(mu);
@@ -55,11 +67,22 @@ struct Waiter {
 
 // Work handed to the I/O thread by other threads.
 struct Command {
-  enum Kind { send, connect, disconnect } kind;
+  enum Kind { send, connect, disconnect, spawn } kind;
   Atom node;
   std::string frame;
   std::shared_ptr<Waiter> waiter;
+  std::uint64_t request = 0;  // spawn
 };
+
+std::mutex g_functions_mu;
+std::map<std::string, RemoteFunction, std::less<>> g_functions;
+
+std::optional<RemoteFunction> find_function(std::string_view name) {
+  std::lock_guard lock(g_functions_mu);
+  auto it = g_functions.find(name);
+  if (it == g_functions.end()) return std::nullopt;
+  return it->second;
+}
 
 bool valid_node_name(std::string_view n) {
   const auto at = n.find('@');
@@ -108,6 +131,7 @@ class NodeImpl {
   }
   std::string encode_send(const Pid& to, detail::MsgNode* n);
   std::string encode_send_name(Atom name, detail::MsgNode* n);
+  std::uint64_t next_request() { return next_request_.fetch_add(1) + 1; }
 
  private:
   // An outbound connection: our DEALER to the peer's ROUTER.
@@ -143,6 +167,8 @@ class NodeImpl {
   void flush(Peer& p);
   void send_router(const std::string& rid, const std::string& frame);
   void mark_up(Atom node, bool up);
+  void on_spawn_request(Inbound& in, Reader& r);
+  void on_spawn_reply(Reader& r);
 
   NodeOptions opts_;
   Atom name_;
@@ -164,6 +190,12 @@ class NodeImpl {
   std::map<std::uint32_t, Peer> peers_;  // by atom id
   std::unordered_map<std::string, Inbound> inbound_;
   int monitor_seq_ = 0;
+  std::atomic<std::uint64_t> next_request_{0};
+  struct PendingSpawn {
+    Atom node;
+    std::shared_ptr<Waiter> waiter;
+  };
+  std::unordered_map<std::uint64_t, PendingSpawn> spawns_;  // I/O thread only
 };
 
 std::atomic<NodeImpl*> g_node{nullptr};
@@ -238,6 +270,25 @@ void NodeImpl::enqueue(Command c) {
 
 // ------------------------------------------------------------------------------ encoding
 
+// The payload of a node that can travel (Term or io::Request); false for other types.
+bool encode_payload(Writer& w, detail::MsgNode* n) {
+  if (n->type == &detail::type_info_v<Term>) {
+    w.u8(static_cast<std::uint8_t>(Payload::term));
+    encode_term(w, static_cast<detail::TypedNode<Term>*>(n)->value);
+    return true;
+  }
+  if (n->type == &detail::type_info_v<io::Request>) {
+    w.u8(static_cast<std::uint8_t>(Payload::io_request));
+    w.str32(static_cast<detail::TypedNode<io::Request>*>(n)->value.text);
+    return true;
+  }
+  return false;
+}
+
+bool can_travel(detail::MsgNode* n) {
+  return n->type == &detail::type_info_v<Term> || n->type == &detail::type_info_v<io::Request>;
+}
+
 std::string NodeImpl::encode_send(const Pid& to, detail::MsgNode* n) {
   std::string f;
   f.reserve(64);
@@ -247,8 +298,7 @@ std::string NodeImpl::encode_send(const Pid& to, detail::MsgNode* n) {
   w.u32(to.creation);
   w.u32(to.id);
   w.u32(to.serial);
-  w.u8(static_cast<std::uint8_t>(Payload::term));
-  encode_term(w, static_cast<detail::TypedNode<Term>*>(n)->value);
+  encode_payload(w, n);
   return f;
 }
 
@@ -258,8 +308,7 @@ std::string NodeImpl::encode_send_name(Atom name, detail::MsgNode* n) {
   w.u8(kWireVersion);
   w.u8(static_cast<std::uint8_t>(Op::send_name));
   w.str8(name.name());
-  w.u8(static_cast<std::uint8_t>(Payload::term));
-  encode_term(w, static_cast<detail::TypedNode<Term>*>(n)->value);
+  encode_payload(w, n);
   return f;
 }
 
@@ -373,6 +422,18 @@ void NodeImpl::drain_commands() {
         break;
       }
       case Command::disconnect: peer_down(c.node, "disconnected"); break;
+      case Command::spawn: {
+        std::string error;
+        Peer* p = connect_peer(c.node, &error);
+        if (p == nullptr) {
+          c.waiter->finish(false, "no connection to " + std::string(c.node.name()));
+          break;
+        }
+        spawns_[c.request] = {c.node, c.waiter};
+        p->pending.push_back(std::move(c.frame));
+        if (p->state == Peer::up) flush(*p);
+        break;
+      }
     }
   }
 }
@@ -528,6 +589,14 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
     warn_bad("message", std::to_string(p.pending.size()) + " queued for " + p.name + " (" + why + ")");
   }
   if (was_up) logger().info("node {} down: {}", p.name, why);
+  for (auto sp = spawns_.begin(); sp != spawns_.end();) {
+    if (sp->second.node == node) {
+      sp->second.waiter->finish(false, "no connection to " + p.name);
+      sp = spawns_.erase(sp);
+    } else {
+      ++sp;
+    }
+  }
   peers_.erase(it);
   for (auto in = inbound_.begin(); in != inbound_.end();) {
     in = in->second.name == std::string_view(node.name()) ? inbound_.erase(in) : std::next(in);
@@ -657,21 +726,36 @@ void NodeImpl::deliver_frame(Inbound& in, std::string_view frame) {
   } else if (op == Op::send_name) {
     auto n = r.str8();
     if (r.ok()) to_name = Atom(n);
+  } else if (op == Op::spawn_request) {
+    on_spawn_request(in, r);
+    return;
+  } else if (op == Op::spawn_reply) {
+    on_spawn_reply(r);
+    return;
   } else {
     warn_bad("frame", "unknown operation " + std::to_string(static_cast<int>(op)) + " from " + in.name);
     return;
   }
   const auto enc = static_cast<Payload>(r.u8());
-  if (!r.ok() || enc != Payload::term) {
+  detail::MsgNode* n = nullptr;
+  if (r.ok() && enc == Payload::term) {
+    auto term = decode_term(r);
+    if (!term || !r.at_end()) {
+      warn_bad("message", "malformed term from " + in.name);
+      return;
+    }
+    n = detail::make_node(std::move(*term));
+  } else if (r.ok() && enc == Payload::io_request) {
+    auto text = r.str32();
+    if (!r.ok() || !r.at_end()) {
+      warn_bad("message", "malformed io request from " + in.name);
+      return;
+    }
+    n = detail::make_node(io::Request{std::string(text)});
+  } else {
     warn_bad("message", "unknown payload encoding from " + in.name);
     return;
   }
-  auto term = decode_term(r);
-  if (!term || !r.at_end()) {
-    warn_bad("message", "malformed term from " + in.name);
-    return;
-  }
-  detail::MsgNode* n = detail::make_node(std::move(*term));
   if (op == Op::send_pid) {
     if (to.creation != creation_) {  // a pid of an earlier incarnation of this node
       n->type->destroy(n);
@@ -683,9 +767,81 @@ void NodeImpl::deliver_frame(Inbound& in, std::string_view frame) {
   }
 }
 
+void NodeImpl::on_spawn_request(Inbound& in, Reader& r) {
+  const std::uint64_t req = r.u64();
+  const std::uint32_t from_id = r.u32(), from_serial = r.u32();
+  (void)from_id;
+  (void)from_serial;
+  auto gl = decode_term(r);
+  auto fname = r.str8();
+  auto args = decode_term(r);
+  if (!r.ok() || !r.at_end() || !gl || !gl->is_pid() || !args) {
+    warn_bad("frame", "malformed spawn request from " + in.name);
+    return;
+  }
+  std::string reply;
+  Writer w(reply);
+  w.u8(kWireVersion);
+  w.u8(static_cast<std::uint8_t>(Op::spawn_reply));
+  w.u64(req);
+  auto f = find_function(fname);
+  std::string error;
+  Pid pid;
+  if (!f) {
+    error = "no function " + std::string(fname) + " on " + std::string(name_.name());
+  } else {
+    try {
+      Proc p = (*f)(std::move(*args));
+      pid = detail::spawn_frame(p.release(), {.group_leader = gl->as_pid()}, {}, nullptr);
+    } catch (const std::exception& e) {
+      error = std::string("cannot start ") + std::string(fname) + ": " + e.what();
+    }
+  }
+  if (error.empty()) {
+    w.u8(0);
+    w.u32(pid.id);
+    w.u32(pid.serial);
+  } else {
+    logger().warn("spawn request from {} failed: {}", in.name, error);
+    w.u8(1);
+    w.str8(error);
+  }
+  std::string dummy;
+  Peer* back = connect_peer(Atom(in.name), &dummy);
+  if (back == nullptr) return;
+  back->pending.push_back(std::move(reply));
+  if (back->state == Peer::up) flush(*back);
+}
+
+void NodeImpl::on_spawn_reply(Reader& r) {
+  const std::uint64_t req = r.u64();
+  const std::uint8_t status = r.u8();
+  auto it = spawns_.find(req);
+  if (!r.ok() || it == spawns_.end()) {
+    warn_bad("frame", "unexpected spawn reply");
+    return;
+  }
+  auto waiter = it->second.waiter;
+  const Atom node = it->second.node;
+  spawns_.erase(it);
+  if (status == 0) {
+    const std::uint32_t id = r.u32(), serial = r.u32();
+    auto peer = peers_.find(node.id());
+    const std::uint32_t creation = peer != peers_.end() ? peer->second.creation : 0;
+    if (!r.ok()) {
+      waiter->finish(false, "malformed spawn reply");
+      return;
+    }
+    waiter->finish_spawn(Pid{node, creation, id, serial});
+  } else {
+    auto why = r.str8();
+    waiter->finish(false, r.ok() ? std::string(why) : std::string("malformed spawn reply"));
+  }
+}
+
 void deliver_remote(const Pid& to, detail::MsgNode* n) {
   NodeImpl* node = g_node.load(std::memory_order_acquire);
-  if (node == nullptr || n->type != &detail::type_info_v<Term>) {
+  if (node == nullptr || !can_travel(n)) {
     if (node) warn_bad("message", "type " + std::string(n->type->name) + " cannot be sent to another node yet");
     n->type->destroy(n);
     return;
@@ -761,6 +917,46 @@ bool ping(Atom n, std::chrono::milliseconds timeout) { return connect(n, nullptr
 
 }  // namespace node
 
+void register_function(std::string name, RemoteFunction f) {
+  std::lock_guard lock(dist::g_functions_mu);
+  dist::g_functions[std::move(name)] = std::move(f);
+}
+
+Pid spawn(Atom node_name, const std::string& function, Term args, const SpawnOptions& opts,
+          std::chrono::milliseconds timeout) {
+  if (opts.link || opts.monitor) {
+    throw SpawnError("spawn on another node with link or monitor is not supported yet");
+  }
+  auto* node = impl();
+  if (node == nullptr || node_name == node::self()) {
+    auto f = dist::find_function(function);
+    if (!f) throw SpawnError("no function " + function + " on " + std::string(node::self().name()));
+    Proc p = (*f)(std::move(args));
+    return detail::spawn_frame(p.release(), opts, {}, nullptr);
+  }
+  const Pid gl = opts.group_leader.is_null() ? group_leader() : opts.group_leader;
+  const Pid me = self();
+  const std::uint64_t req = node->next_request();
+  std::string f;
+  dist::Writer w(f);
+  w.u8(dist::kWireVersion);
+  w.u8(static_cast<std::uint8_t>(dist::Op::spawn_request));
+  w.u64(req);
+  w.u32(me.id);
+  w.u32(me.serial);
+  dist::encode_term(w, Term(gl));
+  w.str8(function);
+  dist::encode_term(w, args);
+  auto waiter = std::make_shared<dist::Waiter>();
+  node->enqueue({dist::Command::spawn, node_name, std::move(f), waiter, req});
+  std::unique_lock lock(waiter->mu);
+  if (!waiter->cv.wait_for(lock, timeout, [&] { return waiter->done; })) {
+    throw SpawnError("timeout waiting for " + std::string(node_name.name()));
+  }
+  if (!waiter->ok) throw SpawnError(waiter->error);
+  return waiter->pid;
+}
+
 namespace detail {
 void deliver_remote_name(Atom name, Atom node_name, MsgNode* n) {
   auto* node = impl();
@@ -768,7 +964,8 @@ void deliver_remote_name(Atom name, Atom node_name, MsgNode* n) {
     deliver_named(name, n);
     return;
   }
-  if (n->type != &type_info_v<Term>) {
+  if (!dist::can_travel(n)) {
+    dist::warn_bad("message", "type " + std::string(n->type->name) + " cannot be sent to another node yet");
     n->type->destroy(n);
     return;
   }

@@ -18,11 +18,15 @@ enum class Op : std::uint8_t {
   refuse = 0x05,     ///< acceptor -> connector: str8 reason
   send_pid = 0x10,   ///< u32 creation, u32 id, u32 serial, payload
   send_name = 0x11,  ///< str8 registered name, payload
+  spawn_request = 0x20,  ///< u64 request, u32 from id, u32 from serial, term group leader,
+                         ///< str8 function, term args
+  spawn_reply = 0x21,    ///< u64 request, u8 status, then u32 id, u32 serial | str8 error
 };
 
 /// Payload encodings (first payload byte).
 enum class Payload : std::uint8_t {
-  term = 0x01,  ///< a Term (codec.hpp)
+  term = 0x01,        ///< a Term (codec.hpp)
+  io_request = 0x02,  ///< nodus::io::Request: str32 text (output for a group leader)
 };
 
 }  // namespace nodus::dist

@@ -15,6 +15,7 @@ namespace {
 
 const std::string kNodus = NODUS_TOOL;
 const std::string kPortmapper = NODUS_PORTMAPPER_TOOL;
+const std::string kChat = NODUS_CHAT;
 
 // A private port mapper for one test; every node started by the test uses it (env).
 struct Cluster {
@@ -40,6 +41,14 @@ struct Cluster {
     dist::PortmapperClient c("127.0.0.1", port);
     auto a = c.lookup(short_name, nullptr);
     return a ? a->port : 0;
+  }
+  // the lesson's `chat` node (Kate.say_name, Kate.reply_sup)
+  std::unique_ptr<Child> chat(const std::string& name, const std::string& cookie) {
+    auto c = std::make_unique<Child>(
+        std::vector<std::string>{kChat, "--sname", name + "@localhost", "--cookie", cookie, "--ticktime", "1000"},
+        "chat-" + name + std::to_string(port));
+    REQUIRE(eventually([&] { return lists(name); }));
+    return c;
   }
   // `nodus node` (a registered `echo` process), up once it is in the port mapper.
   std::unique_ptr<Child> node(const std::string& name, const std::string& cookie) {
@@ -160,4 +169,42 @@ TEST_CASE("a killed peer leaves Node.list", "[distributed]") {
   REQUIRE(node::ping(atom("kate@localhost")));
   kate->signal(SIGKILL);
   CHECK(eventually([] { return node::list().empty(); }, 5s));
+}
+
+TEST_CASE("lesson step 1: Kate.say_name spawned on kate prints through the caller's group leader", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.chat("kate", "secret");
+  Runtime rt;
+  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Mailbox shell;  // plays alex's group leader, to see the output arrive here
+  Pid p = spawn(atom("kate@localhost"), "Kate.say_name", Term::list({}), {.group_leader = self()});
+  CHECK(p.node == atom("kate@localhost"));
+  CHECK(to_string(p).rfind("<0.", 0) != 0);  // printed as a pid of another node
+  auto out = shell.receive<io::Request>(10s);
+  REQUIRE(out);
+  CHECK(out->text == "Hi, my name is Kate\n");
+  CHECK(kate->out().empty());  // nothing printed on kate
+}
+
+TEST_CASE("lesson step 2: {hi, self()} to Kate.reply_sup, flush gives 'sup?'", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.chat("kate", "secret");
+  Runtime rt;
+  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Mailbox shell;
+  Pid pid = spawn(atom("kate@localhost"), "Kate.reply_sup");
+  send(pid, tuple(atom("hi"), self()));
+  auto reply = shell.receive_any(10s);  // wait for it, then it is what flush() would print
+  REQUIRE(reply);
+  CHECK(reply->to_string() == "'sup?'");
+  CHECK(shell.flush().empty());
+}
+
+TEST_CASE("remote spawn of an unknown function, or on a node that is not running, says why", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.chat("kate", "secret");
+  Runtime rt;
+  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  CHECK_THROWS_WITH(spawn(atom("kate@localhost"), "Kate.sing"), "no function Kate.sing on kate@localhost");
+  CHECK_THROWS_WITH(spawn(atom("moebi@localhost"), "Kate.say_name"), "no connection to moebi@localhost");
 }
