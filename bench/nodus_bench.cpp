@@ -320,6 +320,37 @@ int dist_pingpong(const Options& o) {
   return 0;
 }
 
+// Time from a signal to the peer to its disappearance from node::list() (nodedown), with a
+// 1 s tick. SIGKILL: the kernel resets the TCP connection; SIGSTOP: only the heartbeat tells.
+int dist_detect(const char* name, int sig, long tick_ms) {
+  Peer peer;
+  ::kill(peer.node, SIGTERM);  // restart the peer with the tick we measure
+  int st;
+  ::waitpid(peer.node, &st, 0);
+  const char* bin = std::getenv("NODUS_BIN");
+  const std::string dir = bin ? bin : NODUS_TOOLS_DIR;
+  const std::string tick = std::to_string(tick_ms);
+  peer.node = Peer::start({dir + "/nodus", "node", "--sname", "b@localhost", "--cookie", "bench", "--ticktime", tick});
+  Runtime rt;
+  Node a({.name = "a@localhost", .cookie = "bench", .ticktime = std::chrono::milliseconds(tick_ms)});
+  Mailbox mb;
+  if (!wait_for_peer(mb)) return 1;
+  const auto t0 = BenchClock::now();
+  ::kill(peer.node, sig);
+  while (!node::list().empty()) {
+    if (secs(t0, BenchClock::now()) > 30) return 1;
+    std::this_thread::sleep_for(200us);
+  }
+  const double ms = secs(t0, BenchClock::now()) * 1e3;
+  if (sig == SIGSTOP) ::kill(peer.node, SIGCONT);
+  std::fprintf(stderr, "detail: %s: signal %d -> nodedown after %.1f ms (ticktime %ld ms)\n", name, sig, ms, tick_ms);
+  result(name, ms, "ms");
+  return 0;
+}
+
+int dist_detect_kill(const Options&) { return dist_detect("dist_detect_kill", SIGKILL, 1000); }
+int dist_detect_stop(const Options&) { return dist_detect("dist_detect_stop", SIGSTOP, 1000); }
+
 const std::map<std::string, std::function<int(const Options&)>>& scenarios() {
   static const std::map<std::string, std::function<int(const Options&)>> s{
       {"local_send", local_send},
@@ -328,6 +359,8 @@ const std::map<std::string, std::function<int(const Options&)>>& scenarios() {
       {"dist_oneway_small", dist_oneway_small},
       {"dist_oneway_1k", dist_oneway_1k},
       {"dist_pingpong", dist_pingpong},
+      {"dist_detect_kill", dist_detect_kill},
+      {"dist_detect_stop", dist_detect_stop},
   };
   return s;
 }

@@ -469,8 +469,10 @@ NodeImpl::Peer* NodeImpl::connect_peer(Atom node, std::string* error) {
   p.dealer->set(zmq::sockopt::reconnect_ivl, -1);  // a lost peer is down, not silently retried
   p.dealer->set(zmq::sockopt::maxmsgsize, kMaxFrame);
   const int tick = static_cast<int>(opts_.ticktime.count());
+  // a silent peer is noticed between timeout and timeout + ivl: 7/8 T + [0, 1/4 T] is centred
+  // on the tick, like Erlang's 3/4 T .. 5/4 T
   p.dealer->set(zmq::sockopt::heartbeat_ivl, std::max(1, tick / 4));
-  p.dealer->set(zmq::sockopt::heartbeat_timeout, std::max(1, tick));
+  p.dealer->set(zmq::sockopt::heartbeat_timeout, std::max(1, tick - tick / 8));
   p.dealer->set(zmq::sockopt::heartbeat_ttl, std::max(100, tick));
   const std::string mon = "inproc://nodus-monitor-" + std::to_string(++monitor_seq_);
   if (zmq_socket_monitor(p.dealer->handle(), mon.c_str(), ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED) != 0) {

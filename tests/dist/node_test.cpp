@@ -107,7 +107,7 @@ TEST_CASE("send to {name, node} and to a remote pid; the reply comes back", "[di
   REQUIRE(r);
   CHECK(r->to_string() == "{echo, hi}");
   // messages between a pair of processes stay in order
-  constexpr int n = 20000;
+  constexpr int n = 20000;  // (the million-message case below uses a counting sink)
   for (int i = 0; i < n; ++i) send(atom("echo"), atom("kate@localhost"), tuple(self(), i));
   bool in_order = true;
   for (int i = 0; i < n; ++i) {
@@ -207,4 +207,54 @@ TEST_CASE("remote spawn of an unknown function, or on a node that is not running
   Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
   CHECK_THROWS_WITH(spawn(atom("kate@localhost"), "Kate.sing"), "no function Kate.sing on kate@localhost");
   CHECK_THROWS_WITH(spawn(atom("moebi@localhost"), "Kate.say_name"), "no connection to moebi@localhost");
+}
+
+TEST_CASE("1,000,000 messages from one process to a remote one all arrive, in order", "[distributed]") {
+  Cluster cl;
+  auto b = cl.node("b", "secret");
+  Runtime rt;
+  Node a({.name = "a@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Mailbox mb;
+  constexpr long n = 1'000'000;
+  // the anchors' sink on `nodus node`: {start, From, N}, N x {seq, I, Bin} -> {done, N, OutOfOrder}
+  send(atom("bench_sink"), atom("b@localhost"), tuple(atom("start"), self(), n));
+  const Term bin(std::string(16, 'x'));
+  for (long i = 1; i <= n; ++i) send(atom("bench_sink"), atom("b@localhost"), tuple(atom("seq"), i, bin));
+  auto done = mb.receive<Term>(120s);
+  REQUIRE(done);
+  CHECK(done->to_string() == "{done, 1000000, 0}");
+}
+
+TEST_CASE("a frozen peer (SIGSTOP) is declared down after about its tick", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.node("kate", "secret");
+  Runtime rt;
+  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  REQUIRE(node::ping(atom("kate@localhost")));
+  kate->signal(SIGSTOP);
+  const bool down = eventually([] { return node::list().empty(); }, 10s);
+  kate->signal(SIGCONT);
+  CHECK(down);
+}
+
+TEST_CASE("a restarted peer is reachable again; pids of its old incarnation are not", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.chat("kate", "secret");
+  Runtime rt;
+  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Mailbox shell;
+  Pid old = spawn(atom("kate@localhost"), "Kate.reply_sup");
+  kate->signal(SIGKILL);
+  kate->wait();
+  REQUIRE(eventually([] { return node::list().empty(); }));
+  REQUIRE(eventually([&] { return !cl.lists("kate"); }));
+  kate = cl.chat("kate", "secret");
+  Pid fresh = spawn(atom("kate@localhost"), "Kate.reply_sup");
+  CHECK(fresh.creation != old.creation);
+  send(old, tuple(atom("hi"), self()));    // an old incarnation's pid: dropped
+  send(fresh, tuple(atom("hi"), self()));
+  auto r = shell.receive_any(10s);
+  REQUIRE(r);
+  CHECK(r->to_string() == "'sup?'");
+  CHECK_FALSE(shell.receive_any(300ms).has_value());  // exactly one answer
 }
