@@ -77,7 +77,8 @@ struct SpawnError : std::runtime_error {
 /// Starts `function(args)` on `node` (this node too) and returns its pid. The new process's
 /// group leader is the caller's (or `opts.group_leader`): its nodus::io output appears where
 /// the caller's does, as in Erlang. Blocks until `node` answers; throws SpawnError.
-/// (`opts.link` / `opts.monitor` across nodes are not supported yet and are refused.)
+/// `opts.link` links the caller to the new process before it runs (Node.spawn_link);
+/// `opts.monitor` across nodes is not supported yet (throws): spawn, then monitor(pid).
 Pid spawn(Atom node, const std::string& function, Term args = Term::list({}),
           const SpawnOptions& opts = {}, std::chrono::milliseconds timeout = std::chrono::seconds(7));
 

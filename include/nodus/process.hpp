@@ -33,7 +33,10 @@ struct Closure {
   void* object = nullptr;
   void (*destroy)(void*) = nullptr;
 };
-Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monitor_ref);
+/// `remote_link`: a pid of another node the new process is linked to before it first runs
+/// (a spawn_link from that node).
+Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monitor_ref,
+                const Pid& remote_link = {});
 void deliver(const Pid& to, MsgNode* n);
 bool deliver_named(Atom name, MsgNode* n);
 std::uint64_t send_after_node(Clock::duration d, const Pid& to, MsgNode* n);

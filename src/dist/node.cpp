@@ -72,6 +72,7 @@ struct Command {
   std::string frame;
   std::shared_ptr<Waiter> waiter;
   std::uint64_t request = 0;  // spawn
+  Pid link_from;              // spawn_link: the local caller
 };
 
 std::mutex g_functions_mu;
@@ -133,6 +134,34 @@ class NodeImpl {
   std::string encode_send_name(Atom name, detail::MsgNode* n);
   std::uint64_t next_request() { return next_request_.fetch_add(1) + 1; }
 
+  // Links and monitors between local processes and processes of other nodes, so that losing
+  // a node can fire them with `noconnection`. Touched by process threads and the I/O thread.
+  void track_link(const Pid& local, const Pid& remote) {
+    std::lock_guard lock(track_mu_);
+    links_.emplace(remote.node.id(), std::make_pair(local, remote));
+  }
+  void untrack_link(const Pid& local, const Pid& remote) {
+    std::lock_guard lock(track_mu_);
+    auto [b, e] = links_.equal_range(remote.node.id());
+    for (auto it = b; it != e; ++it) {
+      if (it->second.first == local && it->second.second == remote) {
+        links_.erase(it);
+        return;
+      }
+    }
+  }
+  void track_monitor(const Pid& watcher, const Pid& target, const Ref& ref) {
+    std::lock_guard lock(track_mu_);
+    monitors_[ref] = {watcher, target};
+  }
+  void untrack_monitor(const Ref& ref) {
+    std::lock_guard lock(track_mu_);
+    monitors_.erase(ref);
+  }
+  /// `node` is unreachable: every link to it breaks and every monitor of it fires.
+  void fire_noconnection(Atom node);
+  void send_control(Atom node, std::string frame) { enqueue({Command::send, node, std::move(frame), nullptr}); }
+
  private:
   // An outbound connection: our DEALER to the peer's ROUTER.
   struct Peer {
@@ -168,6 +197,7 @@ class NodeImpl {
   void send_router(const std::string& rid, const std::string& frame);
   void mark_up(Atom node, bool up);
   void on_spawn_request(Inbound& in, Reader& r);
+  void on_control(Inbound& in, Op op, Reader& r);
   void on_spawn_reply(Reader& r);
 
   NodeOptions opts_;
@@ -194,8 +224,12 @@ class NodeImpl {
   struct PendingSpawn {
     Atom node;
     std::shared_ptr<Waiter> waiter;
+    Pid link_from;  // spawn_link: the local caller
   };
   std::unordered_map<std::uint64_t, PendingSpawn> spawns_;  // I/O thread only
+  std::mutex track_mu_;
+  std::multimap<std::uint32_t, std::pair<Pid, Pid>> links_;  // remote node -> (local, remote)
+  std::unordered_map<Ref, std::pair<Pid, Pid>> monitors_;    // ref -> (local watcher, remote target)
 };
 
 std::atomic<NodeImpl*> g_node{nullptr};
@@ -269,6 +303,19 @@ void NodeImpl::enqueue(Command c) {
 }
 
 // ------------------------------------------------------------------------------ encoding
+
+std::string control(Op op, std::initializer_list<Term> terms, int flag = -1) {
+  std::string f;
+  Writer w(f);
+  w.u8(kWireVersion);
+  w.u8(static_cast<std::uint8_t>(op));
+  auto it = terms.begin();
+  encode_term(w, *it++);
+  encode_term(w, *it++);
+  if (flag >= 0) w.u8(static_cast<std::uint8_t>(flag));
+  for (; it != terms.end(); ++it) encode_term(w, *it);
+  return f;
+}
 
 // The payload of a node that can travel (Term or io::Request); false for other types.
 bool encode_payload(Writer& w, detail::MsgNode* n) {
@@ -403,6 +450,7 @@ void NodeImpl::drain_commands() {
         Peer* p = connect_peer(c.node, &error);
         if (p == nullptr) {
           warn_bad("message", "no connection to " + std::string(c.node.name()) + ": " + error);
+          fire_noconnection(c.node);
           break;
         }
         p->pending.push_back(std::move(c.frame));
@@ -429,7 +477,7 @@ void NodeImpl::drain_commands() {
           c.waiter->finish(false, "no connection to " + std::string(c.node.name()));
           break;
         }
-        spawns_[c.request] = {c.node, c.waiter};
+        spawns_[c.request] = {c.node, c.waiter, c.link_from};
         p->pending.push_back(std::move(c.frame));
         if (p->state == Peer::up) flush(*p);
         break;
@@ -581,6 +629,32 @@ void NodeImpl::on_monitor(Peer& p) {
   }
 }
 
+void NodeImpl::fire_noconnection(Atom node) {
+  std::vector<std::pair<Pid, Pid>> links;               // (local, remote)
+  std::vector<std::tuple<Ref, Pid, Pid>> downs;          // (ref, local watcher, remote target)
+  {
+    std::lock_guard lock(track_mu_);
+    auto [b, e] = links_.equal_range(node.id());
+    for (auto it = b; it != e; ++it) links.push_back(it->second);
+    links_.erase(b, e);
+    for (auto it = monitors_.begin(); it != monitors_.end();) {
+      if (it->second.second.node == node) {
+        downs.emplace_back(it->first, it->second.first, it->second.second);
+        it = monitors_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (const auto& [local, remote] : links) {
+    runtime::send_exit_signal(local, remote, atoms::noconnection(), true);
+  }
+  for (const auto& [ref, watcher, target] : downs) {
+    runtime::remove_monitoring(watcher, ref);
+    runtime::deliver_local(watcher, detail::make_node(Down{ref, target, atoms::noconnection()}));
+  }
+}
+
 void NodeImpl::peer_down(Atom node, const std::string& why) {
   auto it = peers_.find(node.id());
   if (it == peers_.end()) return;
@@ -600,6 +674,7 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
     }
   }
   peers_.erase(it);
+  fire_noconnection(node);
   for (auto in = inbound_.begin(); in != inbound_.end();) {
     in = in->second.name == std::string_view(node.name()) ? inbound_.erase(in) : std::next(in);
   }
@@ -734,6 +809,9 @@ void NodeImpl::deliver_frame(Inbound& in, std::string_view frame) {
   } else if (op == Op::spawn_reply) {
     on_spawn_reply(r);
     return;
+  } else if (op >= Op::link && op <= Op::down) {
+    on_control(in, op, r);
+    return;
   } else {
     warn_bad("frame", "unknown operation " + std::to_string(static_cast<int>(op)) + " from " + in.name);
     return;
@@ -769,11 +847,58 @@ void NodeImpl::deliver_frame(Inbound& in, std::string_view frame) {
   }
 }
 
+void NodeImpl::on_control(Inbound& in, Op op, Reader& r) {
+  auto a = decode_term(r);  // from / watcher
+  auto b = decode_term(r);  // to / target
+  const std::uint8_t flag = op == Op::exit ? r.u8() : 0;
+  std::optional<Term> c, d;
+  if (op == Op::exit) c = decode_term(r);
+  if (op == Op::monitor || op == Op::demonitor || op == Op::down) c = decode_term(r);
+  if (op == Op::down) d = decode_term(r);
+  const bool shape = a && b && a->is_pid() && b->is_pid() &&
+                     (op != Op::exit || c) && (op != Op::monitor || (c && c->is_ref())) &&
+                     (op != Op::demonitor || (c && c->is_ref())) && (op != Op::down || (c && c->is_ref() && d));
+  if (!r.ok() || !r.at_end() || !shape) {
+    warn_bad("frame", "malformed link/monitor frame from " + in.name);
+    return;
+  }
+  const Pid& x = a->as_pid();
+  const Pid& y = b->as_pid();
+  switch (op) {
+    case Op::link:  // remote x links to local y
+      if (runtime::add_remote_link(y, x)) {
+        track_link(y, x);
+      } else {
+        send_control(x.node, control(Op::exit, {Term(y), Term(x), Term(atoms::noproc())}, 1));
+      }
+      break;
+    case Op::unlink:
+      runtime::remove_remote_link(y, x);
+      untrack_link(y, x);
+      break;
+    case Op::exit:  // remote x's exit signal to local y
+      if (flag) untrack_link(y, x);
+      runtime::send_exit_signal(y, x, std::move(*c), flag != 0);
+      break;
+    case Op::monitor:  // remote watcher x monitors local y
+      if (!runtime::add_remote_watcher(y, c->as_ref(), x)) {
+        send_control(x.node, control(Op::down, {Term(x), Term(y), *c, Term(atoms::noproc())}));
+      }
+      break;
+    case Op::demonitor: runtime::remove_watcher(y, c->as_ref()); break;
+    case Op::down:  // remote target y went away; local watcher x
+      untrack_monitor(c->as_ref());
+      runtime::remove_monitoring(x, c->as_ref());
+      runtime::deliver_local(x, detail::make_node(Down{c->as_ref(), y, std::move(*d)}));
+      break;
+    default: break;
+  }
+}
+
 void NodeImpl::on_spawn_request(Inbound& in, Reader& r) {
   const std::uint64_t req = r.u64();
   const std::uint32_t from_id = r.u32(), from_serial = r.u32();
-  (void)from_id;
-  (void)from_serial;
+  const std::uint8_t flags = r.u8();
   auto gl = decode_term(r);
   auto fname = r.str8();
   auto args = decode_term(r);
@@ -794,7 +919,10 @@ void NodeImpl::on_spawn_request(Inbound& in, Reader& r) {
   } else {
     try {
       Proc p = (*f)(std::move(*args));
-      pid = detail::spawn_frame(p.release(), {.group_leader = gl->as_pid()}, {}, nullptr);
+      Pid caller;
+      if (flags & 1) caller = Pid{Atom(in.name), in.creation, from_id, from_serial};
+      pid = detail::spawn_frame(p.release(), {.group_leader = gl->as_pid()}, {}, nullptr, caller);
+      if (flags & 1) track_link(pid, caller);
     } catch (const std::exception& e) {
       error = std::string("cannot start ") + std::string(fname) + ": " + e.what();
     }
@@ -825,6 +953,7 @@ void NodeImpl::on_spawn_reply(Reader& r) {
   }
   auto waiter = it->second.waiter;
   const Atom node = it->second.node;
+  const Pid link_from = it->second.link_from;
   spawns_.erase(it);
   if (status == 0) {
     const std::uint32_t id = r.u32(), serial = r.u32();
@@ -834,7 +963,16 @@ void NodeImpl::on_spawn_reply(Reader& r) {
       waiter->finish(false, "malformed spawn reply");
       return;
     }
-    waiter->finish_spawn(Pid{node, creation, id, serial});
+    const Pid pid{node, creation, id, serial};
+    if (!link_from.is_null()) {
+      // before any later frame from that node (its exit, say) is handled
+      if (runtime::add_remote_link(link_from, pid)) {
+        track_link(link_from, pid);
+      } else {
+        send_control(node, control(Op::exit, {Term(link_from), Term(pid), Term(atoms::noproc())}, 1));
+      }
+    }
+    waiter->finish_spawn(pid);
   } else {
     auto why = r.str8();
     waiter->finish(false, r.ok() ? std::string(why) : std::string("malformed spawn reply"));
@@ -843,6 +981,19 @@ void NodeImpl::on_spawn_reply(Reader& r) {
 
 void deliver_remote(const Pid& to, detail::MsgNode* n) {
   NodeImpl* node = g_node.load(std::memory_order_acquire);
+  if (node && n->type == &detail::type_info_v<runtime::ExitSignal, detail::NodeKind::exit_signal>) {
+    auto& sig = static_cast<detail::TypedNode<runtime::ExitSignal>*>(n)->value;
+    if (sig.from_link) node->untrack_link(sig.from, to);
+    node->send_control(to.node, control(Op::exit, {Term(sig.from), Term(to), sig.reason}, sig.from_link ? 1 : 0));
+    n->type->destroy(n);
+    return;
+  }
+  if (node && n->type == &detail::type_info_v<Down>) {
+    auto& d = static_cast<detail::TypedNode<Down>*>(n)->value;
+    node->send_control(to.node, control(Op::down, {Term(to), Term(d.pid), Term(d.ref), d.reason}));
+    n->type->destroy(n);
+    return;
+  }
   if (node == nullptr || !can_travel(n)) {
     if (node) warn_bad("message", "type " + std::string(n->type->name) + " cannot be sent to another node yet");
     n->type->destroy(n);
@@ -852,6 +1003,33 @@ void deliver_remote(const Pid& to, detail::MsgNode* n) {
   n->type->destroy(n);
   node->enqueue({Command::send, to.node, std::move(frame), nullptr});
 }
+
+void hook_link(const Pid& local, const Pid& remote) {
+  if (NodeImpl* node = g_node.load(std::memory_order_acquire)) {
+    node->track_link(local, remote);
+    node->send_control(remote.node, control(Op::link, {Term(local), Term(remote)}));
+  }
+}
+void hook_unlink(const Pid& local, const Pid& remote) {
+  if (NodeImpl* node = g_node.load(std::memory_order_acquire)) {
+    node->untrack_link(local, remote);
+    node->send_control(remote.node, control(Op::unlink, {Term(local), Term(remote)}));
+  }
+}
+void hook_monitor(const Pid& watcher, const Pid& target, const Ref& ref) {
+  if (NodeImpl* node = g_node.load(std::memory_order_acquire)) {
+    node->track_monitor(watcher, target, ref);
+    node->send_control(target.node, control(Op::monitor, {Term(watcher), Term(target), Term(ref)}));
+  }
+}
+void hook_demonitor(const Pid& watcher, const Pid& target, const Ref& ref) {
+  if (NodeImpl* node = g_node.load(std::memory_order_acquire)) {
+    node->untrack_monitor(ref);
+    node->send_control(target.node, control(Op::demonitor, {Term(watcher), Term(target), Term(ref)}));
+  }
+}
+
+const runtime::RemoteHooks kHooks{&deliver_remote, &hook_link, &hook_unlink, &hook_monitor, &hook_demonitor};
 
 }  // namespace
 }  // namespace dist
@@ -876,11 +1054,11 @@ Node::Node(NodeOptions opts) {
     delete n;
     throw std::logic_error("a Node is already running in this OS process");
   }
-  runtime::set_remote_deliver(&dist::deliver_remote);
+  runtime::set_remote_hooks(&dist::kHooks);
 }
 
 Node::~Node() {
-  runtime::set_remote_deliver(nullptr);
+  runtime::set_remote_hooks(nullptr);
   delete dist::g_node.exchange(nullptr);
 }
 
@@ -926,9 +1104,7 @@ void register_function(std::string name, RemoteFunction f) {
 
 Pid spawn(Atom node_name, const std::string& function, Term args, const SpawnOptions& opts,
           std::chrono::milliseconds timeout) {
-  if (opts.link || opts.monitor) {
-    throw SpawnError("spawn on another node with link or monitor is not supported yet");
-  }
+  if (opts.monitor) throw SpawnError("spawn with monitor on another node is not supported yet: spawn, then monitor(pid)");
   auto* node = impl();
   if (node == nullptr || node_name == node::self()) {
     auto f = dist::find_function(function);
@@ -946,11 +1122,13 @@ Pid spawn(Atom node_name, const std::string& function, Term args, const SpawnOpt
   w.u64(req);
   w.u32(me.id);
   w.u32(me.serial);
+  if (opts.link && me.is_null()) throw SpawnError("spawn with link needs a calling process");
+  w.u8(opts.link ? 1 : 0);
   dist::encode_term(w, Term(gl));
   w.str8(function);
   dist::encode_term(w, args);
   auto waiter = std::make_shared<dist::Waiter>();
-  node->enqueue({dist::Command::spawn, node_name, std::move(f), waiter, req});
+  node->enqueue({dist::Command::spawn, node_name, std::move(f), waiter, req, opts.link ? me : Pid{}});
   std::unique_lock lock(waiter->mu);
   if (!waiter->cv.wait_for(lock, timeout, [&] { return waiter->done; })) {
     throw SpawnError("timeout waiting for " + std::string(node_name.name()));

@@ -18,9 +18,15 @@ enum class Op : std::uint8_t {
   refuse = 0x05,     ///< acceptor -> connector: str8 reason
   send_pid = 0x10,   ///< u32 creation, u32 id, u32 serial, payload
   send_name = 0x11,  ///< str8 registered name, payload
-  spawn_request = 0x20,  ///< u64 request, u32 from id, u32 from serial, term group leader,
-                         ///< str8 function, term args
+  spawn_request = 0x20,  ///< u64 request, u32 from id, u32 from serial, u8 flags (1: link),
+                         ///< term group leader, str8 function, term args
   spawn_reply = 0x21,    ///< u64 request, u8 status, then u32 id, u32 serial | str8 error
+  link = 0x30,       ///< term from (sender's), term to (receiver's)
+  unlink = 0x31,     ///< term from, term to
+  exit = 0x32,       ///< term from, term to, u8 from_link, term reason
+  monitor = 0x33,    ///< term watcher (sender's), term target (receiver's), term ref
+  demonitor = 0x34,  ///< term watcher, term target, term ref
+  down = 0x35,       ///< term watcher (receiver's), term target (sender's), term ref, term reason
 };
 
 /// Payload encodings (first payload byte).

@@ -30,7 +30,8 @@ bool add_link(Process* p, const Pid& pid, const Pid& other) {
 
 namespace detail {
 
-Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monitor_ref) {
+Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monitor_ref,
+                const Pid& remote_link) {
   Context& cx = ctx();
   Process* parent = runtime::current();
   if ((opts.link || opts.monitor) && parent == nullptr) {
@@ -56,6 +57,7 @@ Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monito
     throw std::runtime_error("system_limit: too many processes");
   }
   const Pid pid = p->pid();
+  if (!remote_link.is_null()) add_link(p, pid, remote_link);
   if (opts.link) {
     add_link(p, pid, parent->pid());
     add_link(parent, parent->pid(), pid);
@@ -77,13 +79,7 @@ Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monito
   return pid;
 }
 
-void deliver(const Pid& to, MsgNode* n) {
-  if (to.is_local()) {
-    runtime::deliver_local(to, n);
-  } else {
-    runtime::deliver_remote(to, n);
-  }
-}
+void deliver(const Pid& to, MsgNode* n) { runtime::deliver_any(to, n); }
 
 bool deliver_named(Atom name, MsgNode* n) {
   auto pid = ctx().registry.find(name);
@@ -183,6 +179,15 @@ void link(const Pid& pid) {
   Process* me = caller("link");
   const Pid my = me->pid();
   if (pid == my) return;
+  if (!pid.is_local()) {
+    add_link(me, my, pid);
+    if (const auto* h = runtime::remote_hooks()) {
+      h->link(my, pid);
+    } else {
+      runtime::send_exit_signal(my, pid, atoms::noconnection(), true);
+    }
+    return;
+  }
   Process* t = ctx().table.lookup(pid);
   const bool alive = t && add_link(t, pid, my);
   add_link(me, my, pid);
@@ -195,6 +200,10 @@ void unlink(const Pid& pid) {
     std::lock_guard lock(me->lock);
     if (me->extras) std::erase(me->extras->links, pid);
   }
+  if (!pid.is_local()) {
+    if (const auto* h = runtime::remote_hooks()) h->unlink(me->pid(), pid);
+    return;
+  }
   if (Process* t = ctx().table.lookup(pid)) {
     std::lock_guard lock(t->lock);
     if (t->is(runtime::ident_of(pid)) && t->extras) std::erase(t->extras->links, me->pid());
@@ -205,6 +214,19 @@ Ref monitor(const Pid& pid) {
   Process* me = caller("monitor");
   const Ref ref = make_ref();
   const Pid my = me->pid();
+  if (!pid.is_local()) {
+    const auto* h = runtime::remote_hooks();
+    if (h == nullptr) {
+      runtime::deliver_local(my, detail::make_node(Down{ref, pid, atoms::noconnection()}));
+      return ref;
+    }
+    {
+      std::lock_guard lock(me->lock);
+      me->ext().monitoring.emplace_back(ref, pid);
+    }
+    h->monitor(my, pid, ref);
+    return ref;
+  }
   Process* t = ctx().table.lookup(pid);
   bool alive = false;
   if (t) {
@@ -237,7 +259,11 @@ bool demonitor(const Ref& ref, bool flush) {
       }
     }
   }
-  if (target) runtime::remove_watcher(*target, ref);
+  if (target && target->is_local()) {
+    runtime::remove_watcher(*target, ref);
+  } else if (target) {
+    if (const auto* h = runtime::remote_hooks()) h->demonitor(me->pid(), *target, ref);
+  }
   if (flush) runtime::remove_down(me, ref);
   return target.has_value();
 }

@@ -144,6 +144,7 @@ std::string demangle(const char* name) {
 }  // namespace
 
 void remove_watcher(const Pid& target, const Ref& ref) {
+  if (!target.is_local()) return;  // the remote side is told by demonitor (see terminate)
   Process* t = ctx().table.lookup(target);
   if (t == nullptr) return;
   std::lock_guard lock(t->lock);
@@ -254,21 +255,65 @@ void deliver_local(const Pid& to, MsgNode* n) noexcept {
 }
 
 namespace {
-std::atomic<RemoteDeliver> g_remote{nullptr};
+std::atomic<const RemoteHooks*> g_remote{nullptr};
 }
 
-void set_remote_deliver(RemoteDeliver f) noexcept { g_remote.store(f, std::memory_order_release); }
+void set_remote_hooks(const RemoteHooks* h) noexcept { g_remote.store(h, std::memory_order_release); }
+const RemoteHooks* remote_hooks() noexcept { return g_remote.load(std::memory_order_acquire); }
 
 void deliver_remote(const Pid& to, MsgNode* n) noexcept {
-  if (RemoteDeliver f = g_remote.load(std::memory_order_acquire)) {
-    f(to, n);
+  if (const RemoteHooks* h = remote_hooks()) {
+    h->deliver(to, n);
   } else {
     destroy(n);  // not distributed: no other node can be reached
   }
 }
 
+void deliver_any(const Pid& to, MsgNode* n) noexcept {
+  if (to.is_local()) {
+    deliver_local(to, n);
+  } else {
+    deliver_remote(to, n);
+  }
+}
+
+bool add_remote_link(const Pid& target, const Pid& remote) {
+  Process* t = ctx().table.lookup(target);
+  if (t == nullptr) return false;
+  std::lock_guard lock(t->lock);
+  if (!t->is(ident_of(target))) return false;
+  auto& l = t->ext().links;
+  if (std::find(l.begin(), l.end(), remote) == l.end()) l.push_back(remote);
+  return true;
+}
+
+void remove_remote_link(const Pid& target, const Pid& remote) {
+  Process* t = ctx().table.lookup(target);
+  if (t == nullptr) return;
+  std::lock_guard lock(t->lock);
+  if (t->is(ident_of(target)) && t->extras) std::erase(t->extras->links, remote);
+}
+
+bool add_monitoring(const Pid& watcher, const Ref& ref, const Pid& target) {
+  Process* w = ctx().table.lookup(watcher);
+  if (w == nullptr) return false;
+  std::lock_guard lock(w->lock);
+  if (!w->is(ident_of(watcher))) return false;
+  w->ext().monitoring.emplace_back(ref, target);
+  return true;
+}
+
+bool add_remote_watcher(const Pid& target, const Ref& ref, const Pid& remote_watcher) {
+  Process* t = ctx().table.lookup(target);
+  if (t == nullptr) return false;
+  std::lock_guard lock(t->lock);
+  if (!t->is(ident_of(target))) return false;
+  t->ext().watchers.emplace_back(ref, remote_watcher);
+  return true;
+}
+
 void send_exit_signal(const Pid& to, const Pid& from, Term reason, bool from_link) {
-  deliver_local(to, new detail::TypedNode<ExitSignal>(
+  deliver_any(to, new detail::TypedNode<ExitSignal>(
                         &detail::type_info_v<ExitSignal, detail::NodeKind::exit_signal>,
                         ExitSignal{from, std::move(reason), from_link}));
 }
@@ -355,9 +400,15 @@ void terminate(Process* p, Term reason) {
     for (const Pid& l : e->links) send_exit_signal(l, me, reason, true);
     for (const auto& [ref, w] : e->watchers) {
       remove_monitoring(w, ref);
-      deliver_local(w, detail::make_node(Down{ref, me, reason}));
+      deliver_any(w, detail::make_node(Down{ref, me, reason}));
     }
-    for (const auto& [ref, t] : e->monitoring) remove_watcher(t, ref);
+    for (const auto& [ref, t] : e->monitoring) {
+      if (t.is_local()) {
+        remove_watcher(t, ref);
+      } else if (const RemoteHooks* h = remote_hooks()) {
+        h->demonitor(me, t, ref);
+      }
+    }
     if (e->closure.destroy) e->closure.destroy(e->closure.object);
     delete e;
   }

@@ -139,11 +139,30 @@ void destroy_chain(detail::MsgNode* n) noexcept;
 }  // namespace nodus::runtime
 
 namespace nodus::runtime {
-/// Installed by the distribution layer (which the runtime does not include): sends a node to
-/// a pid of another node. Takes ownership of `n`.
-using RemoteDeliver = void (*)(const Pid& to, detail::MsgNode* n);
-void set_remote_deliver(RemoteDeliver f) noexcept;
+/// Installed by the distribution layer (which the runtime does not include). `deliver` sends a
+/// node (a message, an ExitSignal or a Down) to a pid of another node and takes ownership of
+/// it; the others tell the other node about links and monitors between a local and a remote
+/// process.
+struct RemoteHooks {
+  void (*deliver)(const Pid& to, detail::MsgNode* n);
+  void (*link)(const Pid& local, const Pid& remote);
+  void (*unlink)(const Pid& local, const Pid& remote);
+  void (*monitor)(const Pid& watcher, const Pid& target, const Ref& ref);
+  void (*demonitor)(const Pid& watcher, const Pid& target, const Ref& ref);
+};
+void set_remote_hooks(const RemoteHooks* h) noexcept;
+const RemoteHooks* remote_hooks() noexcept;
 void deliver_remote(const Pid& to, detail::MsgNode* n) noexcept;
+/// Local or remote, by the pid.
+void deliver_any(const Pid& to, detail::MsgNode* n) noexcept;
+
+/// For the distribution layer, on frames from other nodes: a remote process links to / unlinks
+/// from / monitors local `target`. False if `target` is not alive.
+bool add_remote_link(const Pid& target, const Pid& remote);
+void remove_remote_link(const Pid& target, const Pid& remote);
+bool add_remote_watcher(const Pid& target, const Ref& ref, const Pid& remote_watcher);
+/// Local `watcher` now monitors remote `target` under `ref` (false if watcher is gone).
+bool add_monitoring(const Pid& watcher, const Ref& ref, const Pid& target);
 /// Delivers to a local pid; frees `n` if the process is gone.
 void deliver_local(const Pid& to, detail::MsgNode* n) noexcept;
 /// Sends an exit signal (from links or exit/2).

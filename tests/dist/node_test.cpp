@@ -258,3 +258,60 @@ TEST_CASE("a restarted peer is reachable again; pids of its old incarnation are 
   CHECK(r->to_string() == "'sup?'");
   CHECK_FALSE(shell.receive_any(300ms).has_value());  // exactly one answer
 }
+
+TEST_CASE("remote link and monitor fire noconnection when the peer is killed", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.chat("kate", "secret");
+  Runtime rt;
+  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Mailbox shell;
+  shell.trap_exit(true);
+  Pid linked = spawn(atom("kate@localhost"), "Kate.reply_sup", Term::list({}), {.link = true});
+  Pid watched = spawn(atom("kate@localhost"), "Kate.reply_sup");
+  Ref ref = monitor(watched);
+  kate->signal(SIGKILL);
+  auto e = shell.receive<ExitMsg>(10s);
+  REQUIRE(e);
+  CHECK(e->from == linked);
+  CHECK(e->reason.to_string() == "noconnection");
+  auto d = shell.receive<Down>(10s);
+  REQUIRE(d);
+  CHECK(d->ref == ref);
+  CHECK(d->pid == watched);
+  CHECK(d->reason.to_string() == "noconnection");
+}
+
+TEST_CASE("exits cross nodes over links and monitors; a dead remote pid gives noproc", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.chat("kate", "secret");
+  Runtime rt;
+  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Mailbox shell;
+  shell.trap_exit(true);
+  // Node.spawn_link(kate, Kate.say_name): prints, ends normally; the link reports it
+  Pid p = spawn(atom("kate@localhost"), "Kate.say_name", Term::list({}), {.link = true, .group_leader = self()});
+  auto out = shell.receive<io::Request>(10s);
+  REQUIRE(out);
+  auto e = shell.receive<ExitMsg>(10s);
+  REQUIRE(e);
+  CHECK(e->from == p);
+  CHECK(e->reason.to_string() == "normal");
+  // a monitor on the finished process answers noproc; one on a live one sees it end
+  Ref r1 = monitor(p);
+  auto d1 = shell.receive<Down>([&](const Down& d) { return d.ref == r1; }, 10s);
+  REQUIRE(d1);
+  CHECK(d1->reason.to_string() == "noproc");
+  Pid q = spawn(atom("kate@localhost"), "Kate.reply_sup");
+  Ref r2 = monitor(q);
+  send(q, tuple(atom("hi"), self()));
+  auto d2 = shell.receive<Down>([&](const Down& d) { return d.ref == r2; }, 10s);
+  REQUIRE(d2);
+  CHECK(d2->reason.to_string() == "normal");
+  // exit/2 to a remote pid
+  Pid v = spawn(atom("kate@localhost"), "Kate.reply_sup");
+  Ref r3 = monitor(v);
+  exit(v, atom("kill"));
+  auto d3 = shell.receive<Down>([&](const Down& d) { return d.ref == r3; }, 10s);
+  REQUIRE(d3);
+  CHECK(d3->reason.to_string() == "killed");
+}
