@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "../src/dist/portmapper.hpp"
+#include "shell.hpp"
 #include "nodus/nodus.hpp"
 
 using namespace nodus;
@@ -143,7 +144,12 @@ int main(int argc, char** argv) {
       "and the anchors' `bench_sink` and `bench_echo`");
   add_node_flags(nodecmd, f, true);
 
+  auto* shell = app.add_subcommand(
+      "shell", "an interactive node shell (readline on a terminal; reads commands from stdin otherwise)");
+  add_node_flags(shell, f, true);
+
   CLI11_PARSE(app, argc, argv);
+  if (*shell) return tools::run_shell(options(f));
   if (*ping) return cmd_ping(f, target);
   if (*names) return cmd_names(host);
   if (*nodecmd) return cmd_node(f);

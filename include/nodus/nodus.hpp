@@ -14,4 +14,5 @@
 #include "nodus/runtime.hpp"
 #include "nodus/system_messages.hpp"
 #include "nodus/term.hpp"
+#include "nodus/term_parser.hpp"
 #include "nodus/type_name.hpp"

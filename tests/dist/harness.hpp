@@ -23,7 +23,10 @@ namespace nodus::test {
 /// when it goes out of scope (also when the test fails).
 class Child {
  public:
-  Child(std::vector<std::string> args, const std::string& tag) : out_(tmp(tag + ".out")), err_(tmp(tag + ".err")) {
+  /// `input`: text written to a file that becomes the child's stdin (else /dev/null).
+  Child(std::vector<std::string> args, const std::string& tag, const std::string& input = {})
+      : out_(tmp(tag + ".out")), err_(tmp(tag + ".err")), in_(input.empty() ? "/dev/null" : tmp(tag + ".in")) {
+    if (!input.empty()) std::ofstream(in_) << input;
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -34,7 +37,7 @@ class Child {
       // destructors (a sanitizer abort, the watchdog), the kernel kills this child too.
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(127);
-      const int in = ::open("/dev/null", O_RDONLY);
+      const int in = ::open(in_.c_str(), O_RDONLY);
       const int out = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       const int err = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       ::dup2(in, 0);
@@ -98,7 +101,7 @@ class Child {
   }
   pid_t pid_ = -1;
   int status_ = 0;
-  std::string out_, err_;
+  std::string out_, err_, in_;
 };
 
 /// Waits until `cond` holds or `timeout` passes; returns the last value of `cond`.

@@ -315,3 +315,23 @@ TEST_CASE("exits cross nodes over links and monitors; a dead remote pid gives no
   REQUIRE(d3);
   CHECK(d3->reason.to_string() == "killed");
 }
+
+TEST_CASE("the lesson through `nodus shell`: say_name prints here; {hi, self()} gets 'sup?'", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.chat("kate", "secret");
+  Child alex({kNodus, "shell", "--sname", "alex@localhost", "--cookie", "secret"}, "shell",
+             "spawn_link kate@localhost Kate.say_name\n"
+             "pid = spawn_link kate@localhost Kate.reply_sup\n"
+             "send pid {hi, self()}\n"
+             "receive\n"
+             "flush\n"
+             "spawn kate@localhost Kate.sing\n");
+  CHECK(alex.wait(20s) == 0);
+  const std::string out = alex.out();
+  CHECK(out.find("Hi, my name is Kate\n") != std::string::npos);
+  CHECK(out.find("{hi, <0.") != std::string::npos);
+  CHECK(out.find("'sup?'\nok\n") != std::string::npos);
+  CHECK(alex.err().find("error: no function Kate.sing on kate@localhost") != std::string::npos);
+  CHECK(out.find("nodus(") == std::string::npos);  // no prompt when stdin is not a terminal
+  CHECK(kate->out().empty());                       // nothing printed on kate
+}
