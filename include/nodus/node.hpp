@@ -61,6 +61,9 @@ bool connect(Atom node, std::string* error = nullptr,
 void disconnect(Atom node);
 /// `pong` (true) if `node` answers and accepts our cookie, `pang` (false) otherwise.
 bool ping(Atom node, std::chrono::milliseconds timeout = std::chrono::seconds(7));
+/// Erlang's monitor_node: the calling process gets `{nodedown, Node}` once the connection to
+/// `node` is lost, or at once if it cannot be made. `false` removes the caller's monitors of it.
+void monitor(Atom node, bool on = true);
 }  // namespace node
 
 /// A process body other nodes may start by name (C++ cannot ship closures: the name plays the

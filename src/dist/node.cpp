@@ -67,12 +67,12 @@ struct Waiter {
 
 // Work handed to the I/O thread by other threads.
 struct Command {
-  enum Kind { send, connect, disconnect, spawn } kind;
+  enum Kind { send, connect, disconnect, spawn, monitor_node, demonitor_node } kind;
   Atom node;
   std::string frame;
   std::shared_ptr<Waiter> waiter;
   std::uint64_t request = 0;  // spawn
-  Pid link_from;              // spawn_link: the local caller
+  Pid link_from;              // spawn_link: the local caller; monitor_node: the watcher
 };
 
 std::mutex g_functions_mu;
@@ -173,6 +173,7 @@ class NodeImpl {
     std::uint32_t creation = 0;
     std::deque<std::string> pending;  // frames waiting for the handshake (or for HWM room)
     std::vector<std::shared_ptr<Waiter>> waiters;
+    std::vector<Pid> node_watchers;  // monitor_node
     Clock::time_point deadline;
   };
   // An inbound connection: a peer's DEALER on our ROUTER, by routing id.
@@ -470,6 +471,19 @@ void NodeImpl::drain_commands() {
         break;
       }
       case Command::disconnect: peer_down(c.node, "disconnected"); break;
+      case Command::monitor_node: {
+        std::string error;
+        Peer* p = connect_peer(c.node, &error);
+        if (p == nullptr) {
+          runtime::deliver_local(c.link_from, detail::make_node(tuple(atom("nodedown"), c.node)));
+        } else {
+          p->node_watchers.push_back(c.link_from);
+        }
+        break;
+      }
+      case Command::demonitor_node:
+        if (auto it = peers_.find(c.node.id()); it != peers_.end()) std::erase(it->second.node_watchers, c.link_from);
+        break;
       case Command::spawn: {
         std::string error;
         Peer* p = connect_peer(c.node, &error);
@@ -665,6 +679,7 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
     warn_bad("message", std::to_string(p.pending.size()) + " queued for " + p.name + " (" + why + ")");
   }
   if (was_up) logger().info("node {} down: {}", p.name, why);
+  for (const Pid& w : p.node_watchers) runtime::deliver_local(w, detail::make_node(tuple(atom("nodedown"), node)));
   for (auto sp = spawns_.begin(); sp != spawns_.end();) {
     if (sp->second.node == node) {
       sp->second.waiter->finish(false, "no connection to " + p.name);
@@ -1094,6 +1109,17 @@ void disconnect(Atom n) {
 }
 
 bool ping(Atom n, std::chrono::milliseconds timeout) { return connect(n, nullptr, timeout); }
+
+void monitor(Atom n, bool on) {
+  const Pid me = nodus::self();
+  if (me.is_null()) throw std::logic_error("node::monitor needs a calling process");
+  auto* node = impl();
+  if (node == nullptr) {
+    if (on) send(me, tuple(atom("nodedown"), n));
+    return;
+  }
+  node->enqueue({on ? dist::Command::monitor_node : dist::Command::demonitor_node, n, {}, nullptr, 0, me});
+}
 
 }  // namespace node
 

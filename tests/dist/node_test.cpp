@@ -259,7 +259,7 @@ TEST_CASE("a restarted peer is reachable again; pids of its old incarnation are 
   CHECK_FALSE(shell.receive_any(300ms).has_value());  // exactly one answer
 }
 
-TEST_CASE("remote link and monitor fire noconnection when the peer is killed", "[distributed]") {
+TEST_CASE("remote link, monitor and monitor_node fire when the peer is killed", "[distributed]") {
   Cluster cl;
   auto kate = cl.chat("kate", "secret");
   Runtime rt;
@@ -269,7 +269,15 @@ TEST_CASE("remote link and monitor fire noconnection when the peer is killed", "
   Pid linked = spawn(atom("kate@localhost"), "Kate.reply_sup", Term::list({}), {.link = true});
   Pid watched = spawn(atom("kate@localhost"), "Kate.reply_sup");
   Ref ref = monitor(watched);
+  node::monitor(atom("kate@localhost"));
+  node::monitor(atom("nobody@localhost"));  // cannot be reached: nodedown at once
+  auto nd0 = shell.receive<Term>(10s);
+  REQUIRE(nd0);
+  CHECK(nd0->to_string() == "{nodedown, nobody@localhost}");
   kate->signal(SIGKILL);
+  auto nd = shell.receive<Term>([](const Term& t) { return t.is_tuple(2, "nodedown"); }, 10s);
+  REQUIRE(nd);
+  CHECK(nd->to_string() == "{nodedown, kate@localhost}");
   auto e = shell.receive<ExitMsg>(10s);
   REQUIRE(e);
   CHECK(e->from == linked);
