@@ -1,7 +1,11 @@
-// The process-wide atom table.
+// The process-wide atom table. Reading an atom's name is lock-free (names live in chunks that
+// are published once and never move); interning takes a lock only on a thread-cache miss.
 #include "nodus/atom.hpp"
 
-#include <deque>
+#include <array>
+#include <atomic>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
@@ -9,10 +13,31 @@
 namespace nodus {
 namespace {
 
+constexpr std::uint32_t kChunkBits = 12;
+constexpr std::uint32_t kChunk = 1u << kChunkBits;
+constexpr std::uint32_t kMaxChunks = 4096;  // 16M atoms
+
 struct AtomTable {
-  std::shared_mutex mu;
-  std::deque<std::string> names{std::string()};  // id 0 is ''; deque keeps views stable
-  std::unordered_map<std::string_view, std::uint32_t> ids{{std::string_view(), 0}};
+  std::shared_mutex mu;  // guards `ids` and `count`
+  std::unordered_map<std::string_view, std::uint32_t> ids;
+  std::uint32_t count = 0;
+  std::array<std::atomic<std::string*>, kMaxChunks> chunks{};
+
+  AtomTable() { add(std::string_view()); }  // id 0 is ''
+
+  // Under the unique lock.
+  std::uint32_t add(std::string_view text) {
+    const std::uint32_t id = count;
+    std::string* chunk = chunks[id >> kChunkBits].load(std::memory_order_relaxed);
+    if (chunk == nullptr) {
+      chunk = new std::string[kChunk];
+      chunks[id >> kChunkBits].store(chunk, std::memory_order_release);
+    }
+    chunk[id & (kChunk - 1)] = std::string(text);
+    ids.emplace(chunk[id & (kChunk - 1)], id);
+    ++count;
+    return id;
+  }
 };
 
 AtomTable& table() {
@@ -20,31 +45,45 @@ AtomTable& table() {
   return *t;
 }
 
+// A small per-thread cache of recent interning results (decoders intern the same few atoms
+// over and over).
+struct CacheEntry {
+  const std::string* name = nullptr;
+  std::uint32_t id = 0;
+};
+thread_local std::array<CacheEntry, 256> t_cache{};
+
 }  // namespace
 
 Atom::Atom(std::string_view text) {
+  auto& slot = t_cache[std::hash<std::string_view>{}(text) & 255];
+  if (slot.name != nullptr && *slot.name == text) {
+    id_ = slot.id;
+    return;
+  }
   auto& t = table();
+  bool found = false;
   {
     std::shared_lock lock(t.mu);
     if (auto it = t.ids.find(text); it != t.ids.end()) {
       id_ = it->second;
-      return;
+      found = true;
     }
   }
-  std::unique_lock lock(t.mu);
-  if (auto it = t.ids.find(text); it != t.ids.end()) {
-    id_ = it->second;
-    return;
+  if (!found) {
+    std::unique_lock lock(t.mu);
+    auto it = t.ids.find(text);
+    id_ = it != t.ids.end() ? it->second : t.add(text);
   }
-  id_ = static_cast<std::uint32_t>(t.names.size());
-  t.names.emplace_back(text);
-  t.ids.emplace(t.names.back(), id_);
+  const std::string* chunk = t.chunks[id_ >> kChunkBits].load(std::memory_order_acquire);
+  slot = {&chunk[id_ & (kChunk - 1)], id_};
 }
 
 std::string_view Atom::name() const {
-  auto& t = table();
-  std::shared_lock lock(t.mu);
-  return t.names[id_];
+  // an Atom with this id was made after its name was stored (and reached this thread through
+  // some synchronisation), so the chunk is published and the string no longer changes
+  const std::string* chunk = table().chunks[id_ >> kChunkBits].load(std::memory_order_acquire);
+  return chunk[id_ & (kChunk - 1)];
 }
 
 namespace atoms {
