@@ -89,12 +89,6 @@ void Scheduler::wake_one() noexcept {
   wake_seq_.notify_one();
 }
 
-bool Scheduler::has_local_work(Worker& w) const {
-  return w.runnext.load(std::memory_order_relaxed) != nullptr ||
-         w.queue.size.load(std::memory_order_relaxed) != 0 ||
-         shared_.size.load(std::memory_order_relaxed) != 0;
-}
-
 Process* Scheduler::steal_runnext(Worker& w) {
   const auto n = workers_.size();
   for (std::size_t i = 1; i < n; ++i) {

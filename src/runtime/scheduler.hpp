@@ -58,7 +58,6 @@ class Scheduler {
   void loop(Worker& w);
   Process* find_work(Worker& w);
   Process* steal_runnext(Worker& w);
-  bool has_local_work(Worker& w) const;
   void run(Worker& w, Process* p);
   void wake_one() noexcept;
 
