@@ -186,7 +186,7 @@ TEST_CASE("sleep_for and send_after use the timer thread; cancel_timer stops one
   CHECK(m->to_string() == "first");
   Pid p = spawn([](Pid to) -> Proc {
     auto t0 = Clock::now();
-    co_await sleep_for(30ms);
+    co_await sleep_for(30ms);  // NOLINT: the behaviour under test, not synchronization
     send(to, tuple(atom("slept"), Clock::now() - t0 >= 30ms));
   }, self());
   (void)p;

@@ -69,7 +69,7 @@ TEST_CASE("links, monitors and exits racing across schedulers stay consistent", 
       link(a);
       monitor(b);
       send(a, Go{});
-      co_await sleep_for(1ms);
+      co_return;
     }, ring[i], ring[(i + 1) % n]).second);
   }
   int exits = 0;
