@@ -1,0 +1,417 @@
+// What each frame means: handshake (both sides), sends, spawns, links and monitors.
+#include "node_impl.hpp"
+
+namespace nodus::dist {
+
+// ------------------------------------------------------------------------------ encoding
+
+std::string control(Op op, std::initializer_list<Term> terms, int flag) {
+  std::string f;
+  Writer w(f);
+  w.u8(kWireVersion);
+  w.u8(static_cast<std::uint8_t>(op));
+  auto it = terms.begin();
+  encode_term(w, *it++);
+  encode_term(w, *it++);
+  if (flag >= 0) w.u8(static_cast<std::uint8_t>(flag));
+  for (; it != terms.end(); ++it) encode_term(w, *it);
+  return f;
+}
+
+// The payload of a node that can travel (Term or io::Request); false for other types.
+bool encode_payload(Writer& w, detail::MsgNode* n) {
+  if (n->type == &detail::type_info_v<Term>) {
+    w.u8(static_cast<std::uint8_t>(Payload::term));
+    encode_term(w, static_cast<detail::TypedNode<Term>*>(n)->value);
+    return true;
+  }
+  if (n->type == &detail::type_info_v<io::Request>) {
+    w.u8(static_cast<std::uint8_t>(Payload::io_request));
+    w.str32(static_cast<detail::TypedNode<io::Request>*>(n)->value.text);
+    return true;
+  }
+  return false;
+}
+
+bool can_travel(detail::MsgNode* n) {
+  return n->type == &detail::type_info_v<Term> || n->type == &detail::type_info_v<io::Request>;
+}
+
+std::string NodeImpl::encode_send(const Pid& to, detail::MsgNode* n) {
+  std::string f;
+  f.reserve(64);
+  Writer w(f);
+  w.u8(kWireVersion);
+  w.u8(static_cast<std::uint8_t>(Op::send_pid));
+  w.u32(to.creation);
+  w.u32(to.id);
+  w.u32(to.serial);
+  encode_payload(w, n);
+  return f;
+}
+
+std::string NodeImpl::encode_send_name(Atom name, detail::MsgNode* n) {
+  std::string f;
+  Writer w(f);
+  w.u8(kWireVersion);
+  w.u8(static_cast<std::uint8_t>(Op::send_name));
+  w.str8(name.name());
+  encode_payload(w, n);
+  return f;
+}
+
+
+void NodeImpl::on_dealer(Peer& p) {
+  for (;;) {
+    zmq::message_t m;
+    if (!p.dealer->recv(m, zmq::recv_flags::dontwait)) return;
+    Reader r(m.to_string_view());
+    const auto ver = r.u8();
+    const auto op = static_cast<Op>(r.u8());
+    if (!r.ok() || ver != kWireVersion) {
+      warn_bad("frame", "bad version from " + p.name);
+      continue;
+    }
+    if (op == Op::challenge && p.state == Peer::connecting) {
+      auto their_name = r.str8();
+      const auto their_creation = r.u32();
+      auto nonce_bytes = r.bytes(16);
+      auto mac = r.bytes(32);
+      if (!r.ok() || !r.at_end()) {
+        warn_bad("frame", "malformed challenge from " + p.name);
+        continue;
+      }
+      Nonce theirs;
+      std::memcpy(theirs.data(), nonce_bytes.data(), 16);
+      const bool genuine = their_name == p.name &&
+                           mac_equal(acceptor_mac(cookie_, p.nonce, theirs, name_.name(), p.name), mac);
+      // answer even when their proof fails, so the other side logs the refusal too
+      const Mac ours = connector_mac(cookie_, p.nonce, theirs, name_.name(), p.name);
+      std::string reply;
+      Writer w(reply);
+      w.u8(kWireVersion);
+      w.u8(static_cast<std::uint8_t>(Op::reply));
+      w.bytes(std::string_view(reinterpret_cast<const char*>(ours.data()), ours.size()));
+      p.dealer->send(zmq::buffer(reply), zmq::send_flags::dontwait);
+      if (!genuine) {
+        logger().error("** Connection to node {} refused: it does not share our cookie **", p.name);
+        peer_down(Atom(p.name), "cookie mismatch");
+        return;
+      }
+      p.creation = their_creation;
+      p.state = Peer::challenged;
+    } else if (op == Op::accept && p.state == Peer::challenged) {
+      p.state = Peer::up;
+      mark_up(Atom(p.name), true);
+      logger().info("connected to {}", p.name);
+      for (auto& w : p.waiters) w->finish(true);
+      p.waiters.clear();
+      flush(p);
+    } else if (op == Op::refuse) {
+      const std::string why(r.str8());
+      logger().error("** Connection to node {} refused: {} **", p.name, why);
+      peer_down(Atom(p.name), "refused: " + why);
+      return;
+    } else {
+      warn_bad("frame", "unexpected frame from " + p.name);
+    }
+  }
+}
+
+void NodeImpl::on_monitor(Peer& p) {
+  for (;;) {
+    zmq::message_t ev, addr;
+    if (!p.monitor->recv(ev, zmq::recv_flags::dontwait)) return;
+    if (ev.more()) (void)p.monitor->recv(addr, zmq::recv_flags::dontwait);
+    std::uint16_t event = 0;
+    if (ev.size() >= 2) std::memcpy(&event, ev.data(), 2);
+    if (event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CLOSED) {
+      peer_down(Atom(p.name), "connection closed");
+      return;  // `p` is gone
+    }
+  }
+}
+
+
+void NodeImpl::on_router() {
+  for (;;) {
+    zmq::message_t rid, frame;
+    if (!router_->recv(rid, zmq::recv_flags::dontwait)) return;
+    if (!rid.more()) continue;  // cannot happen on a ROUTER; be safe
+    (void)router_->recv(frame, zmq::recv_flags::dontwait);
+    while (frame.more()) {  // extra parts: not our protocol; drain them
+      zmq::message_t extra;
+      if (!router_->recv(extra, zmq::recv_flags::dontwait)) break;
+      frame.move(extra);
+      warn_bad("frame", "unexpected multipart message");
+    }
+    handle_inbound_frame(rid.to_string(), frame.to_string_view());
+  }
+}
+
+void NodeImpl::handle_inbound_frame(const std::string& rid, std::string_view frame) {
+  Reader r(frame);
+  const auto ver = r.u8();
+  const auto op = static_cast<Op>(r.u8());
+  if (!r.ok() || ver != kWireVersion) {
+    warn_bad("frame", "unknown version or truncated header (" + std::to_string(frame.size()) + " bytes)");
+    return;
+  }
+  auto it = inbound_.find(rid);
+  if (op == Op::hello) {
+    auto their_name = r.str8();
+    const auto their_creation = r.u32();
+    auto nonce = r.bytes(16);
+    if (!r.ok() || !r.at_end() || !valid_node_name(their_name)) {
+      warn_bad("frame", "malformed hello");
+      return;
+    }
+    Inbound in;
+    in.name = std::string(their_name);
+    in.creation = their_creation;
+    std::memcpy(in.their_nonce.data(), nonce.data(), 16);
+    in.our_nonce = make_nonce();
+    in.since = Clock::now();
+    const Mac mac = acceptor_mac(cookie_, in.their_nonce, in.our_nonce, in.name, name_.name());
+    std::string ch;
+    Writer w(ch);
+    w.u8(kWireVersion);
+    w.u8(static_cast<std::uint8_t>(Op::challenge));
+    w.str8(name_.name());
+    w.u32(creation_);
+    w.bytes(std::string_view(reinterpret_cast<const char*>(in.our_nonce.data()), 16));
+    w.bytes(std::string_view(reinterpret_cast<const char*>(mac.data()), mac.size()));
+    inbound_[rid] = std::move(in);
+    send_router(rid, ch);
+    return;
+  }
+  if (it == inbound_.end()) {
+    warn_bad("frame", "message from a peer that did not introduce itself");
+    return;
+  }
+  Inbound& in = it->second;
+  if (op == Op::reply && !in.authenticated) {
+    auto mac = r.bytes(32);
+    const bool ok = r.ok() && r.at_end() &&
+                    mac_equal(connector_mac(cookie_, in.their_nonce, in.our_nonce, in.name, name_.name()), mac);
+    std::string answer;
+    Writer w(answer);
+    w.u8(kWireVersion);
+    if (!ok) {
+      logger().error("** Connection attempt from node {} rejected. Invalid challenge reply. **", in.name);
+      w.u8(static_cast<std::uint8_t>(Op::refuse));
+      w.str8("invalid challenge reply");
+      send_router(rid, answer);
+      inbound_.erase(it);
+      return;
+    }
+    in.authenticated = true;
+    w.u8(static_cast<std::uint8_t>(Op::accept));
+    send_router(rid, answer);
+    logger().debug("accepted connection from {}", in.name);
+    // connect back: our traffic to them goes on our own connection, and its loss tells us
+    // at once when they go away
+    std::string error;
+    if (connect_peer(Atom(in.name), &error) == nullptr) {
+      logger().warn("cannot connect back to {}: {}", in.name, error);
+    }
+    return;
+  }
+  if (!in.authenticated) {
+    warn_bad("frame", "message from unauthenticated peer " + in.name);
+    return;
+  }
+  deliver_frame(in, frame);
+}
+
+void NodeImpl::deliver_frame(Inbound& in, std::string_view frame) {
+  Reader r(frame);
+  r.u8();
+  const auto op = static_cast<Op>(r.u8());
+  Pid to;
+  Atom to_name;
+  if (op == Op::send_pid) {
+    to.creation = r.u32();
+    to.id = r.u32();
+    to.serial = r.u32();
+  } else if (op == Op::send_name) {
+    auto n = r.str8();
+    if (r.ok()) to_name = Atom(n);
+  } else if (op == Op::spawn_request) {
+    on_spawn_request(in, r);
+    return;
+  } else if (op == Op::spawn_reply) {
+    on_spawn_reply(r);
+    return;
+  } else if (op >= Op::link && op <= Op::down) {
+    on_control(in, op, r);
+    return;
+  } else {
+    warn_bad("frame", "unknown operation " + std::to_string(static_cast<int>(op)) + " from " + in.name);
+    return;
+  }
+  const auto enc = static_cast<Payload>(r.u8());
+  detail::MsgNode* n = nullptr;
+  if (r.ok() && enc == Payload::term) {
+    auto term = decode_term(r);
+    if (!term || !r.at_end()) {
+      warn_bad("message", "malformed term from " + in.name);
+      return;
+    }
+    n = detail::make_node(std::move(*term));
+  } else if (r.ok() && enc == Payload::io_request) {
+    auto text = r.str32();
+    if (!r.ok() || !r.at_end()) {
+      warn_bad("message", "malformed io request from " + in.name);
+      return;
+    }
+    n = detail::make_node(io::Request{std::string(text)});
+  } else {
+    warn_bad("message", "unknown payload encoding from " + in.name);
+    return;
+  }
+  if (op == Op::send_pid) {
+    if (to.creation != creation_) {  // a pid of an earlier incarnation of this node
+      n->type->destroy(n);
+      return;
+    }
+    runtime::deliver_local(to, n);
+  } else {
+    detail::deliver_named(to_name, n);
+  }
+}
+
+void NodeImpl::on_control(Inbound& in, Op op, Reader& r) {
+  auto a = decode_term(r);  // from / watcher
+  auto b = decode_term(r);  // to / target
+  const std::uint8_t flag = op == Op::exit ? r.u8() : 0;
+  std::optional<Term> c, d;
+  if (op == Op::exit) c = decode_term(r);
+  if (op == Op::monitor || op == Op::demonitor || op == Op::down) c = decode_term(r);
+  if (op == Op::down) d = decode_term(r);
+  const bool shape = a && b && a->is_pid() && b->is_pid() &&
+                     (op != Op::exit || c) && (op != Op::monitor || (c && c->is_ref())) &&
+                     (op != Op::demonitor || (c && c->is_ref())) && (op != Op::down || (c && c->is_ref() && d));
+  if (!r.ok() || !r.at_end() || !shape) {
+    warn_bad("frame", "malformed link/monitor frame from " + in.name);
+    return;
+  }
+  const Pid& x = a->as_pid();
+  const Pid& y = b->as_pid();
+  switch (op) {
+    case Op::link:  // remote x links to local y
+      if (runtime::add_remote_link(y, x)) {
+        track_link(y, x);
+      } else {
+        send_control(x.node, control(Op::exit, {Term(y), Term(x), Term(atoms::noproc())}, 1));
+      }
+      break;
+    case Op::unlink:
+      runtime::remove_remote_link(y, x);
+      untrack_link(y, x);
+      break;
+    case Op::exit:  // remote x's exit signal to local y
+      if (flag) untrack_link(y, x);
+      runtime::send_exit_signal(y, x, std::move(*c), flag != 0);
+      break;
+    case Op::monitor:  // remote watcher x monitors local y
+      if (!runtime::add_remote_watcher(y, c->as_ref(), x)) {
+        send_control(x.node, control(Op::down, {Term(x), Term(y), *c, Term(atoms::noproc())}));
+      }
+      break;
+    case Op::demonitor: runtime::remove_watcher(y, c->as_ref()); break;
+    case Op::down:  // remote target y went away; local watcher x
+      untrack_monitor(c->as_ref());
+      runtime::remove_monitoring(x, c->as_ref());
+      runtime::deliver_local(x, detail::make_node(Down{c->as_ref(), y, std::move(*d)}));
+      break;
+    default: break;
+  }
+}
+
+void NodeImpl::on_spawn_request(Inbound& in, Reader& r) {
+  const std::uint64_t req = r.u64();
+  const std::uint32_t from_id = r.u32(), from_serial = r.u32();
+  const std::uint8_t flags = r.u8();
+  auto gl = decode_term(r);
+  auto fname = r.str8();
+  auto args = decode_term(r);
+  if (!r.ok() || !r.at_end() || !gl || !gl->is_pid() || !args) {
+    warn_bad("frame", "malformed spawn request from " + in.name);
+    return;
+  }
+  std::string reply;
+  Writer w(reply);
+  w.u8(kWireVersion);
+  w.u8(static_cast<std::uint8_t>(Op::spawn_reply));
+  w.u64(req);
+  auto f = find_function(fname);
+  std::string error;
+  Pid pid;
+  if (!f) {
+    error = "no function " + std::string(fname) + " on " + std::string(name_.name());
+  } else {
+    try {
+      Proc p = (*f)(std::move(*args));
+      Pid caller;
+      if (flags & 1) caller = Pid{Atom(in.name), in.creation, from_id, from_serial};
+      pid = detail::spawn_frame(p.release(), {.group_leader = gl->as_pid()}, {}, nullptr, caller);
+      if (flags & 1) track_link(pid, caller);
+    } catch (const std::exception& e) {
+      error = std::string("cannot start ") + std::string(fname) + ": " + e.what();
+    }
+  }
+  if (error.empty()) {
+    w.u8(0);
+    w.u32(pid.id);
+    w.u32(pid.serial);
+  } else {
+    logger().warn("spawn request from {} failed: {}", in.name, error);
+    w.u8(1);
+    w.str8(error);
+  }
+  std::string dummy;
+  Peer* back = connect_peer(Atom(in.name), &dummy);
+  if (back == nullptr) return;
+  back->pending.push_back(std::move(reply));
+  if (back->state == Peer::up) flush(*back);
+}
+
+void NodeImpl::on_spawn_reply(Reader& r) {
+  const std::uint64_t req = r.u64();
+  const std::uint8_t status = r.u8();
+  auto it = spawns_.find(req);
+  if (!r.ok() || it == spawns_.end()) {
+    warn_bad("frame", "unexpected spawn reply");
+    return;
+  }
+  auto waiter = it->second.waiter;
+  const Atom node = it->second.node;
+  const Pid link_from = it->second.link_from;
+  spawns_.erase(it);
+  if (status == 0) {
+    const std::uint32_t id = r.u32(), serial = r.u32();
+    auto peer = peers_.find(node.id());
+    const std::uint32_t creation = peer != peers_.end() ? peer->second.creation : 0;
+    if (!r.ok()) {
+      waiter->finish(false, "malformed spawn reply");
+      return;
+    }
+    const Pid pid{node, creation, id, serial};
+    if (!link_from.is_null()) {
+      // before any later frame from that node (its exit, say) is handled
+      if (runtime::add_remote_link(link_from, pid)) {
+        track_link(link_from, pid);
+      } else {
+        send_control(node, control(Op::exit, {Term(link_from), Term(pid), Term(atoms::noproc())}, 1));
+      }
+    }
+    waiter->finish_spawn(pid);
+  } else {
+    auto why = r.str8();
+    waiter->finish(false, r.ok() ? std::string(why) : std::string("malformed spawn reply"));
+  }
+}
+
+
+}  // namespace nodus::dist

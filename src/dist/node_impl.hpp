@@ -1,0 +1,214 @@
+// The node's internals, shared by node_io.cpp (sockets, connections), node_frames.cpp (what
+// each frame means) and node.cpp (the public API). Private to src/dist.
+#pragma once
+
+#include "nodus/node.hpp"
+
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+#include <zmq.hpp>
+
+#include "../runtime/context.hpp"
+#include "../runtime/process.hpp"
+#include "codec.hpp"
+#include "handshake.hpp"
+#include "nodus/io.hpp"
+#include "nodus/log.hpp"
+#include "nodus/process.hpp"
+#include "portmapper.hpp"
+#include "wire.hpp"
+
+namespace nodus::dist {
+
+using Clock = std::chrono::steady_clock;
+
+struct Waiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  bool ok = false;
+  std::string error;
+  Pid pid;  // spawn requests: the new process
+  void finish_spawn(const Pid& p) {
+    {
+      std::lock_guard lock(mu);
+      if (done) return;
+      done = true;
+      ok = true;
+      pid = p;
+    }
+    cv.notify_all();
+  }
+  void finish(bool success, std::string why = {}) {
+    {
+      std::lock_guard lock(mu);
+      if (done) return;
+      done = true;
+      ok = success;
+      error = std::move(why);
+    }
+    cv.notify_all();
+  }
+};
+
+// Work handed to the I/O thread by other threads.
+struct Command {
+  enum Kind { send, connect, disconnect, spawn, monitor_node, demonitor_node } kind;
+  Atom node;
+  std::string frame;
+  std::shared_ptr<Waiter> waiter;
+  std::uint64_t request = 0;  // spawn
+  Pid link_from;              // spawn_link: the local caller; monitor_node: the watcher
+};
+
+
+bool valid_node_name(std::string_view n);
+inline std::string host_of(std::string_view n) { return std::string(n.substr(n.find('@') + 1)); }
+inline std::string short_of(std::string_view n) { return std::string(n.substr(0, n.find('@'))); }
+/// Rate-limited warnings about bad input: at most one line per second per kind.
+void warn_bad(const char* what, const std::string& detail);
+/// A registered function, if any (node.cpp).
+std::optional<RemoteFunction> find_function(std::string_view name);
+/// A link/monitor control frame: two terms, an optional flag byte, more terms.
+std::string control(Op op, std::initializer_list<Term> terms, int flag = -1);
+/// The payload of a node that can travel (Term or io::Request); false for other types.
+bool encode_payload(Writer& w, detail::MsgNode* n);
+bool can_travel(detail::MsgNode* n);
+
+class NodeImpl {
+ public:
+  explicit NodeImpl(NodeOptions o) : opts_(std::move(o)) {}
+  ~NodeImpl() { stop(); }
+
+  void start();
+  void stop();
+  void enqueue(Command c);
+
+  Atom name() const { return name_; }
+  std::uint32_t creation() const { return creation_; }
+  std::uint16_t port() const { return port_; }
+  std::vector<Atom> connected() {
+    std::lock_guard lock(list_mu_);
+    return {up_.begin(), up_.end()};
+  }
+  std::string encode_send(const Pid& to, detail::MsgNode* n);
+  std::string encode_send_name(Atom name, detail::MsgNode* n);
+  std::uint64_t next_request() { return next_request_.fetch_add(1) + 1; }
+
+  // Links and monitors between local processes and processes of other nodes, so that losing
+  // a node can fire them with `noconnection`. Touched by process threads and the I/O thread.
+  void track_link(const Pid& local, const Pid& remote) {
+    std::lock_guard lock(track_mu_);
+    links_.emplace(remote.node.id(), std::make_pair(local, remote));
+  }
+  void untrack_link(const Pid& local, const Pid& remote) {
+    std::lock_guard lock(track_mu_);
+    auto [b, e] = links_.equal_range(remote.node.id());
+    for (auto it = b; it != e; ++it) {
+      if (it->second.first == local && it->second.second == remote) {
+        links_.erase(it);
+        return;
+      }
+    }
+  }
+  void track_monitor(const Pid& watcher, const Pid& target, const Ref& ref) {
+    std::lock_guard lock(track_mu_);
+    monitors_[ref] = {watcher, target};
+  }
+  void untrack_monitor(const Ref& ref) {
+    std::lock_guard lock(track_mu_);
+    monitors_.erase(ref);
+  }
+  /// `node` is unreachable: every link to it breaks and every monitor of it fires.
+  void fire_noconnection(Atom node);
+  void send_control(Atom node, std::string frame) { enqueue({Command::send, node, std::move(frame), nullptr}); }
+
+ private:
+  // An outbound connection: our DEALER to the peer's ROUTER.
+  struct Peer {
+    std::string name;
+    enum State { connecting, challenged, up } state = connecting;
+    std::unique_ptr<zmq::socket_t> dealer;
+    std::unique_ptr<zmq::socket_t> monitor;
+    Nonce nonce{};
+    std::uint32_t creation = 0;
+    std::deque<std::string> pending;  // frames waiting for the handshake (or for HWM room)
+    std::vector<std::shared_ptr<Waiter>> waiters;
+    std::vector<Pid> node_watchers;  // monitor_node
+    Clock::time_point deadline;
+  };
+  // An inbound connection: a peer's DEALER on our ROUTER, by routing id.
+  struct Inbound {
+    std::string name;
+    std::uint32_t creation = 0;
+    Nonce their_nonce{}, our_nonce{};
+    bool authenticated = false;
+    Clock::time_point since;
+  };
+
+  void loop();
+  void drain_commands();
+  void on_router();
+  void on_dealer(Peer& p);
+  void on_monitor(Peer& p);
+  void handle_inbound_frame(const std::string& rid, std::string_view frame);
+  void deliver_frame(Inbound& in, std::string_view frame);
+  Peer* connect_peer(Atom node, std::string* error);
+  void peer_down(Atom node, const std::string& why);
+  void flush(Peer& p);
+  void send_router(const std::string& rid, const std::string& frame);
+  void mark_up(Atom node, bool up);
+  void on_spawn_request(Inbound& in, Reader& r);
+  void on_control(Inbound& in, Op op, Reader& r);
+  void on_spawn_reply(Reader& r);
+
+  NodeOptions opts_;
+  Atom name_;
+  std::string cookie_;
+  std::uint32_t creation_ = 0;
+  std::uint16_t port_ = 0;
+  zmq::context_t ctx_{1};
+  std::unique_ptr<zmq::socket_t> router_;
+  std::unique_ptr<PortmapperClient> pm_;
+  std::thread io_;
+  int wake_fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> io_sleeping_{false};
+  std::mutex qmu_;
+  std::vector<Command> queue_;
+  std::mutex list_mu_;
+  std::set<Atom, bool (*)(Atom, Atom)> up_{[](Atom a, Atom b) { return a.id() < b.id(); }};
+  // I/O thread only
+  std::map<std::uint32_t, Peer> peers_;  // by atom id
+  std::unordered_map<std::string, Inbound> inbound_;
+  int monitor_seq_ = 0;
+  std::atomic<std::uint64_t> next_request_{0};
+  struct PendingSpawn {
+    Atom node;
+    std::shared_ptr<Waiter> waiter;
+    Pid link_from;  // spawn_link: the local caller
+  };
+  std::unordered_map<std::uint64_t, PendingSpawn> spawns_;  // I/O thread only
+  std::mutex track_mu_;
+  std::multimap<std::uint32_t, std::pair<Pid, Pid>> links_;  // remote node -> (local, remote)
+  std::unordered_map<Ref, std::pair<Pid, Pid>> monitors_;    // ref -> (local watcher, remote target)
+};
+
+/// The running node, or nullptr.
+extern std::atomic<NodeImpl*> g_node;
+
+}  // namespace nodus::dist

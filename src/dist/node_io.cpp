@@ -1,0 +1,394 @@
+// The node I/O thread: start/stop, the poll loop, connections to peers, losing a peer.
+#include "node_impl.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace nodus::dist {
+
+bool valid_node_name(std::string_view n) {
+  const auto at = n.find('@');
+  return at != std::string_view::npos && at > 0 && at + 1 < n.size() && n.size() <= 255 &&
+         n.find('@', at + 1) == std::string_view::npos;
+}
+
+
+// Rate-limited warnings about bad input: at most one line per second per kind.
+void warn_bad(const char* what, const std::string& detail) {
+  static std::mutex mu;
+  static std::map<std::string, std::pair<Clock::time_point, long>> last;
+  std::lock_guard lock(mu);
+  auto& [t, suppressed] = last[what];
+  const auto now = Clock::now();
+  if (now - t < std::chrono::seconds(1)) {
+    ++suppressed;
+    return;
+  }
+  if (suppressed) {
+    logger().warn("dropped {}: {} ({} more since the last report)", what, detail, suppressed);
+  } else {
+    logger().warn("dropped {}: {}", what, detail);
+  }
+  t = now;
+  suppressed = 0;
+}
+
+std::atomic<NodeImpl*> g_node{nullptr};
+
+// ------------------------------------------------------------------------------ start / stop
+
+void NodeImpl::start() {
+  if (!valid_node_name(opts_.name)) {
+    throw std::runtime_error("bad node name '" + opts_.name + "': expected name@host");
+  }
+  name_ = Atom(opts_.name);
+  std::string error;
+  auto cookie = resolve_cookie(opts_.cookie, &error);
+  if (!cookie) throw std::runtime_error(error);
+  cookie_ = *cookie;
+
+  router_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
+  router_->set(zmq::sockopt::router_mandatory, 1);
+  router_->set(zmq::sockopt::maxmsgsize, kMaxFrame);
+  router_->set(zmq::sockopt::linger, 0);
+  const std::string host = host_of(opts_.name);
+  const std::string bind_host = (host == "localhost") ? "127.0.0.1" : host;
+  try {
+    router_->bind("tcp://" + bind_host + ":*");
+  } catch (const zmq::error_t& e) {
+    throw std::runtime_error("cannot listen on " + bind_host + ": " + e.what());
+  }
+  const std::string ep = router_->get(zmq::sockopt::last_endpoint);
+  port_ = static_cast<std::uint16_t>(std::stoi(ep.substr(ep.rfind(':') + 1)));
+
+  if (opts_.use_portmapper) {
+    const std::uint16_t pmport = opts_.portmapper_port ? opts_.portmapper_port : portmapper_port();
+    pm_ = std::make_unique<PortmapperClient>("127.0.0.1", pmport);
+    auto c = pm_->register_node(short_of(opts_.name), port_, &error);
+    if (!c) {
+      throw std::runtime_error("cannot register " + opts_.name + " with the port mapper: " + error);
+    }
+    creation_ = *c;
+  } else {
+    creation_ = static_cast<std::uint32_t>(Clock::now().time_since_epoch().count()) | 1u;
+  }
+  detail::set_local_node(name_, creation_);
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  io_ = std::thread([this] { loop(); });
+  logger().info("node {} up on port {} (creation {})", opts_.name, port_, creation_);
+}
+
+void NodeImpl::stop() {
+  if (!io_.joinable()) return;
+  stop_ = true;
+  const std::uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
+  io_.join();
+  peers_.clear();
+  router_.reset();
+  pm_.reset();
+  ::close(wake_fd_);
+  detail::set_local_node(Atom("nonode@nohost"), 0);
+}
+
+void NodeImpl::enqueue(Command c) {
+  {
+    std::lock_guard lock(qmu_);
+    queue_.push_back(std::move(c));
+  }
+  // only a sleeping I/O thread needs the (syscall) nudge
+  if (io_sleeping_.exchange(false, std::memory_order_seq_cst)) {
+    const std::uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof(one));
+  }
+}
+
+
+// ------------------------------------------------------------------------------ I/O thread
+
+void NodeImpl::loop() {
+  std::vector<zmq::pollitem_t> items;
+  std::vector<std::uint32_t> owners;  // peer (atom id) of items[i], 0 for router/wake/pm
+  std::vector<bool> is_monitor;
+  while (!stop_.load()) {
+    drain_commands();
+    // handshakes that take too long fail
+    const auto now = Clock::now();
+    std::vector<Atom> expired;
+    for (auto& [id, p] : peers_) {
+      if (p.state != Peer::up && now > p.deadline) expired.push_back(Atom::from_id(id));
+    }
+    for (Atom a : expired) peer_down(a, "connection timed out");
+    for (auto it = inbound_.begin(); it != inbound_.end();) {
+      it = (!it->second.authenticated && now - it->second.since > std::chrono::seconds(10))
+               ? inbound_.erase(it)
+               : std::next(it);
+    }
+
+    items.clear();
+    owners.clear();
+    is_monitor.clear();
+    items.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
+    items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
+    owners.insert(owners.end(), {0, 0});
+    is_monitor.insert(is_monitor.end(), {false, false});
+    if (pm_ && pm_->registration_fd() >= 0) {
+      items.push_back({nullptr, pm_->registration_fd(), ZMQ_POLLIN, 0});
+      owners.push_back(0);
+      is_monitor.push_back(false);
+    }
+    for (auto& [id, p] : peers_) {
+      items.push_back({p.dealer->handle(), 0, static_cast<short>(ZMQ_POLLIN | (p.state == Peer::up && !p.pending.empty() ? ZMQ_POLLOUT : 0)), 0});
+      owners.push_back(id);
+      is_monitor.push_back(false);
+      items.push_back({p.monitor->handle(), 0, ZMQ_POLLIN, 0});
+      owners.push_back(id);
+      is_monitor.push_back(true);
+    }
+    // sleep until something happens; senders nudge the eventfd only while we are asleep
+    io_sleeping_.store(true, std::memory_order_seq_cst);
+    bool have_work;
+    {
+      std::lock_guard lock(qmu_);
+      have_work = !queue_.empty();
+    }
+    const int rc = zmq::poll(items.data(), items.size(), std::chrono::milliseconds(have_work ? 0 : 250));
+    io_sleeping_.store(false, std::memory_order_seq_cst);
+    if (rc <= 0) continue;
+    if (items[1].revents & ZMQ_POLLIN) {
+      std::uint64_t v;
+      (void)!::read(wake_fd_, &v, sizeof(v));
+    }
+    if (items[0].revents & ZMQ_POLLIN) on_router();
+    if (pm_ && items.size() > 2 && items[2].fd == pm_->registration_fd() &&
+        (items[2].revents & ZMQ_POLLIN)) {
+      char buf[64];
+      if (::recv(pm_->registration_fd(), buf, sizeof(buf), MSG_DONTWAIT) == 0) {
+        logger().warn("lost the port mapper registration; other nodes cannot look {} up", opts_.name);
+        pm_->unregister();
+      }
+    }
+    for (std::size_t i = 2; i < items.size(); ++i) {
+      if (owners[i] == 0 || !items[i].revents) continue;
+      auto it = peers_.find(owners[i]);
+      if (it == peers_.end()) continue;
+      if (is_monitor[i]) {
+        on_monitor(it->second);
+      } else {
+        if (items[i].revents & ZMQ_POLLOUT) flush(it->second);
+        if (items[i].revents & ZMQ_POLLIN) on_dealer(it->second);
+      }
+    }
+  }
+}
+
+void NodeImpl::drain_commands() {
+  std::vector<Command> cmds;
+  {
+    std::lock_guard lock(qmu_);
+    cmds.swap(queue_);
+  }
+  for (auto& c : cmds) {
+    switch (c.kind) {
+      case Command::send: {
+        std::string error;
+        Peer* p = connect_peer(c.node, &error);
+        if (p == nullptr) {
+          warn_bad("message", "no connection to " + std::string(c.node.name()) + ": " + error);
+          fire_noconnection(c.node);
+          break;
+        }
+        p->pending.push_back(std::move(c.frame));
+        if (p->state == Peer::up) flush(*p);
+        break;
+      }
+      case Command::connect: {
+        std::string error;
+        Peer* p = connect_peer(c.node, &error);
+        if (p == nullptr) {
+          c.waiter->finish(false, error);
+        } else if (p->state == Peer::up) {
+          c.waiter->finish(true);
+        } else {
+          p->waiters.push_back(c.waiter);
+        }
+        break;
+      }
+      case Command::disconnect: peer_down(c.node, "disconnected"); break;
+      case Command::monitor_node: {
+        std::string error;
+        Peer* p = connect_peer(c.node, &error);
+        if (p == nullptr) {
+          runtime::deliver_local(c.link_from, detail::make_node(tuple(atom("nodedown"), c.node)));
+        } else {
+          p->node_watchers.push_back(c.link_from);
+        }
+        break;
+      }
+      case Command::demonitor_node:
+        if (auto it = peers_.find(c.node.id()); it != peers_.end()) std::erase(it->second.node_watchers, c.link_from);
+        break;
+      case Command::spawn: {
+        std::string error;
+        Peer* p = connect_peer(c.node, &error);
+        if (p == nullptr) {
+          c.waiter->finish(false, "no connection to " + std::string(c.node.name()));
+          break;
+        }
+        spawns_[c.request] = {c.node, c.waiter, c.link_from};
+        p->pending.push_back(std::move(c.frame));
+        if (p->state == Peer::up) flush(*p);
+        break;
+      }
+    }
+  }
+}
+
+NodeImpl::Peer* NodeImpl::connect_peer(Atom node, std::string* error) {
+  if (auto it = peers_.find(node.id()); it != peers_.end()) return &it->second;
+  const std::string name(node.name());
+  if (!valid_node_name(name)) {
+    *error = "bad node name";
+    return nullptr;
+  }
+  if (node == name_) {
+    *error = "that is this node";
+    return nullptr;
+  }
+  std::string endpoint;
+  for (const auto& [n, ep] : opts_.peers) {
+    if (n == name) endpoint = ep;
+  }
+  if (endpoint.empty()) {
+    std::string host = host_of(name);
+    const std::uint16_t pmport = opts_.portmapper_port ? opts_.portmapper_port : portmapper_port();
+    PortmapperClient pm(host, pmport);
+    auto addr = pm.lookup(short_of(name), error);
+    if (!addr) return nullptr;
+    if (host == "localhost") host = "127.0.0.1";
+    endpoint = "tcp://" + host + ":" + std::to_string(addr->port);
+  }
+  Peer p;
+  p.name = name;
+  p.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+  p.dealer->set(zmq::sockopt::linger, 0);
+  p.dealer->set(zmq::sockopt::reconnect_ivl, -1);  // a lost peer is down, not silently retried
+  p.dealer->set(zmq::sockopt::maxmsgsize, kMaxFrame);
+  const int tick = static_cast<int>(opts_.ticktime.count());
+  // a silent peer is noticed between timeout and timeout + ivl: 7/8 T + [0, 1/4 T] is centred
+  // on the tick, like Erlang's 3/4 T .. 5/4 T
+  p.dealer->set(zmq::sockopt::heartbeat_ivl, std::max(1, tick / 4));
+  p.dealer->set(zmq::sockopt::heartbeat_timeout, std::max(1, tick - tick / 8));
+  p.dealer->set(zmq::sockopt::heartbeat_ttl, std::max(100, tick));
+  const std::string mon = "inproc://nodus-monitor-" + std::to_string(++monitor_seq_);
+  if (zmq_socket_monitor(p.dealer->handle(), mon.c_str(), ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED) != 0) {
+    *error = "cannot monitor socket";
+    return nullptr;
+  }
+  p.monitor = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pair);
+  p.monitor->connect(mon);
+  try {
+    p.dealer->connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    *error = std::string("cannot connect to ") + endpoint + ": " + e.what();
+    return nullptr;
+  }
+  p.nonce = make_nonce();
+  p.deadline = Clock::now() + std::chrono::seconds(7);
+  std::string hello;
+  Writer w(hello);
+  w.u8(kWireVersion);
+  w.u8(static_cast<std::uint8_t>(Op::hello));
+  w.str8(name_.name());
+  w.u32(creation_);
+  w.bytes(std::string_view(reinterpret_cast<const char*>(p.nonce.data()), p.nonce.size()));
+  p.dealer->send(zmq::buffer(hello), zmq::send_flags::dontwait);
+  logger().debug("connecting to {} at {}", name, endpoint);
+  return &peers_.emplace(node.id(), std::move(p)).first->second;
+}
+
+void NodeImpl::flush(Peer& p) {
+  while (!p.pending.empty()) {
+    const std::string& f = p.pending.front();
+    auto r = p.dealer->send(zmq::buffer(f), zmq::send_flags::dontwait);
+    if (!r) return;  // high-water mark: wait for POLLOUT, keep order
+    p.pending.pop_front();
+  }
+}
+
+
+void NodeImpl::fire_noconnection(Atom node) {
+  std::vector<std::pair<Pid, Pid>> links;               // (local, remote)
+  std::vector<std::tuple<Ref, Pid, Pid>> downs;          // (ref, local watcher, remote target)
+  {
+    std::lock_guard lock(track_mu_);
+    auto [b, e] = links_.equal_range(node.id());
+    for (auto it = b; it != e; ++it) links.push_back(it->second);
+    links_.erase(b, e);
+    for (auto it = monitors_.begin(); it != monitors_.end();) {
+      if (it->second.second.node == node) {
+        downs.emplace_back(it->first, it->second.first, it->second.second);
+        it = monitors_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (const auto& [local, remote] : links) {
+    runtime::send_exit_signal(local, remote, atoms::noconnection(), true);
+  }
+  for (const auto& [ref, watcher, target] : downs) {
+    runtime::remove_monitoring(watcher, ref);
+    runtime::deliver_local(watcher, detail::make_node(Down{ref, target, atoms::noconnection()}));
+  }
+}
+
+void NodeImpl::peer_down(Atom node, const std::string& why) {
+  auto it = peers_.find(node.id());
+  if (it == peers_.end()) return;
+  Peer& p = it->second;
+  const bool was_up = p.state == Peer::up;
+  for (auto& w : p.waiters) w->finish(false, why);
+  if (!p.pending.empty()) {
+    warn_bad("message", std::to_string(p.pending.size()) + " queued for " + p.name + " (" + why + ")");
+  }
+  if (was_up) logger().info("node {} down: {}", p.name, why);
+  for (const Pid& w : p.node_watchers) runtime::deliver_local(w, detail::make_node(tuple(atom("nodedown"), node)));
+  for (auto sp = spawns_.begin(); sp != spawns_.end();) {
+    if (sp->second.node == node) {
+      sp->second.waiter->finish(false, "no connection to " + p.name);
+      sp = spawns_.erase(sp);
+    } else {
+      ++sp;
+    }
+  }
+  peers_.erase(it);
+  fire_noconnection(node);
+  for (auto in = inbound_.begin(); in != inbound_.end();) {
+    in = in->second.name == std::string_view(node.name()) ? inbound_.erase(in) : std::next(in);
+  }
+  mark_up(node, false);
+}
+
+void NodeImpl::mark_up(Atom node, bool up) {
+  std::lock_guard lock(list_mu_);
+  if (up) {
+    up_.insert(node);
+  } else {
+    up_.erase(node);
+  }
+}
+
+void NodeImpl::send_router(const std::string& rid, const std::string& frame) {
+  try {
+    router_->send(zmq::buffer(rid), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    router_->send(zmq::buffer(frame), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t&) {
+    // ROUTER_MANDATORY: the peer is gone already; nothing to answer
+  }
+}
+
+
+}  // namespace nodus::dist
