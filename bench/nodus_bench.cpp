@@ -252,6 +252,15 @@ bool wait_for_peer(Mailbox& mb) {
   return false;
 }
 
+// This process as a@localhost, with the peer b@localhost running.
+struct DistRun {
+  explicit DistRun(const Options& o) : rt({.schedulers = o.schedulers}) {}
+  Peer peer;
+  Runtime rt;
+  Node a{{.name = "a@localhost", .cookie = "bench"}};
+  Mailbox mb;
+};
+
 Proc oneway_sender(Pid report, long n, std::size_t size) {
   const Term bin(std::string(size, 'x'));
   const auto t0 = BenchClock::now();
@@ -266,10 +275,8 @@ Proc oneway_sender(Pid report, long n, std::size_t size) {
 
 int dist_oneway(const Options& o, const char* name, std::size_t size) {
   const long n = o.n ? o.n : 1'500'000;
-  Peer peer;
-  Runtime rt({.schedulers = o.schedulers});
-  Node a({.name = "a@localhost", .cookie = "bench"});
-  Mailbox mb;
+  DistRun run(o);
+  Mailbox& mb = run.mb;
   if (!wait_for_peer(mb)) return 1;
   spawn(oneway_sender, self(), 20'000L, size);  // warm-up
   if (!mb.receive<Term>(120s)) return 1;
@@ -289,10 +296,8 @@ int dist_oneway_1k(const Options& o) { return dist_oneway(o, "dist_oneway_1k", 1
 
 int dist_pingpong(const Options& o) {
   const long n = o.n ? o.n : 100'000;
-  Peer peer;
-  Runtime rt({.schedulers = o.schedulers});
-  Node a({.name = "a@localhost", .cookie = "bench"});
-  Mailbox mb;
+  DistRun run(o);
+  Mailbox& mb = run.mb;
   if (!wait_for_peer(mb)) return 1;
   auto round = [&](long i) {
     send(atom("bench_echo"), atom("b@localhost"), tuple(atom("ping"), self(), i));

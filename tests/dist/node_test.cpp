@@ -61,13 +61,18 @@ struct Cluster {
   }
 };
 
+// This test process as alex@localhost: the runtime and a node with the peers' cookie, 1 s tick.
+struct Alex {
+  Runtime rt;
+  Node node{{.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms}};
+};
+
 }  // namespace
 
 TEST_CASE("ping: pong for a live node with our cookie, pang otherwise", "[distributed]") {
   Cluster cl;
   auto kate = cl.node("kate", "secret");
-  Runtime rt;
-  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Alex alex;
   CHECK(node::ping(atom("kate@localhost")));
   CHECK(eventually([] {
     auto l = node::list();
@@ -99,8 +104,7 @@ TEST_CASE("a wrong cookie is refused and logged on both sides", "[distributed]")
 TEST_CASE("send to {name, node} and to a remote pid; the reply comes back", "[distributed]") {
   Cluster cl;
   auto kate = cl.node("kate", "secret");
-  Runtime rt;
-  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Alex alex;
   Mailbox mb;
   send(atom("echo"), atom("kate@localhost"), tuple(self(), atom("hi")));
   auto r = mb.receive<Term>(10s);
@@ -164,8 +168,7 @@ TEST_CASE("the port mapper outlives a killed node and forgets its name", "[distr
 TEST_CASE("a killed peer leaves Node.list", "[distributed]") {
   Cluster cl;
   auto kate = cl.node("kate", "secret");
-  Runtime rt;
-  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Alex alex;
   REQUIRE(node::ping(atom("kate@localhost")));
   kate->signal(SIGKILL);
   CHECK(eventually([] { return node::list().empty(); }, 5s));
@@ -174,8 +177,7 @@ TEST_CASE("a killed peer leaves Node.list", "[distributed]") {
 TEST_CASE("lesson step 1: Kate.say_name spawned on kate prints through the caller's group leader", "[distributed]") {
   Cluster cl;
   auto kate = cl.chat("kate", "secret");
-  Runtime rt;
-  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Alex alex;
   Mailbox shell;  // plays alex's group leader, to see the output arrive here
   Pid p = spawn(atom("kate@localhost"), "Kate.say_name", Term::list({}), {.group_leader = self()});
   CHECK(p.node == atom("kate@localhost"));
@@ -189,8 +191,7 @@ TEST_CASE("lesson step 1: Kate.say_name spawned on kate prints through the calle
 TEST_CASE("lesson step 2: {hi, self()} to Kate.reply_sup, flush gives 'sup?'", "[distributed]") {
   Cluster cl;
   auto kate = cl.chat("kate", "secret");
-  Runtime rt;
-  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Alex alex;
   Mailbox shell;
   Pid pid = spawn(atom("kate@localhost"), "Kate.reply_sup");
   send(pid, tuple(atom("hi"), self()));
@@ -203,8 +204,7 @@ TEST_CASE("lesson step 2: {hi, self()} to Kate.reply_sup, flush gives 'sup?'", "
 TEST_CASE("remote spawn of an unknown function, or on a node that is not running, says why", "[distributed]") {
   Cluster cl;
   auto kate = cl.chat("kate", "secret");
-  Runtime rt;
-  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Alex alex;
   CHECK_THROWS_WITH(spawn(atom("kate@localhost"), "Kate.sing"), "no function Kate.sing on kate@localhost");
   CHECK_THROWS_WITH(spawn(atom("moebi@localhost"), "Kate.say_name"), "no connection to moebi@localhost");
 }
@@ -228,8 +228,7 @@ TEST_CASE("1,000,000 messages from one process to a remote one all arrive, in or
 TEST_CASE("a frozen peer (SIGSTOP) is declared down after about its tick", "[distributed]") {
   Cluster cl;
   auto kate = cl.node("kate", "secret");
-  Runtime rt;
-  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Alex alex;
   REQUIRE(node::ping(atom("kate@localhost")));
   kate->signal(SIGSTOP);
   const bool down = eventually([] { return node::list().empty(); }, 10s);
@@ -240,8 +239,7 @@ TEST_CASE("a frozen peer (SIGSTOP) is declared down after about its tick", "[dis
 TEST_CASE("a restarted peer is reachable again; pids of its old incarnation are not", "[distributed]") {
   Cluster cl;
   auto kate = cl.chat("kate", "secret");
-  Runtime rt;
-  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Alex alex;
   Mailbox shell;
   Pid old = spawn(atom("kate@localhost"), "Kate.reply_sup");
   kate->signal(SIGKILL);
@@ -262,8 +260,7 @@ TEST_CASE("a restarted peer is reachable again; pids of its old incarnation are 
 TEST_CASE("remote link, monitor and monitor_node fire when the peer is killed", "[distributed]") {
   Cluster cl;
   auto kate = cl.chat("kate", "secret");
-  Runtime rt;
-  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Alex alex;
   Mailbox shell;
   shell.trap_exit(true);
   Pid linked = spawn(atom("kate@localhost"), "Kate.reply_sup", Term::list({}), {.link = true});
@@ -292,8 +289,7 @@ TEST_CASE("remote link, monitor and monitor_node fire when the peer is killed", 
 TEST_CASE("exits cross nodes over links and monitors; a dead remote pid gives noproc", "[distributed]") {
   Cluster cl;
   auto kate = cl.chat("kate", "secret");
-  Runtime rt;
-  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Alex alex;
   Mailbox shell;
   shell.trap_exit(true);
   // Node.spawn_link(kate, Kate.say_name): prints, ends normally; the link reports it

@@ -173,7 +173,7 @@ TEST_CASE("messages from one sender arrive in order; many senders lose nothing",
   CHECK(r->to_string() == "{done, true}");
 }
 
-TEST_CASE("sleep_for and send_after use the timer thread; cancel_timer stops one", "[receive][timer]") {
+TEST_CASE("sleep_for and send_after use the timer thread; cancel_timer stops one", "[receive][timer]") {  // NOLINT: names the API under test
   Runtime rt;
   Mailbox mb;
   auto t1 = send_after(20ms, self(), atom("first"));
