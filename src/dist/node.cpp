@@ -34,9 +34,8 @@ void deliver_remote(const Pid& to, detail::MsgNode* n) {
     n->type->destroy(n);
     return;
   }
-  std::string frame = node->encode_send(to, n);
+  node->post_send(to, n);
   n->type->destroy(n);
-  node->enqueue({Command::send, to.node, std::move(frame), nullptr});
 }
 
 void hook_link(const Pid& local, const Pid& remote) {
@@ -64,7 +63,10 @@ void hook_demonitor(const Pid& watcher, const Pid& target, const Ref& ref) {
   }
 }
 
-const runtime::RemoteHooks kHooks{&deliver_remote, &hook_link, &hook_unlink, &hook_monitor, &hook_demonitor};
+void hook_flush() { NodeImpl::flush_outbox(); }
+
+const runtime::RemoteHooks kHooks{&deliver_remote, &hook_link,      &hook_unlink,
+                                  &hook_monitor,   &hook_demonitor, &hook_flush};
 
 }  // namespace dist
 
@@ -194,9 +196,8 @@ void deliver_remote_name(Atom name, Atom node_name, MsgNode* n) {
     n->type->destroy(n);
     return;
   }
-  std::string frame = node->encode_send_name(name, n);
+  node->post_send_name(name, node_name, n);
   n->type->destroy(n);
-  node->enqueue({dist::Command::send, node_name, std::move(frame), nullptr});
 }
 }  // namespace detail
 

@@ -37,35 +37,56 @@ bool can_travel(detail::MsgNode* n) {
   return n->type == &detail::type_info_v<Term> || n->type == &detail::type_info_v<io::Request>;
 }
 
-std::string NodeImpl::encode_send(const Pid& to, detail::MsgNode* n) {
-  std::string f;
-  f.reserve(64);
-  Writer w(f);
-  w.u8(kWireVersion);
-  w.u8(static_cast<std::uint8_t>(Op::send_pid));
-  w.u32(to.creation);
-  w.u32(to.id);
-  w.u32(to.serial);
-  encode_payload(w, n);
-  return f;
+void NodeImpl::post_send(const Pid& to, detail::MsgNode* n) {
+  emit(to.node, [&](Writer& w) {
+    w.u8(kWireVersion);
+    w.u8(static_cast<std::uint8_t>(Op::send_pid));
+    w.u32(to.creation);
+    w.u32(to.id);
+    w.u32(to.serial);
+    encode_payload(w, n);
+  });
 }
 
-std::string NodeImpl::encode_send_name(Atom name, detail::MsgNode* n) {
-  std::string f;
-  Writer w(f);
-  w.u8(kWireVersion);
-  w.u8(static_cast<std::uint8_t>(Op::send_name));
-  w.str8(name.name());
-  encode_payload(w, n);
-  return f;
+void NodeImpl::post_send_name(Atom name, Atom node, detail::MsgNode* n) {
+  emit(node, [&](Writer& w) {
+    w.u8(kWireVersion);
+    w.u8(static_cast<std::uint8_t>(Op::send_name));
+    w.str8(name.name());
+    encode_payload(w, n);
+  });
 }
 
+// Splits a ZeroMQ message into its records; false (and a log line) if it is malformed.
+template <class F>
+bool for_each_record(std::string_view msg, const std::string& from, F&& f) {
+  Reader r(msg);
+  while (!r.at_end()) {
+    const std::uint32_t len = r.u32();
+    auto rec = r.bytes(len);
+    if (!r.ok()) {
+      warn_bad("frame", "truncated record (" + std::to_string(msg.size()) + " bytes) from " + from);
+      return false;
+    }
+    if (!f(rec)) return false;
+  }
+  return true;
+}
 
 void NodeImpl::on_dealer(Peer& p) {
   for (;;) {
     zmq::message_t m;
     if (!p.dealer->recv(m, zmq::recv_flags::dontwait)) return;
-    Reader r(m.to_string_view());
+    std::string_view rec;
+    {
+      Reader outer(m.to_string_view());
+      rec = outer.bytes(outer.u32());
+      if (!outer.ok() || !outer.at_end()) {
+        warn_bad("frame", "malformed handshake message from " + p.name);
+        continue;
+      }
+    }
+    Reader r(rec);
     const auto ver = r.u8();
     const auto op = static_cast<Op>(r.u8());
     if (!r.ok() || ver != kWireVersion) {
@@ -92,7 +113,7 @@ void NodeImpl::on_dealer(Peer& p) {
       w.u8(kWireVersion);
       w.u8(static_cast<std::uint8_t>(Op::reply));
       w.bytes(std::string_view(reinterpret_cast<const char*>(ours.data()), ours.size()));
-      p.dealer->send(zmq::buffer(reply), zmq::send_flags::dontwait);
+      send_raw(*p.dealer, reply);
       if (!genuine) {
         logger().error("** Connection to node {} refused: it does not share our cookie **", p.name);
         peer_down(Atom(p.name), "cookie mismatch");
@@ -145,17 +166,25 @@ void NodeImpl::on_router() {
       frame.move(extra);
       warn_bad("frame", "unexpected multipart message");
     }
-    handle_inbound_frame(rid.to_string(), frame.to_string_view());
+    const std::string id = rid.to_string();
+    Inbound* in = nullptr;  // once a data record of this message came from an accepted peer
+    for_each_record(frame.to_string_view(), "a peer", [&](std::string_view rec) {
+      if (in != nullptr) {
+        deliver_frame(*in, rec);
+        return true;
+      }
+      return handle_inbound_frame(id, rec, &in);
+    });
   }
 }
 
-void NodeImpl::handle_inbound_frame(const std::string& rid, std::string_view frame) {
+bool NodeImpl::handle_inbound_frame(const std::string& rid, std::string_view frame, Inbound** accepted) {
   Reader r(frame);
   const auto ver = r.u8();
   const auto op = static_cast<Op>(r.u8());
   if (!r.ok() || ver != kWireVersion) {
     warn_bad("frame", "unknown version or truncated header (" + std::to_string(frame.size()) + " bytes)");
-    return;
+    return false;
   }
   auto it = inbound_.find(rid);
   if (op == Op::hello) {
@@ -164,7 +193,7 @@ void NodeImpl::handle_inbound_frame(const std::string& rid, std::string_view fra
     auto nonce = r.bytes(16);
     if (!r.ok() || !r.at_end() || !valid_node_name(their_name)) {
       warn_bad("frame", "malformed hello");
-      return;
+      return false;
     }
     Inbound in;
     in.name = std::string(their_name);
@@ -183,11 +212,11 @@ void NodeImpl::handle_inbound_frame(const std::string& rid, std::string_view fra
     w.bytes(std::string_view(reinterpret_cast<const char*>(mac.data()), mac.size()));
     inbound_[rid] = std::move(in);
     send_router(rid, ch);
-    return;
+    return true;
   }
   if (it == inbound_.end()) {
     warn_bad("frame", "message from a peer that did not introduce itself");
-    return;
+    return false;
   }
   Inbound& in = it->second;
   if (op == Op::reply && !in.authenticated) {
@@ -203,7 +232,7 @@ void NodeImpl::handle_inbound_frame(const std::string& rid, std::string_view fra
       w.str8("invalid challenge reply");
       send_router(rid, answer);
       inbound_.erase(it);
-      return;
+      return false;
     }
     in.authenticated = true;
     w.u8(static_cast<std::uint8_t>(Op::accept));
@@ -215,13 +244,15 @@ void NodeImpl::handle_inbound_frame(const std::string& rid, std::string_view fra
     if (connect_peer(Atom(in.name), &error) == nullptr) {
       logger().warn("cannot connect back to {}: {}", in.name, error);
     }
-    return;
+    return true;
   }
   if (!in.authenticated) {
     warn_bad("frame", "message from unauthenticated peer " + in.name);
-    return;
+    return false;
   }
+  *accepted = &in;
   deliver_frame(in, frame);
+  return true;
 }
 
 void NodeImpl::deliver_frame(Inbound& in, std::string_view frame) {
@@ -370,11 +401,7 @@ void NodeImpl::on_spawn_request(Inbound& in, Reader& r) {
     w.u8(1);
     w.str8(error);
   }
-  std::string dummy;
-  Peer* back = connect_peer(Atom(in.name), &dummy);
-  if (back == nullptr) return;
-  back->pending.push_back(std::move(reply));
-  if (back->state == Peer::up) flush(*back);
+  send_control(Atom(in.name), reply);
 }
 
 void NodeImpl::on_spawn_reply(Reader& r) {

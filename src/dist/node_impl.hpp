@@ -67,7 +67,7 @@ struct Waiter {
 
 // Work handed to the I/O thread by other threads.
 struct Command {
-  enum Kind { send, connect, disconnect, spawn, monitor_node, demonitor_node } kind;
+  enum Kind { open, connect, disconnect, spawn, monitor_node, demonitor_node } kind;
   Atom node;
   std::string frame;
   std::shared_ptr<Waiter> waiter;
@@ -89,6 +89,21 @@ std::string control(Op op, std::initializer_list<Term> terms, int flag = -1);
 bool encode_payload(Writer& w, detail::MsgNode* n);
 bool can_travel(detail::MsgNode* n);
 
+// The sending half of a connection to one peer, shared by every thread that sends to it.
+// Records go straight onto the peer's DEALER from the sending thread when the connection is up
+// and nothing is queued; otherwise they queue in `pending`, in order, and the I/O thread owns
+// the socket (polls and flushes it) until the queue is empty again. `io_owns` says who may
+// touch the socket: while it is set only the I/O thread does; while it is clear only a thread
+// holding `mu` does, and the I/O thread does not poll it.
+struct Channel {
+  std::mutex mu;
+  enum State { connecting, up, down } state = connecting;
+  zmq::socket_t* dealer = nullptr;  // set by the I/O thread; null once down
+  bool io_owns = true;              // invariant: true while state != up or pending is not empty
+  std::deque<std::string> pending;  // batches of records, oldest first
+  std::size_t pending_bytes = 0;
+};
+
 class NodeImpl {
  public:
   explicit NodeImpl(NodeOptions o) : opts_(std::move(o)) {}
@@ -105,8 +120,10 @@ class NodeImpl {
     std::lock_guard lock(list_mu_);
     return {up_.begin(), up_.end()};
   }
-  std::string encode_send(const Pid& to, detail::MsgNode* n);
-  std::string encode_send_name(Atom name, detail::MsgNode* n);
+  /// Sends message `n` (which can travel; the caller still owns it) to remote `to` / to
+  /// `name` registered on `node`.
+  void post_send(const Pid& to, detail::MsgNode* n);
+  void post_send_name(Atom name, Atom node, detail::MsgNode* n);
   std::uint64_t next_request() { return next_request_.fetch_add(1) + 1; }
 
   // Links and monitors between local processes and processes of other nodes, so that losing
@@ -135,7 +152,21 @@ class NodeImpl {
   }
   /// `node` is unreachable: every link to it breaks and every monitor of it fires.
   void fire_noconnection(Atom node);
-  void send_control(Atom node, std::string frame) { enqueue({Command::send, node, std::move(frame), nullptr}); }
+  /// Sends one control frame (a link/monitor/exit signal) to `node`, in order with this
+  /// thread's other records to it.
+  void send_control(Atom node, const std::string& frame) {
+    emit(node, [&](Writer& w) { w.bytes(frame); });
+  }
+  /// Appends one record to `node` (its body written by `encode`): on a worker thread into the
+  /// thread's outbox, sent when the running process's slice ends (or the outbox fills up); on
+  /// any other thread sent at once. Either way, records from one thread to one node keep
+  /// their order, and so do those of one process (a slice never moves between threads).
+  template <class Encode>
+  void emit(Atom node, Encode&& encode);
+  /// Sends the calling thread's outbox, if it holds anything.
+  static void flush_outbox();
+  /// Sends `batch` (whole records) to `node` from any thread; leaves `batch` empty.
+  void send_records(Atom node, std::string& batch);
 
  private:
   // An outbound connection: our DEALER to the peer's ROUTER.
@@ -144,9 +175,9 @@ class NodeImpl {
     enum State { connecting, challenged, up } state = connecting;
     std::unique_ptr<zmq::socket_t> dealer;
     std::unique_ptr<zmq::socket_t> monitor;
+    std::shared_ptr<Channel> channel;
     Nonce nonce{};
     std::uint32_t creation = 0;
-    std::deque<std::string> pending;  // frames waiting for the handshake (or for HWM room)
     std::vector<std::shared_ptr<Waiter>> waiters;
     std::vector<Pid> node_watchers;  // monitor_node
     Clock::time_point deadline;
@@ -165,11 +196,15 @@ class NodeImpl {
   void on_router();
   void on_dealer(Peer& p);
   void on_monitor(Peer& p);
-  void handle_inbound_frame(const std::string& rid, std::string_view frame);
+  bool handle_inbound_frame(const std::string& rid, std::string_view frame, Inbound** accepted);
   void deliver_frame(Inbound& in, std::string_view frame);
   Peer* connect_peer(Atom node, std::string* error);
   void peer_down(Atom node, const std::string& why);
   void flush(Peer& p);
+  std::shared_ptr<Channel> channel(Atom node);
+  void fail_channel(Atom node, const std::string& why);
+  void wake_io();
+  void send_raw(zmq::socket_t& s, std::string_view frame);
   void send_router(const std::string& rid, const std::string& frame);
   void mark_up(Atom node, bool up);
   void on_spawn_request(Inbound& in, Reader& r);
@@ -203,6 +238,8 @@ class NodeImpl {
     Pid link_from;  // spawn_link: the local caller
   };
   std::unordered_map<std::uint64_t, PendingSpawn> spawns_;  // I/O thread only
+  std::mutex chan_mu_;
+  std::unordered_map<std::uint32_t, std::shared_ptr<Channel>> channels_;  // by atom id
   std::mutex track_mu_;
   std::multimap<std::uint32_t, std::pair<Pid, Pid>> links_;  // remote node -> (local, remote)
   std::unordered_map<Ref, std::pair<Pid, Pid>> monitors_;    // ref -> (local watcher, remote target)
@@ -210,5 +247,29 @@ class NodeImpl {
 
 /// The running node, or nullptr.
 extern std::atomic<NodeImpl*> g_node;
+
+/// Records written by a worker thread during a process slice, for one destination node.
+struct Outbox {
+  NodeImpl* owner = nullptr;
+  Atom dest;
+  std::string buf;
+};
+Outbox& outbox() noexcept;
+bool on_worker_thread() noexcept;
+
+template <class Encode>
+void NodeImpl::emit(Atom node, Encode&& encode) {
+  Outbox& o = outbox();
+  if (!o.buf.empty() && (o.dest != node || o.owner != this)) flush_outbox();
+  o.owner = this;
+  o.dest = node;
+  const std::size_t at = o.buf.size();
+  o.buf.append(4, '\0');
+  Writer w(o.buf);
+  encode(w);
+  const auto len = static_cast<std::uint32_t>(o.buf.size() - at - 4);
+  std::memcpy(o.buf.data() + at, &len, 4);
+  if (o.buf.size() >= kBatchBytes || !on_worker_thread()) flush_outbox();
+}
 
 }  // namespace nodus::dist

@@ -94,10 +94,15 @@ void NodeImpl::stop() {
 }
 
 void NodeImpl::enqueue(Command c) {
+  flush_outbox();  // what this thread sent before stays ahead of the command
   {
     std::lock_guard lock(qmu_);
     queue_.push_back(std::move(c));
   }
+  wake_io();
+}
+
+void NodeImpl::wake_io() {
   // only a sleeping I/O thread needs the (syscall) nudge
   if (io_sleeping_.exchange(false, std::memory_order_seq_cst)) {
     const std::uint64_t one = 1;
@@ -105,6 +110,121 @@ void NodeImpl::enqueue(Command c) {
   }
 }
 
+// ------------------------------------------------------------------------------ sending
+
+namespace {
+NODUS_TLS Outbox* tl_outbox = nullptr;
+}  // namespace
+
+Outbox& outbox() noexcept {
+  if (tl_outbox == nullptr) {
+    static thread_local Outbox box;  // destroyed with the thread
+    box.buf.reserve(kBatchBytes + 1024);
+    tl_outbox = &box;
+  }
+  runtime::tl_remote_pending = true;
+  return *tl_outbox;
+}
+
+bool on_worker_thread() noexcept { return runtime::on_worker(); }
+
+void NodeImpl::flush_outbox() {
+  runtime::tl_remote_pending = false;
+  Outbox* o = tl_outbox;
+  if (o == nullptr || o->buf.empty()) return;
+  NodeImpl* node = g_node.load(std::memory_order_acquire);
+  if (node != o->owner || node == nullptr) {  // the node stopped meanwhile
+    o->buf.clear();
+    return;
+  }
+  node->send_records(o->dest, o->buf);
+}
+
+std::shared_ptr<Channel> NodeImpl::channel(Atom node) {
+  bool opened = false;
+  std::shared_ptr<Channel> ch;
+  {
+    std::lock_guard lock(chan_mu_);
+    auto& slot = channels_[node.id()];
+    if (!slot) {
+      slot = std::make_shared<Channel>();
+      opened = true;
+    }
+    ch = slot;
+  }
+  if (opened) {
+    {
+      std::lock_guard lock(qmu_);
+      queue_.push_back({Command::open, node, {}, nullptr});
+    }
+    wake_io();
+  }
+  return ch;
+}
+
+void NodeImpl::send_records(Atom node, std::string& batch) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::shared_ptr<Channel> ch = channel(node);
+    std::unique_lock lock(ch->mu);
+    if (ch->state == Channel::down) continue;  // lost just now: a fresh channel reconnects
+    if (!ch->io_owns) {
+      // up, nothing queued, and ours to use: straight onto the socket
+      if (zmq_send(ch->dealer->handle(), batch.data(), batch.size(), ZMQ_DONTWAIT) >= 0) {
+        batch.clear();
+        return;
+      }
+      ch->io_owns = true;  // high-water mark (or an error the I/O thread will see): queue
+    }
+    const bool was_empty = ch->pending.empty();
+    ch->pending_bytes += batch.size();
+    if (!was_empty && ch->pending.back().size() + batch.size() <= kBatchBytes) {
+      ch->pending.back() += batch;  // small batches coalesce while they wait
+      batch.clear();
+    } else {
+      ch->pending.push_back(std::move(batch));
+      batch = std::string();
+      batch.reserve(kBatchBytes + 1024);
+    }
+    lock.unlock();
+    if (was_empty) wake_io();
+    return;
+  }
+  batch.clear();
+}
+
+// The connection to `node` cannot be made: drop what was queued for it.
+void NodeImpl::fail_channel(Atom node, const std::string& why) {
+  std::shared_ptr<Channel> ch;
+  {
+    std::lock_guard lock(chan_mu_);
+    if (auto it = channels_.find(node.id()); it != channels_.end()) {
+      ch = std::move(it->second);
+      channels_.erase(it);
+    }
+  }
+  if (!ch) return;
+  std::size_t dropped = 0;
+  {
+    std::lock_guard lock(ch->mu);
+    ch->state = Channel::down;
+    ch->dealer = nullptr;
+    dropped = ch->pending_bytes;
+    ch->pending.clear();
+    ch->pending_bytes = 0;
+  }
+  if (dropped) {
+    warn_bad("message", std::to_string(dropped) + " bytes queued for " + std::string(node.name()) + " (" + why + ")");
+  }
+}
+
+void NodeImpl::send_raw(zmq::socket_t& s, std::string_view frame) {
+  std::string rec;
+  rec.reserve(frame.size() + 4);
+  const auto len = static_cast<std::uint32_t>(frame.size());
+  rec.append(reinterpret_cast<const char*>(&len), 4);
+  rec.append(frame);
+  (void)zmq_send(s.handle(), rec.data(), rec.size(), ZMQ_DONTWAIT);
+}
 
 // ------------------------------------------------------------------------------ I/O thread
 
@@ -140,9 +260,17 @@ void NodeImpl::loop() {
       is_monitor.push_back(false);
     }
     for (auto& [id, p] : peers_) {
-      items.push_back({p.dealer->handle(), 0, static_cast<short>(ZMQ_POLLIN | (p.state == Peer::up && !p.pending.empty() ? ZMQ_POLLOUT : 0)), 0});
-      owners.push_back(id);
-      is_monitor.push_back(false);
+      bool owned, out;
+      {
+        std::lock_guard lock(p.channel->mu);
+        owned = p.channel->io_owns;
+        out = p.state == Peer::up && !p.channel->pending.empty();
+      }
+      if (owned) {
+        items.push_back({p.dealer->handle(), 0, static_cast<short>(ZMQ_POLLIN | (out ? ZMQ_POLLOUT : 0)), 0});
+        owners.push_back(id);
+        is_monitor.push_back(false);
+      }
       items.push_back({p.monitor->handle(), 0, ZMQ_POLLIN, 0});
       owners.push_back(id);
       is_monitor.push_back(true);
@@ -192,16 +320,13 @@ void NodeImpl::drain_commands() {
   }
   for (auto& c : cmds) {
     switch (c.kind) {
-      case Command::send: {
+      case Command::open: {
         std::string error;
-        Peer* p = connect_peer(c.node, &error);
-        if (p == nullptr) {
+        if (connect_peer(c.node, &error) == nullptr) {
           warn_bad("message", "no connection to " + std::string(c.node.name()) + ": " + error);
+          fail_channel(c.node, error);
           fire_noconnection(c.node);
-          break;
         }
-        p->pending.push_back(std::move(c.frame));
-        if (p->state == Peer::up) flush(*p);
         break;
       }
       case Command::connect: {
@@ -232,14 +357,12 @@ void NodeImpl::drain_commands() {
         break;
       case Command::spawn: {
         std::string error;
-        Peer* p = connect_peer(c.node, &error);
-        if (p == nullptr) {
+        if (connect_peer(c.node, &error) == nullptr) {
           c.waiter->finish(false, "no connection to " + std::string(c.node.name()));
           break;
         }
         spawns_[c.request] = {c.node, c.waiter, c.link_from};
-        p->pending.push_back(std::move(c.frame));
-        if (p->state == Peer::up) flush(*p);
+        send_control(c.node, c.frame);
         break;
       }
     }
@@ -275,7 +398,9 @@ NodeImpl::Peer* NodeImpl::connect_peer(Atom node, std::string* error) {
   p.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
   p.dealer->set(zmq::sockopt::linger, 0);
   p.dealer->set(zmq::sockopt::reconnect_ivl, -1);  // a lost peer is down, not silently retried
-  p.dealer->set(zmq::sockopt::maxmsgsize, kMaxFrame);
+  // only handshake answers come back on this socket; anything else is not read for long
+  p.dealer->set(zmq::sockopt::maxmsgsize, std::int64_t{4096});
+  p.dealer->set(zmq::sockopt::rcvhwm, 64);
   const int tick = static_cast<int>(opts_.ticktime.count());
   // a silent peer is noticed between timeout and timeout + ivl: 7/8 T + [0, 1/4 T] is centred
   // on the tick, like Erlang's 3/4 T .. 5/4 T
@@ -304,18 +429,30 @@ NodeImpl::Peer* NodeImpl::connect_peer(Atom node, std::string* error) {
   w.str8(name_.name());
   w.u32(creation_);
   w.bytes(std::string_view(reinterpret_cast<const char*>(p.nonce.data()), p.nonce.size()));
-  p.dealer->send(zmq::buffer(hello), zmq::send_flags::dontwait);
+  send_raw(*p.dealer, hello);
   logger().debug("connecting to {} at {}", name, endpoint);
+  p.channel = channel(node);
+  {
+    std::lock_guard lock(p.channel->mu);
+    p.channel->dealer = p.dealer.get();
+  }
   return &peers_.emplace(node.id(), std::move(p)).first->second;
 }
 
+// I/O thread, while it owns the socket: sends what is queued, then hands the socket back to
+// the sending threads.
 void NodeImpl::flush(Peer& p) {
-  while (!p.pending.empty()) {
-    const std::string& f = p.pending.front();
-    auto r = p.dealer->send(zmq::buffer(f), zmq::send_flags::dontwait);
-    if (!r) return;  // high-water mark: wait for POLLOUT, keep order
-    p.pending.pop_front();
+  Channel& ch = *p.channel;
+  std::lock_guard lock(ch.mu);
+  if (p.state != Peer::up) return;
+  while (!ch.pending.empty()) {
+    const std::string& b = ch.pending.front();
+    if (zmq_send(p.dealer->handle(), b.data(), b.size(), ZMQ_DONTWAIT) < 0) return;  // HWM: POLLOUT
+    ch.pending_bytes -= b.size();
+    ch.pending.pop_front();
   }
+  ch.state = Channel::up;
+  ch.io_owns = false;
 }
 
 
@@ -351,9 +488,7 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
   Peer& p = it->second;
   const bool was_up = p.state == Peer::up;
   for (auto& w : p.waiters) w->finish(false, why);
-  if (!p.pending.empty()) {
-    warn_bad("message", std::to_string(p.pending.size()) + " queued for " + p.name + " (" + why + ")");
-  }
+  fail_channel(node, why);
   if (was_up) logger().info("node {} down: {}", p.name, why);
   for (const Pid& w : p.node_watchers) runtime::deliver_local(w, detail::make_node(tuple(atom("nodedown"), node)));
   for (auto sp = spawns_.begin(); sp != spawns_.end();) {
@@ -384,7 +519,7 @@ void NodeImpl::mark_up(Atom node, bool up) {
 void NodeImpl::send_router(const std::string& rid, const std::string& frame) {
   try {
     router_->send(zmq::buffer(rid), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-    router_->send(zmq::buffer(frame), zmq::send_flags::dontwait);
+    send_raw(*router_, frame);
   } catch (const zmq::error_t&) {
     // ROUTER_MANDATORY: the peer is gone already; nothing to answer
   }

@@ -1,7 +1,9 @@
-// Frame layouts of the node-to-node protocol (docs/PROTOCOL.md). Every frame is one ZeroMQ
-// message part: [version u8][op u8][body]. The ROUTER side sees [routing id][frame].
+// Frame layouts of the node-to-node protocol (docs/PROTOCOL.md). A ZeroMQ message carries one
+// or more records, each [u32 length, little-endian][frame]; a frame is [version u8][op u8][body].
+// The ROUTER side sees [routing id][records].
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace nodus::dist {
@@ -9,6 +11,8 @@ namespace nodus::dist {
 inline constexpr std::uint8_t kWireVersion = 1;
 /// Frames larger than this are refused by ZeroMQ itself (ZMQ_MAXMSGSIZE): the connection drops.
 inline constexpr std::int64_t kMaxFrame = 64 << 20;
+/// A sending thread's outbox is sent once it holds this many bytes (or its slice ends).
+inline constexpr std::size_t kBatchBytes = 64 << 10;
 
 enum class Op : std::uint8_t {
   hello = 0x01,      ///< connector -> acceptor: str8 name, u32 creation, 16 B nonce

@@ -149,7 +149,16 @@ struct RemoteHooks {
   void (*unlink)(const Pid& local, const Pid& remote);
   void (*monitor)(const Pid& watcher, const Pid& target, const Ref& ref);
   void (*demonitor)(const Pid& watcher, const Pid& target, const Ref& ref);
+  /// Sends what the calling worker thread batched for other nodes (see `tl_remote_pending`).
+  void (*flush)();
 };
+/// Set by the distribution layer while this worker thread holds records for other nodes that
+/// it batches until the running process leaves the thread; the scheduler then calls
+/// `RemoteHooks::flush` before the process can run anywhere else (so one process's messages
+/// to a node keep their order).
+extern thread_local __attribute__((tls_model("initial-exec"))) bool tl_remote_pending;
+/// True on a scheduler worker thread.
+bool on_worker() noexcept;
 void set_remote_hooks(const RemoteHooks* h) noexcept;
 const RemoteHooks* remote_hooks() noexcept;
 void deliver_remote(const Pid& to, detail::MsgNode* n) noexcept;

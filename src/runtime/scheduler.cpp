@@ -10,6 +10,23 @@ namespace nodus::runtime {
 namespace {
 NODUS_TLS Scheduler* tl_sched = nullptr;
 NODUS_TLS void* tl_worker = nullptr;
+
+// Records for other nodes leave before the process can run on another thread.
+inline void flush_remote() noexcept {
+  if (tl_remote_pending) {
+    if (const RemoteHooks* h = remote_hooks()) {
+      h->flush();
+    } else {
+      tl_remote_pending = false;
+    }
+  }
+}
+}  // namespace
+
+thread_local __attribute__((tls_model("initial-exec"))) bool tl_remote_pending = false;
+bool on_worker() noexcept { return tl_worker != nullptr; }
+
+namespace {
 using SteadyClock = std::chrono::steady_clock;
 // An idle worker polls this long before sleeping (it must outlast kRunnextGrace).
 constexpr auto kIdleSpin = std::chrono::microseconds(50);
@@ -202,6 +219,7 @@ void Scheduler::run(Worker& w, Process* p) {
         break;
       }
       if (p->yielding) {
+        flush_remote();
         p->state.store(State::queued, std::memory_order_relaxed);
         shared_.push(p);  // behind everyone else, for fairness
         break;
@@ -209,12 +227,14 @@ void Scheduler::run(Worker& w, Process* p) {
     }
     if (push_in_flight(p)) {  // a sender is mid-push: look again (bounded), do not park
       if (budget < kWakeBudget) continue;
+      flush_remote();
       p->state.store(State::queued, std::memory_order_relaxed);
       shared_.push(p);
       break;
     }
     // park: publish `waiting`, then make sure no sender slipped in meanwhile. From here on the
     // process may already be running on another worker: only its atomics may be touched.
+    flush_remote();
     p->state.store(State::waiting, std::memory_order_seq_cst);
     if (!has_input(p)) break;
     State expected = State::waiting;
@@ -224,6 +244,7 @@ void Scheduler::run(Worker& w, Process* p) {
     }
     if (!p->state.compare_exchange_strong(expected, State::running)) break;  // a sender queued it
   }
+  flush_remote();  // what terminate() sent (exit signals, downs)
   set_current(nullptr);
 }
 
