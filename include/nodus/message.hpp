@@ -7,6 +7,8 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <cstring>
+#include <new>
 #include <type_traits>
 #include <typeinfo>
 #include <utility>
@@ -19,8 +21,9 @@ namespace detail {
 
 struct MsgNode;
 
-/// What a mailbox node is: an ordinary message, or a signal the runtime acts on.
-enum class NodeKind : std::uint8_t { message, exit_signal, timeout_signal };
+/// What a mailbox node is: an ordinary message, a signal the runtime acts on, or a message
+/// still in its wire encoding (EncodedNode), decoded by the receiving process itself.
+enum class NodeKind : std::uint8_t { message, exit_signal, timeout_signal, encoded };
 
 /// Per-type table: one static instance per message type; its address is the type's identity.
 struct TypeInfo {
@@ -51,6 +54,34 @@ struct TypedNode final : MsgNode {
   static void* operator new(std::size_t n) { return node_alloc(n); }
   static void operator delete(void* p, std::size_t n) noexcept { node_free(p, n); }
   T value;
+};
+
+/// A message from another node, still encoded: the bytes follow the header in the same
+/// allocation. The receiving process's thread calls `decode` when the node reaches its
+/// mailbox scan, so decoding (and the allocations of the decoded value) happen on the thread
+/// that will also free them, and in parallel across workers. `decode` returns the decoded
+/// node, or nullptr for malformed bytes (the message is dropped; the decoder logs it).
+struct EncodedNode final : MsgNode {
+  using Decode = MsgNode* (*)(const EncodedNode*);
+  Decode decode;
+  std::uint32_t size;
+  const char* bytes() const { return reinterpret_cast<const char*>(this + 1); }
+
+  static EncodedNode* make(const TypeInfo* ti, Decode d, const char* data, std::uint32_t size) {
+    void* mem = node_alloc(sizeof(EncodedNode) + size);
+    auto* n = new (mem) EncodedNode(ti, d, size);
+    std::memcpy(reinterpret_cast<char*>(n + 1), data, size);
+    return n;
+  }
+  static void destroy(MsgNode* n) noexcept {
+    auto* e = static_cast<EncodedNode*>(n);
+    const std::size_t total = sizeof(EncodedNode) + e->size;
+    e->~EncodedNode();
+    node_free(e, total);
+  }
+
+ private:
+  EncodedNode(const TypeInfo* ti, Decode d, std::uint32_t n) : MsgNode(ti), decode(d), size(n) {}
 };
 
 template <class T>

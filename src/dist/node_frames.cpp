@@ -57,6 +57,22 @@ void NodeImpl::post_send_name(Atom name, Atom node, detail::MsgNode* n) {
   });
 }
 
+namespace {
+// A Term payload, decoded by the process that receives it.
+detail::MsgNode* decode_wire_term(const detail::EncodedNode* e) {
+  Reader r(std::string_view(e->bytes(), e->size));
+  auto term = decode_term(r);
+  if (!term || !r.at_end()) {
+    warn_bad("message", "malformed term from another node (" + std::to_string(e->size) + " bytes)");
+    return nullptr;
+  }
+  return detail::make_node(std::move(*term));
+}
+std::string print_encoded(const detail::MsgNode*) { return "#encoded<>"; }
+constexpr detail::TypeInfo kEncodedTerm{"nodus::Term (encoded)", detail::NodeKind::encoded,
+                                        &detail::EncodedNode::destroy, &print_encoded};
+}  // namespace
+
 // Splits a ZeroMQ message into its records; false (and a log line) if it is malformed.
 template <class F>
 bool for_each_record(std::string_view msg, const std::string& from, F&& f) {
@@ -284,12 +300,10 @@ void NodeImpl::deliver_frame(Inbound& in, std::string_view frame) {
   const auto enc = static_cast<Payload>(r.u8());
   detail::MsgNode* n = nullptr;
   if (r.ok() && enc == Payload::term) {
-    auto term = decode_term(r);
-    if (!term || !r.at_end()) {
-      warn_bad("message", "malformed term from " + in.name);
-      return;
-    }
-    n = detail::make_node(std::move(*term));
+    // decoded by the receiving process (decode_wire_term), on its own thread
+    const std::string_view body = r.rest();
+    n = detail::EncodedNode::make(&kEncodedTerm, &decode_wire_term, body.data(),
+                                  static_cast<std::uint32_t>(body.size()));
   } else if (r.ok() && enc == Payload::io_request) {
     auto text = r.str32();
     if (!r.ok() || !r.at_end()) {

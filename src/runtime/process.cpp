@@ -123,6 +123,12 @@ MsgNode* handle_signal(Process* p, MsgNode* n) {
       }
       destroy(n);
       return nullptr;
+    case detail::NodeKind::encoded: {
+      auto* e = static_cast<detail::EncodedNode*>(n);
+      MsgNode* m = e->decode(e);
+      destroy(n);
+      return m;  // nullptr: malformed, dropped (the decoder logged it)
+    }
   }
   return nullptr;
 }
