@@ -28,8 +28,11 @@ bool on_worker() noexcept { return tl_worker != nullptr; }
 
 namespace {
 using SteadyClock = std::chrono::steady_clock;
-// An idle worker polls this long before sleeping (it must outlast kRunnextGrace).
-constexpr auto kIdleSpin = std::chrono::microseconds(50);
+// An idle worker polls this long before sleeping (it must outlast kRunnextGrace). It also
+// decides remote round-trip latency: a reply that arrives while the worker still polls avoids
+// a futex wake-up. On the 2-core VM, dist_pingpong p50 was ~150 us at 50 us of polling and
+// ~50 us at 100 us (200 us: no better, and local_send lost ~15% to the polling worker).
+constexpr auto kIdleSpin = std::chrono::microseconds(100);
 // How long a woken process may wait in a busy worker's runnext before another worker takes it.
 // Longer grace = bigger batches for a streaming receiver (local_send: 10M/s at ~1 us, 20M/s at
 // ~5 us on the 2-core test VM) at the cost of that much wake-up latency behind a busy sender.
