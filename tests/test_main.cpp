@@ -5,9 +5,15 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <thread>
 
+#include "dist/harness.hpp"
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--nodus-peer" && nodus::test::peer_main != nullptr) {
+    return nodus::test::peer_main(argc, argv);
+  }
   int seconds = 120;
   if (const char* env = std::getenv("NODUS_TEST_WATCHDOG")) seconds = std::atoi(env);
   std::thread([seconds] {

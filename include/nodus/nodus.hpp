@@ -16,3 +16,4 @@
 #include "nodus/term.hpp"
 #include "nodus/term_parser.hpp"
 #include "nodus/type_name.hpp"
+#include "nodus/wire_type.hpp"

@@ -33,6 +33,8 @@ class Writer {
     out_.append(s);
   }
 
+  std::string& out() { return out_; }
+
  private:
   void raw(const void* p, std::size_t n) { out_.append(static_cast<const char*>(p), n); }
   std::string& out_;

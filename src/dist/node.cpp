@@ -30,7 +30,7 @@ void deliver_remote(const Pid& to, detail::MsgNode* n) {
     return;
   }
   if (node == nullptr || !can_travel(n)) {
-    if (node) warn_bad("message", "type " + std::string(n->type->name) + " cannot be sent to another node yet");
+    if (node) warn_bad("message", "type " + std::string(n->type->name) + " has no wire name (nodus::register_type) and cannot go to another node");
     n->type->destroy(n);
     return;
   }
@@ -192,7 +192,7 @@ void deliver_remote_name(Atom name, Atom node_name, MsgNode* n) {
     return;
   }
   if (!dist::can_travel(n)) {
-    dist::warn_bad("message", "type " + std::string(n->type->name) + " cannot be sent to another node yet");
+    dist::warn_bad("message", "type " + std::string(n->type->name) + " has no wire name (nodus::register_type) and cannot go to another node");
     n->type->destroy(n);
     return;
   }

@@ -1,5 +1,6 @@
 // What each frame means: handshake (both sides), sends, spawns, links and monitors.
 #include "node_impl.hpp"
+#include "wire_types.hpp"
 
 namespace nodus::dist {
 
@@ -30,11 +31,18 @@ bool encode_payload(Writer& w, detail::MsgNode* n) {
     w.str32(static_cast<detail::TypedNode<io::Request>*>(n)->value.text);
     return true;
   }
+  if (auto wt = wire_type_of(n->type)) {
+    w.u8(static_cast<std::uint8_t>(Payload::typed));
+    w.str8(wt->first);
+    wt->second.encode(w.out(), n);
+    return true;
+  }
   return false;
 }
 
 bool can_travel(detail::MsgNode* n) {
-  return n->type == &detail::type_info_v<Term> || n->type == &detail::type_info_v<io::Request>;
+  return n->type == &detail::type_info_v<Term> || n->type == &detail::type_info_v<io::Request> ||
+         wire_type_of(n->type).has_value();
 }
 
 void NodeImpl::post_send(const Pid& to, detail::MsgNode* n) {
@@ -68,9 +76,32 @@ detail::MsgNode* decode_wire_term(const detail::EncodedNode* e) {
   }
   return detail::make_node(std::move(*term));
 }
+// A typed payload (str8 wire name, cereal bytes), decoded by the process that receives it.
+detail::MsgNode* decode_wire_typed(const detail::EncodedNode* e) {
+  Reader r(std::string_view(e->bytes(), e->size));
+  const std::string_view name = r.str8();
+  if (!r.ok()) {
+    warn_bad("message", "truncated typed message from another node");
+    return nullptr;
+  }
+  auto wt = wire_type_named(name);
+  if (!wt) {
+    warn_bad("message", "unknown type '" + std::string(name) +
+                            "' from another node: register it here with nodus::register_type");
+    return nullptr;
+  }
+  try {
+    return wt->decode(r.rest());
+  } catch (const std::exception& ex) {
+    warn_bad("message", "malformed '" + std::string(name) + "' from another node: " + ex.what());
+    return nullptr;
+  }
+}
 std::string print_encoded(const detail::MsgNode*) { return "#encoded<>"; }
 constexpr detail::TypeInfo kEncodedTerm{"nodus::Term (encoded)", detail::NodeKind::encoded,
                                         &detail::EncodedNode::destroy, &print_encoded};
+constexpr detail::TypeInfo kEncodedTyped{"typed message (encoded)", detail::NodeKind::encoded,
+                                         &detail::EncodedNode::destroy, &print_encoded};
 }  // namespace
 
 // Splits a ZeroMQ message into its records; false (and a log line) if it is malformed.
@@ -303,6 +334,10 @@ void NodeImpl::deliver_frame(Inbound& in, std::string_view frame) {
     // decoded by the receiving process (decode_wire_term), on its own thread
     const std::string_view body = r.rest();
     n = detail::EncodedNode::make(&kEncodedTerm, &decode_wire_term, body.data(),
+                                  static_cast<std::uint32_t>(body.size()));
+  } else if (r.ok() && enc == Payload::typed) {
+    const std::string_view body = r.rest();
+    n = detail::EncodedNode::make(&kEncodedTyped, &decode_wire_typed, body.data(),
                                   static_cast<std::uint32_t>(body.size()));
   } else if (r.ok() && enc == Payload::io_request) {
     auto text = r.str32();

@@ -37,6 +37,8 @@ enum class Op : std::uint8_t {
 enum class Payload : std::uint8_t {
   term = 0x01,        ///< a Term (codec.hpp)
   io_request = 0x02,  ///< nodus::io::Request: str32 text (output for a group leader)
+  typed = 0x03,       ///< a registered C++ type: str8 wire name, then its cereal bytes
+                      ///< (nodus/wire_type.hpp) up to the end of the frame
 };
 
 }  // namespace nodus::dist

@@ -104,6 +104,16 @@ class Child {
   std::string out_, err_, in_;
 };
 
+/// A test binary can also run as a peer node of its own tests: started as
+/// `<binary> --nodus-peer ARGS...`, test_main.cpp calls this function (set by the test file)
+/// instead of Catch2. `self_exe()` is the path to start.
+inline int (*peer_main)(int argc, char** argv) = nullptr;
+inline std::string self_exe() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
 /// Waits until `cond` holds or `timeout` passes; returns the last value of `cond`.
 inline bool eventually(const std::function<bool()>& cond,
                        std::chrono::milliseconds timeout = std::chrono::seconds(10)) {

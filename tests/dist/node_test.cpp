@@ -1,7 +1,12 @@
 // Nodes in separate OS processes: port mapper, ping, cookies, remote send, hostile input.
 #include <catch2/catch.hpp>
 
+#include <pthread.h>
 #include <zmq.hpp>
+
+#include <algorithm>
+#include <cereal/types/string.hpp>
+#include <cereal/types/vector.hpp>
 
 #include "../../src/dist/portmapper.hpp"
 #include "harness.hpp"
@@ -60,6 +65,48 @@ struct Cluster {
     return c;
   }
 };
+
+// A typed message for the typed-payload test; the peer (this binary, --nodus-peer) echoes it.
+struct Greeting {
+  Pid from;
+  std::string text;
+  std::vector<std::int64_t> nums;
+  Term extra;
+  template <class A>
+  void serialize(A& a) { a(from, text, nums, extra); }
+};
+// registered on the sender only: the receiver must log it as unknown and keep serving
+struct Stranger {
+  int x = 0;
+  template <class A>
+  void serialize(A& a) { a(x); }
+};
+
+// `<this binary> --nodus-peer NAME COOKIE`: a node with a `greeter` process that answers a
+// Greeting with the text shouted and the numbers reversed.
+Proc greeter() {
+  for (;;) {
+    Greeting g = co_await receive<Greeting>();
+    std::reverse(g.nums.begin(), g.nums.end());
+    send(g.from, Greeting{self(), g.text + "!", g.nums, g.extra});
+  }
+}
+int typed_peer(int argc, char** argv) {
+  if (argc < 4) return 2;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  register_type<Greeting>("test.Greeting");
+  Runtime rt;
+  Node node({.name = argv[2], .cookie = argv[3], .ticktime = 1000ms});
+  register_name(atom("greeter"), spawn(greeter));
+  int sig = 0;
+  sigwait(&set, &sig);
+  return 0;
+}
+const bool kPeerInstalled = (peer_main = &typed_peer, true);
 
 // This test process as alex@localhost: the runtime and a node with the peers' cookie, 1 s tick.
 struct Alex {
@@ -120,6 +167,31 @@ TEST_CASE("send to {name, node} and to a remote pid; the reply comes back", "[di
     in_order = in_order && (*m)[1].as_int() == i;
   }
   CHECK(in_order);
+}
+
+TEST_CASE("typed messages cross nodes by wire name; unknown names are logged, not fatal", "[distributed]") {
+  Cluster cl;
+  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret"}, "typed-kate" + std::to_string(cl.port));
+  REQUIRE(eventually([&] { return cl.lists("kate"); }));
+  register_type<Greeting>("test.Greeting");
+  register_type<Stranger>("test.Stranger");
+  Alex alex;
+  Mailbox mb;
+  send(atom("greeter"), atom("kate@localhost"), Stranger{7});
+  send(atom("greeter"), atom("kate@localhost"), Greeting{self(), "hi", {1, 2, 3}, tuple(atom("x"), self())});
+  auto r = mb.receive<Greeting>(10s);
+  REQUIRE(r);
+  CHECK(r->text == "hi!");
+  CHECK(r->nums == std::vector<std::int64_t>{3, 2, 1});
+  CHECK(r->from.node == atom("kate@localhost"));
+  CHECK(r->extra == tuple(atom("x"), self()));
+  // a reply to the pid it sent us arrives as well
+  send(r->from, Greeting{self(), "again", {}, Term()});
+  auto r2 = mb.receive<Greeting>(10s);
+  REQUIRE(r2);
+  CHECK(r2->text == "again!");
+  CHECK(eventually([&] { return kate.err().find("unknown type 'test.Stranger'") != std::string::npos; }));
+  CHECK(kate.running());
 }
 
 TEST_CASE("garbage, truncated and oversized frames leave the node serving", "[distributed]") {
