@@ -8,6 +8,7 @@
 
 #include "../src/dist/portmapper.hpp"
 #include "shell.hpp"
+#include "nodus/cli.hpp"
 #include "nodus/nodus.hpp"
 
 using namespace nodus;
@@ -15,27 +16,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct NodeFlags {
-  std::string sname;
-  std::string cookie;
-  long ticktime_ms = 60000;
-};
-
-void add_node_flags(CLI::App* cmd, NodeFlags& f, bool required) {
-  auto* o = cmd->add_option("--sname", f.sname, "this node's name, name@host");
-  if (required) o->required();
-  cmd->add_option("--cookie", f.cookie, "shared secret (default: $NODUS_COOKIE, else ~/.nodus.cookie)");
-  cmd->add_option("--ticktime", f.ticktime_ms, "ms of silence before a peer is declared down")
-      ->capture_default_str();
-}
-
-NodeOptions options(const NodeFlags& f) {
-  NodeOptions o;
-  o.name = f.sname;
-  o.cookie = f.cookie;
-  o.ticktime = std::chrono::milliseconds(f.ticktime_ms);
-  return o;
-}
+using cli::NodeFlags;
+NodeOptions options(const NodeFlags& f) { return cli::node_options(f); }
 
 // {From, Msg} -> From ! {echo, Msg}; anything else is printed.
 Proc echo() {
@@ -133,7 +115,7 @@ int main(int argc, char** argv) {
 
   auto* ping = app.add_subcommand("ping", "connect to NODE: prints pong (exit 0) or pang (exit 1)");
   ping->add_option("node", target, "node to ping, name@host")->required();
-  add_node_flags(ping, f, true);
+  cli::add_node_flags(*ping, f);
 
   auto* names = app.add_subcommand("names", "list the nodes registered on HOST's port mapper");
   names->add_option("host", host, "host (default: localhost)");
@@ -142,13 +124,19 @@ int main(int argc, char** argv) {
       "node",
       "run a node until SIGTERM, with registered processes `echo` ({From, Msg} -> {echo, Msg})\n"
       "and the anchors' `bench_sink` and `bench_echo`");
-  add_node_flags(nodecmd, f, true);
+  cli::add_node_flags(*nodecmd, f);
 
   auto* shell = app.add_subcommand(
       "shell", "an interactive node shell (readline on a terminal; reads commands from stdin otherwise)");
-  add_node_flags(shell, f, true);
+  cli::add_node_flags(*shell, f);
 
   CLI11_PARSE(app, argc, argv);
+  try {
+    (void)options(f);  // a malformed --peer is a usage error
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  }
   if (*shell) return tools::run_shell(options(f));
   if (*ping) return cmd_ping(f, target);
   if (*names) return cmd_names(host);

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "nodus/cli.hpp"
 #include "nodus/nodus.hpp"
 
 using namespace nodus;
@@ -29,11 +30,8 @@ Proc reply_sup(Term) {
 
 int main(int argc, char** argv) {
   CLI::App app{"chat: a node of the lesson (alex, kate, moebi)"};
-  std::string sname, cookie;
-  long ticktime = 60000;
-  app.add_option("--sname", sname, "node name, name@host")->required();
-  app.add_option("--cookie", cookie, "shared secret (default: $NODUS_COOKIE, else ~/.nodus.cookie)");
-  app.add_option("--ticktime", ticktime, "ms of silence before a peer is declared down");
+  cli::NodeFlags flags;
+  cli::add_node_flags(app, flags);
   CLI11_PARSE(app, argc, argv);
 
   sigset_t stop;
@@ -44,7 +42,7 @@ int main(int argc, char** argv) {
 
   Runtime rt;
   try {
-    Node node({.name = sname, .cookie = cookie, .ticktime = std::chrono::milliseconds(ticktime)});
+    Node node(cli::node_options(flags));
     register_function("Kate.say_name", say_name);
     register_function("Kate.reply_sup", reply_sup);
     int sig = 0;

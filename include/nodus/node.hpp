@@ -15,17 +15,20 @@
 #include "nodus/pid.hpp"
 #include "nodus/proc.hpp"
 #include "nodus/process.hpp"
+#include "nodus/receive.hpp"
 #include "nodus/term.hpp"
 
 namespace nodus {
 
 struct NodeOptions {
-  /// `name@host`; the node binds its ROUTER on `host` (an ephemeral port).
+  /// `name@host`; the node binds its ROUTER on `host`, port `listen_port`.
   std::string name;
   /// Empty: $NODUS_COOKIE, else ~/.nodus.cookie (created with random content, mode 0400).
   std::string cookie;
   /// A peer silent this long is declared down (Erlang's net_ticktime; tests use about 1 s).
   std::chrono::milliseconds ticktime{60000};
+  /// The port to listen on; 0: any free port (found by others through the port mapper).
+  std::uint16_t listen_port = 0;
   /// 0: $NODUS_PORTMAPPER_PORT, else 4370.
   std::uint16_t portmapper_port = 0;
   /// Static peers `name@host` -> `tcp://host:port`; names not listed go to the port mapper.
@@ -79,11 +82,41 @@ struct SpawnError : std::runtime_error {
 
 /// Starts `function(args)` on `node` (this node too) and returns its pid. The new process's
 /// group leader is the caller's (or `opts.group_leader`): its nodus::io output appears where
-/// the caller's does, as in Erlang. Blocks until `node` answers; throws SpawnError.
+/// the caller's does, as in Erlang. Blocks the calling thread until `node` answers (from a
+/// process body prefer `co_await spawn_request(...)`); throws SpawnError.
 /// `opts.link` links the caller to the new process before it runs (Node.spawn_link);
-/// `opts.monitor` across nodes is not supported yet (throws): spawn, then monitor(pid).
+/// for `opts.monitor` use spawn_monitor(node, ...) or spawn_request, which return the ref.
 Pid spawn(Atom node, const std::string& function, Term args = Term::list({}),
           const SpawnOptions& opts = {}, std::chrono::milliseconds timeout = std::chrono::seconds(7));
+/// Node.spawn_monitor: starts `function(args)` on `node`, monitored by the caller from before
+/// it runs; the pid and the monitor's ref. Blocks like spawn(node, ...). `opts.monitor` is
+/// implied; `opts.link` and `opts.group_leader` apply.
+std::pair<Pid, Ref> spawn_monitor(Atom node, const std::string& function, Term args = Term::list({}),
+                                  SpawnOptions opts = {},
+                                  std::chrono::milliseconds timeout = std::chrono::seconds(7));
+
+/// What spawn_request started: the pid, and the monitor's ref when `opts.monitor` was set.
+struct Spawned {
+  Pid pid;
+  Ref monitor;
+};
+/// Erlang's spawn_request for process bodies: `Spawned s = co_await spawn_request(node, "F",
+/// args, {.link = true})` sends the request and waits for the answer in the caller's mailbox,
+/// so the worker thread keeps running other processes meanwhile. Link and monitor are set up
+/// before the new process runs. Throws SpawnError (no connection, unknown function, timeout;
+/// a reply that arrives after the timeout is dropped, the process it names keeps running).
+Async<Spawned> spawn_request(Atom node, std::string function, Term args = Term::list({}),
+                             SpawnOptions opts = {},
+                             std::chrono::milliseconds timeout = std::chrono::seconds(7));
+
+namespace detail {
+/// The answer to a spawn_request, delivered to the requesting process.
+struct SpawnReply {
+  std::uint64_t request = 0;
+  Pid pid;            ///< null on failure
+  std::string error;  ///< why, on failure
+};
+}  // namespace detail
 
 /// Sends to the process registered as `name` on `node` (Erlang's `{Name, Node} ! Msg`).
 /// Like any send, it never fails visibly: an unknown name or a down node drops the message.

@@ -34,9 +34,10 @@ struct Closure {
   void (*destroy)(void*) = nullptr;
 };
 /// `remote_link`: a pid of another node the new process is linked to before it first runs
-/// (a spawn_link from that node).
+/// (a spawn_link from that node); `remote_watcher` monitors it under `remote_ref` from the
+/// start (a spawn_monitor from that node).
 Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monitor_ref,
-                const Pid& remote_link = {});
+                const Pid& remote_link = {}, const Pid& remote_watcher = {}, const Ref& remote_ref = {});
 void deliver(const Pid& to, MsgNode* n);
 bool deliver_named(Atom name, MsgNode* n);
 std::uint64_t send_after_node(Clock::duration d, const Pid& to, MsgNode* n);

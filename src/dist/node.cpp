@@ -149,18 +149,29 @@ void register_function(std::string name, RemoteFunction f) {
   dist::g_functions[std::move(name)] = std::move(f);
 }
 
-Pid spawn(Atom node_name, const std::string& function, Term args, const SpawnOptions& opts,
-          std::chrono::milliseconds timeout) {
-  if (opts.monitor) throw SpawnError("spawn with monitor on another node is not supported yet: spawn, then monitor(pid)");
-  auto* node = impl();
-  if (node == nullptr || node_name == node::self()) {
-    auto f = dist::find_function(function);
-    if (!f) throw SpawnError("no function " + function + " on " + std::string(node::self().name()));
-    Proc p = (*f)(std::move(args));
-    return detail::spawn_frame(p.release(), opts, {}, nullptr);
-  }
-  const Pid gl = opts.group_leader.is_null() ? group_leader() : opts.group_leader;
+namespace {
+
+// Starts a registered function on this node.
+Pid spawn_here(const std::string& function, Term args, const SpawnOptions& opts, Ref* mref) {
+  auto f = dist::find_function(function);
+  if (!f) throw SpawnError("no function " + function + " on " + std::string(node::self().name()));
+  Proc p = (*f)(std::move(args));
+  return detail::spawn_frame(p.release(), opts, {}, mref);
+}
+
+// Sends a spawn request to `node_name`; its answer goes to `waiter` or, with kSpawnAsync, to
+// the calling process as a SpawnReply. Returns the request id.
+std::uint64_t request_spawn(dist::NodeImpl* node, Atom node_name, const std::string& function,
+                            const Term& args, const SpawnOptions& opts, std::uint8_t flags,
+                            const Ref& ref, std::shared_ptr<dist::Waiter> waiter) {
   const Pid me = self();
+  if ((opts.link || opts.monitor || (flags & dist::kSpawnAsync)) && me.is_null()) {
+    throw SpawnError("spawn with link or monitor needs a calling process");
+  }
+  if (function.size() > 255) throw SpawnError("function name longer than 255 bytes");
+  const Pid gl = opts.group_leader.is_null() ? group_leader() : opts.group_leader;
+  if (opts.link) flags |= dist::kSpawnLink;
+  if (opts.monitor) flags |= dist::kSpawnMonitor;
   const std::uint64_t req = node->next_request();
   std::string f;
   dist::Writer w(f);
@@ -169,19 +180,70 @@ Pid spawn(Atom node_name, const std::string& function, Term args, const SpawnOpt
   w.u64(req);
   w.u32(me.id);
   w.u32(me.serial);
-  if (opts.link && me.is_null()) throw SpawnError("spawn with link needs a calling process");
-  w.u8(opts.link ? 1 : 0);
+  w.u8(flags & (dist::kSpawnLink | dist::kSpawnMonitor));
   dist::encode_term(w, Term(gl));
   w.str8(function);
   dist::encode_term(w, args);
-  auto waiter = std::make_shared<dist::Waiter>();
-  node->enqueue({dist::Command::spawn, node_name, std::move(f), waiter, req, opts.link ? me : Pid{}});
-  std::unique_lock lock(waiter->mu);
-  if (!waiter->cv.wait_for(lock, timeout, [&] { return waiter->done; })) {
+  if (opts.monitor) dist::encode_term(w, Term(ref));
+  dist::Command c{dist::Command::spawn, node_name, std::move(f), std::move(waiter), req, me};
+  c.flags = flags;
+  c.ref = ref;
+  node->enqueue(std::move(c));
+  return req;
+}
+
+// Blocks for the answer to a spawn request.
+Pid await_spawn(dist::Waiter& w, Atom node_name, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(w.mu);
+  if (!w.cv.wait_for(lock, timeout, [&] { return w.done; })) {
     throw SpawnError("timeout waiting for " + std::string(node_name.name()));
   }
-  if (!waiter->ok) throw SpawnError(waiter->error);
-  return waiter->pid;
+  if (!w.ok) throw SpawnError(w.error);
+  return w.pid;
+}
+
+}  // namespace
+
+Pid spawn(Atom node_name, const std::string& function, Term args, const SpawnOptions& opts,
+          std::chrono::milliseconds timeout) {
+  if (opts.monitor) throw SpawnError("spawn with monitor: use spawn_monitor(node, ...), which returns the ref");
+  auto* node = impl();
+  if (node == nullptr || node_name == node::self()) return spawn_here(function, std::move(args), opts, nullptr);
+  auto waiter = std::make_shared<dist::Waiter>();
+  request_spawn(node, node_name, function, args, opts, 0, {}, waiter);
+  return await_spawn(*waiter, node_name, timeout);
+}
+
+std::pair<Pid, Ref> spawn_monitor(Atom node_name, const std::string& function, Term args,
+                                  SpawnOptions opts, std::chrono::milliseconds timeout) {
+  opts.monitor = true;
+  auto* node = impl();
+  if (node == nullptr || node_name == node::self()) {
+    Ref ref;
+    Pid pid = spawn_here(function, std::move(args), opts, &ref);
+    return {pid, ref};
+  }
+  const Ref ref = make_ref();
+  auto waiter = std::make_shared<dist::Waiter>();
+  request_spawn(node, node_name, function, args, opts, 0, ref, waiter);
+  return {await_spawn(*waiter, node_name, timeout), ref};
+}
+
+Async<Spawned> spawn_request(Atom node_name, std::string function, Term args, SpawnOptions opts,
+                             std::chrono::milliseconds timeout) {
+  auto* node = impl();
+  if (node == nullptr || node_name == node::self()) {
+    Spawned s;
+    s.pid = spawn_here(function, std::move(args), opts, &s.monitor);
+    co_return s;
+  }
+  const Ref ref = opts.monitor ? make_ref() : Ref{};
+  const std::uint64_t req = request_spawn(node, node_name, function, args, opts, dist::kSpawnAsync, ref, nullptr);
+  auto reply = co_await receive<detail::SpawnReply>(
+      [req](const detail::SpawnReply& r) { return r.request == req; }, timeout);
+  if (!reply) throw SpawnError("timeout waiting for " + std::string(node_name.name()));
+  if (!reply->error.empty()) throw SpawnError(reply->error);
+  co_return Spawned{reply->pid, ref};
 }
 
 namespace detail {

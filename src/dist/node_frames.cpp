@@ -416,7 +416,9 @@ void NodeImpl::on_spawn_request(Inbound& in, Reader& r) {
   auto gl = decode_term(r);
   auto fname = r.str8();
   auto args = decode_term(r);
-  if (!r.ok() || !r.at_end() || !gl || !gl->is_pid() || !args) {
+  std::optional<Term> ref;
+  if (flags & kSpawnMonitor) ref = decode_term(r);
+  if (!r.ok() || !r.at_end() || !gl || !gl->is_pid() || !args || ((flags & kSpawnMonitor) && !(ref && ref->is_ref()))) {
     warn_bad("frame", "malformed spawn request from " + in.name);
     return;
   }
@@ -433,10 +435,11 @@ void NodeImpl::on_spawn_request(Inbound& in, Reader& r) {
   } else {
     try {
       Proc p = (*f)(std::move(*args));
-      Pid caller;
-      if (flags & 1) caller = Pid{Atom(in.name), in.creation, from_id, from_serial};
-      pid = detail::spawn_frame(p.release(), {.group_leader = gl->as_pid()}, {}, nullptr, caller);
-      if (flags & 1) track_link(pid, caller);
+      const Pid caller{Atom(in.name), in.creation, from_id, from_serial};
+      const bool link = flags & kSpawnLink, mon = flags & kSpawnMonitor;
+      pid = detail::spawn_frame(p.release(), {.group_leader = gl->as_pid()}, {}, nullptr,
+                                link ? caller : Pid{}, mon ? caller : Pid{}, mon ? ref->as_ref() : Ref{});
+      if (link) track_link(pid, caller);
     } catch (const std::exception& e) {
       error = std::string("cannot start ") + std::string(fname) + ": " + e.what();
     }
@@ -461,33 +464,48 @@ void NodeImpl::on_spawn_reply(Reader& r) {
     warn_bad("frame", "unexpected spawn reply");
     return;
   }
-  auto waiter = it->second.waiter;
-  const Atom node = it->second.node;
-  const Pid link_from = it->second.link_from;
+  const PendingSpawn ps = std::move(it->second);
   spawns_.erase(it);
   if (status == 0) {
     const std::uint32_t id = r.u32(), serial = r.u32();
-    auto peer = peers_.find(node.id());
+    auto peer = peers_.find(ps.node.id());
     const std::uint32_t creation = peer != peers_.end() ? peer->second.creation : 0;
     if (!r.ok()) {
-      waiter->finish(false, "malformed spawn reply");
+      finish_spawn(req, ps, {}, "malformed spawn reply");
       return;
     }
-    const Pid pid{node, creation, id, serial};
-    if (!link_from.is_null()) {
-      // before any later frame from that node (its exit, say) is handled
-      if (runtime::add_remote_link(link_from, pid)) {
-        track_link(link_from, pid);
-      } else {
-        send_control(node, control(Op::exit, {Term(link_from), Term(pid), Term(atoms::noproc())}, 1));
-      }
-    }
-    waiter->finish_spawn(pid);
+    finish_spawn(req, ps, Pid{ps.node, creation, id, serial}, {});
   } else {
     auto why = r.str8();
-    waiter->finish(false, r.ok() ? std::string(why) : std::string("malformed spawn reply"));
+    finish_spawn(req, ps, {}, r.ok() ? std::string(why) : std::string("malformed spawn reply"));
   }
 }
 
+void NodeImpl::finish_spawn(std::uint64_t req, const PendingSpawn& ps, const Pid& pid, const std::string& error) {
+  if (error.empty()) {
+    // before any later frame from that node (its exit, say) is handled
+    if (ps.flags & kSpawnLink) {
+      if (runtime::add_remote_link(ps.caller, pid)) {
+        track_link(ps.caller, pid);
+      } else {  // the caller is gone: the new process gets its exit
+        send_control(ps.node, control(Op::exit, {Term(ps.caller), Term(pid), Term(atoms::noproc())}, 1));
+      }
+    }
+    if (ps.flags & kSpawnMonitor) {
+      if (runtime::add_monitoring(ps.caller, ps.ref, pid)) {
+        track_monitor(ps.caller, pid, ps.ref);
+      } else {
+        send_control(ps.node, control(Op::demonitor, {Term(ps.caller), Term(pid), Term(ps.ref)}));
+      }
+    }
+  }
+  if (ps.flags & kSpawnAsync) {
+    runtime::deliver_local(ps.caller, detail::make_node(detail::SpawnReply{req, pid, error}));
+  } else if (error.empty()) {
+    ps.waiter->finish_spawn(pid);
+  } else {
+    ps.waiter->finish(false, error);
+  }
+}
 
 }  // namespace nodus::dist

@@ -72,8 +72,12 @@ struct Command {
   std::string frame;
   std::shared_ptr<Waiter> waiter;
   std::uint64_t request = 0;  // spawn
-  Pid link_from;              // spawn_link: the local caller; monitor_node: the watcher
+  Pid link_from;              // spawn: the local caller; monitor_node: the watcher
+  std::uint8_t flags = 0;     // spawn: kSpawnLink | kSpawnMonitor | kSpawnAsync
+  Ref ref;                    // spawn with monitor: the monitor's ref
 };
+inline constexpr std::uint8_t kSpawnLink = 1, kSpawnMonitor = 2;  // on the wire
+inline constexpr std::uint8_t kSpawnAsync = 0x80;  // local only: answer with a SpawnReply message
 
 
 bool valid_node_name(std::string_view n);
@@ -234,9 +238,14 @@ class NodeImpl {
   std::atomic<std::uint64_t> next_request_{0};
   struct PendingSpawn {
     Atom node;
-    std::shared_ptr<Waiter> waiter;
-    Pid link_from;  // spawn_link: the local caller
+    std::shared_ptr<Waiter> waiter;  // a blocked thread, unless kSpawnAsync
+    Pid caller;
+    std::uint8_t flags = 0;
+    Ref ref;
   };
+  /// Completes a spawn request: links/monitors first, then the caller learns the pid (or why
+  /// not).
+  void finish_spawn(std::uint64_t req, const PendingSpawn& ps, const Pid& pid, const std::string& error);
   std::unordered_map<std::uint64_t, PendingSpawn> spawns_;  // I/O thread only
   std::mutex chan_mu_;
   std::unordered_map<std::uint32_t, std::shared_ptr<Channel>> channels_;  // by atom id

@@ -56,7 +56,7 @@ void NodeImpl::start() {
   const std::string host = host_of(opts_.name);
   const std::string bind_host = (host == "localhost") ? "127.0.0.1" : host;
   try {
-    router_->bind("tcp://" + bind_host + ":*");
+    router_->bind("tcp://" + bind_host + ":" + (opts_.listen_port ? std::to_string(opts_.listen_port) : "*"));
   } catch (const zmq::error_t& e) {
     throw std::runtime_error("cannot listen on " + bind_host + ": " + e.what());
   }
@@ -357,11 +357,12 @@ void NodeImpl::drain_commands() {
         break;
       case Command::spawn: {
         std::string error;
+        const PendingSpawn ps{c.node, c.waiter, c.link_from, c.flags, c.ref};
         if (connect_peer(c.node, &error) == nullptr) {
-          c.waiter->finish(false, "no connection to " + std::string(c.node.name()));
+          finish_spawn(c.request, ps, {}, "no connection to " + std::string(c.node.name()));
           break;
         }
-        spawns_[c.request] = {c.node, c.waiter, c.link_from};
+        spawns_[c.request] = ps;
         send_control(c.node, c.frame);
         break;
       }
@@ -493,7 +494,7 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
   for (const Pid& w : p.node_watchers) runtime::deliver_local(w, detail::make_node(tuple(atom("nodedown"), node)));
   for (auto sp = spawns_.begin(); sp != spawns_.end();) {
     if (sp->second.node == node) {
-      sp->second.waiter->finish(false, "no connection to " + p.name);
+      finish_spawn(sp->first, sp->second, {}, "no connection to " + p.name);
       sp = spawns_.erase(sp);
     } else {
       ++sp;

@@ -31,7 +31,7 @@ bool add_link(Process* p, const Pid& pid, const Pid& other) {
 namespace detail {
 
 Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monitor_ref,
-                const Pid& remote_link) {
+                const Pid& remote_link, const Pid& remote_watcher, const Ref& remote_ref) {
   Context& cx = ctx();
   Process* parent = runtime::current();
   if ((opts.link || opts.monitor) && parent == nullptr) {
@@ -58,6 +58,10 @@ Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monito
   }
   const Pid pid = p->pid();
   if (!remote_link.is_null()) add_link(p, pid, remote_link);
+  if (!remote_watcher.is_null()) {
+    std::lock_guard lock(p->lock);
+    p->ext().watchers.emplace_back(remote_ref, remote_watcher);
+  }
   if (opts.link) {
     add_link(p, pid, parent->pid());
     add_link(parent, parent->pid(), pid);

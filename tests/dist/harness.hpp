@@ -2,7 +2,10 @@
 // port mapper per test, and waiting on conditions with deadlines.
 #pragma once
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -103,6 +106,22 @@ class Child {
   int status_ = 0;
   std::string out_, err_, in_;
 };
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for nodes given a fixed --port).
+inline std::uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  std::uint16_t port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
 
 /// A test binary can also run as a peer node of its own tests: started as
 /// `<binary> --nodus-peer ARGS...`, test_main.cpp calls this function (set by the test file)

@@ -226,6 +226,33 @@ TEST_CASE("garbage, truncated and oversized frames leave the node serving", "[di
   CHECK(kate->running());
 }
 
+TEST_CASE("a static peer list connects nodes without any port mapper", "[distributed]") {
+  // a port mapper port nobody serves: a node that tried to use one would start it there
+  const std::uint16_t pm_port = next_portmapper_port();
+  ::setenv("NODUS_PORTMAPPER_PORT", std::to_string(pm_port).c_str(), 1);
+  const std::uint16_t kate_port = free_port(), alex_port = free_port();
+  const std::string kate_ep = "tcp://127.0.0.1:" + std::to_string(kate_port);
+  const std::string alex_ep = "tcp://127.0.0.1:" + std::to_string(alex_port);
+  Child kate({kNodus, "node", "--sname", "kate@localhost", "--cookie", "secret", "--ticktime", "1000",
+              "--no-portmapper", "--port", std::to_string(kate_port), "--peer", "alex@localhost=" + alex_ep},
+             "static-kate" + std::to_string(pm_port));
+  REQUIRE(eventually([&] { return kate.err().find("ready") != std::string::npos; }));
+  Runtime rt;
+  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms, .listen_port = alex_port,
+             .peers = {{"kate@localhost", kate_ep}}, .use_portmapper = false});
+  Mailbox mb;
+  send(atom("echo"), atom("kate@localhost"), tuple(self(), atom("hi")));
+  auto r = mb.receive<Term>(10s);
+  REQUIRE(r);
+  CHECK(r->to_string() == "{echo, hi}");
+  dist::PortmapperClient pm("127.0.0.1", pm_port);
+  CHECK_FALSE(pm.names(nullptr).has_value());  // no port mapper was started
+  // a malformed --peer is a usage error
+  Child bad({kNodus, "ping", "kate@localhost", "--sname", "carl@localhost", "--peer", "kate@localhost"}, "static-bad");
+  CHECK(bad.wait() == 2);
+  CHECK(bad.err().find("expected NAME@HOST=tcp://ADDR:PORT") != std::string::npos);
+}
+
 TEST_CASE("the port mapper outlives a killed node and forgets its name", "[distributed]") {
   Cluster cl;
   auto kate = cl.node("kate", "secret");
@@ -295,6 +322,66 @@ TEST_CASE("1,000,000 messages from one process to a remote one all arrive, in or
   auto done = mb.receive<Term>(120s);
   REQUIRE(done);
   CHECK(done->to_string() == "{done, 1000000, 0}");
+}
+
+TEST_CASE("remote spawn_monitor: the monitor is there before the process runs", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.chat("kate", "secret");
+  Alex alex;
+  Mailbox shell;
+  // say_name ends at once: its normal exit still reaches the monitor
+  auto [pid, ref] = spawn_monitor(atom("kate@localhost"), "Kate.say_name", Term::list({}), {.group_leader = self()});
+  auto down = shell.receive<Down>(10s);
+  REQUIRE(down);
+  CHECK(down->ref == ref);
+  CHECK(down->pid == pid);
+  CHECK(down->reason == Term(atom("normal")));
+  auto out = shell.receive<io::Request>(10s);
+  REQUIRE(out);
+  CHECK(out->text == "Hi, my name is Kate\n");
+  CHECK_THROWS_WITH(spawn_monitor(atom("kate@localhost"), "Kate.nope"), Catch::Contains("no function Kate.nope"));
+}
+
+// In a process body: spawn_request with link and monitor, then report everything to `report`.
+Proc requester(Pid report) {
+  trap_exit(true);
+  try {
+    co_await spawn_request(atom("kate@localhost"), "Kate.nope");
+    send(report, atom("no_error"));
+  } catch (const SpawnError& e) {
+    send(report, tuple(atom("error"), std::string(e.what())));
+  }
+  Spawned s = co_await spawn_request(atom("kate@localhost"), "Kate.reply_sup", Term::list({}),
+                                     {.link = true, .monitor = true});
+  send(report, tuple(atom("spawned"), s.pid));
+  // the peer goes away: the link and the monitor both fire with noconnection
+  ExitMsg e = co_await receive<ExitMsg>();
+  Down d = co_await receive<Down>();
+  send(report, tuple(atom("exit"), e.from == s.pid, e.reason));
+  send(report, tuple(atom("down"), d.ref == s.monitor && d.pid == s.pid, d.reason));
+}
+
+TEST_CASE("spawn_request from a process: link and monitor, without blocking a worker", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.chat("kate", "secret");
+  Runtime rt({.schedulers = 1});  // one worker: a blocking spawn in a body would stall everything
+  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Mailbox mb;
+  spawn(requester, self());
+  auto err = mb.receive<Term>(10s);
+  REQUIRE(err);
+  CHECK(err->to_string().find("no function Kate.nope on kate@localhost") != std::string::npos);
+  auto spawned = mb.receive<Term>(10s);
+  REQUIRE(spawned);
+  REQUIRE(spawned->is_tuple(2, "spawned"));
+  CHECK((*spawned)[1].as_pid().node == atom("kate@localhost"));
+  kate->signal(SIGKILL);
+  auto e = mb.receive<Term>(10s);
+  auto d = mb.receive<Term>(10s);
+  REQUIRE(e);
+  REQUIRE(d);
+  CHECK(e->to_string() == "{exit, true, noconnection}");
+  CHECK(d->to_string() == "{down, true, noconnection}");
 }
 
 TEST_CASE("a frozen peer (SIGSTOP) is declared down after about its tick", "[distributed]") {
