@@ -17,3 +17,5 @@
 #include "nodus/term_parser.hpp"
 #include "nodus/type_name.hpp"
 #include "nodus/wire_type.hpp"
+#include "nodus/gen_server.hpp"
+#include "nodus/supervisor.hpp"

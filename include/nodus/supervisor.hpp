@@ -1,0 +1,99 @@
+// Supervisor: starts children, watches them, restarts them by strategy and restart type, and
+// gives up (escalates) past its restart intensity — OTP's supervisor, for C++ processes.
+//
+//   using namespace nodus::supervisor;
+//   Pid sup = start({.strategy = Strategy::one_for_one},
+//                   {worker("cache", cache_body), worker("poller", poller_body, 5s)},
+//                   {.name = atom("app_sup"), .link = true});
+//   Term children = co_await which_children(sup);   // [{Id, Pid, worker}, ...]
+//
+// Children start in list order when the supervisor first runs (a call to it, such as
+// which_children, answers after they all started); they stop in reverse order.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nodus/gen_server.hpp"
+#include "nodus/process.hpp"
+
+namespace nodus::supervisor {
+
+enum class Strategy {
+  one_for_one,   ///< restart only the child that ended
+  one_for_all,   ///< stop all the others, then restart them all
+  rest_for_one,  ///< stop the children started after it, then restart those and it
+};
+enum class Restart {
+  permanent,  ///< always restarted
+  transient,  ///< restarted only after an abnormal exit (not normal, shutdown, {shutdown, _})
+  temporary,  ///< never restarted (and forgotten once it ends)
+};
+enum class ChildType { worker, supervisor };
+
+/// Shutdown values besides a timeout: kill at once, or wait as long as it takes.
+inline constexpr std::chrono::milliseconds brutal_kill{0};
+inline constexpr std::chrono::milliseconds infinity{-1};
+
+struct ChildSpec {
+  std::string id;
+  /// Runs in the supervisor's process and starts the child linked to it (spawn_link,
+  /// gen_server::start with .link, supervisor::start with .link); returns its pid. Throw to
+  /// fail the start.
+  std::function<Pid()> start;
+  Restart restart = Restart::permanent;
+  /// Time between `exit(child, shutdown)` and `kill`; brutal_kill; infinity (default for
+  /// supervisors, 5 s for workers).
+  std::chrono::milliseconds shutdown{5000};
+  ChildType type = ChildType::worker;
+};
+
+/// A worker child running `body(args...)` (any process body), started with spawn_link.
+template <class F, class... A>
+ChildSpec worker(std::string id, F body, A... args) {
+  return {std::move(id), [body, args...]() { return spawn_link(body, args...); }};
+}
+/// A GenServer child: `make()` builds a fresh server object for each (re)start.
+ChildSpec gen_server_child(std::string id, std::function<std::unique_ptr<GenServer>()> make, Atom name = {});
+
+struct Flags {
+  Strategy strategy = Strategy::one_for_one;
+  int max_restarts = 3;                          ///< more than this many restarts ...
+  std::chrono::milliseconds max_seconds{5000};   ///< ... within this window: give up
+};
+
+struct StartOptions {
+  Atom name;          ///< register the supervisor under this local name
+  bool link = false;  ///< link it to the caller (a supervisor's child supervisor does this)
+};
+
+/// Starts a supervisor process and returns its pid. Past its intensity it stops its children
+/// in reverse start order and exits with `shutdown`; if a child fails to start at first it
+/// exits with {shutdown, {failed_to_start_child, Id, Reason}}. Restarts and give-ups are logged
+/// with the child id and exit reason.
+Pid start(Flags flags, std::vector<ChildSpec> children, StartOptions opts = {});
+/// A nested supervisor as a child spec (type supervisor, shutdown infinity).
+ChildSpec supervisor_child(std::string id, Flags flags, std::vector<ChildSpec> children);
+
+// Managing a running supervisor, from a process (co_await) or a thread's Mailbox. Results are
+// Terms, as in Erlang: start_child -> {ok, Pid} | {error, Reason}; terminate_child,
+// restart_child, delete_child -> ok | {ok, Pid} | {error, not_found | running | restarting};
+// which_children -> [{Id, Pid | undefined, worker | supervisor}] in start order;
+// count_children -> [{specs, N}, {active, N}, {supervisors, N}, {workers, N}].
+Async<Term> start_child(ServerRef sup, ChildSpec spec);
+Async<Term> terminate_child(ServerRef sup, std::string id);
+Async<Term> restart_child(ServerRef sup, std::string id);
+Async<Term> delete_child(ServerRef sup, std::string id);
+Async<Term> which_children(ServerRef sup);
+Async<Term> count_children(ServerRef sup);
+Term start_child(Mailbox& mb, ServerRef sup, ChildSpec spec);
+Term terminate_child(Mailbox& mb, ServerRef sup, std::string id);
+Term restart_child(Mailbox& mb, ServerRef sup, std::string id);
+Term delete_child(Mailbox& mb, ServerRef sup, std::string id);
+Term which_children(Mailbox& mb, ServerRef sup);
+Term count_children(Mailbox& mb, ServerRef sup);
+
+}  // namespace nodus::supervisor

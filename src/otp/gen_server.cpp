@@ -1,0 +1,199 @@
+// GenServer: the server loop and the call protocol ({'$gen_call', {From, Tag}, Request} ->
+// {Tag, Reply}), with OTP's failure reasons.
+#include "nodus/gen_server.hpp"
+
+#include "nodus/log.hpp"
+#include "nodus/node.hpp"
+#include "nodus/system_messages.hpp"
+
+namespace nodus {
+
+std::string ServerRef::to_string() const {
+  if (!pid.is_null()) return nodus::to_string(pid);
+  if (node == Atom()) return std::string(name.name());
+  return "{" + std::string(name.name()) + ", " + std::string(node.name()) + "}";
+}
+
+GenServer::CallResult GenServer::handle_call(const Term& request, const From&) {
+  return {std::nullopt, tuple(atom("bad_call"), request)};
+}
+void GenServer::handle_cast(const Term& msg) { stop_after(tuple(atom("bad_cast"), msg)); }
+void GenServer::handle_info(Message& msg) {
+  logger().warn("{}: unexpected message {}", to_string(self()), msg.to_string());
+}
+void GenServer::terminate(const Term&) {}
+
+struct GenServerAccess {
+  static std::optional<Term>& stop_reason(GenServer& s) { return s.stop_reason_; }
+  static Pid& parent(GenServer& s) { return s.parent_; }
+};
+
+namespace {
+
+const Atom kCall = atom("$gen_call");
+const Atom kCast = atom("$gen_cast");
+
+[[noreturn]] void stop_server(GenServer& s, Term reason) {
+  s.terminate(reason);
+  exit_self(std::move(reason));
+}
+
+Proc server_loop(std::unique_ptr<GenServer> s) {
+  s->init();
+  for (;;) {
+    Message m = co_await receive_any();
+    if (m.is<Term>()) {
+      const Term& t = m.get<Term>();
+      if (t.is_tuple() && t.size() == 3 && t[0].is_atom() && t[0].as_atom() == kCall && t[1].is_tuple() &&
+          t[1].size() == 2 && t[1][0].is_pid() && t[1][1].is_ref()) {
+        const From from{t[1][0].as_pid(), t[1][1].as_ref()};
+        GenServer::CallResult r = s->handle_call(t[2], from);
+        if (r.reply) send(from.pid, tuple(Term(from.tag), std::move(*r.reply)));
+        if (r.stop) stop_server(*s, std::move(*r.stop));
+        continue;
+      }
+      if (t.is_tuple() && t.size() == 2 && t[0].is_atom() && t[0].as_atom() == kCast) {
+        s->handle_cast(t[1]);
+        if (auto& why = GenServerAccess::stop_reason(*s)) stop_server(*s, std::move(*why));
+        continue;
+      }
+    }
+    if (m.is<ExitMsg>() && m.get<ExitMsg>().from == GenServerAccess::parent(*s)) {
+      // a trapped exit from the parent (a supervisor's shutdown): terminate, as OTP does
+      stop_server(*s, m.get<ExitMsg>().reason);
+    }
+    s->handle_info(m);
+    if (auto& why = GenServerAccess::stop_reason(*s)) stop_server(*s, std::move(*why));
+  }
+}
+
+// One call in flight: what it waits for, and how each outcome reads.
+struct PendingCall {
+  Pid target;      // null for {name, node} on another node
+  Ref mref;        // monitor of target
+  Ref tag;         // the reply's tag
+  Atom watched;    // the node monitored instead, for a remote name
+  std::string what;
+
+  PendingCall(const ServerRef& to, Term request) : PendingCall(to, [&request](const Pid& target, const From& from) {
+    if (!target.is_null()) {
+      send(target, tuple(kCall, tuple(from.pid, from.tag), std::move(request)));
+    }
+  }, &request) {}
+
+  // `request` non-null: a Term request, which can also go to {name, node}.
+  PendingCall(const ServerRef& to, const detail::RequestSender& sender, Term* request = nullptr)
+      : what(to.to_string()) {
+    const bool remote_name = to.pid.is_null() && !(to.node == Atom()) && !(to.node == node::self());
+    if (!to.pid.is_null()) {
+      target = to.pid;
+    } else if (!remote_name) {
+      auto p = whereis(to.name);
+      if (!p) throw CallError(atom("noproc"), "no process: nothing is registered as " + std::string(to.name.name()));
+      target = *p;
+    }
+    const Pid me = self();
+    if (me.is_null()) throw std::logic_error("gen_server::call needs a calling process or Mailbox");
+    if (!target.is_null()) {
+      mref = monitor(target);
+      tag = mref;
+      sender(target, From{me, tag});
+    } else {
+      if (request == nullptr) throw CallError(atom("badarg"), "only Term requests go to a name on another node");
+      watched = to.node;
+      node::monitor(watched);
+      tag = make_ref();
+      send(to.name, to.node, tuple(kCall, tuple(me, tag), std::move(*request)));
+    }
+  }
+
+  bool matches(const MessageRef& m) const {
+    if (m.is<Term>()) {
+      const Term& t = m.get<Term>();
+      if (t.is_tuple() && t.size() == 2) {
+        if (t[0].is_ref() && t[0].as_ref() == tag) return true;
+        if (!(watched == Atom()) && t[0].is_atom("nodedown") && t[1].is_atom() && t[1].as_atom() == watched) return true;
+      }
+      return false;
+    }
+    return m.is<Down>() && m.get<Down>().ref == mref && !target.is_null();
+  }
+
+  void cleanup() {
+    if (!target.is_null()) demonitor(mref, true);
+    if (!(watched == Atom())) node::monitor(watched, false);
+  }
+
+  Term finish(std::optional<Message> m) {
+    cleanup();
+    if (!m) throw CallError(atom("timeout"), "time out: no reply from " + what);
+    if (m->is<Down>()) {
+      const Term& r = m->get<Down>().reason;
+      if (r.is_atom("noproc")) throw CallError(r, "no process: " + what + " is not alive");
+      if (r.is_atom("noconnection")) {
+        throw CallError(r, "no connection to " + std::string(target.node.name()));
+      }
+      throw CallError(r, what + " exited while serving the call: " + r.to_string());
+    }
+    Term t = m->take<Term>();
+    if (t[0].is_atom("nodedown")) throw CallError(atom("noconnection"), "no connection to " + std::string(watched.name()));
+    return t[1];
+  }
+};
+
+}  // namespace
+
+namespace gen_server {
+
+Pid start(std::unique_ptr<GenServer> server, StartOptions opts) {
+  if (!(opts.name == Atom()) && whereis(opts.name)) {
+    throw std::invalid_argument("name " + std::string(opts.name.name()) + " is already registered");
+  }
+  GenServerAccess::parent(*server) = self();
+  Proc body = server_loop(std::move(server));
+  const Pid pid = detail::spawn_frame(body.release(), {.link = opts.link}, {}, nullptr);
+  if (!(opts.name == Atom()) && !register_name(opts.name, pid)) {
+    exit(pid, atom("kill"));
+    throw std::invalid_argument("name " + std::string(opts.name.name()) + " is already registered");
+  }
+  return pid;
+}
+
+Async<Term> call(ServerRef to, Term request, std::chrono::milliseconds timeout) {
+  PendingCall c(to, std::move(request));
+  std::optional<Message> m = co_await receive<Message>([&c](const MessageRef& r) { return c.matches(r); }, timeout);
+  co_return c.finish(std::move(m));
+}
+
+Term call(Mailbox& mb, ServerRef to, Term request, std::chrono::milliseconds timeout) {
+  PendingCall c(to, std::move(request));
+  return c.finish(mb.receive<Message>([&c](const MessageRef& r) { return c.matches(r); }, timeout));
+}
+
+void cast(ServerRef to, Term msg) {
+  Term m = tuple(kCast, std::move(msg));
+  if (!to.pid.is_null()) {
+    send(to.pid, std::move(m));
+  } else if (to.node == Atom()) {
+    send(to.name, std::move(m));
+  } else {
+    send(to.name, to.node, std::move(m));
+  }
+}
+
+void reply(const From& to, Term value) { send(to.pid, tuple(Term(to.tag), std::move(value))); }
+
+}  // namespace gen_server
+
+namespace detail {
+Async<Term> call_with(ServerRef to, RequestSender send_request, std::chrono::milliseconds timeout) {
+  PendingCall c(to, send_request);
+  std::optional<Message> m = co_await receive<Message>([&c](const MessageRef& r) { return c.matches(r); }, timeout);
+  co_return c.finish(std::move(m));
+}
+Term call_with(Mailbox& mb, ServerRef to, RequestSender send_request, std::chrono::milliseconds timeout) {
+  PendingCall c(to, send_request);
+  return c.finish(mb.receive<Message>([&c](const MessageRef& r) { return c.matches(r); }, timeout));
+}
+}  // namespace detail
+}  // namespace nodus

@@ -1,0 +1,342 @@
+// Supervisor: the supervision loop (start, watch, restart by strategy, intensity, shutdown).
+#include "nodus/supervisor.hpp"
+
+#include <deque>
+
+#include "nodus/log.hpp"
+#include "nodus/system_messages.hpp"
+
+namespace nodus::supervisor {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Child {
+  ChildSpec spec;
+  Pid pid;  // null while not running
+};
+
+struct State {
+  Flags flags;
+  std::vector<Child> children;
+  std::deque<Clock::time_point> restarts;
+  Pid parent;  // linked starter, whose exit stops us
+  std::string name;
+};
+
+// A management request: local only (it carries a ChildSpec with its std::function).
+struct Request {
+  enum Kind { start_child, terminate_child, restart_child, delete_child, which_children, count_children } kind;
+  From from;
+  ChildSpec spec;
+  std::string id;
+};
+
+Term why_of(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const ProcessExit& x) {
+    return x.reason;
+  } catch (const std::exception& x) {
+    return tuple(atom("exception"), std::string(x.what()));
+  } catch (...) {
+    return atom("unknown_exception");
+  }
+}
+
+bool normal_exit(const Term& r) {
+  return r.is_atom("normal") || r.is_atom("shutdown") || (r.is_tuple() && r.size() == 2 && r[0].is_atom("shutdown"));
+}
+
+// Stops one child: exit(shutdown) then kill after its shutdown time (or kill at once).
+Async<void> shutdown_child(Pid pid, std::chrono::milliseconds how) {
+  const Ref ref = monitor(pid);
+  unlink(pid);
+  exit(pid, how == brutal_kill ? atom("kill") : atom("shutdown"));
+  auto is_ours = [ref](const Down& d) { return d.ref == ref; };
+  if (how == infinity || how == brutal_kill) {
+    co_await receive<Down>(is_ours);
+  } else if (!co_await receive<Down>(is_ours, how)) {
+    exit(pid, atom("kill"));
+    co_await receive<Down>(is_ours);
+  }
+  // an exit signal that crossed the unlink
+  (void)co_await receive<ExitMsg>([pid](const ExitMsg& e) { return e.from == pid; }, std::chrono::milliseconds(0));
+}
+
+// Stops running children with index >= from, last started first.
+Async<void> shutdown_from(State& s, std::size_t from) {
+  for (std::size_t i = s.children.size(); i-- > from;) {
+    Child& c = s.children[i];
+    if (c.pid.is_null()) continue;
+    const Pid pid = std::exchange(c.pid, Pid{});
+    co_await shutdown_child(pid, c.spec.shutdown);
+  }
+}
+
+// Starts child `i`; false (logged) if its start function threw.
+bool start_one(State& s, std::size_t i, Term* why = nullptr) {
+  Child& c = s.children[i];
+  try {
+    c.pid = c.spec.start();
+    return true;
+  } catch (...) {
+    const Term r = why_of(std::current_exception());
+    logger().error("Supervisor {}: child {} failed to start: {}", s.name, c.spec.id, r.to_string());
+    if (why) *why = r;
+    return false;
+  }
+}
+
+// Counts a restart; false when that goes past the intensity (the supervisor must give up).
+bool count_restart(State& s) {
+  const auto now = Clock::now();
+  s.restarts.push_back(now);
+  while (!s.restarts.empty() && now - s.restarts.front() > s.flags.max_seconds) s.restarts.pop_front();
+  return static_cast<int>(s.restarts.size()) <= s.flags.max_restarts;
+}
+
+[[noreturn]] void give_up(State& s) {
+  logger().error("Supervisor {}: reached the maximum restart intensity ({} restarts in {} ms); shutting down",
+                 s.name, s.flags.max_restarts, s.flags.max_seconds.count());
+  exit_self(atom("shutdown"));
+}
+
+// Restarts children [from, end) that are not running, in order; a failed start counts as
+// another restart.
+Async<void> restart_from(State& s, std::size_t from) {
+  for (std::size_t i = from; i < s.children.size(); ++i) {
+    while (s.children[i].pid.is_null()) {
+      if (start_one(s, i)) break;
+      if (!count_restart(s)) {
+        co_await shutdown_from(s, 0);
+        give_up(s);
+      }
+    }
+  }
+}
+
+Async<void> on_child_exit(State& s, std::size_t i, Term reason) {
+  Child& c = s.children[i];
+  c.pid = Pid{};
+  if (!normal_exit(reason)) {
+    logger().error("Supervisor {}: child {} terminated with reason {}", s.name, c.spec.id, reason.to_string());
+  }
+  const bool restart = c.spec.restart == Restart::permanent ||
+                       (c.spec.restart == Restart::transient && !normal_exit(reason));
+  if (!restart) {
+    if (c.spec.restart == Restart::temporary) s.children.erase(s.children.begin() + static_cast<std::ptrdiff_t>(i));
+    co_return;
+  }
+  if (!count_restart(s)) {
+    co_await shutdown_from(s, 0);
+    give_up(s);
+  }
+  logger().info("Supervisor {}: restarting child {}", s.name, c.spec.id);
+  std::size_t from = i;
+  if (s.flags.strategy == Strategy::one_for_all) {
+    co_await shutdown_from(s, 0);
+    from = 0;
+  } else if (s.flags.strategy == Strategy::rest_for_one) {
+    co_await shutdown_from(s, i + 1);
+  }
+  if (s.flags.strategy != Strategy::one_for_one) {
+    // temporary children that were stopped are not restarted
+    for (std::size_t k = s.children.size(); k-- > from;) {
+      if (k != i && s.children[k].pid.is_null() && s.children[k].spec.restart == Restart::temporary) {
+        s.children.erase(s.children.begin() + static_cast<std::ptrdiff_t>(k));
+        if (k < i) --i;
+      }
+    }
+  }
+  if (s.flags.strategy == Strategy::one_for_one) {
+    co_await restart_from(s, i);  // only i is down
+  } else {
+    co_await restart_from(s, from);
+  }
+}
+
+std::optional<std::size_t> find(const State& s, const std::string& id) {
+  for (std::size_t i = 0; i < s.children.size(); ++i) {
+    if (s.children[i].spec.id == id) return i;
+  }
+  return std::nullopt;
+}
+
+Term error(std::string_view what) { return tuple(atom("error"), atom(what)); }
+
+Async<Term> handle(State& s, Request& r) {
+  switch (r.kind) {
+    case Request::start_child: {
+      if (auto i = find(s, r.spec.id)) {
+        const Pid p = s.children[*i].pid;
+        co_return p.is_null() ? error("already_present") : tuple(atom("error"), tuple(atom("already_started"), p));
+      }
+      s.children.push_back({std::move(r.spec), Pid{}});
+      Term why;
+      if (!start_one(s, s.children.size() - 1, &why)) {
+        s.children.pop_back();
+        co_return tuple(atom("error"), why);
+      }
+      co_return tuple(atom("ok"), s.children.back().pid);
+    }
+    case Request::terminate_child: {
+      auto i = find(s, r.id);
+      if (!i) co_return error("not_found");
+      if (!s.children[*i].pid.is_null()) {
+        const Pid pid = std::exchange(s.children[*i].pid, Pid{});
+        co_await shutdown_child(pid, s.children[*i].spec.shutdown);
+      }
+      if (s.children[*i].spec.restart == Restart::temporary) s.children.erase(s.children.begin() + static_cast<std::ptrdiff_t>(*i));
+      co_return atom("ok");
+    }
+    case Request::restart_child: {
+      auto i = find(s, r.id);
+      if (!i) co_return error("not_found");
+      if (!s.children[*i].pid.is_null()) co_return error("running");
+      Term why;
+      if (!start_one(s, *i, &why)) co_return tuple(atom("error"), why);
+      co_return tuple(atom("ok"), s.children[*i].pid);
+    }
+    case Request::delete_child: {
+      auto i = find(s, r.id);
+      if (!i) co_return error("not_found");
+      if (!s.children[*i].pid.is_null()) co_return error("running");
+      s.children.erase(s.children.begin() + static_cast<std::ptrdiff_t>(*i));
+      co_return atom("ok");
+    }
+    case Request::which_children: {
+      std::vector<Term> out;
+      for (const Child& c : s.children) {
+        out.push_back(tuple(c.spec.id, c.pid.is_null() ? Term(atom("undefined")) : Term(c.pid),
+                            atom(c.spec.type == ChildType::worker ? "worker" : "supervisor")));
+      }
+      co_return Term::list(std::move(out));
+    }
+    case Request::count_children: {
+      long active = 0, sups = 0;
+      for (const Child& c : s.children) {
+        active += !c.pid.is_null();
+        sups += c.spec.type == ChildType::supervisor;
+      }
+      const long n = static_cast<long>(s.children.size());
+      co_return Term::list({tuple(atom("specs"), n), tuple(atom("active"), active), tuple(atom("supervisors"), sups),
+                            tuple(atom("workers"), n - sups)});
+    }
+  }
+  co_return error("bad_request");
+}
+
+Proc supervisor_loop(std::shared_ptr<State> state) {
+  State& s = *state;
+  trap_exit(true);
+  if (s.name.empty()) s.name = to_string(self());
+  for (std::size_t i = 0; i < s.children.size(); ++i) {
+    Term why;
+    if (!start_one(s, i, &why)) {
+      co_await shutdown_from(s, 0);
+      exit_self(tuple(atom("shutdown"), tuple(atom("failed_to_start_child"), s.children[i].spec.id, why)));
+    }
+  }
+  for (;;) {
+    Message m = co_await receive_any();
+    if (m.is<ExitMsg>()) {
+      ExitMsg e = m.take<ExitMsg>();
+      if (!s.parent.is_null() && e.from == s.parent) {
+        co_await shutdown_from(s, 0);
+        exit_self(e.reason);
+      }
+      for (std::size_t i = 0; i < s.children.size(); ++i) {
+        if (s.children[i].pid == e.from) {
+          co_await on_child_exit(s, i, std::move(e.reason));
+          break;
+        }
+      }
+    } else if (m.is<Request>()) {
+      Request& r = m.get<Request>();
+      Term answer = co_await handle(s, r);
+      gen_server::reply(r.from, std::move(answer));
+    } else {
+      logger().warn("Supervisor {}: unexpected message {}", s.name, m.to_string());
+    }
+  }
+}
+
+detail::RequestSender sender(Request::Kind kind, ChildSpec spec = {}, std::string id = {}) {
+  return [kind, spec = std::move(spec), id = std::move(id)](const Pid& target, const From& from) {
+    send(target, Request{kind, from, spec, id});
+  };
+}
+
+// Management calls wait as long as the supervisor needs (a shutdown may take its time).
+constexpr std::chrono::milliseconds kCallTimeout = std::chrono::hours(24);
+
+}  // namespace
+
+ChildSpec gen_server_child(std::string id, std::function<std::unique_ptr<GenServer>()> make, Atom name) {
+  return {std::move(id), [make = std::move(make), name]() {
+            return gen_server::start(make(), {.name = name, .link = true});
+          }};
+}
+
+Pid start(Flags flags, std::vector<ChildSpec> children, StartOptions opts) {
+  auto s = std::make_shared<State>();
+  s->flags = flags;
+  for (auto& c : children) s->children.push_back({std::move(c), Pid{}});
+  if (!(opts.name == Atom())) s->name = std::string(opts.name.name());
+  if (opts.link) s->parent = self();
+  if (!(opts.name == Atom()) && whereis(opts.name)) {
+    throw std::invalid_argument("name " + std::string(opts.name.name()) + " is already registered");
+  }
+  Proc body = supervisor_loop(std::move(s));
+  const Pid pid = detail::spawn_frame(body.release(), {.link = opts.link}, {}, nullptr);
+  if (!(opts.name == Atom()) && !register_name(opts.name, pid)) {
+    exit(pid, atom("kill"));
+    throw std::invalid_argument("name " + std::string(opts.name.name()) + " is already registered");
+  }
+  return pid;
+}
+
+ChildSpec supervisor_child(std::string id, Flags flags, std::vector<ChildSpec> children) {
+  auto kids = std::make_shared<std::vector<ChildSpec>>(std::move(children));
+  ChildSpec c{std::move(id), [flags, kids]() { return start(flags, *kids, {.link = true}); }};
+  c.type = ChildType::supervisor;
+  c.shutdown = infinity;
+  return c;
+}
+
+Async<Term> start_child(ServerRef sup, ChildSpec spec) {
+  return detail::call_with(sup, sender(Request::start_child, std::move(spec)), kCallTimeout);
+}
+Async<Term> terminate_child(ServerRef sup, std::string id) {
+  return detail::call_with(sup, sender(Request::terminate_child, {}, std::move(id)), kCallTimeout);
+}
+Async<Term> restart_child(ServerRef sup, std::string id) {
+  return detail::call_with(sup, sender(Request::restart_child, {}, std::move(id)), kCallTimeout);
+}
+Async<Term> delete_child(ServerRef sup, std::string id) {
+  return detail::call_with(sup, sender(Request::delete_child, {}, std::move(id)), kCallTimeout);
+}
+Async<Term> which_children(ServerRef sup) { return detail::call_with(sup, sender(Request::which_children), kCallTimeout); }
+Async<Term> count_children(ServerRef sup) { return detail::call_with(sup, sender(Request::count_children), kCallTimeout); }
+
+Term start_child(Mailbox& mb, ServerRef sup, ChildSpec spec) {
+  return detail::call_with(mb, sup, sender(Request::start_child, std::move(spec)), kCallTimeout);
+}
+Term terminate_child(Mailbox& mb, ServerRef sup, std::string id) {
+  return detail::call_with(mb, sup, sender(Request::terminate_child, {}, std::move(id)), kCallTimeout);
+}
+Term restart_child(Mailbox& mb, ServerRef sup, std::string id) {
+  return detail::call_with(mb, sup, sender(Request::restart_child, {}, std::move(id)), kCallTimeout);
+}
+Term delete_child(Mailbox& mb, ServerRef sup, std::string id) {
+  return detail::call_with(mb, sup, sender(Request::delete_child, {}, std::move(id)), kCallTimeout);
+}
+Term which_children(Mailbox& mb, ServerRef sup) {
+  return detail::call_with(mb, sup, sender(Request::which_children), kCallTimeout);
+}
+Term count_children(Mailbox& mb, ServerRef sup) {
+  return detail::call_with(mb, sup, sender(Request::count_children), kCallTimeout);
+}
+
+}  // namespace nodus::supervisor

@@ -1,0 +1,130 @@
+// GenServer: call/cast/reply, deferred replies, stop, and the failure reasons of call.
+#include <catch2/catch.hpp>
+
+#include "nodus/nodus.hpp"
+
+using namespace nodus;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Counter : GenServer {
+  explicit Counter(Pid report = {}) : report(report) {}
+  Pid report;
+  long n = 0;
+  std::optional<From> parked;
+  CallResult handle_call(const Term& req, const From& from) override {
+    if (req.is_atom("get")) return reply(n);
+    if (req.is_atom("park")) {  // answered later, by `release`
+      parked = from;
+      if (!report.is_null()) send(report, atom("parked"));
+      return noreply();
+    }
+    if (req.is_atom("slow")) return noreply();  // never answered
+    if (req.is_atom("crash")) throw std::runtime_error("crashed in handle_call");
+    if (req.is_atom("stop")) return stop(atom("normal"), atom("stopping"));
+    return GenServer::handle_call(req, from);
+  }
+  void handle_cast(const Term& msg) override {
+    if (msg.is_atom("inc")) ++n;
+    if (msg.is_atom("release") && parked) gen_server::reply(*parked, atom("released"));
+    if (msg.is_atom("quit")) stop_after(atom("normal"));
+  }
+  void handle_info(Message& m) override {
+    if (m.is<Term>() && m.get<Term>().is_atom("ping") && !report.is_null()) send(report, atom("pong"));
+  }
+  void terminate(const Term& reason) override {
+    if (!report.is_null()) send(report, tuple(atom("terminated"), reason));
+  }
+};
+
+Proc caller(Pid report) {
+  Term v = co_await gen_server::call(atom("counter"), atom("get"));
+  send(report, tuple(atom("got"), v));
+  try {
+    co_await gen_server::call(atom("nobody"), atom("get"));
+  } catch (const CallError& e) {
+    send(report, tuple(atom("error"), e.reason, std::string(e.what())));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("call, cast, info and a deferred reply", "[otp][gen_server]") {
+  Runtime rt({.schedulers = 2});
+  Mailbox mb;
+  Pid s = gen_server::start(std::make_unique<Counter>(self()), {.name = atom("counter")});
+  gen_server::cast(atom("counter"), atom("inc"));
+  gen_server::cast(s, atom("inc"));
+  CHECK(gen_server::call(mb, atom("counter"), atom("get")) == Term(2));
+  send(s, atom("ping"));
+  CHECK(mb.receive<Term>([](const Term& t) { return t.is_atom("pong"); }, 10s));
+  // a parked call is answered by a later cast (sent once the server says it parked it)
+  spawn([](Pid s, Pid report) -> Proc {
+    Term r = co_await gen_server::call(s, atom("park"));
+    send(report, tuple(atom("park_answer"), r));
+  }, s, self());
+  REQUIRE(mb.receive<Term>([](const Term& t) { return t.is_atom("parked"); }, 10s));
+  gen_server::cast(s, atom("release"));
+  auto answer = mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "park_answer"); }, 10s);
+  REQUIRE(answer);
+  CHECK((*answer)[1] == Term(atom("released")));
+  // from a process body
+  spawn(caller, self());
+  auto got = mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "got"); }, 10s);
+  REQUIRE(got);
+  CHECK((*got)[1] == Term(2));
+  auto err = mb.receive<Term>([](const Term& t) { return t.is_tuple(3, "error"); }, 10s);
+  REQUIRE(err);
+  CHECK((*err)[1] == Term(atom("noproc")));
+  // stop from a call: the reply arrives, terminate runs, the name goes away
+  const Ref watch = monitor(s);
+  CHECK(gen_server::call(mb, s, atom("stop")) == Term(atom("stopping")));
+  auto t = mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "terminated"); }, 10s);
+  REQUIRE(t);
+  CHECK((*t)[1] == Term(atom("normal")));
+  REQUIRE(mb.receive<Down>([&](const Down& d) { return d.ref == watch; }, 10s));
+  CHECK_FALSE(whereis(atom("counter")).has_value());
+}
+
+TEST_CASE("call failures: noproc, timeout, a server that dies while serving, bad_call", "[otp][gen_server]") {
+  Runtime rt({.schedulers = 2});
+  Mailbox mb;
+  try {
+    gen_server::call(mb, atom("missing"), atom("get"));
+    FAIL("no error");
+  } catch (const CallError& e) {
+    CHECK(e.reason == Term(atom("noproc")));
+    CHECK(std::string(e.what()).find("missing") != std::string::npos);
+  }
+  Pid s = gen_server::start(std::make_unique<Counter>());
+  try {
+    gen_server::call(mb, s, atom("slow"), 100ms);
+    FAIL("no error");
+  } catch (const CallError& e) {
+    CHECK(e.reason == Term(atom("timeout")));
+  }
+  CHECK(is_process_alive(s));  // a timed-out call does not hurt the server
+  try {
+    gen_server::call(mb, s, atom("crash"));
+    FAIL("no error");
+  } catch (const CallError& e) {
+    CHECK(e.reason.to_string().find("crashed in handle_call") != std::string::npos);
+  }
+  CHECK_FALSE(is_process_alive(s));
+  try {
+    gen_server::call(mb, s, atom("get"));  // a dead pid
+    FAIL("no error");
+  } catch (const CallError& e) {
+    CHECK(e.reason == Term(atom("noproc")));
+  }
+  Pid s2 = gen_server::start(std::make_unique<Counter>());
+  try {
+    gen_server::call(mb, s2, atom("what"));
+    FAIL("no error");
+  } catch (const CallError& e) {
+    CHECK(e.reason.to_string() == "{bad_call, what}");
+  }
+  gen_server::start(std::make_unique<Counter>(), {.name = atom("taken")});
+  CHECK_THROWS_AS(gen_server::start(std::make_unique<Counter>(), {.name = atom("taken")}), std::invalid_argument);
+}
