@@ -35,6 +35,7 @@ class OutputArchive : public cereal::OutputArchive<OutputArchive, cereal::AllowE
 
   template <std::size_t N>
   void save_bytes(const void* p, std::size_t size) {
+    if (size == 0) return;  // an empty container may hand over a null pointer
     const auto* b = static_cast<const char*>(p);
     if constexpr (std::endian::native == std::endian::little || N == 1) {
       out_.append(b, size);
@@ -60,6 +61,7 @@ class InputArchive : public cereal::InputArchive<InputArchive, cereal::AllowEmpt
   template <std::size_t N>
   void load_bytes(void* p, std::size_t size) {
     if (size > remaining()) throw cereal::Exception("truncated typed message");
+    if (size == 0) return;  // an empty container may hand over a null pointer
     auto* b = static_cast<char*>(p);
     if constexpr (std::endian::native == std::endian::little || N == 1) {
       std::memcpy(b, in_.data() + pos_, size);

@@ -77,6 +77,10 @@ TEST_CASE("typed values survive the wire archives", "[wire]") {
   CHECK(d.from == s.from);
   CHECK(d.tag == atom("greeting"));
   CHECK(d.extra == s.extra);
+  // empty containers (a null data pointer) round-trip too
+  const Sample e = decode(encode(Sample{}));
+  CHECK(e.text.empty());
+  CHECK(e.nums.empty());
 }
 
 TEST_CASE("the layout is little-endian with u64 sizes, as docs/PROTOCOL.md says", "[wire]") {
