@@ -19,3 +19,4 @@
 #include "nodus/wire_type.hpp"
 #include "nodus/gen_server.hpp"
 #include "nodus/supervisor.hpp"
+#include "nodus/task.hpp"

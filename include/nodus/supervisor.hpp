@@ -7,8 +7,10 @@
 //                   {.name = atom("app_sup"), .link = true});
 //   Term children = co_await which_children(sup);   // [{Id, Pid, worker}, ...]
 //
-// Children start in list order when the supervisor first runs (a call to it, such as
-// which_children, answers after they all started); they stop in reverse order.
+// Children start in list order and stop in reverse order. Called from a thread (main, a
+// Mailbox owner) start returns once they all run, like OTP's start_link; called from a process
+// body it returns at once (a worker must not block): a call to the supervisor, such as
+// which_children, answers only after its children started.
 #pragma once
 
 #include <chrono>

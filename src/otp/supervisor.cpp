@@ -3,6 +3,7 @@
 
 #include <deque>
 
+#include "../runtime/process.hpp"
 #include "nodus/log.hpp"
 #include "nodus/system_messages.hpp"
 
@@ -293,6 +294,16 @@ Pid start(Flags flags, std::vector<ChildSpec> children, StartOptions opts) {
   if (!(opts.name == Atom()) && !register_name(opts.name, pid)) {
     exit(pid, atom("kill"));
     throw std::invalid_argument("name " + std::string(opts.name.name()) + " is already registered");
+  }
+  if (!runtime::on_worker()) {
+    // a thread (main, a Mailbox owner) may block: return once the children run, as OTP's
+    // start_link does. (A process body cannot block its worker; it gets the pid at once.)
+    Mailbox waiter;
+    try {
+      which_children(waiter, pid);
+    } catch (const CallError& e) {
+      throw std::runtime_error("supervisor did not start: " + e.reason.to_string());
+    }
   }
   return pid;
 }

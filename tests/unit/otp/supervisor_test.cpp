@@ -225,12 +225,15 @@ TEST_CASE_METHOD(Fixture, "dynamic children: start, terminate, restart, delete, 
 TEST_CASE_METHOD(Fixture, "a child that cannot start at first stops the supervisor with the reason", "[otp][supervisor]") {
   Pid me = self();
   ChildSpec bad{"bad", []() -> Pid { throw std::runtime_error("no way"); }};
-  Pid sup = start({}, {child(me, "a", Restart::permanent, true), bad});
-  const Ref ref = monitor(sup);
-  auto d = mb.receive<Down>([&](const Down& d) { return d.ref == ref; }, 10s);
-  REQUIRE(d);
-  CHECK(d->reason.to_string().find("failed_to_start_child") != std::string::npos);
-  CHECK(d->reason.to_string().find("no way") != std::string::npos);
+  // from a thread, start waits for the children: the failure is its exception
+  try {
+    start({}, {child(me, "a", Restart::permanent, true), bad});
+    FAIL("no error");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).find("failed_to_start_child") != std::string::npos);
+    CHECK(std::string(e.what()).find("no way") != std::string::npos);
+  }
   auto s = mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "stopped"); }, 10s);
   REQUIRE(s);  // the child started before it was shut down
+  CHECK((*s)[1] == Term("a"));
 }

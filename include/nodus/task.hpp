@@ -1,0 +1,95 @@
+// Task and Task.Supervisor: a process that computes one result for its owner, started
+// directly or by a (possibly remote) task supervisor — Elixir's Task, for C++.
+//
+//   // a task function: a coroutine returning Async<Term>
+//   Async<Term> receive_message(Term args) { nodus::io::puts(args[0].as_binary()); co_return atom("ok"); }
+//   nodus::task::register_function("Chat.receive_message", receive_message);  // on the node that runs it
+//
+//   // in a process on another node (the lesson's Chat.send_message):
+//   Task t = co_await task_supervisor::async({atom("Chat.TaskSupervisor"), atom("kate@localhost")},
+//                                            "Chat.receive_message", Term::list({"hi"}));
+//   Term r = co_await task::await(t);   // throws TaskError: "no connection to kate@localhost", ...
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <stdexcept>
+#include <string>
+
+#include "nodus/gen_server.hpp"
+#include "nodus/mailbox.hpp"
+#include "nodus/proc.hpp"
+#include "nodus/process.hpp"
+#include "nodus/supervisor.hpp"
+#include "nodus/term.hpp"
+
+namespace nodus {
+
+/// A running task, owned by the process that started it (only the owner may await it).
+struct Task {
+  Pid pid;
+  Ref tag;    ///< tags the result message {Tag, Result}
+  Ref mref;   ///< the owner's monitor of pid
+  Pid owner;
+};
+
+/// A task that produced no result. `reason` is the task's exit reason (its exception as
+/// {exception, Type, What}, `noproc`, `noconnection`, `killed`...) or `timeout`; what() says it in
+/// words, as Elixir does: "no connection to moebi@localhost".
+struct TaskError : std::runtime_error {
+  TaskError(Term why, const std::string& text) : std::runtime_error(text), reason(std::move(why)) {}
+  Term reason;
+};
+
+/// A function tasks run by name (on this node, for local or remote task supervisors).
+using TaskFunction = std::function<Async<Term>(Term args)>;
+
+namespace task {
+
+/// Registers `f` as `name` on this node; replaces an earlier one.
+void register_function(std::string name, TaskFunction f);
+
+/// Starts `f()` (returning Async<Term>) in a new process linked to the caller.
+Task async(std::function<Async<Term>()> f);
+
+/// Waits for the result (default 5 s, like Elixir). Throws TaskError if the task ended
+/// without one or the time ran out (the task keeps running then, as in Elixir).
+Async<Term> await(const Task& t, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+Term await(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+/// Like await, as a value: {ok, Result}, {exit, Reason}, or `nil` if no answer yet (the task
+/// keeps running and may be awaited again).
+Async<Term> yield(const Task& t, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+Term yield(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+/// Stops the task (unless it finished): {ok, Result} if it had, {exit, Reason}, or `nil`.
+Async<Term> shutdown(const Task& t, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+Term shutdown(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+}  // namespace task
+
+namespace task_supervisor {
+
+/// Starts a task supervisor (its tasks are temporary children).
+Pid start(supervisor::StartOptions opts = {});
+/// As a child of a supervision tree (the lesson's `{Task.Supervisor, name: Chat.TaskSupervisor}`).
+supervisor::ChildSpec child_spec(Atom name);
+
+/// Starts the task function `function(args)` under `sup` (a pid, a name, or {name, node}),
+/// linked to the caller, and returns the task to await. Fails with TaskError when `sup` cannot
+/// be reached or does not know the function.
+Async<Task> async(ServerRef sup, std::string function, Term args);
+/// The same without the link: a crash becomes an {exit, Reason} from yield (await throws).
+Async<Task> async_nolink(ServerRef sup, std::string function, Term args);
+Task async(Mailbox& mb, ServerRef sup, std::string function, Term args);
+Task async_nolink(Mailbox& mb, ServerRef sup, std::string function, Term args);
+/// Starts a task nobody awaits: {ok, Pid} or {error, Reason}.
+Async<Term> start_child(ServerRef sup, std::string function, Term args);
+Term start_child(Mailbox& mb, ServerRef sup, std::string function, Term args);
+/// The running tasks' pids, as a list.
+Async<Term> children(ServerRef sup);
+Term children(Mailbox& mb, ServerRef sup);
+/// Stops a task: ok, or {error, not_found}.
+Async<Term> terminate_child(ServerRef sup, Pid pid);
+Term terminate_child(Mailbox& mb, ServerRef sup, Pid pid);
+
+}  // namespace task_supervisor
+}  // namespace nodus

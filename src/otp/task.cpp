@@ -1,0 +1,335 @@
+// Task and Task.Supervisor (nodus/task.hpp). A task supervisor speaks Terms
+// ({start_task, Owner, Tag, Link, Function, Args}, children, {terminate_child, Pid}) through the
+// GenServer call protocol, so it serves callers on other nodes.
+#include "nodus/task.hpp"
+
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "nodus/log.hpp"
+#include "nodus/node.hpp"
+#include "nodus/system_messages.hpp"
+
+namespace nodus {
+namespace {
+
+std::mutex g_mu;
+std::map<std::string, TaskFunction, std::less<>> g_functions;
+
+std::optional<TaskFunction> find_function(std::string_view name) {
+  std::lock_guard lock(g_mu);
+  auto it = g_functions.find(name);
+  if (it == g_functions.end()) return std::nullopt;
+  return it->second;
+}
+
+const Atom kGo = atom("$task_go");
+
+// A local task: monitored (and linked) from before it runs; sends {Tag, Result}.
+Proc task_body(Pid owner, Ref tag, std::function<Async<Term>()> f) {
+  Term r = co_await f();
+  send(owner, tuple(Term(tag), std::move(r)));
+}
+
+// A task started by a task supervisor for `owner` (maybe on another node): links to the owner
+// if asked, then waits for the owner's go-ahead, sent once the owner monitors it (as Elixir's
+// Task.Supervisor does), so even a task that fails at once reports its reason, not noproc.
+Proc supervised_task(Pid owner, Ref tag, bool link_owner, std::function<Async<Term>()> f) {
+  if (!owner.is_null()) {
+    if (link_owner) link(owner);
+    co_await receive<Term>([&tag](const Term& t) { return t.is_tuple(2, "$task_go") && t[1].is_ref() && t[1].as_ref() == tag; });
+  }
+  Term r = co_await f();
+  if (!owner.is_null()) send(owner, tuple(Term(tag), std::move(r)));
+}
+
+std::string reason_text(const Term& r, const Pid& pid) {
+  if (r.is_atom("noconnection")) return "no connection to " + std::string(pid.node.name());
+  if (r.is_atom("noproc")) return "no process: task " + to_string(pid) + " is not alive";
+  return "task " + to_string(pid) + " exited: " + r.to_string();
+}
+
+// Waiting for a task's outcome: its result message or its Down.
+struct Outcome {
+  const Task& t;
+  bool matches(const MessageRef& m) const {
+    if (m.is<Term>()) {
+      const Term& x = m.get<Term>();
+      return x.is_tuple() && x.size() == 2 && x[0].is_ref() && x[0].as_ref() == t.tag;
+    }
+    return m.is<Down>() && m.get<Down>().ref == t.mref;
+  }
+  // {ok, Result} | {exit, Reason} | nil
+  Term as_yield(std::optional<Message> m) const {
+    if (!m) return atom("nil");
+    if (m->is<Down>()) return tuple(atom("exit"), m->get<Down>().reason);
+    demonitor(t.mref, true);
+    return tuple(atom("ok"), m->get<Term>()[1]);
+  }
+  Term as_await(std::optional<Message> m) const {
+    if (!m) throw TaskError(atom("timeout"), "time out: task " + to_string(t.pid) + " gave no result in time");
+    if (m->is<Down>()) {
+      const Term& r = m->get<Down>().reason;
+      throw TaskError(r, reason_text(r, t.pid));
+    }
+    demonitor(t.mref, true);
+    return m->get<Term>()[1];
+  }
+};
+
+void check_owner(const Task& t) {
+  if (t.owner != self()) throw std::logic_error("a task can only be awaited by its owner");
+}
+
+// ---------------------------------------------------------------- the task supervisor
+
+struct SupState {
+  Pid parent;
+  std::set<Pid> children;
+};
+
+Term start_task(SupState& s, const Term& req) {
+  // {start_task, Owner, Tag, Link, Function, Args}
+  if (!(req.is_tuple() && req.size() == 6 && (req[1].is_pid() || req[1].is_atom("none")) && req[2].is_ref() &&
+        req[3].is_atom() && req[4].is_binary())) {
+    return tuple(atom("error"), atom("badarg"));
+  }
+  const std::string& name = req[4].as_binary();
+  auto f = find_function(name);
+  if (!f) return tuple(atom("error"), tuple(atom("undef"), name + " is not a task function on " + std::string(node::self().name())));
+  const Pid owner = req[1].is_pid() ? req[1].as_pid() : Pid{};
+  Term args = req[5];
+  std::function<Async<Term>()> run = [f = std::move(*f), args = std::move(args)]() { return f(args); };
+  const Pid pid = spawn_link(supervised_task, owner, req[2].as_ref(), req[3].is_atom("true"), std::move(run));
+  s.children.insert(pid);
+  return tuple(atom("ok"), pid);
+}
+
+Proc task_supervisor_loop(std::shared_ptr<SupState> state) {
+  SupState& s = *state;
+  trap_exit(true);
+  for (;;) {
+    Message m = co_await receive_any();
+    if (m.is<ExitMsg>()) {
+      const ExitMsg& e = m.get<ExitMsg>();
+      if (!s.parent.is_null() && e.from == s.parent) {
+        for (const Pid& c : s.children) exit(c, atom("shutdown"));
+        exit_self(e.reason);
+      }
+      s.children.erase(e.from);
+      continue;
+    }
+    if (!m.is<Term>()) continue;
+    const Term& t = m.get<Term>();
+    if (!(t.is_tuple() && t.size() == 3 && t[0].is_atom("$gen_call") && t[1].is_tuple() && t[1].size() == 2 &&
+          t[1][0].is_pid() && t[1][1].is_ref())) {
+      logger().warn("task supervisor {}: unexpected message {}", to_string(self()), t.to_string());
+      continue;
+    }
+    const From from{t[1][0].as_pid(), t[1][1].as_ref()};
+    const Term& req = t[2];
+    Term answer;
+    if (req.is_tuple() && req.size() > 0 && req[0].is_atom("start_task")) {
+      answer = start_task(s, req);
+    } else if (req.is_atom("children")) {
+      std::vector<Term> pids(s.children.begin(), s.children.end());
+      answer = Term::list(std::move(pids));
+    } else if (req.is_tuple(2, "terminate_child") && req[1].is_pid()) {
+      const Pid pid = req[1].as_pid();
+      if (s.children.erase(pid)) {
+        unlink(pid);
+        exit(pid, atom("shutdown"));
+        answer = atom("ok");
+      } else {
+        answer = tuple(atom("error"), atom("not_found"));
+      }
+    } else {
+      answer = tuple(atom("error"), atom("badarg"));
+    }
+    gen_server::reply(from, std::move(answer));
+  }
+}
+
+Term start_request(const Task& t, bool link, const std::string& function, Term args) {
+  return Term::tuple({atom("start_task"), t.owner.is_null() ? Term(atom("none")) : Term(t.owner), Term(t.tag),
+                      atom(link ? "true" : "false"), function, std::move(args)});
+}
+
+Task started(Task t, const Term& reply, const std::string& function, const ServerRef& sup) {
+  if (!reply.is_tuple(2, "ok") || !reply[1].is_pid()) {
+    const Term why = reply.is_tuple(2, "error") ? reply[1] : reply;
+    throw TaskError(why, "cannot start " + function + " under " + sup.to_string() + ": " + why.to_string());
+  }
+  t.pid = reply[1].as_pid();
+  t.mref = monitor(t.pid);
+  send(t.pid, tuple(kGo, t.tag));
+  return t;
+}
+
+// Elixir waits for the supervisor as long as it takes; a missing name on another node would
+// then hang, so nodus bounds it.
+constexpr auto kStartTimeout = std::chrono::seconds(10);
+
+}  // namespace
+
+namespace task {
+
+void register_function(std::string name, TaskFunction f) {
+  std::lock_guard lock(g_mu);
+  g_functions[std::move(name)] = std::move(f);
+}
+
+Task async(std::function<Async<Term>()> f) {
+  Task t;
+  t.owner = self();
+  if (t.owner.is_null()) throw std::logic_error("task::async needs a calling process or Mailbox");
+  t.tag = make_ref();
+  t.pid = detail::spawn_with({.link = true, .monitor = true}, &t.mref, task_body, t.owner, t.tag, std::move(f));
+  return t;
+}
+
+Async<Term> await(const Task& t, std::chrono::milliseconds timeout) {
+  check_owner(t);
+  Outcome o{t};
+  auto m = co_await receive<Message>([&o](const MessageRef& r) { return o.matches(r); }, timeout);
+  co_return o.as_await(std::move(m));
+}
+Term await(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout) {
+  check_owner(t);
+  Outcome o{t};
+  return o.as_await(mb.receive<Message>([&o](const MessageRef& r) { return o.matches(r); }, timeout));
+}
+Async<Term> yield(const Task& t, std::chrono::milliseconds timeout) {
+  check_owner(t);
+  Outcome o{t};
+  auto m = co_await receive<Message>([&o](const MessageRef& r) { return o.matches(r); }, timeout);
+  co_return o.as_yield(std::move(m));
+}
+Term yield(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout) {
+  check_owner(t);
+  Outcome o{t};
+  return o.as_yield(mb.receive<Message>([&o](const MessageRef& r) { return o.matches(r); }, timeout));
+}
+
+namespace {
+Term shutdown_answer(Term y) {
+  // a task we stopped ourselves ended "without an answer"
+  if (y.is_tuple(2, "exit") && (y[1].is_atom("shutdown") || y[1].is_atom("killed"))) return atom("nil");
+  return y;
+}
+}  // namespace
+
+Async<Term> shutdown(const Task& t, std::chrono::milliseconds timeout) {
+  check_owner(t);
+  unlink(t.pid);
+  exit(t.pid, atom("shutdown"));
+  Outcome o{t};
+  auto m = co_await receive<Message>([&o](const MessageRef& r) { return o.matches(r); }, timeout);
+  if (!m) {
+    exit(t.pid, atom("kill"));
+    m = co_await receive<Message>([&o](const MessageRef& r) { return o.matches(r); });
+  }
+  co_return shutdown_answer(o.as_yield(std::move(m)));
+}
+Term shutdown(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout) {
+  check_owner(t);
+  unlink(t.pid);
+  exit(t.pid, atom("shutdown"));
+  Outcome o{t};
+  auto pred = [&o](const MessageRef& r) { return o.matches(r); };
+  auto m = mb.receive<Message>(pred, timeout);
+  if (!m) {
+    exit(t.pid, atom("kill"));
+    m = mb.receive<Message>(pred, std::chrono::hours(24));
+  }
+  return shutdown_answer(o.as_yield(std::move(m)));
+}
+
+}  // namespace task
+
+namespace task_supervisor {
+
+Pid start(supervisor::StartOptions opts) {
+  auto s = std::make_shared<SupState>();
+  if (opts.link) s->parent = self();
+  if (!(opts.name == Atom()) && whereis(opts.name)) {
+    throw std::invalid_argument("name " + std::string(opts.name.name()) + " is already registered");
+  }
+  Proc body = task_supervisor_loop(std::move(s));
+  const Pid pid = detail::spawn_frame(body.release(), {.link = opts.link}, {}, nullptr);
+  if (!(opts.name == Atom()) && !register_name(opts.name, pid)) {
+    exit(pid, atom("kill"));
+    throw std::invalid_argument("name " + std::string(opts.name.name()) + " is already registered");
+  }
+  return pid;
+}
+
+supervisor::ChildSpec child_spec(Atom name) {
+  supervisor::ChildSpec c{std::string(name.name()), [name]() { return start({.name = name, .link = true}); }};
+  c.type = supervisor::ChildType::supervisor;
+  c.shutdown = supervisor::infinity;
+  return c;
+}
+
+namespace {
+Async<Task> async_impl(ServerRef sup, std::string function, Term args, bool link) {
+  Task t;
+  t.owner = self();
+  t.tag = make_ref();
+  Term reply;
+  try {
+    reply = co_await gen_server::call(sup, start_request(t, link, function, std::move(args)), kStartTimeout);
+  } catch (const CallError& e) {
+    throw TaskError(e.reason, e.what());
+  }
+  co_return started(std::move(t), reply, function, sup);
+}
+Task async_impl(Mailbox& mb, ServerRef sup, std::string function, Term args, bool link) {
+  Task t;
+  t.owner = self();
+  t.tag = make_ref();
+  Term reply;
+  try {
+    reply = gen_server::call(mb, sup, start_request(t, link, function, std::move(args)), kStartTimeout);
+  } catch (const CallError& e) {
+    throw TaskError(e.reason, e.what());
+  }
+  return started(std::move(t), reply, function, sup);
+}
+}  // namespace
+
+Async<Task> async(ServerRef sup, std::string function, Term args) {
+  return async_impl(std::move(sup), std::move(function), std::move(args), true);
+}
+Async<Task> async_nolink(ServerRef sup, std::string function, Term args) {
+  return async_impl(std::move(sup), std::move(function), std::move(args), false);
+}
+Task async(Mailbox& mb, ServerRef sup, std::string function, Term args) {
+  return async_impl(mb, std::move(sup), std::move(function), std::move(args), true);
+}
+Task async_nolink(Mailbox& mb, ServerRef sup, std::string function, Term args) {
+  return async_impl(mb, std::move(sup), std::move(function), std::move(args), false);
+}
+
+Async<Term> start_child(ServerRef sup, std::string function, Term args) {
+  Task t;
+  t.tag = make_ref();
+  co_return co_await gen_server::call(sup, start_request(t, false, function, std::move(args)), kStartTimeout);
+}
+Term start_child(Mailbox& mb, ServerRef sup, std::string function, Term args) {
+  Task t;
+  t.tag = make_ref();
+  return gen_server::call(mb, sup, start_request(t, false, function, std::move(args)), kStartTimeout);
+}
+Async<Term> children(ServerRef sup) { return gen_server::call(std::move(sup), atom("children")); }
+Term children(Mailbox& mb, ServerRef sup) { return gen_server::call(mb, std::move(sup), atom("children")); }
+Async<Term> terminate_child(ServerRef sup, Pid pid) {
+  return gen_server::call(std::move(sup), tuple(atom("terminate_child"), pid));
+}
+Term terminate_child(Mailbox& mb, ServerRef sup, Pid pid) {
+  return gen_server::call(mb, std::move(sup), tuple(atom("terminate_child"), pid));
+}
+
+}  // namespace task_supervisor
+}  // namespace nodus

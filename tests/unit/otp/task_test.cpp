@@ -1,0 +1,134 @@
+// Task and a local Task.Supervisor: await, yield, shutdown, timeouts, crashes.
+#include <catch2/catch.hpp>
+
+#include "../../dist/harness.hpp"
+#include "nodus/nodus.hpp"
+
+using namespace nodus;
+using namespace std::chrono_literals;
+
+namespace {
+
+Async<Term> double_it(Term args) { co_return Term(args[0].as_int() * 2); }
+Async<Term> crash(Term) {
+  throw std::runtime_error("task failed");
+  co_return Term();
+}
+// waits for `go` (so a test decides when it ends)
+Async<Term> gated(Term) {
+  co_await receive<Term>([](const Term& t) { return t.is_atom("go"); });
+  co_return atom("went");
+}
+
+struct Fixture {
+  Runtime rt{{.schedulers = 2}};
+  Mailbox mb;
+  Fixture() {
+    task::register_function("Test.double", double_it);
+    task::register_function("Test.crash", crash);
+    task::register_function("Test.gated", gated);
+  }
+};
+
+// In a process: a task supervisor call, awaited.
+Proc asker(Pid report, Pid sup) {
+  // (arguments built outside co_await: GCC 12 rejects a braced list inside a co_await expression)
+  const std::string dbl = "Test.double", nope = "Test.nope";
+  const Term args = Term::list({21}), none = Term::list({});
+  Task t = co_await task_supervisor::async(sup, dbl, args);
+  Term r = co_await task::await(t);
+  send(report, tuple(atom("result"), r));
+  try {
+    (void)co_await task_supervisor::async(sup, nope, none);
+    send(report, atom("no_error"));
+  } catch (const TaskError& e) {
+    send(report, tuple(atom("error"), std::string(e.what())));
+  }
+}
+
+}  // namespace
+
+TEST_CASE_METHOD(Fixture, "task::async / await / yield", "[otp][task]") {
+  Task t = task::async([]() -> Async<Term> { co_return atom("done"); });
+  CHECK(task::await(mb, t) == Term(atom("done")));
+  Task g = task::async([]() -> Async<Term> { co_return co_await gated(Term()); });
+  CHECK(task::yield(mb, g, 50ms) == Term(atom("nil")));  // not yet: still running
+  send(g.pid, atom("go"));
+  CHECK(task::yield(mb, g).to_string() == "{ok, went}");
+  Task slow = task::async([]() -> Async<Term> { co_return co_await gated(Term()); });
+  try {
+    task::await(mb, slow, 50ms);
+    FAIL("no timeout");
+  } catch (const TaskError& e) {
+    CHECK(e.reason == Term(atom("timeout")));
+  }
+  CHECK(task::shutdown(mb, slow) == Term(atom("nil")));
+  CHECK_FALSE(is_process_alive(slow.pid));
+}
+
+TEST_CASE_METHOD(Fixture, "a crashing linked task takes its owner down unless it traps exits", "[otp][task]") {
+  trap_exit(true);
+  Task t = task::async([]() -> Async<Term> { co_return co_await crash(Term()); });
+  try {
+    task::await(mb, t);
+    FAIL("no error");
+  } catch (const TaskError& e) {
+    CHECK(e.reason.to_string().find("task failed") != std::string::npos);
+  }
+  auto e = mb.receive<ExitMsg>(10s);
+  REQUIRE(e);
+  CHECK(e->from == t.pid);
+}
+
+TEST_CASE_METHOD(Fixture, "Task.Supervisor: async, async_nolink, children, terminate_child, start_child", "[otp][task]") {
+  Pid sup = task_supervisor::start({.name = atom("Test.TaskSupervisor")});
+  Task t = task_supervisor::async(mb, atom("Test.TaskSupervisor"), "Test.double", Term::list({4}));
+  CHECK(task::await(mb, t) == Term(8));
+  // a crash in a nolink task is a value for yield
+  Task c = task_supervisor::async_nolink(mb, sup, "Test.crash", Term::list({}));
+  Term y = task::yield(mb, c);
+  CHECK(y.is_tuple(2, "exit"));
+  CHECK(y[1].to_string().find("task failed") != std::string::npos);
+  CHECK(is_process_alive(sup));  // the supervisor does not restart or die
+  // unknown function: a clear error
+  try {
+    task_supervisor::async(mb, sup, "Test.nope", Term::list({}));
+    FAIL("no error");
+  } catch (const TaskError& e) {
+    CHECK(std::string(e.what()).find("Test.nope is not a task function") != std::string::npos);
+  }
+  // children and terminate_child
+  Term r = task_supervisor::start_child(mb, sup, "Test.gated", Term::list({}));
+  REQUIRE(r.is_tuple(2, "ok"));
+  const Pid g = r[1].as_pid();
+  CHECK(task_supervisor::children(mb, sup) == Term::list({g}));
+  const Ref w = monitor(g);
+  CHECK(task_supervisor::terminate_child(mb, sup, g) == Term(atom("ok")));
+  REQUIRE(mb.receive<Down>([&](const Down& d) { return d.ref == w; }, 10s));
+  CHECK(task_supervisor::children(mb, sup) == Term::list({}));
+  CHECK(task_supervisor::terminate_child(mb, sup, g).to_string() == "{error, not_found}");
+  // from a process body
+  spawn(asker, self(), sup);
+  auto res = mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "result"); }, 10s);
+  REQUIRE(res);
+  CHECK((*res)[1] == Term(42));
+  auto err = mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "error"); }, 10s);
+  REQUIRE(err);
+  CHECK((*err)[1].as_binary().find("Test.nope") != std::string::npos);
+}
+
+TEST_CASE_METHOD(Fixture, "a task supervisor in a supervision tree", "[otp][task]") {
+  Pid top = supervisor::start({}, {task_supervisor::child_spec(atom("Tree.Tasks"))});
+  Task t = task_supervisor::async(mb, atom("Tree.Tasks"), "Test.double", Term::list({5}));
+  CHECK(task::await(mb, t) == Term(10));
+  const Pid ts = *whereis(atom("Tree.Tasks"));
+  exit(ts, atom("kill"));
+  // restarted under the same name
+  CHECK(nodus::test::eventually([&] {
+    auto p = whereis(atom("Tree.Tasks"));
+    return p && *p != ts;
+  }));
+  CHECK(supervisor::which_children(mb, top)[0][1] != Term(ts));
+  Task t2 = task_supervisor::async(mb, atom("Tree.Tasks"), "Test.double", Term::list({6}));
+  CHECK(task::await(mb, t2) == Term(12));
+}
