@@ -5,6 +5,7 @@
 #include <zmq.hpp>
 
 #include <algorithm>
+#include <map>
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 
@@ -91,6 +92,32 @@ Proc greeter() {
     send(g.from, Greeting{self(), g.text + "!", g.nums, g.extra});
   }
 }
+// A key-value GenServer for remote calls: {put, K, V} -> ok, {get, K} -> V | undefined.
+struct Kv : GenServer {
+  std::map<Term, Term> data;
+  CallResult handle_call(const Term& req, const From&) override {
+    if (req.is_tuple(3, "put")) {
+      data[req[1]] = req[2];
+      return reply(atom("ok"));
+    }
+    if (req.is_tuple(2, "get")) {
+      auto it = data.find(req[1]);
+      return reply(it == data.end() ? Term(atom("undefined")) : it->second);
+    }
+    if (req.is_atom("slow")) return noreply();
+    return reply(atom("error"));
+  }
+};
+Async<Term> echo_task(Term args) { co_return args[0]; }
+Async<Term> wait_task(Term) {
+  co_await receive<Term>([](const Term& t) { return t.is_atom("never sent"); });
+  co_return Term();
+}
+Async<Term> crash_task(Term) {
+  throw std::runtime_error("remote task failed");
+  co_return Term();
+}
+
 int typed_peer(int argc, char** argv) {
   if (argc < 4) return 2;
   sigset_t set;
@@ -102,6 +129,11 @@ int typed_peer(int argc, char** argv) {
   Runtime rt;
   Node node({.name = argv[2], .cookie = argv[3], .ticktime = 1000ms});
   register_name(atom("greeter"), spawn(greeter));
+  gen_server::start(std::make_unique<Kv>(), {.name = atom("kv")});
+  task::register_function("Test.echo", echo_task);
+  task::register_function("Test.crash", crash_task);
+  task::register_function("Test.wait", wait_task);
+  task_supervisor::start({.name = atom("Test.TaskSupervisor")});
   int sig = 0;
   sigwait(&set, &sig);
   return 0;
@@ -192,6 +224,76 @@ TEST_CASE("typed messages cross nodes by wire name; unknown names are logged, no
   CHECK(r2->text == "again!");
   CHECK(eventually([&] { return kate.err().find("unknown type 'test.Stranger'") != std::string::npos; }));
   CHECK(kate.running());
+}
+
+TEST_CASE("GenServer calls to {name, node}; noconnection and timeout reasons", "[distributed]") {
+  Cluster cl;
+  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret"}, "otp-kate" + std::to_string(cl.port));
+  REQUIRE(eventually([&] { return cl.lists("kate"); }));
+  Alex alex;
+  Mailbox mb;
+  const ServerRef kv(atom("kv"), atom("kate@localhost"));
+  CHECK(gen_server::call(mb, kv, tuple(atom("put"), atom("k"), "v")) == Term(atom("ok")));
+  CHECK(gen_server::call(mb, kv, tuple(atom("get"), atom("k"))) == Term("v"));
+  try {
+    gen_server::call(mb, kv, atom("slow"), 200ms);
+    FAIL("no timeout");
+  } catch (const CallError& e) {
+    CHECK(e.reason == Term(atom("timeout")));
+  }
+  try {
+    gen_server::call(mb, ServerRef(atom("kv"), atom("moebi@localhost")), atom("x"));
+    FAIL("no error");
+  } catch (const CallError& e) {
+    CHECK(e.reason == Term(atom("noconnection")));
+    CHECK(std::string(e.what()) == "no connection to moebi@localhost");
+  }
+}
+
+TEST_CASE("remote Task.Supervisor async/await across OS processes; moebi not running", "[distributed]") {
+  Cluster cl;
+  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret"}, "task-kate" + std::to_string(cl.port));
+  REQUIRE(eventually([&] { return cl.lists("kate"); }));
+  Alex alex;
+  Mailbox mb;
+  trap_exit(true);
+  const ServerRef sup(atom("Test.TaskSupervisor"), atom("kate@localhost"));
+  Task t = task_supervisor::async(mb, sup, "Test.echo", Term::list({"hi"}));
+  CHECK(t.pid.node == atom("kate@localhost"));
+  CHECK(task::await(mb, t) == Term("hi"));
+  // a remote exception reaches the caller: as an exit over the link, and through await
+  Task c = task_supervisor::async(mb, sup, "Test.crash", Term::list({}));
+  try {
+    task::await(mb, c);
+    FAIL("no error");
+  } catch (const TaskError& e) {
+    CHECK(e.reason.to_string().find("remote task failed") != std::string::npos);
+  }
+  auto ex = mb.receive<ExitMsg>([&](const ExitMsg& e) { return e.from == c.pid; }, 10s);
+  REQUIRE(ex);
+  CHECK(ex->reason.to_string().find("remote task failed") != std::string::npos);
+  // async_nolink: the crash is a value
+  Task n = task_supervisor::async_nolink(mb, sup, "Test.crash", Term::list({}));
+  CHECK(task::yield(mb, n).is_tuple(2, "exit"));
+  // the lesson's failure: the recipient's node is not running
+  try {
+    task_supervisor::async(mb, ServerRef(atom("Chat.TaskSupervisor"), atom("moebi@localhost")), "Chat.receive_message",
+                           Term::list({"hi"}));
+    FAIL("no error");
+  } catch (const TaskError& e) {
+    CHECK(std::string(e.what()) == "no connection to moebi@localhost");
+    CHECK(e.reason == Term(atom("noconnection")));
+  }
+  // the node of a task that has not answered goes away: noconnection
+  Task pending = task_supervisor::async_nolink(mb, sup, "Test.wait", Term::list({}));
+  CHECK(task::yield(mb, pending, 50ms) == Term(atom("nil")));
+  kate.signal(SIGKILL);
+  try {
+    task::await(mb, pending);
+    FAIL("no error");
+  } catch (const TaskError& e) {
+    CHECK(std::string(e.what()) == "no connection to kate@localhost");
+  }
 }
 
 TEST_CASE("garbage, truncated and oversized frames leave the node serving", "[distributed]") {
