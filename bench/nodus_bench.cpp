@@ -325,6 +325,51 @@ int dist_pingpong(const Options& o) {
   return 0;
 }
 
+// Task.Supervisor.async({BenchSup, b}, "BenchM.f", [I]) |> await, `calls` times in a row from
+// one process; reports {done, Seconds, Bad}.
+Proc task_caller(Pid report, long first, long calls) {
+  const ServerRef sup(atom("BenchSup"), atom("b@localhost"));
+  const std::string fn = "BenchM.f";
+  long bad = 0;
+  const auto t0 = BenchClock::now();
+  for (long i = first; i < first + calls; ++i) {
+    const Term args = Term::list({Term(i)});
+    Task t = co_await task_supervisor::async(sup, fn, args);
+    const Term r = co_await task::await(t, 10s);
+    if (r != Term(i)) ++bad;
+  }
+  send(report, tuple(atom("done"), secs(t0, BenchClock::now()), bad));
+}
+
+// `callers` processes doing `calls` sequential async/await each; total calls/s.
+int dist_task(const Options& o, const char* name, long callers, long calls) {
+  DistRun run(o);
+  Mailbox& mb = run.mb;
+  if (!wait_for_peer(mb)) return 1;
+  spawn(task_caller, self(), 1L, 1000L);  // warm-up, as the anchor does
+  if (!mb.receive<Term>(60s)) return 1;
+  const auto t0 = BenchClock::now();
+  for (long c = 0; c < callers; ++c) spawn(task_caller, self(), (c + 1) * 1'000'000L, calls);
+  long bad = 0;
+  for (long c = 0; c < callers; ++c) {
+    auto r = mb.receive<Term>(300s);
+    if (!r) return 1;
+    bad += (*r)[2].as_int();
+  }
+  const double elapsed = secs(t0, BenchClock::now());
+  const long total = callers * calls;
+  std::fprintf(stderr, "detail: %s: %ld caller process(es) x %ld sequential task_supervisor::async({BenchSup, b@localhost}, \"BenchM.f\", [I]) + await = %ld calls in %.3f s; wrong results %ld\n",
+               name, callers, calls, total, elapsed, bad);
+  if (bad != 0) return 1;
+  result(name, total / elapsed, "calls/s");
+  return 0;
+}
+
+int dist_task_async_await(const Options& o) { return dist_task(o, "dist_task_async_await", 1, o.n ? o.n : 20'000); }
+int dist_task_async_await_c64(const Options& o) {
+  return dist_task(o, "dist_task_async_await_c64", 64, o.n ? o.n : 500);
+}
+
 // Time from a signal to the peer to its disappearance from node::list() (nodedown), with a
 // 1 s tick. SIGKILL: the kernel resets the TCP connection; SIGSTOP: only the heartbeat tells.
 int dist_detect(const char* name, int sig, long tick_ms) {
@@ -365,6 +410,8 @@ const std::map<std::string, std::function<int(const Options&)>>& scenarios() {
       {"dist_oneway_1k", dist_oneway_1k},
       {"dist_pingpong", dist_pingpong},
       {"dist_detect_kill", dist_detect_kill},
+      {"dist_task_async_await", dist_task_async_await},
+      {"dist_task_async_await_c64", dist_task_async_await_c64},
       {"dist_detect_stop", dist_detect_stop},
   };
   return s;

@@ -44,6 +44,8 @@ pairs=(
   "dist_pingpong_p50|erlang.dist_pingpong_p50|erlang:dist_pingpong|lower"
   "dist_pingpong_p50|zmq_pingpong_median|zmq:all|lower"
   "dist_pingpong_p99|zmq_pingpong_p99|zmq:all|lower"
+  "dist_task_async_await|erlang.dist_task_async_await|erlang:dist_task_async_await|higher"
+  "dist_task_async_await_c64|erlang.dist_task_async_await_c64|erlang:dist_task_async_await_c64|higher"
 )
 
 out=$dir/bench-results.txt

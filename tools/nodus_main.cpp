@@ -55,6 +55,9 @@ Proc bench_echo() {
   }
 }
 
+// The anchors' task callee (../shared/anchors/erlang/exs/task_b.exs): BenchM.f(x) -> x.
+Async<Term> bench_f(Term args) { co_return args[0]; }
+
 int cmd_ping(const NodeFlags& f, const std::string& target) {
   Runtime rt;
   try {
@@ -95,6 +98,8 @@ int cmd_node(const NodeFlags& f) {
     register_name(atom("echo"), spawn(echo));
     register_name(atom("bench_sink"), spawn(bench_sink));
     register_name(atom("bench_echo"), spawn(bench_echo));
+    task::register_function("BenchM.f", bench_f);
+    task_supervisor::start({.name = atom("BenchSup")});
     std::fprintf(stderr, "node %s ready (port %u)\n", f.sname.c_str(), n.port());
     int sig = 0;
     sigwait(&set, &sig);
@@ -122,8 +127,9 @@ int main(int argc, char** argv) {
 
   auto* nodecmd = app.add_subcommand(
       "node",
-      "run a node until SIGTERM, with registered processes `echo` ({From, Msg} -> {echo, Msg})\n"
-      "and the anchors' `bench_sink` and `bench_echo`");
+      "run a node until SIGTERM, with registered processes `echo` ({From, Msg} -> {echo, Msg}),\n"
+      "the anchors' `bench_sink` and `bench_echo`, and a task supervisor `BenchSup` running\n"
+      "the task function `BenchM.f` (returns its argument)");
   cli::add_node_flags(*nodecmd, f);
 
   auto* shell = app.add_subcommand(

@@ -125,6 +125,10 @@ void send(Atom name, Atom node, M&& msg);
 
 namespace detail {
 void deliver_remote_name(Atom name, Atom node, MsgNode* n);
+/// The calling process takes over a monitor another process set up for it: `target` was
+/// started (here or on another node) with the caller as watcher under `ref`. Records the
+/// caller's side, so demonitor works and a lost node fires it with noconnection.
+void adopt_monitor(const Pid& target, const Ref& ref);
 }
 
 template <class M>

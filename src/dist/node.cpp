@@ -139,7 +139,7 @@ void monitor(Atom n, bool on) {
     if (on) send(me, tuple(atom("nodedown"), n));
     return;
   }
-  node->enqueue({on ? dist::Command::monitor_node : dist::Command::demonitor_node, n, {}, nullptr, 0, me});
+  node->monitor_node(n, me, on);
 }
 
 }  // namespace node
@@ -247,6 +247,14 @@ Async<Spawned> spawn_request(Atom node_name, std::string function, Term args, Sp
 }
 
 namespace detail {
+void adopt_monitor(const Pid& target, const Ref& ref) {
+  const Pid me = self();
+  if (!runtime::add_monitoring(me, ref, target)) return;
+  if (auto* node = impl(); node && !(target.node == Atom()) && !(target.node == node::self())) {
+    node->track_monitor(me, target, ref);
+  }
+}
+
 void deliver_remote_name(Atom name, Atom node_name, MsgNode* n) {
   auto* node = impl();
   if (node_name == node::self() || node == nullptr) {

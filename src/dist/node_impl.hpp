@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -67,12 +68,12 @@ struct Waiter {
 
 // Work handed to the I/O thread by other threads.
 struct Command {
-  enum Kind { open, connect, disconnect, spawn, monitor_node, demonitor_node } kind;
+  enum Kind { open, connect, disconnect, spawn } kind;
   Atom node;
   std::string frame;
   std::shared_ptr<Waiter> waiter;
   std::uint64_t request = 0;  // spawn
-  Pid link_from;              // spawn: the local caller; monitor_node: the watcher
+  Pid link_from;              // spawn: the local caller
   std::uint8_t flags = 0;     // spawn: kSpawnLink | kSpawnMonitor | kSpawnAsync
   Ref ref;                    // spawn with monitor: the monitor's ref
 };
@@ -106,6 +107,7 @@ struct Channel {
   bool io_owns = true;              // invariant: true while state != up or pending is not empty
   std::deque<std::string> pending;  // batches of records, oldest first
   std::size_t pending_bytes = 0;
+  std::vector<Pid> node_watchers;   // monitor_node: told {nodedown, Node} when this goes down
 };
 
 class NodeImpl {
@@ -171,6 +173,11 @@ class NodeImpl {
   static void flush_outbox();
   /// Sends `batch` (whole records) to `node` from any thread; leaves `batch` empty.
   void send_records(Atom node, std::string& batch);
+  /// The channel to `node`, created (and its connection requested) if there is none.
+  std::shared_ptr<Channel> channel(Atom node);
+  /// monitor_node from any thread: `watcher` gets {nodedown, Node} when the connection goes
+  /// (at once if it cannot be made).
+  void monitor_node(Atom node, const Pid& watcher, bool on);
 
  private:
   // An outbound connection: our DEALER to the peer's ROUTER.
@@ -183,7 +190,6 @@ class NodeImpl {
     Nonce nonce{};
     std::uint32_t creation = 0;
     std::vector<std::shared_ptr<Waiter>> waiters;
-    std::vector<Pid> node_watchers;  // monitor_node
     Clock::time_point deadline;
   };
   // An inbound connection: a peer's DEALER on our ROUTER, by routing id.
@@ -205,7 +211,6 @@ class NodeImpl {
   Peer* connect_peer(Atom node, std::string* error);
   void peer_down(Atom node, const std::string& why);
   void flush(Peer& p);
-  std::shared_ptr<Channel> channel(Atom node);
   void fail_channel(Atom node, const std::string& why);
   void wake_io();
   void send_raw(zmq::socket_t& s, std::string_view frame);

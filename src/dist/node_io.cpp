@@ -192,7 +192,31 @@ void NodeImpl::send_records(Atom node, std::string& batch) {
   batch.clear();
 }
 
-// The connection to `node` cannot be made: drop what was queued for it.
+void NodeImpl::monitor_node(Atom node, const Pid& watcher, bool on) {
+  if (!on) {  // removes one monitor; no channel means none to remove (and no reason to connect)
+    std::shared_ptr<Channel> ch;
+    {
+      std::lock_guard lock(chan_mu_);
+      if (auto it = channels_.find(node.id()); it != channels_.end()) ch = it->second;
+    }
+    if (!ch) return;
+    std::lock_guard lock(ch->mu);
+    auto& w = ch->node_watchers;
+    if (auto it = std::find(w.begin(), w.end(), watcher); it != w.end()) w.erase(it);
+    return;
+  }
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::shared_ptr<Channel> ch = channel(node);
+    std::lock_guard lock(ch->mu);
+    if (ch->state == Channel::down) continue;  // lost just now: a fresh channel reconnects
+    ch->node_watchers.push_back(watcher);
+    return;
+  }
+  runtime::deliver_local(watcher, detail::make_node(tuple(atom("nodedown"), node)));
+}
+
+// The connection to `node` cannot be made, or is lost: drop what was queued for it and tell
+// the node's monitors.
 void NodeImpl::fail_channel(Atom node, const std::string& why) {
   std::shared_ptr<Channel> ch;
   {
@@ -204,6 +228,7 @@ void NodeImpl::fail_channel(Atom node, const std::string& why) {
   }
   if (!ch) return;
   std::size_t dropped = 0;
+  std::vector<Pid> watchers;
   {
     std::lock_guard lock(ch->mu);
     ch->state = Channel::down;
@@ -211,7 +236,9 @@ void NodeImpl::fail_channel(Atom node, const std::string& why) {
     dropped = ch->pending_bytes;
     ch->pending.clear();
     ch->pending_bytes = 0;
+    watchers.swap(ch->node_watchers);
   }
+  for (const Pid& w : watchers) runtime::deliver_local(w, detail::make_node(tuple(atom("nodedown"), node)));
   if (dropped) {
     warn_bad("message", std::to_string(dropped) + " bytes queued for " + std::string(node.name()) + " (" + why + ")");
   }
@@ -342,19 +369,6 @@ void NodeImpl::drain_commands() {
         break;
       }
       case Command::disconnect: peer_down(c.node, "disconnected"); break;
-      case Command::monitor_node: {
-        std::string error;
-        Peer* p = connect_peer(c.node, &error);
-        if (p == nullptr) {
-          runtime::deliver_local(c.link_from, detail::make_node(tuple(atom("nodedown"), c.node)));
-        } else {
-          p->node_watchers.push_back(c.link_from);
-        }
-        break;
-      }
-      case Command::demonitor_node:
-        if (auto it = peers_.find(c.node.id()); it != peers_.end()) std::erase(it->second.node_watchers, c.link_from);
-        break;
       case Command::spawn: {
         std::string error;
         const PendingSpawn ps{c.node, c.waiter, c.link_from, c.flags, c.ref};
@@ -491,7 +505,6 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
   for (auto& w : p.waiters) w->finish(false, why);
   fail_channel(node, why);
   if (was_up) logger().info("node {} down: {}", p.name, why);
-  for (const Pid& w : p.node_watchers) runtime::deliver_local(w, detail::make_node(tuple(atom("nodedown"), node)));
   for (auto sp = spawns_.begin(); sp != spawns_.end();) {
     if (sp->second.node == node) {
       finish_spawn(sp->first, sp->second, {}, "no connection to " + p.name);

@@ -24,22 +24,18 @@ std::optional<TaskFunction> find_function(std::string_view name) {
   return it->second;
 }
 
-const Atom kGo = atom("$task_go");
-
 // A local task: monitored (and linked) from before it runs; sends {Tag, Result}.
 Proc task_body(Pid owner, Ref tag, std::function<Async<Term>()> f) {
   Term r = co_await f();
   send(owner, tuple(Term(tag), std::move(r)));
 }
 
-// A task started by a task supervisor for `owner` (maybe on another node): links to the owner
-// if asked, then waits for the owner's go-ahead, sent once the owner monitors it (as Elixir's
-// Task.Supervisor does), so even a task that fails at once reports its reason, not noproc.
+// A task started by a task supervisor for `owner` (maybe on another node). It is born
+// monitored by the owner under `tag` (the supervisor sets that up; the owner adopts it when
+// the supervisor's reply arrives), so even a task that fails at once reports its reason, and
+// no extra round trip is needed before it runs.
 Proc supervised_task(Pid owner, Ref tag, bool link_owner, std::function<Async<Term>()> f) {
-  if (!owner.is_null()) {
-    if (link_owner) link(owner);
-    co_await receive<Term>([&tag](const Term& t) { return t.is_tuple(2, "$task_go") && t[1].is_ref() && t[1].as_ref() == tag; });
-  }
+  if (link_owner) link(owner);
   Term r = co_await f();
   if (!owner.is_null()) send(owner, tuple(Term(tag), std::move(r)));
 }
@@ -101,7 +97,9 @@ Term start_task(SupState& s, const Term& req) {
   const Pid owner = req[1].is_pid() ? req[1].as_pid() : Pid{};
   Term args = req[5];
   std::function<Async<Term>()> run = [f = std::move(*f), args = std::move(args)]() { return f(args); };
-  const Pid pid = spawn_link(supervised_task, owner, req[2].as_ref(), req[3].is_atom("true"), std::move(run));
+  const Ref tag = req[2].as_ref();
+  Proc body = supervised_task(owner, tag, req[3].is_atom("true"), std::move(run));
+  const Pid pid = detail::spawn_frame(body.release(), {.link = true}, {}, nullptr, {}, owner, tag);
   s.children.insert(pid);
   return tuple(atom("ok"), pid);
 }
@@ -162,8 +160,8 @@ Task started(Task t, const Term& reply, const std::string& function, const Serve
     throw TaskError(why, "cannot start " + function + " under " + sup.to_string() + ": " + why.to_string());
   }
   t.pid = reply[1].as_pid();
-  t.mref = monitor(t.pid);
-  send(t.pid, tuple(kGo, t.tag));
+  t.mref = t.tag;
+  detail::adopt_monitor(t.pid, t.mref);
   return t;
 }
 
