@@ -2,6 +2,7 @@
 #include "scheduler.hpp"
 
 #include <chrono>
+#include <thread>
 
 #include "context.hpp"
 #include "nodus/log.hpp"
@@ -156,7 +157,10 @@ void Scheduler::loop(Worker& w) {
       cpu_relax();
       if ((i & 15) == 0) {
         p = find_work(w);
-        if (SteadyClock::now() >= spin_end) break;
+        if (p || SteadyClock::now() >= spin_end) break;
+        // let a runnable thread (the node's I/O thread, ZeroMQ's) have this core: with few
+        // cores, pure spinning delayed the very message the worker waits for
+        if ((i & 127) == 0) std::this_thread::yield();
       }
     }
     spinners_.fetch_sub(1, std::memory_order_seq_cst);
