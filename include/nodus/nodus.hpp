@@ -20,3 +20,5 @@
 #include "nodus/gen_server.hpp"
 #include "nodus/supervisor.hpp"
 #include "nodus/task.hpp"
+#include "nodus/application.hpp"
+#include "nodus/config.hpp"
