@@ -1,12 +1,21 @@
-// The lesson's node (../shared/seed): `chat --sname kate@localhost --cookie C` registers the
-// functions other nodes spawn by name, Kate.say_name and Kate.reply_sup, and serves until
-// SIGINT/SIGTERM. (The Chat application with its Task.Supervisor comes with the OTP layer.)
+// chat: the lesson's node (../shared/seed). `chat --sname alex@localhost --cookie C` starts the
+// Chat application (Chat.TaskSupervisor under Chat.Supervisor) and registers the lesson's
+// functions. Each stdin line `RECIPIENT TEXT` is Chat.send_message(RECIPIENT, TEXT); messages
+// this node receives are printed alone on their line on stdout; errors go to stderr as
+// `error: no connection to moebi@localhost`. At the end of stdin it keeps serving until
+// SIGINT/SIGTERM, then stops the application in order and exits 0.
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <cstdio>
+#include <string>
+#include <thread>
 
+#include "chat.hpp"
 #include "nodus/cli.hpp"
 #include "nodus/nodus.hpp"
 
@@ -14,24 +23,76 @@ using namespace nodus;
 
 namespace {
 
-// Kate.say_name: `IO.puts "Hi, my name is Kate"`, printed where the caller's group leader is.
-Proc say_name(Term) {
-  io::puts("Hi, my name is Kate");
-  co_return;
+std::atomic<bool> g_stop{false};
+
+// One line from stdin, or nullopt at its end (or when asked to stop).
+std::optional<std::string> read_line(std::string& buffer) {
+  for (;;) {
+    if (auto nl = buffer.find('\n'); nl != std::string::npos) {
+      std::string line = buffer.substr(0, nl);
+      buffer.erase(0, nl + 1);
+      return line;
+    }
+    pollfd p{0, POLLIN, 0};
+    while (!g_stop.load()) {
+      const int r = ::poll(&p, 1, 100);
+      if (r > 0) break;
+      if (r < 0 && errno != EINTR) return std::nullopt;
+    }
+    if (g_stop.load()) return std::nullopt;
+    char chunk[4096];
+    const ssize_t n = ::read(0, chunk, sizeof(chunk));
+    if (n <= 0) {
+      if (buffer.empty()) return std::nullopt;
+      std::string last = std::move(buffer);
+      buffer.clear();
+      return last;
+    }
+    buffer.append(chunk, static_cast<std::size_t>(n));
+  }
 }
 
-// Kate.reply_sup: receive {hi, Pid} -> send Pid 'sup?'.
-Proc reply_sup(Term) {
-  Term m = co_await receive<Term>([](const Term& t) { return t.is_tuple(2, "hi") && t[1].is_pid(); });
-  send(m[1].as_pid(), atom("sup?"));
+// Reads `RECIPIENT TEXT` lines and sends each; runs until stdin ends or the node stops.
+void conversation(const std::string& me) {
+  Mailbox mb;
+  const bool tty = ::isatty(0);
+  std::string buffer;
+  for (;;) {
+    if (tty) {
+      std::printf("chat(%s)> ", me.c_str());
+      std::fflush(stdout);
+    }
+    auto line = read_line(buffer);
+    if (!line) return;
+    const auto sp = line->find(' ');
+    if (line->empty()) continue;
+    if (sp == std::string::npos || sp == 0) {
+      std::fprintf(stderr, "error: expected RECIPIENT TEXT, e.g. kate@localhost hi\n");
+      continue;
+    }
+    const std::string to = line->substr(0, sp);
+    if (to.find('@') == std::string::npos) {
+      std::fprintf(stderr, "error: bad recipient '%s': expected a node name such as kate@localhost\n", to.c_str());
+      continue;
+    }
+    try {
+      chat::send_message(mb, atom(to), line->substr(sp + 1));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+    }
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"chat: a node of the lesson (alex, kate, moebi)"};
+  CLI::App app{"chat: a node of the lesson's Chat application (alex, kate, moebi).\n"
+               "Each stdin line `RECIPIENT TEXT` sends TEXT to RECIPIENT (Chat.send_message);\n"
+               "messages received are printed on stdout, one per line. Stops on SIGINT/SIGTERM."};
   cli::NodeFlags flags;
   cli::add_node_flags(app, flags);
+  std::string config_dir = NODUS_CHAT_CONFIG_DIR;
+  app.add_option("--config", config_dir, "directory with config.toml and $NODUS_ENV.toml")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   sigset_t stop;
@@ -40,13 +101,20 @@ int main(int argc, char** argv) {
   sigaddset(&stop, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before any thread starts: sigwait gets them
 
-  Runtime rt;
   try {
+    const Config config = Config::load(config_dir);
+    chat::configure(config);
+    Runtime rt;
     Node node(cli::node_options(flags));
-    register_function("Kate.say_name", say_name);
-    register_function("Kate.reply_sup", reply_sup);
+    chat::register_functions();
+    application::Running running(chat::application());
+    logger().info("chat {} ready (env {})", flags.sname, config.env());
+    std::thread reader(conversation, flags.sname);
     int sig = 0;
     sigwait(&stop, &sig);
+    g_stop = true;
+    reader.join();
+    running.stop();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

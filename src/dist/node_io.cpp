@@ -350,7 +350,9 @@ void NodeImpl::drain_commands() {
       case Command::open: {
         std::string error;
         if (connect_peer(c.node, &error) == nullptr) {
-          warn_bad("message", "no connection to " + std::string(c.node.name()) + ": " + error);
+          // like Erlang, a send to a node that cannot be reached is dropped quietly; links and
+          // monitors of it fire with noconnection
+          logger().debug("no connection to {}: {}", c.node.name(), error);
           fail_channel(c.node, error);
           fire_noconnection(c.node);
         }
