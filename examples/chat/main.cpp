@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <optional>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -90,7 +91,7 @@ int main(int argc, char** argv) {
                "Each stdin line `RECIPIENT TEXT` sends TEXT to RECIPIENT (Chat.send_message);\n"
                "messages received are printed on stdout, one per line. Stops on SIGINT/SIGTERM."};
   cli::NodeFlags flags;
-  cli::add_node_flags(app, flags);
+  cli::add_node_flags(app, flags, false);  // no --sname: a plain, not distributed, node
   std::string config_dir = NODUS_CHAT_CONFIG_DIR;
   app.add_option("--config", config_dir, "directory with config.toml and $NODUS_ENV.toml")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -105,11 +106,13 @@ int main(int argc, char** argv) {
     const Config config = Config::load(config_dir);
     chat::configure(config);
     Runtime rt;
-    Node node(cli::node_options(flags));
+    std::optional<Node> node;
+    if (!flags.sname.empty()) node.emplace(cli::node_options(flags));
     chat::register_functions();
     application::Running running(chat::application());
-    logger().info("chat {} ready (env {})", flags.sname, config.env());
-    std::thread reader(conversation, flags.sname);
+    const std::string me(node::self().name());
+    logger().info("chat {} ready (env {})", me, config.env());
+    std::thread reader(conversation, me);
     int sig = 0;
     sigwait(&stop, &sig);
     g_stop = true;
