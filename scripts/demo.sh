@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds nodus, and runs the demo: a tour of the local runtime, then
-# the lesson's first steps across OS processes (kate runs `chat`, alex is a `nodus shell`).
+# Installs what is missing, builds nodus, and runs the demo: a tour of the local runtime, the
+# lesson's first steps across OS processes (kate runs `chat`, alex is a `nodus shell`), a wrong
+# cookie, and the lesson's Chat application as three nodes: alex, kate and moebi.
 # Everything it starts runs on a private port mapper port and is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-case ${1:-} in -h|--help) sed -n '2,4p' "$0" | sed 's/^# //'; exit 0 ;; esac
+case ${1:-} in -h|--help) sed -n '2,5p' "$0" | sed 's/^# //'; exit 0 ;; esac
 nodus_install_deps
 [ -f build/build.ninja ] || meson setup build -Dwerror=true >/dev/null
 ninja -C build examples/nodus-local-demo examples/chat tools/nodus tools/nodus-portmapper >/dev/null
@@ -26,7 +27,7 @@ cleanup() {
 trap cleanup EXIT
 ./build/tools/nodus-portmapper 2>"$work/pm.log" & pids+=($!)
 for _ in $(seq 100); do ./build/tools/nodus names >/dev/null 2>&1 && break; sleep 0.05; done
-./build/examples/chat --sname kate@localhost >"$work/kate.out" 2>"$work/kate.err" & pids+=($!)
+./build/examples/chat --sname kate@localhost >"$work/kate.out" 2>"$work/kate.err" & kate_pid=$!; pids+=($!)
 for _ in $(seq 100); do ./build/tools/nodus names 2>/dev/null | grep -q kate && break; sleep 0.05; done
 
 lesson='spawn_link kate@localhost Kate.say_name
@@ -43,3 +44,32 @@ echo "=== 3. a wrong cookie"
 echo "bob> nodus ping kate@localhost --sname bob@localhost --cookie wrong"
 ./build/tools/nodus ping kate@localhost --sname bob@localhost --cookie wrong 2>/dev/null | sed 's/^/bob  | /' || true
 grep -o '\*\* Connection attempt.*\*\*' "$work/kate.err" | sed 's/^/kate log | /'
+
+echo
+echo "=== 4. the Chat application: alex, kate and moebi (Task.Supervisor on each node)"
+kill "$kate_pid"; wait "$kate_pid" 2>/dev/null || true   # the chat of section 2 makes room
+for _ in $(seq 200); do ./build/tools/nodus names 2>/dev/null | grep -q "name kate " || break; sleep 0.05; done
+mkfifo "$work/alex.in" "$work/kate.in"
+./build/examples/chat --sname kate@localhost <"$work/kate.in" >"$work/chat-kate.out" 2>"$work/chat-kate.err" & pids+=($!)
+./build/examples/chat --sname moebi@localhost </dev/null >"$work/chat-moebi.out" 2>"$work/chat-moebi.err" & moebi_pid=$!; pids+=($!)
+./build/examples/chat --sname alex@localhost <"$work/alex.in" >"$work/chat-alex.out" 2>"$work/chat-alex.err" & pids+=($!)
+exec 7>"$work/alex.in" 8>"$work/kate.in"
+for n in alex kate moebi; do
+  for _ in $(seq 200); do ./build/tools/nodus names 2>/dev/null | grep -q "name $n " && break; sleep 0.05; done
+done
+# say NODE FD LINE FILE TEXT: type LINE into NODE's stdin, then wait until FILE shows TEXT
+say() {
+  echo "$1> $3"
+  echo "$3" >&"$2"
+  for _ in $(seq 200); do grep -qF -- "$5" "$4" 2>/dev/null && return; sleep 0.05; done
+  echo "(no '$5' in $4 after 10 s)" >&2
+}
+say alex 7 "kate@localhost hi" "$work/chat-kate.out" "hi"
+say kate 8 "alex@localhost how are you?" "$work/chat-alex.out" "how are you?"
+say alex 7 "moebi@localhost hi" "$work/chat-alex.out" "chicken?"
+kill "$moebi_pid"; wait "$moebi_pid" 2>/dev/null || true
+echo "(moebi stopped)"
+say alex 7 "moebi@localhost hi" "$work/chat-alex.err" "no connection to moebi@localhost"
+exec 7>&- 8>&-
+for n in alex kate moebi; do sed "s/^/$n | /" "$work/chat-$n.out"; done
+grep -h '^error:' "$work/chat-alex.err" | sed 's/^/alex (stderr) | /'
