@@ -1,6 +1,8 @@
 // The node I/O thread: start/stop, the poll loop, connections to peers, losing a peer.
 #include "node_impl.hpp"
 
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -54,7 +56,21 @@ void NodeImpl::start() {
   router_->set(zmq::sockopt::maxmsgsize, kMaxFrame);
   router_->set(zmq::sockopt::linger, 0);
   const std::string host = host_of(opts_.name);
-  const std::string bind_host = (host == "localhost") ? "127.0.0.1" : host;
+  // ZeroMQ binds to an address or an interface, not a DNS name: resolve the name's host
+  std::string bind_host = host == "localhost" ? "127.0.0.1" : host;
+  if (in_addr a{}; ::inet_pton(AF_INET, bind_host.c_str(), &a) != 1) {
+    addrinfo hints{};
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    if (::getaddrinfo(bind_host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) {
+      throw std::runtime_error("cannot resolve host '" + host + "' of node name " + opts_.name);
+    }
+    char buf[INET_ADDRSTRLEN] = {};
+    ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr, buf, sizeof(buf));
+    ::freeaddrinfo(res);
+    bind_host = buf;
+  }
   try {
     router_->bind("tcp://" + bind_host + ":" + (opts_.listen_port ? std::to_string(opts_.listen_port) : "*"));
   } catch (const zmq::error_t& e) {
