@@ -213,16 +213,61 @@ void NodeImpl::on_router() {
       frame.move(extra);
       warn_bad("frame", "unexpected multipart message");
     }
-    const std::string id = rid.to_string();
-    Inbound* in = nullptr;  // once a data record of this message came from an accepted peer
-    for_each_record(frame.to_string_view(), "a peer", [&](std::string_view rec) {
-      if (in != nullptr) {
-        deliver_frame(*in, rec);
-        return true;
-      }
-      return handle_inbound_frame(id, rec, &in);
-    });
+    on_router_message(rid.to_string(), frame.to_string_view());
   }
+}
+
+void NodeImpl::on_router_message(const std::string& rid, std::string_view body) {
+  Inbound* in = nullptr;  // once a data record of this message came from an accepted peer
+  for_each_record(body, "a peer", [&](std::string_view rec) {
+    if (in != nullptr) {
+      deliver_frame(*in, rec);
+      return true;
+    }
+    return handle_inbound_frame(rid, rec, &in);
+  });
+}
+
+// ------------------------------------------------------------------------------ fuzzing
+
+void NodeImpl::start_offline() {
+  name_ = Atom(opts_.name);
+  cookie_ = opts_.cookie;
+  creation_ = 1;
+  router_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
+  router_->set(zmq::sockopt::router_mandatory, 1);
+  router_->set(zmq::sockopt::linger, 0);
+  router_->bind("tcp://127.0.0.1:*");
+  detail::set_local_node(name_, creation_);
+}
+
+void NodeImpl::fuzz_feed(std::string_view message, bool authenticated) {
+  static const std::string kRid("fuzz-peer", 9);
+  if (authenticated) {
+    Inbound& in = inbound_[kRid];
+    in.name = "fuzz@localhost";
+    in.creation = 7;
+    in.authenticated = true;
+  } else {
+    inbound_.erase(kRid);
+  }
+  on_router_message(kRid, message);
+}
+
+void NodeImpl::fuzz_reset() {
+  inbound_.clear();
+  spawns_.clear();
+  {
+    std::lock_guard lock(qmu_);
+    queue_.clear();
+  }
+  std::lock_guard lock(chan_mu_);
+  for (auto& [id, ch] : channels_) {
+    std::lock_guard l(ch->mu);
+    ch->pending.clear();
+    ch->pending_bytes = 0;
+  }
+  channels_.clear();
 }
 
 bool NodeImpl::handle_inbound_frame(const std::string& rid, std::string_view frame, Inbound** accepted) {

@@ -117,6 +117,12 @@ class NodeImpl {
 
   void start();
   void stop();
+
+  // Fuzzing (tests/fuzz): a node without I/O thread or port mapper whose inbound path is fed
+  // synchronously. `authenticated`: as a peer that completed the handshake.
+  void start_offline();
+  void fuzz_feed(std::string_view message, bool authenticated);
+  void fuzz_reset();
   void enqueue(Command c);
 
   Atom name() const { return name_; }
@@ -204,6 +210,7 @@ class NodeImpl {
   void loop();
   void drain_commands();
   void on_router();
+  void on_router_message(const std::string& rid, std::string_view body);
   void on_dealer(Peer& p);
   void on_monitor(Peer& p);
   bool handle_inbound_frame(const std::string& rid, std::string_view frame, Inbound** accepted);
