@@ -125,10 +125,14 @@ void send(Atom name, Atom node, M&& msg);
 
 namespace detail {
 void deliver_remote_name(Atom name, Atom node, MsgNode* n);
-/// The calling process takes over a monitor another process set up for it: `target` was
-/// started (here or on another node) with the caller as watcher under `ref`. Records the
-/// caller's side, so demonitor works and a lost node fires it with noconnection.
+/// The calling process takes over a monitor another process sets up for it: a process started
+/// (here or on another node) with the caller as watcher under `ref`. Call it before asking for
+/// the start, with `target` naming only the node (Pid{node}), so a DOWN that arrives before the
+/// answer is kept and a lost node fires it with noconnection; then retarget_monitor with the
+/// pid from the answer (or remove_monitor if there is none).
 void adopt_monitor(const Pid& target, const Ref& ref);
+void retarget_monitor(const Ref& ref, const Pid& target);
+void remove_monitor(const Ref& ref);
 }
 
 template <class M>

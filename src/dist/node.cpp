@@ -184,7 +184,11 @@ std::uint64_t request_spawn(dist::NodeImpl* node, Atom node_name, const std::str
   dist::encode_term(w, Term(gl));
   w.str8(function);
   dist::encode_term(w, args);
-  if (opts.monitor) dist::encode_term(w, Term(ref));
+  if (opts.monitor) {
+    dist::encode_term(w, Term(ref));
+    // the caller's side exists before the request leaves: a DOWN that beats the reply is kept
+    detail::adopt_monitor(Pid{node_name, 0, 0, 0}, ref);
+  }
   dist::Command c{dist::Command::spawn, node_name, std::move(f), std::move(waiter), req, me};
   c.flags = flags;
   c.ref = ref;
@@ -253,6 +257,16 @@ void adopt_monitor(const Pid& target, const Ref& ref) {
   if (auto* node = impl(); node && !(target.node == Atom()) && !(target.node == node::self())) {
     node->track_monitor(me, target, ref);
   }
+}
+void remove_monitor(const Ref& ref) {
+  runtime::remove_monitoring(self(), ref);
+  if (auto* node = impl()) node->untrack_monitor(ref);
+}
+void retarget_monitor(const Ref& ref, const Pid& target) {
+  // only if it is still there: a DOWN (or noconnection) may have taken it already
+  if (!runtime::remove_monitoring(self(), ref)) return;
+  if (auto* node = impl()) node->untrack_monitor(ref);
+  adopt_monitor(target, ref);
 }
 
 void deliver_remote_name(Atom name, Atom node_name, MsgNode* n) {

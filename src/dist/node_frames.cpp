@@ -447,8 +447,11 @@ void NodeImpl::on_control(Inbound& in, Op op, Reader& r) {
     case Op::demonitor: runtime::remove_watcher(y, c->as_ref()); break;
     case Op::down:  // remote target y went away; local watcher x
       untrack_monitor(c->as_ref());
-      runtime::remove_monitoring(x, c->as_ref());
-      runtime::deliver_local(x, detail::make_node(Down{c->as_ref(), y, std::move(*d)}));
+      // a DOWN that crossed the watcher's demonitor is dropped, as Erlang does (otherwise
+      // every call's late DOWN would pile up in the caller's mailbox)
+      if (runtime::remove_monitoring(x, c->as_ref())) {
+        runtime::deliver_local(x, detail::make_node(Down{c->as_ref(), y, std::move(*d)}));
+      }
       break;
     default: break;
   }
@@ -537,12 +540,18 @@ void NodeImpl::finish_spawn(std::uint64_t req, const PendingSpawn& ps, const Pid
       }
     }
     if (ps.flags & kSpawnMonitor) {
-      if (runtime::add_monitoring(ps.caller, ps.ref, pid)) {
+      // the caller registered its side (target: the node only) before sending the request
+      untrack_monitor(ps.ref);
+      if (runtime::remove_monitoring(ps.caller, ps.ref) && runtime::add_monitoring(ps.caller, ps.ref, pid)) {
         track_monitor(ps.caller, pid, ps.ref);
-      } else {
+      } else if (!is_process_alive(ps.caller)) {
         send_control(ps.node, control(Op::demonitor, {Term(ps.caller), Term(pid), Term(ps.ref)}));
       }
     }
+  }
+  if (!error.empty() && (ps.flags & kSpawnMonitor)) {
+    untrack_monitor(ps.ref);
+    runtime::remove_monitoring(ps.caller, ps.ref);
   }
   if (ps.flags & kSpawnAsync) {
     runtime::deliver_local(ps.caller, detail::make_node(detail::SpawnReply{req, pid, error}));

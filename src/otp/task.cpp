@@ -154,14 +154,21 @@ Term start_request(const Task& t, bool link, const std::string& function, Term a
                       atom(link ? "true" : "false"), function, std::move(args)});
 }
 
+// The owner's side of the task's monitor, registered before the request (see adopt_monitor).
+void expect_task(const Task& t, const ServerRef& sup) {
+  const Atom node = !sup.pid.is_null() ? sup.pid.node : sup.node;
+  detail::adopt_monitor(Pid{node, 0, 0, 0}, t.tag);
+}
+
 Task started(Task t, const Term& reply, const std::string& function, const ServerRef& sup) {
   if (!reply.is_tuple(2, "ok") || !reply[1].is_pid()) {
+    detail::remove_monitor(t.tag);
     const Term why = reply.is_tuple(2, "error") ? reply[1] : reply;
     throw TaskError(why, "cannot start " + function + " under " + sup.to_string() + ": " + why.to_string());
   }
   t.pid = reply[1].as_pid();
   t.mref = t.tag;
-  detail::adopt_monitor(t.pid, t.mref);
+  detail::retarget_monitor(t.mref, t.pid);
   return t;
 }
 
@@ -275,11 +282,17 @@ Async<Task> async_impl(ServerRef sup, std::string function, Term args, bool link
   Task t;
   t.owner = self();
   t.tag = make_ref();
+  expect_task(t, sup);
   Term reply;
+  std::optional<CallError> failed;
   try {
     reply = co_await gen_server::call(sup, start_request(t, link, function, std::move(args)), kStartTimeout);
   } catch (const CallError& e) {
-    throw TaskError(e.reason, e.what());
+    failed = e;
+  }
+  if (failed) {
+    detail::remove_monitor(t.tag);
+    throw TaskError(failed->reason, failed->what());
   }
   co_return started(std::move(t), reply, function, sup);
 }
@@ -287,10 +300,12 @@ Task async_impl(Mailbox& mb, ServerRef sup, std::string function, Term args, boo
   Task t;
   t.owner = self();
   t.tag = make_ref();
+  expect_task(t, sup);
   Term reply;
   try {
     reply = gen_server::call(mb, sup, start_request(t, link, function, std::move(args)), kStartTimeout);
   } catch (const CallError& e) {
+    detail::remove_monitor(t.tag);
     throw TaskError(e.reason, e.what());
   }
   return started(std::move(t), reply, function, sup);

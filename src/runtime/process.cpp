@@ -159,13 +159,14 @@ void remove_watcher(const Pid& target, const Ref& ref) {
   }
 }
 
-void remove_monitoring(const Pid& watcher, const Ref& ref) {
+bool remove_monitoring(const Pid& watcher, const Ref& ref) {
   Process* w = ctx().table.lookup(watcher);
-  if (w == nullptr) return;
+  if (w == nullptr) return false;
   std::lock_guard lock(w->lock);
   if (w->is(ident_of(watcher)) && w->extras) {
-    std::erase_if(w->extras->monitoring, [&](const auto& e) { return e.first == ref; });
+    return std::erase_if(w->extras->monitoring, [&](const auto& e) { return e.first == ref; }) > 0;
   }
+  return false;
 }
 
 Process* current() noexcept { return tl_current; }

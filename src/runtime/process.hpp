@@ -178,7 +178,8 @@ void deliver_local(const Pid& to, detail::MsgNode* n) noexcept;
 void send_exit_signal(const Pid& to, const Pid& from, Term reason, bool from_link);
 /// Drop one side of a monitor: the target's watcher entry / the watcher's monitoring entry.
 void remove_watcher(const Pid& target, const Ref& ref);
-void remove_monitoring(const Pid& watcher, const Ref& ref);
+/// False if `watcher` had no such monitor (any more).
+bool remove_monitoring(const Pid& watcher, const Ref& ref);
 /// Owner only: removes a delivered Down for `ref` from the mailbox, if there is one.
 void remove_down(Process* p, const Ref& ref);
 }  // namespace nodus::runtime

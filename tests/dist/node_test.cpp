@@ -265,6 +265,12 @@ TEST_CASE("remote Task.Supervisor async/await across OS processes; moebi not run
   Task t = task_supervisor::async(mb, sup, "Test.echo", Term::list({"hi"}));
   CHECK(t.pid.node == atom("kate@localhost"));
   CHECK(task::await(mb, t) == Term("hi"));
+  // many calls leave nothing behind: each task's DOWN after await's demonitor is dropped
+  for (int i = 0; i < 50; ++i) {
+    Task k = task_supervisor::async_nolink(mb, sup, "Test.echo", list(i));
+    CHECK(task::await(mb, k) == Term(i));
+  }
+  CHECK_FALSE(mb.receive<Down>(300ms).has_value());
   // a remote exception reaches the caller: as an exit over the link, and through await
   Task c = task_supervisor::async(mb, sup, "Test.crash", Term::list({}));
   try {
