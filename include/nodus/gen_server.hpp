@@ -128,5 +128,8 @@ namespace detail {
 using RequestSender = std::function<void(const Pid& target, const From& from)>;
 Async<Term> call_with(ServerRef to, RequestSender send_request, std::chrono::milliseconds timeout);
 Term call_with(Mailbox& mb, ServerRef to, RequestSender send_request, std::chrono::milliseconds timeout);
+/// Spawns `body` (linked to the caller if `link`) and registers it as `name` (unless null);
+/// std::invalid_argument, and no process left behind, if the name is taken.
+Pid start_registered(Proc body, Atom name, bool link);
 }  // namespace detail
 }  // namespace nodus

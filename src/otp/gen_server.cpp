@@ -146,17 +146,8 @@ struct PendingCall {
 namespace gen_server {
 
 Pid start(std::unique_ptr<GenServer> server, StartOptions opts) {
-  if (!(opts.name == Atom()) && whereis(opts.name)) {
-    throw std::invalid_argument("name " + std::string(opts.name.name()) + " is already registered");
-  }
   GenServerAccess::parent(*server) = self();
-  Proc body = server_loop(std::move(server));
-  const Pid pid = detail::spawn_frame(body.release(), {.link = opts.link}, {}, nullptr);
-  if (!(opts.name == Atom()) && !register_name(opts.name, pid)) {
-    exit(pid, atom("kill"));
-    throw std::invalid_argument("name " + std::string(opts.name.name()) + " is already registered");
-  }
-  return pid;
+  return detail::start_registered(server_loop(std::move(server)), opts.name, opts.link);
 }
 
 Async<Term> call(ServerRef to, Term request, std::chrono::milliseconds timeout) {
@@ -186,6 +177,18 @@ void reply(const From& to, Term value) { send(to.pid, tuple(Term(to.tag), std::m
 }  // namespace gen_server
 
 namespace detail {
+Pid start_registered(Proc body, Atom name, bool link) {
+  const bool named = !(name == Atom());
+  auto taken = [&] { return std::invalid_argument("name " + std::string(name.name()) + " is already registered"); };
+  if (named && whereis(name)) throw taken();
+  const Pid pid = spawn_frame(body.release(), {.link = link}, {}, nullptr);
+  if (named && !register_name(name, pid)) {
+    exit(pid, atom("kill"));
+    throw taken();
+  }
+  return pid;
+}
+
 Async<Term> call_with(ServerRef to, RequestSender send_request, std::chrono::milliseconds timeout) {
   PendingCall c(to, send_request);
   std::optional<Message> m = co_await receive<Message>([&c](const MessageRef& r) { return c.matches(r); }, timeout);

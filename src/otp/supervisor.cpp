@@ -286,15 +286,7 @@ Pid start(Flags flags, std::vector<ChildSpec> children, StartOptions opts) {
   for (auto& c : children) s->children.push_back({std::move(c), Pid{}});
   if (!(opts.name == Atom())) s->name = std::string(opts.name.name());
   if (opts.link) s->parent = self();
-  if (!(opts.name == Atom()) && whereis(opts.name)) {
-    throw std::invalid_argument("name " + std::string(opts.name.name()) + " is already registered");
-  }
-  Proc body = supervisor_loop(std::move(s));
-  const Pid pid = detail::spawn_frame(body.release(), {.link = opts.link}, {}, nullptr);
-  if (!(opts.name == Atom()) && !register_name(opts.name, pid)) {
-    exit(pid, atom("kill"));
-    throw std::invalid_argument("name " + std::string(opts.name.name()) + " is already registered");
-  }
+  const Pid pid = detail::start_registered(supervisor_loop(std::move(s)), opts.name, opts.link);
   if (!runtime::on_worker()) {
     // a thread (main, a Mailbox owner) may block: return once the children run, as OTP's
     // start_link does. (A process body cannot block its worker; it gets the pid at once.)

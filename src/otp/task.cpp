@@ -258,16 +258,7 @@ namespace task_supervisor {
 Pid start(supervisor::StartOptions opts) {
   auto s = std::make_shared<SupState>();
   if (opts.link) s->parent = self();
-  if (!(opts.name == Atom()) && whereis(opts.name)) {
-    throw std::invalid_argument("name " + std::string(opts.name.name()) + " is already registered");
-  }
-  Proc body = task_supervisor_loop(std::move(s));
-  const Pid pid = detail::spawn_frame(body.release(), {.link = opts.link}, {}, nullptr);
-  if (!(opts.name == Atom()) && !register_name(opts.name, pid)) {
-    exit(pid, atom("kill"));
-    throw std::invalid_argument("name " + std::string(opts.name.name()) + " is already registered");
-  }
-  return pid;
+  return detail::start_registered(task_supervisor_loop(std::move(s)), opts.name, opts.link);
 }
 
 supervisor::ChildSpec child_spec(Atom name) {
