@@ -1,5 +1,11 @@
 // nodus: command-line tools for nodes: ping, names, and a plain node to talk to.
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -86,6 +92,40 @@ int cmd_names(const std::string& host) {
   return 0;
 }
 
+// A CURVE key pair in ZeroMQ's Z85 form: DIR/node.key (secret, 0400) and DIR/node.pub.
+int cmd_keygen(const std::string& dir) {
+  char pub[41], sec[41];
+  if (zmq_curve_keypair(pub, sec) != 0) {
+    std::fprintf(stderr, "error: this libzmq has no CURVE support\n");
+    return 1;
+  }
+  const std::string key = dir + "/node.key", pubfile = dir + "/node.pub";
+  for (const auto& f : {key, pubfile}) {
+    if (::access(f.c_str(), F_OK) == 0) {
+      std::fprintf(stderr, "error: %s exists; not overwriting a key (remove it first to rotate)\n", f.c_str());
+      return 1;
+    }
+  }
+  auto write = [](const std::string& path, const char* text, mode_t mode) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) return false;
+    const std::string line = std::string(text) + "\n";
+    const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    return ::close(fd) == 0 && ok;
+  };
+  if (!write(key, sec, 0400)) {
+    std::fprintf(stderr, "error: cannot write %s: %s\n", key.c_str(), std::strerror(errno));
+    return 1;
+  }
+  if (!write(pubfile, pub, 0644)) {
+    std::fprintf(stderr, "error: cannot write %s: %s\n", pubfile.c_str(), std::strerror(errno));
+    ::unlink(key.c_str());
+    return 1;
+  }
+  std::printf("%s\n", pubfile.c_str());
+  return 0;
+}
+
 int cmd_node(const NodeFlags& f) {
   sigset_t set;
   sigemptyset(&set);
@@ -125,6 +165,10 @@ int main(int argc, char** argv) {
   auto* names = app.add_subcommand("names", "list the nodes registered on HOST's port mapper");
   names->add_option("host", host, "host (default: localhost)");
 
+  std::string keydir;
+  auto* keygen = app.add_subcommand("keygen", "write a CURVE key pair: DIR/node.key (secret, mode 0400) and DIR/node.pub");
+  keygen->add_option("--out", keydir, "directory for the key files")->required()->check(CLI::ExistingDirectory);
+
   auto* nodecmd = app.add_subcommand(
       "node",
       "run a node until SIGTERM, with registered processes `echo` ({From, Msg} -> {echo, Msg}),\n"
@@ -146,6 +190,7 @@ int main(int argc, char** argv) {
   if (*shell) return tools::run_shell(options(f));
   if (*ping) return cmd_ping(f, target);
   if (*names) return cmd_names(host);
+  if (*keygen) return cmd_keygen(keydir);
   if (*nodecmd) return cmd_node(f);
   return 2;
 }

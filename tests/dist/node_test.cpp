@@ -2,10 +2,13 @@
 #include <catch2/catch.hpp>
 
 #include <poll.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <zmq.hpp>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -423,6 +426,34 @@ TEST_CASE("the cookie is not in the bytes of a handshake on loopback", "[distrib
   CHECK(wire.find("kate@localhost") != std::string::npos);
   CHECK(wire.find(cookie) == std::string::npos);
   CHECK(wire.find("Sekrit") == std::string::npos);
+}
+
+TEST_CASE("nodus keygen writes a CURVE key pair in Z85, the secret readable only by its owner", "[keys]") {
+  char tmpl[] = "/tmp/nodus-keys-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  Child gen({kNodus, "keygen", "--out", dir}, "keygen");
+  REQUIRE(gen.wait() == 0);
+  auto slurp = [](const std::string& f) {
+    std::ifstream in(f);
+    std::string line;
+    std::getline(in, line);
+    return line;
+  };
+  const std::string sec = slurp(dir + "/node.key"), pub = slurp(dir + "/node.pub");
+  REQUIRE(sec.size() == 40);
+  REQUIRE(pub.size() == 40);
+  char derived[41];
+  REQUIRE(zmq_curve_public(derived, sec.c_str()) == 0);
+  CHECK(pub == derived);
+  struct stat st{};
+  REQUIRE(::stat((dir + "/node.key").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0400);
+  Child again({kNodus, "keygen", "--out", dir}, "keygen-again");  // never overwrites a key
+  CHECK(again.wait() == 1);
+  CHECK(again.err().find("exists; not overwriting") != std::string::npos);
+  CHECK(slurp(dir + "/node.key") == sec);
+  ::chmod((dir + "/node.key").c_str(), 0600);
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("a static peer list connects nodes without any port mapper", "[distributed]") {
