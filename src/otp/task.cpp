@@ -194,27 +194,31 @@ Task async(std::function<Async<Term>()> f) {
   return t;
 }
 
-Async<Term> await(const Task& t, std::chrono::milliseconds timeout) {
+namespace {
+// The task's result message or its Down, whichever comes first (nullopt: the time ran out).
+Async<std::optional<Message>> next_outcome(const Task& t, std::chrono::milliseconds timeout) {
   check_owner(t);
   Outcome o{t};
-  auto m = co_await receive<Message>([&o](const MessageRef& r) { return o.matches(r); }, timeout);
-  co_return o.as_await(std::move(m));
+  co_return co_await receive<Message>([&o](const MessageRef& r) { return o.matches(r); }, timeout);
+}
+std::optional<Message> next_outcome(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout) {
+  check_owner(t);
+  Outcome o{t};
+  return mb.receive<Message>([&o](const MessageRef& r) { return o.matches(r); }, timeout);
+}
+}  // namespace
+
+Async<Term> await(const Task& t, std::chrono::milliseconds timeout) {
+  co_return Outcome{t}.as_await(co_await next_outcome(t, timeout));
 }
 Term await(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout) {
-  check_owner(t);
-  Outcome o{t};
-  return o.as_await(mb.receive<Message>([&o](const MessageRef& r) { return o.matches(r); }, timeout));
+  return Outcome{t}.as_await(next_outcome(mb, t, timeout));
 }
 Async<Term> yield(const Task& t, std::chrono::milliseconds timeout) {
-  check_owner(t);
-  Outcome o{t};
-  auto m = co_await receive<Message>([&o](const MessageRef& r) { return o.matches(r); }, timeout);
-  co_return o.as_yield(std::move(m));
+  co_return Outcome{t}.as_yield(co_await next_outcome(t, timeout));
 }
 Term yield(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout) {
-  check_owner(t);
-  Outcome o{t};
-  return o.as_yield(mb.receive<Message>([&o](const MessageRef& r) { return o.matches(r); }, timeout));
+  return Outcome{t}.as_yield(next_outcome(mb, t, timeout));
 }
 
 namespace {
