@@ -132,6 +132,9 @@ void deliver_remote_name(Atom name, Atom node, MsgNode* n);
 /// pid from the answer (or remove_monitor if there is none).
 void adopt_monitor(const Pid& target, const Ref& ref);
 void retarget_monitor(const Ref& ref, const Pid& target);
+/// Erlang's monitor(process, {Name, Node}): a Down when the process registered as `name`
+/// there ends, `noproc` if none is registered, `noconnection` if the node goes away.
+Ref monitor_name(Atom name, Atom node);
 void remove_monitor(const Ref& ref);
 }
 

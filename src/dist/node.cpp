@@ -58,8 +58,10 @@ void hook_monitor(const Pid& watcher, const Pid& target, const Ref& ref) {
 }
 void hook_demonitor(const Pid& watcher, const Pid& target, const Ref& ref) {
   if (NodeImpl* node = g_node.load(std::memory_order_acquire)) {
+    const auto name = node->name_monitor(ref);
     node->untrack_monitor(ref);
-    node->send_control(target.node, control(Op::demonitor, {Term(watcher), Term(target), Term(ref)}));
+    const Term what = name ? Term(*name) : Term(target);
+    node->send_control(target.node, control(Op::demonitor, {Term(watcher), what, Term(ref)}));
   }
 }
 
@@ -258,6 +260,23 @@ void adopt_monitor(const Pid& target, const Ref& ref) {
     node->track_monitor(me, target, ref);
   }
 }
+Ref monitor_name(Atom name, Atom node_name) {
+  auto* node = impl();
+  if (node == nullptr || node_name == node::self()) {
+    auto pid = whereis(name);
+    if (pid) return monitor(*pid);
+    const Ref ref = make_ref();
+    nodus::send(self(), Down{ref, Pid{}, atoms::noproc()});
+    return ref;
+  }
+  const Pid me = self();
+  const Ref ref = make_ref();
+  adopt_monitor(Pid{node_name, 0, 0, 0}, ref);  // fires with noconnection if the node goes
+  node->track_name_monitor(ref, name);
+  node->send_control(node_name, dist::control(dist::Op::monitor, {Term(me), Term(name), Term(ref)}));
+  return ref;
+}
+
 void remove_monitor(const Ref& ref) {
   runtime::remove_monitoring(self(), ref);
   if (auto* node = impl()) node->untrack_monitor(ref);

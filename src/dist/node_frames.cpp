@@ -414,7 +414,9 @@ void NodeImpl::on_control(Inbound& in, Op op, Reader& r) {
   if (op == Op::exit) c = decode_term(r);
   if (op == Op::monitor || op == Op::demonitor || op == Op::down) c = decode_term(r);
   if (op == Op::down) d = decode_term(r);
-  const bool shape = a && b && a->is_pid() && b->is_pid() &&
+  // MONITOR, DEMONITOR and DOWN may name the target by its registered name (an atom)
+  const bool by_name_ok = op == Op::monitor || op == Op::demonitor || op == Op::down;
+  const bool shape = a && b && a->is_pid() && (b->is_pid() || (by_name_ok && b->is_atom())) &&
                      (op != Op::exit || c) && (op != Op::monitor || (c && c->is_ref())) &&
                      (op != Op::demonitor || (c && c->is_ref())) && (op != Op::down || (c && c->is_ref() && d));
   if (!r.ok() || !r.at_end() || !shape) {
@@ -422,6 +424,24 @@ void NodeImpl::on_control(Inbound& in, Op op, Reader& r) {
     return;
   }
   const Pid& x = a->as_pid();
+  if (b->is_atom()) {  // a monitor of a registered name (Erlang's monitor(process, {Name, Node}))
+    const Atom name = b->as_atom();
+    const Ref& ref = c->as_ref();
+    if (op == Op::monitor) {
+      auto pid = whereis(name);
+      if (!pid || !runtime::add_remote_watcher(*pid, ref, x)) {
+        send_control(x.node, control(Op::down, {Term(x), Term(name), *c, Term(atoms::noproc())}));
+      }
+    } else if (op == Op::demonitor) {
+      if (auto pid = whereis(name)) runtime::remove_watcher(*pid, ref);
+    } else {  // DOWN for a name that was not registered
+      untrack_monitor(ref);
+      if (runtime::remove_monitoring(x, ref)) {
+        runtime::deliver_local(x, detail::make_node(Down{ref, Pid{Atom(in.name), in.creation, 0, 0}, std::move(*d)}));
+      }
+    }
+    return;
+  }
   const Pid& y = b->as_pid();
   switch (op) {
     case Op::link:  // remote x links to local y

@@ -161,6 +161,18 @@ class NodeImpl {
   void untrack_monitor(const Ref& ref) {
     std::lock_guard lock(track_mu_);
     monitors_.erase(ref);
+    name_monitors_.erase(ref);
+  }
+  /// A monitor of `name` on another node: its DEMONITOR must name it too.
+  void track_name_monitor(const Ref& ref, Atom name) {
+    std::lock_guard lock(track_mu_);
+    name_monitors_[ref] = name;
+  }
+  std::optional<Atom> name_monitor(const Ref& ref) {
+    std::lock_guard lock(track_mu_);
+    auto it = name_monitors_.find(ref);
+    if (it == name_monitors_.end()) return std::nullopt;
+    return it->second;
   }
   /// `node` is unreachable: every link to it breaks and every monitor of it fires.
   void fire_noconnection(Atom node);
@@ -264,6 +276,7 @@ class NodeImpl {
   std::mutex track_mu_;
   std::multimap<std::uint32_t, std::pair<Pid, Pid>> links_;  // remote node -> (local, remote)
   std::unordered_map<Ref, std::pair<Pid, Pid>> monitors_;    // ref -> (local watcher, remote target)
+  std::unordered_map<Ref, Atom> name_monitors_;              // ref -> name, for monitors by name
 };
 
 /// The running node, or nullptr.

@@ -69,10 +69,10 @@ Proc server_loop(std::unique_ptr<GenServer> s) {
 
 // One call in flight: what it waits for, and how each outcome reads.
 struct PendingCall {
-  Pid target;      // null for {name, node} on another node
-  Ref mref;        // monitor of target
-  Ref tag;         // the reply's tag
-  Atom watched;    // the node monitored instead, for a remote name
+  Pid target;       // null for {name, node} on another node
+  Ref mref;         // monitor of target (or of the name there)
+  Ref tag;          // the reply's tag
+  Atom target_node;
   std::string what;
 
   PendingCall(const ServerRef& to, Term request) : PendingCall(to, [&request](const Pid& target, const From& from) {
@@ -97,12 +97,14 @@ struct PendingCall {
     if (!target.is_null()) {
       mref = monitor(target);
       tag = mref;
+      target_node = target.node;
       sender(target, From{me, tag});
     } else {
       if (request == nullptr) throw CallError(atom("badarg"), "only Term requests go to a name on another node");
-      watched = to.node;
-      node::monitor(watched);
-      tag = make_ref();
+      // monitor the name there (noproc if it is not registered, noconnection if the node goes)
+      mref = detail::monitor_name(to.name, to.node);
+      tag = mref;
+      target_node = to.node;
       send(to.name, to.node, tuple(kCall, tuple(me, tag), std::move(*request)));
     }
   }
@@ -110,34 +112,25 @@ struct PendingCall {
   bool matches(const MessageRef& m) const {
     if (m.is<Term>()) {
       const Term& t = m.get<Term>();
-      if (t.is_tuple() && t.size() == 2) {
-        if (t[0].is_ref() && t[0].as_ref() == tag) return true;
-        if (!(watched == Atom()) && t[0].is_atom("nodedown") && t[1].is_atom() && t[1].as_atom() == watched) return true;
-      }
-      return false;
+      return t.is_tuple() && t.size() == 2 && t[0].is_ref() && t[0].as_ref() == tag;
     }
-    return m.is<Down>() && m.get<Down>().ref == mref && !target.is_null();
+    return m.is<Down>() && m.get<Down>().ref == mref;
   }
 
-  void cleanup() {
-    if (!target.is_null()) demonitor(mref, true);
-    if (!(watched == Atom())) node::monitor(watched, false);
-  }
+  void cleanup() { demonitor(mref, true); }
 
   Term finish(std::optional<Message> m) {
     cleanup();
     if (!m) throw CallError(atom("timeout"), "time out: no reply from " + what);
     if (m->is<Down>()) {
       const Term& r = m->get<Down>().reason;
-      if (r.is_atom("noproc")) throw CallError(r, "no process: " + what + " is not alive");
+      if (r.is_atom("noproc")) throw CallError(r, "no process: " + what + " is not alive or not registered");
       if (r.is_atom("noconnection")) {
-        throw CallError(r, "no connection to " + std::string(target.node.name()));
+        throw CallError(r, "no connection to " + std::string(target_node.name()));
       }
       throw CallError(r, what + " exited while serving the call: " + r.to_string());
     }
-    Term t = m->take<Term>();
-    if (t[0].is_atom("nodedown")) throw CallError(atom("noconnection"), "no connection to " + std::string(watched.name()));
-    return t[1];
+    return m->take<Term>()[1];
   }
 };
 

@@ -248,6 +248,15 @@ TEST_CASE("GenServer calls to {name, node}; noconnection and timeout reasons", "
   } catch (const CallError& e) {
     CHECK(e.reason == Term(atom("timeout")));
   }
+  // a name that is not registered there: noproc at once (the name is monitored on kate)
+  try {
+    gen_server::call(mb, ServerRef(atom("nobody"), atom("kate@localhost")), atom("x"), 30s);
+    FAIL("no error");
+  } catch (const CallError& e) {
+    CHECK(e.reason == Term(atom("noproc")));
+  }
+  CHECK(gen_server::call(mb, kv, tuple(atom("get"), atom("k"))) == Term("v"));  // still fine
+  CHECK_FALSE(mb.receive_any(200ms).has_value());  // and nothing left behind
   try {
     gen_server::call(mb, ServerRef(atom("kv"), atom("moebi@localhost")), atom("x"));
     FAIL("no error");
