@@ -172,8 +172,8 @@ Task started(Task t, const Term& reply, const std::string& function, const Serve
   return t;
 }
 
-// Elixir waits for the supervisor as long as it takes; a missing name on another node would
-// then hang, so nodus bounds it.
+// Elixir waits for the supervisor as long as it takes (a missing supervisor is noproc, a lost
+// node noconnection, both at once); nodus also bounds a supervisor that does not answer.
 constexpr auto kStartTimeout = std::chrono::seconds(10);
 
 }  // namespace
