@@ -31,10 +31,10 @@ bool encode_payload(Writer& w, detail::MsgNode* n) {
     w.str32(static_cast<detail::TypedNode<io::Request>*>(n)->value.text);
     return true;
   }
-  if (auto wt = wire_type_of(n->type)) {
+  if (const WireEntry* wt = wire_type_of(n->type)) {
     w.u8(static_cast<std::uint8_t>(Payload::typed));
-    w.str8(wt->first);
-    wt->second.encode(w.out(), n);
+    w.str8(wt->name);
+    wt->type.encode(w.out(), n);
     return true;
   }
   return false;
@@ -42,7 +42,7 @@ bool encode_payload(Writer& w, detail::MsgNode* n) {
 
 bool can_travel(detail::MsgNode* n) {
   return n->type == &detail::type_info_v<Term> || n->type == &detail::type_info_v<io::Request> ||
-         wire_type_of(n->type).has_value();
+         wire_type_of(n->type) != nullptr;
 }
 
 void NodeImpl::post_send(const Pid& to, detail::MsgNode* n) {
@@ -84,14 +84,14 @@ detail::MsgNode* decode_wire_typed(const detail::EncodedNode* e) {
     warn_bad("message", "truncated typed message from another node");
     return nullptr;
   }
-  auto wt = wire_type_named(name);
-  if (!wt) {
+  const WireEntry* wt = wire_type_named(name);
+  if (wt == nullptr) {
     warn_bad("message", "unknown type '" + std::string(name) +
                             "' from another node: register it here with nodus::register_type");
     return nullptr;
   }
   try {
-    return wt->decode(r.rest());
+    return wt->type.decode(r.rest());
   } catch (const std::exception& ex) {
     warn_bad("message", "malformed '" + std::string(name) + "' from another node: " + ex.what());
     return nullptr;

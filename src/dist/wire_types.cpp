@@ -3,6 +3,7 @@
 
 #include "codec.hpp"
 
+#include <map>
 #include <mutex>
 #include <shared_mutex>
 #include <stdexcept>
@@ -12,8 +13,8 @@ namespace nodus {
 namespace {
 struct Registry {
   std::shared_mutex mu;
-  std::unordered_map<const detail::TypeInfo*, std::pair<std::string, detail::WireType>> by_type;
-  std::unordered_map<std::string, detail::WireType> by_name;
+  std::map<std::string, dist::WireEntry, std::less<>> by_name;  // owns the entries
+  std::unordered_map<const detail::TypeInfo*, const dist::WireEntry*> by_type;
 };
 Registry& registry() {
   static Registry r;
@@ -26,15 +27,15 @@ void detail::register_wire_type(std::string_view name, const WireType& t) {
   Registry& r = registry();
   std::unique_lock lock(r.mu);
   if (auto it = r.by_type.find(t.type); it != r.by_type.end()) {
-    if (it->second.first == name) return;
+    if (it->second->name == name) return;
     throw std::invalid_argument("type " + std::string(t.type->name) + " is already registered as '" +
-                                it->second.first + "'");
+                                it->second->name + "'");
   }
-  if (r.by_name.count(std::string(name))) {
+  if (r.by_name.find(name) != r.by_name.end()) {
     throw std::invalid_argument("wire name '" + std::string(name) + "' is already taken by another type");
   }
-  r.by_type.emplace(t.type, std::make_pair(std::string(name), t));
-  r.by_name.emplace(std::string(name), t);
+  auto [it, ok] = r.by_name.emplace(std::string(name), dist::WireEntry{std::string(name), t});
+  r.by_type.emplace(t.type, &it->second);
 }
 
 // Term, Pid, Ref and Atom inside typed messages: the Term encoding (codec.hpp).
@@ -74,20 +75,18 @@ void CEREAL_LOAD_FUNCTION_NAME(wire::InputArchive& ar, Atom& a) {
 
 namespace dist {
 
-std::optional<std::pair<std::string, detail::WireType>> wire_type_of(const detail::TypeInfo* t) {
+const WireEntry* wire_type_of(const detail::TypeInfo* t) {
   Registry& r = registry();
   std::shared_lock lock(r.mu);
   auto it = r.by_type.find(t);
-  if (it == r.by_type.end()) return std::nullopt;
-  return it->second;
+  return it == r.by_type.end() ? nullptr : it->second;
 }
 
-std::optional<detail::WireType> wire_type_named(std::string_view name) {
+const WireEntry* wire_type_named(std::string_view name) {
   Registry& r = registry();
   std::shared_lock lock(r.mu);
-  auto it = r.by_name.find(std::string(name));
-  if (it == r.by_name.end()) return std::nullopt;
-  return it->second;
+  auto it = r.by_name.find(name);
+  return it == r.by_name.end() ? nullptr : &it->second;
 }
 
 }  // namespace dist

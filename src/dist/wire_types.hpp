@@ -9,7 +9,12 @@
 #include "nodus/wire_type.hpp"
 
 namespace nodus::dist {
-/// The wire name and codec of a registered message type.
-std::optional<std::pair<std::string, detail::WireType>> wire_type_of(const detail::TypeInfo* t);
-std::optional<detail::WireType> wire_type_named(std::string_view name);
+/// A registered message type. Entries are never removed, so a pointer stays valid.
+struct WireEntry {
+  std::string name;
+  detail::WireType type;
+};
+/// Lookups on every typed send and receive: no allocation, null if not registered.
+const WireEntry* wire_type_of(const detail::TypeInfo* t);
+const WireEntry* wire_type_named(std::string_view name);
 }  // namespace nodus::dist
