@@ -63,6 +63,13 @@ struct Cluster {
     REQUIRE(eventually([&] { return lists(name); }));
     return c;
   }
+  // this test binary as a peer (typed_peer: greeter, kv, Test.TaskSupervisor), once registered
+  std::unique_ptr<Child> self_peer(const std::string& name, const std::string& tag) {
+    auto c = std::make_unique<Child>(std::vector<std::string>{self_exe(), "--nodus-peer", name + "@localhost", "secret"},
+                                     tag + std::to_string(port));
+    REQUIRE(eventually([&] { return lists(name); }));
+    return c;
+  }
   // `nodus node` (a registered `echo` process), up once it is in the port mapper.
   std::unique_ptr<Child> node(const std::string& name, const std::string& cookie) {
     auto c = std::make_unique<Child>(
@@ -210,8 +217,7 @@ TEST_CASE("send to {name, node} and to a remote pid; the reply comes back", "[di
 
 TEST_CASE("typed messages cross nodes by wire name; unknown names are logged, not fatal", "[distributed]") {
   Cluster cl;
-  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret"}, "typed-kate" + std::to_string(cl.port));
-  REQUIRE(eventually([&] { return cl.lists("kate"); }));
+  auto kate = cl.self_peer("kate", "typed-kate");
   register_type<Greeting>("test.Greeting");
   register_type<Stranger>("test.Stranger");
   Alex alex;
@@ -229,14 +235,13 @@ TEST_CASE("typed messages cross nodes by wire name; unknown names are logged, no
   auto r2 = mb.receive<Greeting>(10s);
   REQUIRE(r2);
   CHECK(r2->text == "again!");
-  CHECK(eventually([&] { return kate.err().find("unknown type 'test.Stranger'") != std::string::npos; }));
-  CHECK(kate.running());
+  CHECK(eventually([&] { return kate->err().find("unknown type 'test.Stranger'") != std::string::npos; }));
+  CHECK(kate->running());
 }
 
 TEST_CASE("GenServer calls to {name, node}; noconnection and timeout reasons", "[distributed]") {
   Cluster cl;
-  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret"}, "otp-kate" + std::to_string(cl.port));
-  REQUIRE(eventually([&] { return cl.lists("kate"); }));
+  auto kate = cl.self_peer("kate", "otp-kate");
   Alex alex;
   Mailbox mb;
   const ServerRef kv(atom("kv"), atom("kate@localhost"));
@@ -268,8 +273,7 @@ TEST_CASE("GenServer calls to {name, node}; noconnection and timeout reasons", "
 
 TEST_CASE("remote Task.Supervisor async/await across OS processes; moebi not running", "[distributed]") {
   Cluster cl;
-  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret"}, "task-kate" + std::to_string(cl.port));
-  REQUIRE(eventually([&] { return cl.lists("kate"); }));
+  auto kate = cl.self_peer("kate", "task-kate");
   Alex alex;
   Mailbox mb;
   trap_exit(true);
@@ -309,7 +313,7 @@ TEST_CASE("remote Task.Supervisor async/await across OS processes; moebi not run
   // the node of a task that has not answered goes away: noconnection
   Task pending = task_supervisor::async_nolink(mb, sup, "Test.wait", Term::list({}));
   CHECK(task::yield(mb, pending, 50ms) == Term(atom("nil")));
-  kate.signal(SIGKILL);
+  kate->signal(SIGKILL);
   try {
     task::await(mb, pending);
     FAIL("no error");
