@@ -7,7 +7,8 @@
 //   nodus::Node node(nodus::cli::node_options(flags));   // throws std::invalid_argument
 //
 // --sname NAME@HOST, --cookie C, --ticktime MS, --port P (listen port, default ephemeral),
-// --peer NAME@HOST=tcp://ADDR:PORT (repeatable static peer list), --no-portmapper.
+// --peer NAME@HOST=tcp://ADDR:PORT[,key=PUB] (repeatable static peer list), --no-portmapper,
+// --curve-key FILE --curve-allow DIR_OR_FILE (CURVE mode, docs/security.md).
 // Header-only; needs CLI11 (Debian: libcli11-dev).
 #pragma once
 
@@ -29,6 +30,8 @@ struct NodeFlags {
   std::uint16_t port = 0;
   std::vector<std::string> peers;
   bool no_portmapper = false;
+  std::string curve_key;
+  std::string curve_allow;
 };
 
 inline void add_node_flags(CLI::App& app, NodeFlags& f, bool sname_required = true) {
@@ -40,9 +43,17 @@ inline void add_node_flags(CLI::App& app, NodeFlags& f, bool sname_required = tr
       ->check(CLI::Range(100L, 3600L * 1000L));
   app.add_option("--port", f.port, "TCP port to listen on (default: any free port)");
   app.add_option("--peer", f.peers,
-                 "static peer NAME@HOST=tcp://ADDR:PORT, found without the port mapper (repeatable)");
+                 "static peer NAME@HOST=tcp://ADDR:PORT[,key=FILE.pub|Z85], found without the port mapper "
+                 "(repeatable; key: its CURVE public key, also accepted from it)");
   app.add_flag("--no-portmapper", f.no_portmapper,
                "do not register with or start the port mapper; find peers only through --peer");
+  auto* key = app.add_option("--curve-key", f.curve_key,
+                             "CURVE mode: this node's secret key file (nodus keygen); every connection is "
+                             "encrypted and only --curve-allow keys are accepted");
+  auto* allow = app.add_option("--curve-allow", f.curve_allow,
+                               "CURVE mode: a .pub file or a directory of them: the nodes to accept");
+  key->needs(allow);
+  allow->needs(key);
 }
 
 /// The NodeOptions the flags describe; std::invalid_argument for a malformed --peer.
@@ -53,13 +64,23 @@ inline NodeOptions node_options(const NodeFlags& f) {
   o.ticktime = std::chrono::milliseconds(f.ticktime_ms);
   o.listen_port = f.port;
   o.use_portmapper = !f.no_portmapper;
+  if (!f.curve_key.empty()) o.curve = load_curve(f.curve_key, f.curve_allow);
   for (const auto& p : f.peers) {
     const auto eq = p.find('=');
     const std::string name = p.substr(0, eq);
-    const std::string ep = eq == std::string::npos ? "" : p.substr(eq + 1);
+    std::string ep = eq == std::string::npos ? "" : p.substr(eq + 1);
+    std::string key;
+    if (const auto comma = ep.find(",key="); comma != std::string::npos) {
+      key = ep.substr(comma + 5);
+      ep.resize(comma);
+    }
     if (eq == std::string::npos || name.find('@') == std::string::npos || ep.rfind("tcp://", 0) != 0 ||
         ep.rfind(':') <= 5) {
-      throw std::invalid_argument("bad --peer '" + p + "': expected NAME@HOST=tcp://ADDR:PORT");
+      throw std::invalid_argument("bad --peer '" + p + "': expected NAME@HOST=tcp://ADDR:PORT[,key=FILE.pub]");
+    }
+    if (!key.empty()) {
+      if (!o.curve) throw std::invalid_argument("--peer '" + p + "' names a CURVE key, but CURVE mode is off (--curve-key)");
+      o.curve->allowed.emplace_back(read_public_key(key), name);
     }
     o.peers.emplace_back(name, ep);
   }

@@ -5,8 +5,10 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -19,6 +21,26 @@
 #include "nodus/term.hpp"
 
 namespace nodus {
+
+/// CURVE mode (docs/security.md): every connection is encrypted and authenticated with
+/// ZeroMQ's CURVE; only peers whose public keys are listed are accepted (and connected to).
+struct CurveOptions {
+  /// This node's secret key, Z85 (40 characters).
+  std::string secret_key;
+  /// Accepted public keys (Z85) with a label each: the .pub file's name without `.pub`. A
+  /// static peer's server key is the one labelled with its name (`kate@hostB` or `kate`).
+  std::vector<std::pair<std::string, std::string>> allowed;
+};
+
+/// Reads `--curve-key FILE` (a secret key file only its owner can read) and `--curve-allow
+/// DIR_OR_FILE` (a `.pub` file, or a directory of them). Throws std::invalid_argument naming
+/// the file and the problem.
+CurveOptions load_curve(const std::string& key_file, const std::string& allow);
+/// A Z85 public key from a `.pub` file, or the key itself; std::invalid_argument if neither.
+std::string read_public_key(const std::string& file_or_key);
+/// The public key of a Z85 secret key.
+std::string curve_public_key(const std::string& secret_z85);
+bool valid_z85_key(std::string_view z85);
 
 struct NodeOptions {
   /// `name@host`; the node binds its ROUTER on `host`, port `listen_port`.
@@ -35,6 +57,8 @@ struct NodeOptions {
   std::vector<std::pair<std::string, std::string>> peers;
   /// Register with (and start, if needed) the port mapper.
   bool use_portmapper = true;
+  /// Set: CURVE mode (the cookie is not used); unset: cookie mode.
+  std::optional<CurveOptions> curve;
 };
 
 /// Makes this OS process a distributed node. Needs a running Runtime; one Node at a time.

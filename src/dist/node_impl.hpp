@@ -209,6 +209,7 @@ class NodeImpl {
     std::uint32_t creation = 0;
     std::vector<std::shared_ptr<Waiter>> waiters;
     Clock::time_point deadline;
+    std::string hint;  // why a failed handshake most likely failed (mode mismatch), if known
   };
   // An inbound connection: a peer's DEALER on our ROUTER, by routing id.
   struct Inbound {
@@ -225,6 +226,14 @@ class NodeImpl {
   void on_router_message(const std::string& rid, std::string_view body);
   void on_dealer(Peer& p);
   void on_monitor(Peer& p);
+  // CURVE mode: the ZAP handler (which client keys are accepted) and refused handshakes
+  void on_zap();
+  void on_router_monitor();
+  /// The label of an allowed key (its .pub file's name), or empty if it is not allowed.
+  std::string allowed_label(std::string_view z85) const;
+  /// The CURVE server key to use for `name`: from a static peer label, else the port mapper's
+  /// answer. Empty with `error` set if there is none or it is not allowed.
+  std::string server_key_for(const std::string& name, const std::string& from_portmapper, std::string* error) const;
   bool handle_inbound_frame(const std::string& rid, std::string_view frame, Inbound** accepted);
   void deliver_frame(Inbound& in, std::string_view frame);
   Peer* connect_peer(Atom node, std::string* error);
@@ -246,6 +255,9 @@ class NodeImpl {
   std::uint16_t port_ = 0;
   zmq::context_t ctx_{1};
   std::unique_ptr<zmq::socket_t> router_;
+  std::unique_ptr<zmq::socket_t> router_monitor_;  // refused handshakes (both modes)
+  std::unique_ptr<zmq::socket_t> zap_;             // CURVE mode: the ZAP handler
+  std::string curve_public_;                       // CURVE mode: this node's public key
   std::unique_ptr<PortmapperClient> pm_;
   std::thread io_;
   int wake_fd_ = -1;

@@ -47,14 +47,38 @@ void NodeImpl::start() {
   }
   name_ = Atom(opts_.name);
   std::string error;
-  auto cookie = resolve_cookie(opts_.cookie, &error);
-  if (!cookie) throw std::runtime_error(error);
-  cookie_ = *cookie;
+  if (opts_.curve) {
+    // the keys are the credential; the handshake's MACs only bind the names (PROTOCOL.md 4)
+    cookie_ = kCurveHandshakeKey;
+    try {
+      curve_public_ = curve_public_key(opts_.curve->secret_key);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(e.what());
+    }
+  } else {
+    auto cookie = resolve_cookie(opts_.cookie, &error);
+    if (!cookie) throw std::runtime_error(error);
+    cookie_ = *cookie;
+  }
 
   router_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
   router_->set(zmq::sockopt::router_mandatory, 1);
   router_->set(zmq::sockopt::maxmsgsize, kMaxFrame);
   router_->set(zmq::sockopt::linger, 0);
+  if (opts_.curve) {
+    // ZAP (RFC 27): libzmq asks this socket about every client key before accepting it
+    zap_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::rep);
+    zap_->set(zmq::sockopt::linger, 0);
+    zap_->bind("inproc://zeromq.zap.01");
+    router_->set(zmq::sockopt::curve_server, 1);
+    router_->set(zmq::sockopt::curve_secretkey, opts_.curve->secret_key);
+    router_->set(zmq::sockopt::zap_domain, "nodus");
+  }
+  if (zmq_socket_monitor(router_->handle(), "inproc://nodus-router-monitor",
+                         ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) == 0) {
+    router_monitor_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pair);
+    router_monitor_->connect("inproc://nodus-router-monitor");
+  }
   const std::string host = host_of(opts_.name);
   // ZeroMQ binds to an address or an interface, not a DNS name: resolve the name's host
   std::string bind_host = host == "localhost" ? "127.0.0.1" : host;
@@ -82,7 +106,7 @@ void NodeImpl::start() {
   if (opts_.use_portmapper) {
     const std::uint16_t pmport = opts_.portmapper_port ? opts_.portmapper_port : portmapper_port();
     pm_ = std::make_unique<PortmapperClient>("127.0.0.1", pmport);
-    auto c = pm_->register_node(short_of(opts_.name), port_, &error);
+    auto c = pm_->register_node(short_of(opts_.name), port_, curve_public_, &error);
     if (!c) {
       throw std::runtime_error("cannot register " + opts_.name + " with the port mapper: " + error);
     }
@@ -93,7 +117,8 @@ void NodeImpl::start() {
   detail::set_local_node(name_, creation_);
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   io_ = std::thread([this] { loop(); });
-  logger().info("node {} up on port {} (creation {})", opts_.name, port_, creation_);
+  logger().info("node {} up on port {} (creation {}, {})", opts_.name, port_, creation_,
+                opts_.curve ? "CURVE key " + curve_public_ : std::string("cookie"));
 }
 
 void NodeImpl::stop() {
@@ -103,7 +128,9 @@ void NodeImpl::stop() {
   (void)!::write(wake_fd_, &one, sizeof(one));
   io_.join();
   peers_.clear();
+  router_monitor_.reset();
   router_.reset();
+  zap_.reset();
   pm_.reset();
   ::close(wake_fd_);
   detail::set_local_node(Atom("nonode@nohost"), 0);
@@ -302,6 +329,18 @@ void NodeImpl::loop() {
       owners.push_back(0);
       is_monitor.push_back(false);
     }
+    const std::size_t zap_at = items.size();
+    if (zap_) {
+      items.push_back({zap_->handle(), 0, ZMQ_POLLIN, 0});
+      owners.push_back(0);
+      is_monitor.push_back(false);
+    }
+    const std::size_t rmon_at = items.size();
+    if (router_monitor_) {
+      items.push_back({router_monitor_->handle(), 0, ZMQ_POLLIN, 0});
+      owners.push_back(0);
+      is_monitor.push_back(false);
+    }
     for (auto& [id, p] : peers_) {
       bool owned, out;
       {
@@ -332,6 +371,8 @@ void NodeImpl::loop() {
       std::uint64_t v;
       (void)!::read(wake_fd_, &v, sizeof(v));
     }
+    if (zap_ && (items[zap_at].revents & ZMQ_POLLIN)) on_zap();
+    if (router_monitor_ && (items[rmon_at].revents & ZMQ_POLLIN)) on_router_monitor();
     if (items[0].revents & ZMQ_POLLIN) on_router();
     if (pm_ && items.size() > 2 && items[2].fd == pm_->registration_fd() &&
         (items[2].revents & ZMQ_POLLIN)) {
@@ -413,7 +454,7 @@ NodeImpl::Peer* NodeImpl::connect_peer(Atom node, std::string* error) {
     *error = "that is this node";
     return nullptr;
   }
-  std::string endpoint;
+  std::string endpoint, mapper_key;
   for (const auto& [n, ep] : opts_.peers) {
     if (n == name) endpoint = ep;
   }
@@ -425,10 +466,31 @@ NodeImpl::Peer* NodeImpl::connect_peer(Atom node, std::string* error) {
     if (!addr) return nullptr;
     if (host == "localhost") host = "127.0.0.1";
     endpoint = "tcp://" + host + ":" + std::to_string(addr->port);
+    mapper_key = addr->curve_key;
   }
   Peer p;
   p.name = name;
   p.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+  if (opts_.curve) {
+    std::string server_key = server_key_for(name, mapper_key, error);
+    if (server_key.empty() && !mapper_key.empty()) {  // a key we do not trust: never talk to it
+      logger().error("** Not connecting to node {}: {} **", name, *error);
+      return nullptr;
+    }
+    if (server_key.empty()) {
+      // most likely a cookie-mode node: a handshake with a throwaway server key cannot succeed,
+      // but lets that node see (and log) the attempt
+      char pub[41], sec[41];
+      zmq_curve_keypair(pub, sec);
+      server_key = pub;
+      p.hint = *error;
+    }
+    p.dealer->set(zmq::sockopt::curve_serverkey, server_key);
+    p.dealer->set(zmq::sockopt::curve_publickey, curve_public_);
+    p.dealer->set(zmq::sockopt::curve_secretkey, opts_.curve->secret_key);
+  } else if (!mapper_key.empty()) {
+    p.hint = name + " requires CURVE (it registered a CURVE key); this node is in cookie mode";
+  }
   p.dealer->set(zmq::sockopt::linger, 0);
   p.dealer->set(zmq::sockopt::reconnect_ivl, -1);  // a lost peer is down, not silently retried
   // only handshake answers come back on this socket; anything else is not read for long
@@ -441,7 +503,9 @@ NodeImpl::Peer* NodeImpl::connect_peer(Atom node, std::string* error) {
   p.dealer->set(zmq::sockopt::heartbeat_timeout, std::max(1, tick - tick / 8));
   p.dealer->set(zmq::sockopt::heartbeat_ttl, std::max(100, tick));
   const std::string mon = "inproc://nodus-monitor-" + std::to_string(++monitor_seq_);
-  if (zmq_socket_monitor(p.dealer->handle(), mon.c_str(), ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED) != 0) {
+  if (zmq_socket_monitor(p.dealer->handle(), mon.c_str(),
+                         ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
     *error = "cannot monitor socket";
     return nullptr;
   }
@@ -557,5 +621,128 @@ void NodeImpl::send_router(const std::string& rid, const std::string& frame) {
   }
 }
 
+
+}  // namespace nodus::dist
+
+namespace nodus::dist {
+
+// ------------------------------------------------------------------------------ CURVE
+
+std::string NodeImpl::allowed_label(std::string_view z85) const {
+  if (!opts_.curve) return {};
+  for (const auto& [key, label] : opts_.curve->allowed) {
+    if (key == z85) return label.empty() ? std::string("(unnamed)") : label;
+  }
+  return {};
+}
+
+std::string NodeImpl::server_key_for(const std::string& name, const std::string& from_portmapper,
+                                     std::string* error) const {
+  // a static peer's key: the allowed key labelled with its full or short name
+  for (const auto& [key, label] : opts_.curve->allowed) {
+    if (label == name || label == short_of(name)) return key;
+  }
+  if (!from_portmapper.empty()) {
+    if (!allowed_label(from_portmapper).empty()) return from_portmapper;
+    *error = "its CURVE key " + from_portmapper + " (from the port mapper) is not in --curve-allow";
+    return {};
+  }
+  *error = "no CURVE key known for it: it is not registered with one (a cookie-mode node?) and no "
+           "--curve-allow file is named " + short_of(name) + ".pub or " + name + ".pub";
+  return {};
+}
+
+// ZAP (RFC 27): version, request id, domain, address, identity, mechanism, credentials ->
+// version, request id, status code, status text, user id, metadata.
+void NodeImpl::on_zap() {
+  for (;;) {
+    std::vector<zmq::message_t> req;
+    zmq::message_t part;
+    if (!zap_->recv(part, zmq::recv_flags::dontwait)) return;
+    req.push_back(std::move(part));
+    while (req.back().more() && req.size() < 16) {
+      zmq::message_t more;
+      if (!zap_->recv(more, zmq::recv_flags::dontwait)) break;
+      req.push_back(std::move(more));
+    }
+    std::string status = "400", text = "not allowed", user;
+    const std::string request_id = req.size() > 1 ? req[1].to_string() : std::string();
+    if (req.size() >= 7 && req[0].to_string_view() == "1.0" && req[5].to_string_view() == "CURVE" &&
+        req[6].size() == 32) {
+      char z85[41] = {};
+      zmq_z85_encode(z85, static_cast<const std::uint8_t*>(req[6].data()), 32);
+      const std::string address = req[3].to_string();
+      user = allowed_label(z85);
+      if (!user.empty()) {
+        status = "200";
+        text = "OK";
+        logger().debug("CURVE key {} ({}) accepted from {}", z85, user, address);
+      } else {
+        logger().error("** Connection attempt from {} rejected: its CURVE key {} is not in --curve-allow **",
+                       address, z85);
+      }
+    } else {
+      logger().error("** Connection attempt rejected: not a CURVE ZAP request **");
+    }
+    zap_->send(zmq::str_buffer("1.0"), zmq::send_flags::sndmore);
+    zap_->send(zmq::buffer(request_id), zmq::send_flags::sndmore);
+    zap_->send(zmq::buffer(status), zmq::send_flags::sndmore);
+    zap_->send(zmq::buffer(text), zmq::send_flags::sndmore);
+    zap_->send(zmq::buffer(user), zmq::send_flags::sndmore);
+    zap_->send(zmq::str_buffer(""), zmq::send_flags::none);
+  }
+}
+
+namespace {
+// A monitor event: (event, value), and the endpoint.
+bool read_event(zmq::socket_t& mon, std::uint16_t* event, std::uint32_t* value, std::string* endpoint) {
+  zmq::message_t ev, addr;
+  if (!mon.recv(ev, zmq::recv_flags::dontwait)) return false;
+  if (ev.more()) (void)mon.recv(addr, zmq::recv_flags::dontwait);
+  *event = 0;
+  *value = 0;
+  if (ev.size() >= 6) {
+    std::memcpy(event, ev.data(), 2);
+    std::memcpy(value, static_cast<const char*>(ev.data()) + 2, 4);
+  }
+  *endpoint = addr.to_string();
+  return true;
+}
+}  // namespace
+
+// Handshakes our ROUTER refused at the ZeroMQ level (a CURVE/cookie mix, a wrong server key).
+// ZeroMQ does not say who the peer was: ZAP refusals are logged by on_zap with the address.
+void NodeImpl::on_router_monitor() {
+  std::uint16_t event;
+  std::uint32_t value;
+  std::string endpoint;
+  while (read_event(*router_monitor_, &event, &value, &endpoint)) {
+    std::string why;
+    if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+      why = opts_.curve ? "the peer does not use CURVE (a cookie-mode node?); this node requires it"
+                        : "the peer uses CURVE; this node is in cookie mode";
+    } else if (value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC) {
+      why = "CURVE handshake failed: the peer does not have this node's public key " + curve_public_;
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+      why = "protocol error " + std::to_string(value);
+    } else {
+      why = "handshake failed";
+    }
+    logger().error("** Connection attempt on {} rejected: {} **", endpoint, why);
+  }
+}
+
+// Why a handshake with a node we connect to failed, from our DEALER's monitor event.
+std::string handshake_failure(std::uint16_t event, std::uint32_t value, const std::string& peer, bool curve) {
+  if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+    return peer + " refused this node's CURVE key (not in its --curve-allow)";
+  }
+  if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+    return curve ? peer + " does not use CURVE (a cookie-mode node?)"
+                 : peer + " requires CURVE; this node is in cookie mode (start it with --curve-key)";
+  }
+  if (value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC) return "CURVE handshake with " + peer + " failed (wrong key)";
+  return "handshake with " + peer + " failed";
+}
 
 }  // namespace nodus::dist

@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "nodus/log.hpp"
+#include "nodus/node.hpp"
 
 extern char** environ;
 
@@ -186,6 +187,7 @@ int run_portmapper(const PortmapperOptions& opts) {
   struct Entry {
     std::uint16_t port;
     std::uint32_t creation;
+    std::string key;  // CURVE public key (Z85), or empty
   };
   std::map<int, Client> clients;
   std::map<std::string, Entry> names;
@@ -210,8 +212,9 @@ int run_portmapper(const PortmapperOptions& opts) {
     in >> cmd;
     if (cmd == "REGISTER" && c.name.empty()) {
       long p = 0;
-      in >> name >> p;
-      if (!valid_name(name) || p <= 0 || p > 65535) {
+      std::string key, extra;
+      in >> name >> p >> key >> extra;
+      if (!valid_name(name) || p <= 0 || p > 65535 || !extra.empty() || (!key.empty() && !valid_z85_key(key))) {
         write_all(fd, "ERR bad_request\n");
         return false;
       }
@@ -222,10 +225,10 @@ int run_portmapper(const PortmapperOptions& opts) {
       auto [it, fresh] = creations.try_emplace(name, 0);
       it->second = fresh ? (rng() | 1u) : it->second + 1;
       if (it->second == 0) it->second = 1;
-      names[name] = Entry{static_cast<std::uint16_t>(p), it->second};
+      names[name] = Entry{static_cast<std::uint16_t>(p), it->second, key};
       c.name = name;
       write_all(fd, "OK " + std::to_string(it->second) + "\n");
-      logger().info("port mapper: {} registered at port {}", name, p);
+      logger().info("port mapper: {} registered at port {}{}", name, p, key.empty() ? "" : " (CURVE)");
       return true;
     }
     if (cmd == "LOOKUP") {
@@ -233,7 +236,8 @@ int run_portmapper(const PortmapperOptions& opts) {
       auto it = names.find(name);
       write_all(fd, it == names.end() ? std::string("NOTFOUND\n")
                                       : "PORT " + std::to_string(it->second.port) + " " +
-                                            std::to_string(it->second.creation) + "\n");
+                                            std::to_string(it->second.creation) +
+                                            (it->second.key.empty() ? "" : " " + it->second.key) + "\n");
       return false;
     }
     if (cmd == "NAMES") {
@@ -302,11 +306,12 @@ void PortmapperClient::unregister() {
 
 std::optional<std::uint32_t> PortmapperClient::register_node(const std::string& name,
                                                              std::uint16_t node_port,
+                                                             const std::string& curve_key,
                                                              std::string* error) {
   if (!ensure_portmapper(port_, error)) return std::nullopt;
   int fd = connect_to(host_, port_, std::chrono::seconds(2), error);
   if (fd < 0) return std::nullopt;
-  write_all(fd, "REGISTER " + name + " " + std::to_string(node_port) + "\n");
+  write_all(fd, "REGISTER " + name + " " + std::to_string(node_port) + (curve_key.empty() ? "" : " " + curve_key) + "\n");
   auto reply = read_reply(fd, true, std::chrono::seconds(2));
   if (!reply || reply->rfind("OK ", 0) != 0) {
     if (error) *error = reply ? reply->substr(0, reply->find('\n')) : "no answer from port mapper";
@@ -331,12 +336,13 @@ std::optional<NodeAddress> PortmapperClient::lookup(const std::string& name, std
   std::istringstream in(reply->substr(5));
   long port = 0;
   unsigned long creation = 0;
-  in >> port >> creation;
-  if (port <= 0 || port > 65535) {
+  std::string key;
+  in >> port >> creation >> key;
+  if (port <= 0 || port > 65535 || (!key.empty() && !valid_z85_key(key))) {
     if (error) *error = "bad answer from port mapper";
     return std::nullopt;
   }
-  return NodeAddress{static_cast<std::uint16_t>(port), static_cast<std::uint32_t>(creation)};
+  return NodeAddress{static_cast<std::uint16_t>(port), static_cast<std::uint32_t>(creation), key};
 }
 
 std::optional<std::vector<std::string>> PortmapperClient::names(std::string* error) const {

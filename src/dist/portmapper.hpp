@@ -27,6 +27,7 @@ int run_portmapper(const PortmapperOptions& opts);
 struct NodeAddress {
   std::uint16_t port = 0;
   std::uint32_t creation = 0;
+  std::string curve_key;  ///< Z85 public key of a CURVE node; empty for a cookie node
 };
 
 /// Client side. Every call has a deadline; errors are returned, never thrown.
@@ -40,7 +41,7 @@ class PortmapperClient {
   /// the port mapper daemon if none answers on this host. The creation the mapper assigns is
   /// returned; an error text otherwise ("name_taken", "unreachable: ...").
   std::optional<std::uint32_t> register_node(const std::string& name, std::uint16_t node_port,
-                                             std::string* error);
+                                             const std::string& curve_key, std::string* error);
   /// Drops the registration (closes the connection).
   void unregister();
   /// The registration's socket (the node polls it: if it closes, the mapper went away).

@@ -13,6 +13,9 @@ inline constexpr std::uint8_t kWireVersion = 1;
 inline constexpr std::int64_t kMaxFrame = 64 << 20;
 /// A sending thread's outbox is sent once it holds this many bytes (or its slice ends).
 inline constexpr std::size_t kBatchBytes = 64 << 10;
+/// In CURVE mode the handshake MACs are keyed with this instead of a cookie: the CURVE keys
+/// authenticate the connection; the MACs still bind both names and nonces.
+inline constexpr const char* kCurveHandshakeKey = "nodus-curve";
 
 enum class Op : std::uint8_t {
   hello = 0x01,      ///< connector -> acceptor: str8 name, u32 creation, 16 B nonce
