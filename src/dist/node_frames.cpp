@@ -204,7 +204,11 @@ void NodeImpl::on_monitor(Peer& p) {
       logger().debug("handshake event {:#x} value {:#x} on connection to {}", event, value, p.name);
       const std::string why =
           p.hint.empty() ? handshake_failure(event, value, p.name, opts_.curve.has_value()) : p.hint;
-      logger().error("** Cannot connect to node {}: {} **", p.name, why);
+      if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && p.hint.empty()) {
+        logger().warn("cannot connect to node {}: {}", p.name, why);  // also: it just stopped
+      } else {
+        logger().error("** Cannot connect to node {}: {} **", p.name, why);
+      }
       peer_down(Atom(p.name), why);
       return;
     }

@@ -726,7 +726,9 @@ void NodeImpl::on_router_monitor() {
     } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
       why = "protocol error " + std::to_string(value);
     } else {
-      why = "handshake failed";
+      // the peer hung up first: a cookie/CURVE mix where it noticed first, or a CURVE peer
+      // that does not have this node's key
+      why = "the peer hung up during the ZeroMQ handshake (a cookie/CURVE mix, or a wrong key)";
     }
     logger().error("** Connection attempt on {} rejected: {} **", endpoint, why);
   }
@@ -742,7 +744,8 @@ std::string handshake_failure(std::uint16_t event, std::uint32_t value, const st
                  : peer + " requires CURVE; this node is in cookie mode (start it with --curve-key)";
   }
   if (value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC) return "CURVE handshake with " + peer + " failed (wrong key)";
-  return "handshake with " + peer + " failed";
+  return "handshake with " + peer + " failed: it hung up (" +
+         (curve ? std::string("is the key this node has for it right?") : std::string("does it use CURVE?")) + ")";
 }
 
 }  // namespace nodus::dist

@@ -741,3 +741,196 @@ TEST_CASE("the lesson through `nodus shell`: say_name prints here; {hi, self()} 
   CHECK(out.find("nodus(") == std::string::npos);  // no prompt when stdin is not a terminal
   CHECK(kate->out().empty());                       // nothing printed on kate
 }
+
+namespace {
+// Key pairs made with `nodus keygen` in a fresh directory: DIR/<name>/node.{key,pub}, and
+// DIR/allow/<name>.pub for the names `allowed`. Removed at the end of the test.
+struct Keys {
+  std::string dir;
+  explicit Keys(const std::vector<std::string>& names, const std::vector<std::string>& allowed) {
+    char tmpl[] = "/tmp/nodus-curve-XXXXXX";
+    dir = ::mkdtemp(tmpl);
+    std::filesystem::create_directory(dir + "/allow");
+    for (const auto& n : names) {
+      std::filesystem::create_directory(dir + "/" + n);
+      Child gen({kNodus, "keygen", "--out", dir + "/" + n}, "keygen-" + n);
+      REQUIRE(gen.wait() == 0);
+    }
+    for (const auto& n : allowed) std::filesystem::copy_file(pub_file(n), dir + "/allow/" + n + ".pub");
+  }
+  ~Keys() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  std::string key_file(const std::string& n) const { return dir + "/" + n + "/node.key"; }
+  std::string pub_file(const std::string& n) const { return dir + "/" + n + "/node.pub"; }
+  std::string allow() const { return dir + "/allow"; }
+  std::string pub(const std::string& n) const {
+    std::ifstream in(pub_file(n));
+    std::string l;
+    std::getline(in, l);
+    return l;
+  }
+  std::vector<std::string> flags(const std::string& n) const {
+    return {"--curve-key", key_file(n), "--curve-allow", allow()};
+  }
+};
+
+std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+}  // namespace
+
+TEST_CASE("CURVE: allowed nodes talk, and a sniffer sees neither names nor messages", "[distributed][curve]") {
+  Cluster cl;
+  Keys keys({"kate", "alex"}, {"kate", "alex"});
+  Child kate(std::vector<std::string>{kNodus, "node", "--sname", "kate@localhost", "--ticktime", "1000"} +
+                 keys.flags("kate"),
+             "curve-kate" + std::to_string(cl.port));
+  REQUIRE(eventually([&] { return cl.lists("kate"); }));
+  CHECK(kate.err().find("CURVE key " + keys.pub("kate")) != std::string::npos);
+  // alex reaches kate through a relay that records the bytes (a static peer entry; kate's key
+  // is the allowed one labelled `kate`)
+  Relay relay(cl.port_of("kate"));
+  Runtime rt;
+  NodeOptions o{.name = "alex@localhost", .ticktime = 1000ms,
+                .peers = {{"kate@localhost", "tcp://127.0.0.1:" + std::to_string(relay.port())}}};
+  o.curve = load_curve(keys.key_file("alex"), keys.allow());
+  Node node(o);
+  Mailbox mb;
+  const std::string secret = "Top-Secret-Payload-0815";
+  for (int i = 0; i < 3; ++i) send(atom("echo"), atom("kate@localhost"), tuple(self(), secret));
+  for (int i = 0; i < 3; ++i) {
+    auto r = mb.receive<Term>(10s);
+    REQUIRE(r);
+    CHECK(r->to_string() == "{echo, \"" + secret + "\"}");
+  }
+  const std::string wire = relay.captured();
+  CHECK(wire.size() > 200);  // the capture did see the connection
+  CHECK(wire.find(secret) == std::string::npos);
+  CHECK(wire.find("alex@localhost") == std::string::npos);
+  CHECK(wire.find("kate@localhost") == std::string::npos);
+  CHECK(wire.find("echo") == std::string::npos);
+}
+
+TEST_CASE("CURVE: unknown keys and cookie/CURVE mixes are refused and logged on both sides", "[distributed][curve]") {
+  Cluster cl;
+  Keys keys({"kate", "alex", "eve"}, {"kate", "alex"});
+  Child kate(std::vector<std::string>{kNodus, "node", "--sname", "kate@localhost", "--ticktime", "1000"} +
+                 keys.flags("kate"),
+             "mix-kate" + std::to_string(cl.port));
+  REQUIRE(eventually([&] { return cl.lists("kate"); }));
+  auto carol = cl.node("carol", "secret");  // a cookie-mode node
+  auto ping = [&](const std::string& target, const std::string& who, std::vector<std::string> extra) {
+    auto c = std::make_unique<Child>(
+        std::vector<std::string>{kNodus, "ping", target, "--sname", who + "@localhost"} + extra,
+        "mix-" + who + "-" + target + std::to_string(cl.port));
+    REQUIRE(c->wait() != -1);
+    return c;
+  };
+
+  // an allowed key: pong
+  auto alex = ping("kate@localhost", "alex", keys.flags("alex"));
+  CHECK(alex->out() == "pong\n");
+
+  // eve's key is not in kate's --curve-allow
+  auto eve = ping("kate@localhost", "eve", keys.flags("eve"));
+  CHECK(eve->out() == "pang\n");
+  CHECK(eve->err().find("kate@localhost refused this node's CURVE key") != std::string::npos);
+  CHECK(eventually([&] {
+    return kate.err().find("rejected: its CURVE key " + keys.pub("eve") + " is not in --curve-allow") !=
+           std::string::npos;
+  }));
+
+  // a cookie node calling a CURVE node
+  auto bob = ping("kate@localhost", "bob", {"--cookie", "secret"});
+  CHECK(bob->out() == "pang\n");
+  CHECK(bob->err().find("kate@localhost requires CURVE") != std::string::npos);
+  CHECK(eventually([&] {
+    // which side notices the mismatch first varies: kate either sees it or sees bob hang up
+    return kate.err().find("rejected: the peer does not use CURVE") != std::string::npos ||
+           kate.err().find("rejected: the peer hung up during the ZeroMQ handshake") != std::string::npos;
+  }));
+
+  // a CURVE node calling a cookie node
+  auto alex2 = ping("carol@localhost", "alex2", keys.flags("alex"));
+  CHECK(alex2->out() == "pang\n");
+  CHECK(alex2->err().find("a cookie-mode node?") != std::string::npos);
+  CHECK(eventually([&] {
+    return carol->err().find("rejected: the peer uses CURVE; this node is in cookie mode") != std::string::npos ||
+           carol->err().find("rejected: the peer hung up during the ZeroMQ handshake") != std::string::npos;
+  }));
+
+  // a CURVE node whose port mapper entry carries a key it does not allow: not even contacted
+  Keys other({"zed", "kate"}, {"zed"});
+  auto stranger = ping("kate@localhost", "alex3",
+                       {"--curve-key", keys.key_file("alex"), "--curve-allow", other.allow()});
+  CHECK(stranger->out() == "pang\n");
+  CHECK(stranger->err().find("(from the port mapper) is not in --curve-allow") != std::string::npos);
+  // a key pinned by name (allow/kate.pub) wins over the port mapper's: another key fails
+  std::filesystem::copy_file(other.pub_file("kate"), other.allow() + "/kate.pub");
+  auto pinned = ping("kate@localhost", "alex5",
+                     {"--curve-key", keys.key_file("alex"), "--curve-allow", other.allow()});
+  CHECK(pinned->out() == "pang\n");
+
+  // kate kept serving
+  auto again = ping("kate@localhost", "alex4", keys.flags("alex"));
+  CHECK(again->out() == "pong\n");
+}
+
+TEST_CASE("CURVE with a static peer list: keys by --peer ...,key= and by file name", "[distributed][curve]") {
+  const std::uint16_t pm_port = next_portmapper_port();
+  ::setenv("NODUS_PORTMAPPER_PORT", std::to_string(pm_port).c_str(), 1);
+  Keys keys({"kate", "alex"}, {"kate"});  // alex's key reaches kate only through --peer ...,key=
+  const std::uint16_t kate_port = free_port(), alex_port = free_port();
+  const std::string kate_ep = "tcp://127.0.0.1:" + std::to_string(kate_port);
+  const std::string alex_ep = "tcp://127.0.0.1:" + std::to_string(alex_port);
+  Child kate(std::vector<std::string>{kNodus, "node", "--sname", "kate@localhost", "--ticktime", "1000",
+                                      "--no-portmapper", "--port", std::to_string(kate_port), "--peer",
+                                      "alex@localhost=" + alex_ep + ",key=" + keys.pub_file("alex")} +
+                 keys.flags("kate"),
+             "curve-static-kate" + std::to_string(pm_port));
+  REQUIRE(eventually([&] { return kate.err().find("ready") != std::string::npos; }));
+  Runtime rt;
+  NodeOptions o{.name = "alex@localhost", .ticktime = 1000ms, .listen_port = alex_port,
+                .peers = {{"kate@localhost", kate_ep}}, .use_portmapper = false};
+  o.curve = load_curve(keys.key_file("alex"), keys.allow());  // kate.pub: kate's server key
+  Node node(o);
+  Mailbox mb;
+  send(atom("echo"), atom("kate@localhost"), tuple(self(), atom("hi")));
+  auto r = mb.receive<Term>(10s);
+  REQUIRE(r);
+  CHECK(r->to_string() == "{echo, hi}");
+}
+
+TEST_CASE("CURVE flags: unreadable, world-readable or malformed keys are usage errors", "[curve]") {
+  Keys keys({"kate"}, {"kate"});
+  auto run = [&](std::vector<std::string> args, const std::string& tag) {
+    Child c(std::vector<std::string>{kNodus, "ping", "x@localhost", "--sname", "kate@localhost"} + args, tag);
+    const int rc = c.wait();
+    return std::make_pair(rc, c.err());
+  };
+  auto [rc1, err1] = run({"--curve-key", keys.dir + "/nope.key", "--curve-allow", keys.allow()}, "cf1");
+  CHECK(rc1 == 2);
+  CHECK(err1.find("cannot read CURVE key") != std::string::npos);
+  ::chmod(keys.key_file("kate").c_str(), 0644);
+  auto [rc2, err2] = run(keys.flags("kate"), "cf2");
+  CHECK(rc2 == 2);
+  CHECK(err2.find("is readable by other users") != std::string::npos);
+  ::chmod(keys.key_file("kate").c_str(), 0400);
+  std::filesystem::create_directory(keys.dir + "/empty");
+  auto [rc4, err4] = run({"--curve-key", keys.key_file("kate"), "--curve-allow", keys.dir + "/empty"}, "cf4");
+  CHECK(rc4 == 2);
+  CHECK(err4.find("no .pub files in") != std::string::npos);
+  std::ofstream(keys.dir + "/bad.pub") << "not a key\n";
+  auto [rc5, err5] = run({"--curve-key", keys.key_file("kate"), "--curve-allow", keys.dir + "/bad.pub"}, "cf5");
+  CHECK(rc5 == 2);
+  CHECK(err5.find("not a CURVE public key") != std::string::npos);
+  auto [rc6, err6] = run({"--curve-key", keys.key_file("kate")}, "cf6");
+  CHECK(rc6 != 0);
+  CHECK(err6.find("--curve-allow") != std::string::npos);
+  auto [rc7, err7] = run({"--peer", "a@localhost=tcp://127.0.0.1:1,key=" + keys.pub_file("kate")}, "cf7");
+  CHECK(rc7 == 2);
+  CHECK(err7.find("CURVE mode is off") != std::string::npos);
+}
