@@ -19,6 +19,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <sys/stat.h>
+#include <zmq.h>
+
+#include <filesystem>
+
 #include "../src/dist/portmapper.hpp"
 #include "nodus/nodus.hpp"
 
@@ -199,6 +204,32 @@ int local_spawn(const Options& o) {
 // ---------------------------------------------------------------- distribution
 // Two nodes in two OS processes on 127.0.0.1: this one (a@localhost) and a `nodus node`
 // (b@localhost) started here with a private port mapper; both stopped at the end.
+// CURVE scenarios: fresh key pairs for a and b in a temporary directory (a/node.key,
+// b/node.key, allow/{a,b}.pub), removed at the end.
+struct CurveKeys {
+  std::string dir;
+  CurveKeys() {
+    char tmpl[] = "/tmp/nodus-bench-keys-XXXXXX";
+    dir = ::mkdtemp(tmpl);
+    std::filesystem::create_directory(dir + "/allow");
+    for (const char* n : {"a", "b"}) {
+      char pub[41], sec[41];
+      zmq_curve_keypair(pub, sec);
+      std::filesystem::create_directory(dir + "/" + n);
+      std::ofstream(dir + "/" + n + "/node.key") << sec << "\n";
+      ::chmod((dir + "/" + n + "/node.key").c_str(), 0400);
+      std::ofstream(dir + "/allow/" + n + ".pub") << pub << "\n";
+    }
+  }
+  ~CurveKeys() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  std::vector<std::string> flags(const char* n) const {
+    return {"--curve-key", dir + "/" + n + "/node.key", "--curve-allow", dir + "/allow"};
+  }
+};
+
 struct Peer {
   pid_t pm = -1, node = -1;
   std::string port;
@@ -217,7 +248,7 @@ struct Peer {
     }
     return pid;
   }
-  Peer() {
+  explicit Peer(const CurveKeys* keys = nullptr) {
     const char* bin = std::getenv("NODUS_BIN");
     const std::string dir = bin ? bin : NODUS_TOOLS_DIR;
     port = std::to_string(30000 + ::getpid() % 20000);
@@ -227,7 +258,11 @@ struct Peer {
     nodus::dist::PortmapperClient probe("127.0.0.1", static_cast<std::uint16_t>(std::stoi(port)));
     const auto end = BenchClock::now() + 10s;
     while (!probe.names(nullptr) && BenchClock::now() < end) std::this_thread::sleep_for(5ms);
-    node = start({dir + "/nodus", "node", "--sname", "b@localhost", "--cookie", "bench"});
+    std::vector<std::string> args{dir + "/nodus", "node", "--sname", "b@localhost", "--cookie", "bench"};
+    if (keys) {
+      for (auto& f : keys->flags("b")) args.push_back(f);
+    }
+    node = start(args);
   }
   ~Peer() {
     for (pid_t p : {node, pm}) {
@@ -254,10 +289,18 @@ bool wait_for_peer(Mailbox& mb) {
 
 // This process as a@localhost, with the peer b@localhost running.
 struct DistRun {
-  explicit DistRun(const Options& o) : rt({.schedulers = o.schedulers}) {}
+  explicit DistRun(const Options& o, bool curve = false)
+      : keys(curve ? std::make_unique<CurveKeys>() : nullptr), peer(keys.get()), rt({.schedulers = o.schedulers}),
+        a(options(keys.get())) {}
+  static NodeOptions options(const CurveKeys* k) {
+    NodeOptions o{.name = "a@localhost", .cookie = "bench"};
+    if (k) o.curve = load_curve(k->dir + "/a/node.key", k->dir + "/allow");
+    return o;
+  }
+  std::unique_ptr<CurveKeys> keys;
   Peer peer;
   Runtime rt;
-  Node a{{.name = "a@localhost", .cookie = "bench"}};
+  Node a;
   Mailbox mb;
 };
 
@@ -273,9 +316,9 @@ Proc oneway_sender(Pid report, long n, std::size_t size) {
   send(report, tuple(secs(t0, BenchClock::now()), secs(t0, t_sent), done[2]));
 }
 
-int dist_oneway(const Options& o, const char* name, std::size_t size) {
+int dist_oneway(const Options& o, const char* name, std::size_t size, bool curve = false) {
   const long n = o.n ? o.n : 1'500'000;
-  DistRun run(o);
+  DistRun run(o, curve);
   Mailbox& mb = run.mb;
   if (!wait_for_peer(mb)) return 1;
   spawn(oneway_sender, self(), 20'000L, size);  // warm-up
@@ -293,10 +336,11 @@ int dist_oneway(const Options& o, const char* name, std::size_t size) {
 
 int dist_oneway_small(const Options& o) { return dist_oneway(o, "dist_oneway_small", 16); }
 int dist_oneway_1k(const Options& o) { return dist_oneway(o, "dist_oneway_1k", 1024); }
+int dist_oneway_small_curve(const Options& o) { return dist_oneway(o, "dist_oneway_small_curve", 16, true); }
 
-int dist_pingpong(const Options& o) {
+int dist_pingpong(const Options& o, const std::string& name = "dist_pingpong", bool curve = false) {
   const long n = o.n ? o.n : 100'000;
-  DistRun run(o);
+  DistRun run(o, curve);
   Mailbox& mb = run.mb;
   if (!wait_for_peer(mb)) return 1;
   auto round = [&](long i) {
@@ -317,13 +361,15 @@ int dist_pingpong(const Options& o) {
   const double total = secs(t0, BenchClock::now());
   std::sort(us.begin(), us.end());
   auto pct = [&](double q) { return us[std::min(us.size() - 1, static_cast<std::size_t>(q * us.size()))]; };
-  std::fprintf(stderr, "detail: dist_pingpong %ld sequential round trips {ping, Pid, I} -> {pong, I}; total %.3f s; rtt_us min=%.1f p50=%.1f p90=%.1f p99=%.1f max=%.1f\n",
-               n, total, us.front(), pct(0.5), pct(0.9), pct(0.99), us.back());
-  result("dist_pingpong_p50", pct(0.5), "us");
-  result("dist_pingpong_p99", pct(0.99), "us");
-  result("dist_pingpong", n / total, "roundtrips/s");
+  std::fprintf(stderr, "detail: %s %ld sequential round trips {ping, Pid, I} -> {pong, I}; total %.3f s; rtt_us min=%.1f p50=%.1f p90=%.1f p99=%.1f max=%.1f\n",
+               name.c_str(), n, total, us.front(), pct(0.5), pct(0.9), pct(0.99), us.back());
+  result((name + "_p50").c_str(), pct(0.5), "us");
+  result((name + "_p99").c_str(), pct(0.99), "us");
+  result(name.c_str(), n / total, "roundtrips/s");
   return 0;
 }
+int dist_pingpong_plain(const Options& o) { return dist_pingpong(o); }
+int dist_pingpong_curve(const Options& o) { return dist_pingpong(o, "dist_pingpong_curve", true); }
 
 // Task.Supervisor.async({BenchSup, b}, "BenchM.f", [I]) |> await, `calls` times in a row from
 // one process; reports {done, Seconds, Bad}.
@@ -408,7 +454,9 @@ const std::map<std::string, std::function<int(const Options&)>>& scenarios() {
       {"local_spawn", local_spawn},
       {"dist_oneway_small", dist_oneway_small},
       {"dist_oneway_1k", dist_oneway_1k},
-      {"dist_pingpong", dist_pingpong},
+      {"dist_pingpong", dist_pingpong_plain},
+      {"dist_oneway_small_curve", dist_oneway_small_curve},
+      {"dist_pingpong_curve", dist_pingpong_curve},
       {"dist_detect_kill", dist_detect_kill},
       {"dist_task_async_await", dist_task_async_await},
       {"dist_task_async_await_c64", dist_task_async_await_c64},

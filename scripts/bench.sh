@@ -28,7 +28,7 @@ ninja -C $dir bench/nodus-bench >/dev/null || { echo "build failed" >&2; exit 1;
 bench=$dir/bench/nodus-bench
 ((${#scenarios[@]})) || mapfile -t scenarios < <($bench --list)
 
-# nodus result name | anchor result name | anchor set that produces it | better when
+# nodus result name | anchor result name | anchor set that produces it (self: nodus-bench) | better when
 pairs=(
   "local_send|erlang.local_send|erlang:local_send|higher"
   "local_send|caf_local_send|caf:local_send|higher"
@@ -44,6 +44,10 @@ pairs=(
   "dist_pingpong_p50|erlang.dist_pingpong_p50|erlang:dist_pingpong|lower"
   "dist_pingpong_p50|zmq_pingpong_median|zmq:all|lower"
   "dist_pingpong_p99|zmq_pingpong_p99|zmq:all|lower"
+  "dist_oneway_small_curve|zmq_oneway_small_curve|zmq:all|higher"
+  "dist_oneway_small_curve|dist_oneway_small|self|higher"
+  "dist_pingpong_curve_p50|zmq_pingpong_curve_median|zmq:all|lower"
+  "dist_pingpong_curve_p99|zmq_pingpong_curve_p99|zmq:all|lower"
   "dist_task_async_await|erlang.dist_task_async_await|erlang:dist_task_async_await|higher"
   "dist_task_async_await_c64|erlang.dist_task_async_await_c64|erlang:dist_task_async_await_c64|higher"
 )
@@ -78,6 +82,7 @@ if ((with_anchors)); then
   needed=()
   for p in "${pairs[@]}"; do
     IFS='|' read -r n a src better <<<"$p"
+    [[ $src == self ]] && continue  # a nodus scenario against another nodus scenario
     for s in "${scenarios[@]}"; do
       if [[ $n == "$s" || $n == "${s}_"* ]] && [[ ! " ${needed[*]} " == *" $src "* ]]; then needed+=("$src"); fi
     done
