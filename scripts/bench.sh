@@ -24,7 +24,7 @@ done
 nodus_install_deps || exit 1
 dir=build-bench
 [ -f $dir/build.ninja ] || meson setup $dir --buildtype=release -Dtests=false >/dev/null || exit 1
-ninja -C $dir bench/nodus-bench >/dev/null || { echo "build failed" >&2; exit 1; }
+ninja -C $dir bench/nodus-bench tools/nodus tools/nodus-portmapper >/dev/null || { echo "build failed" >&2; exit 1; }
 bench=$dir/bench/nodus-bench
 ((${#scenarios[@]})) || mapfile -t scenarios < <($bench --list)
 

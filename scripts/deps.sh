@@ -4,7 +4,8 @@
 # run alone: ./scripts/deps.sh [extra packages...]
 
 nodus_packages=(g++ meson ninja-build pkg-config libzmq3-dev cppzmq-dev libcereal-dev
-  libspdlog-dev libfmt-dev catch2 libsodium-dev libtomlplusplus-dev libcli11-dev libreadline-dev)
+  libspdlog-dev libfmt-dev catch2 libsodium-dev libtomlplusplus-dev libcli11-dev libreadline-dev
+  nlohmann-json3-dev python3-zmq)
 
 nodus_install_deps() {
   local missing=()

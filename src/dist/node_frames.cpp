@@ -1,5 +1,6 @@
 // What each frame means: handshake (both sides), sends, spawns, links and monitors.
 #include "node_impl.hpp"
+#include "json.hpp"
 #include "wire_types.hpp"
 
 namespace nodus::dist {
@@ -20,7 +21,12 @@ std::string control(Op op, std::initializer_list<Term> terms, int flag) {
 }
 
 // The payload of a node that can travel (Term or io::Request); false for other types.
-bool encode_payload(Writer& w, detail::MsgNode* n) {
+bool encode_payload(Writer& w, detail::MsgNode* n, bool json) {
+  if (json && n->type == &detail::type_info_v<Term>) {
+    w.u8(static_cast<std::uint8_t>(Payload::json));
+    w.bytes(term_to_json(static_cast<detail::TypedNode<Term>*>(n)->value));
+    return true;
+  }
   if (n->type == &detail::type_info_v<Term>) {
     w.u8(static_cast<std::uint8_t>(Payload::term));
     encode_term(w, static_cast<detail::TypedNode<Term>*>(n)->value);
@@ -46,22 +52,24 @@ bool can_travel(detail::MsgNode* n) {
 }
 
 void NodeImpl::post_send(const Pid& to, detail::MsgNode* n) {
+  const bool json = wants_json(to.node);
   emit(to.node, [&](Writer& w) {
     w.u8(kWireVersion);
     w.u8(static_cast<std::uint8_t>(Op::send_pid));
     w.u32(to.creation);
     w.u32(to.id);
     w.u32(to.serial);
-    encode_payload(w, n);
+    encode_payload(w, n, json);
   });
 }
 
 void NodeImpl::post_send_name(Atom name, Atom node, detail::MsgNode* n) {
+  const bool json = wants_json(node);
   emit(node, [&](Writer& w) {
     w.u8(kWireVersion);
     w.u8(static_cast<std::uint8_t>(Op::send_name));
     w.str8(name.name());
-    encode_payload(w, n);
+    encode_payload(w, n, json);
   });
 }
 
@@ -97,8 +105,20 @@ detail::MsgNode* decode_wire_typed(const detail::EncodedNode* e) {
     return nullptr;
   }
 }
+// A JSON payload (a foreign tool's), decoded by the process that receives it.
+detail::MsgNode* decode_wire_json(const detail::EncodedNode* e) {
+  std::string why;
+  auto term = json_to_term(std::string_view(e->bytes(), e->size), &why);
+  if (!term) {
+    warn_bad("message", "malformed JSON payload from another node: " + why);
+    return nullptr;
+  }
+  return detail::make_node(std::move(*term));
+}
 std::string print_encoded(const detail::MsgNode*) { return "#encoded<>"; }
 constexpr detail::TypeInfo kEncodedTerm{"nodus::Term (encoded)", detail::NodeKind::encoded,
+                                        &detail::EncodedNode::destroy, &print_encoded};
+constexpr detail::TypeInfo kEncodedJson{"nodus::Term (JSON)", detail::NodeKind::encoded,
                                         &detail::EncodedNode::destroy, &print_encoded};
 constexpr detail::TypeInfo kEncodedTyped{"typed message (encoded)", detail::NodeKind::encoded,
                                          &detail::EncodedNode::destroy, &print_encoded};
@@ -307,6 +327,7 @@ bool NodeImpl::handle_inbound_frame(const std::string& rid, std::string_view fra
     auto their_name = r.str8();
     const auto their_creation = r.u32();
     auto nonce = r.bytes(16);
+    const std::uint8_t flags = r.ok() && !r.at_end() ? r.u8() : 0;
     if (!r.ok() || !r.at_end() || !valid_node_name(their_name)) {
       warn_bad("frame", "malformed hello");
       return false;
@@ -314,6 +335,7 @@ bool NodeImpl::handle_inbound_frame(const std::string& rid, std::string_view fra
     Inbound in;
     in.name = std::string(their_name);
     in.creation = their_creation;
+    in.flags = flags;
     std::memcpy(in.their_nonce.data(), nonce.data(), 16);
     in.our_nonce = make_nonce();
     in.since = Clock::now();
@@ -351,6 +373,7 @@ bool NodeImpl::handle_inbound_frame(const std::string& rid, std::string_view fra
       return false;
     }
     in.authenticated = true;
+    set_json_peer(Atom(in.name), (in.flags & kHelloJson) != 0);
     w.u8(static_cast<std::uint8_t>(Op::accept));
     send_router(rid, answer);
     logger().debug("accepted connection from {}", in.name);
@@ -403,6 +426,10 @@ void NodeImpl::deliver_frame(Inbound& in, std::string_view frame) {
     // decoded by the receiving process (decode_wire_term), on its own thread
     const std::string_view body = r.rest();
     n = detail::EncodedNode::make(&kEncodedTerm, &decode_wire_term, body.data(),
+                                  static_cast<std::uint32_t>(body.size()));
+  } else if (r.ok() && enc == Payload::json) {
+    const std::string_view body = r.rest();
+    n = detail::EncodedNode::make(&kEncodedJson, &decode_wire_json, body.data(),
                                   static_cast<std::uint32_t>(body.size()));
   } else if (r.ok() && enc == Payload::typed) {
     const std::string_view body = r.rest();

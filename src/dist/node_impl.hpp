@@ -91,7 +91,8 @@ std::optional<RemoteFunction> find_function(std::string_view name);
 /// A link/monitor control frame: two terms, an optional flag byte, more terms.
 std::string control(Op op, std::initializer_list<Term> terms, int flag = -1);
 /// The payload of a node that can travel (Term or io::Request); false for other types.
-bool encode_payload(Writer& w, detail::MsgNode* n);
+/// `json`: a Term goes as Payload::json (for a peer that asked for it in its HELLO).
+bool encode_payload(Writer& w, detail::MsgNode* n, bool json = false);
 bool can_travel(detail::MsgNode* n);
 
 // The sending half of a connection to one peer, shared by every thread that sends to it.
@@ -217,6 +218,7 @@ class NodeImpl {
     std::uint32_t creation = 0;
     Nonce their_nonce{}, our_nonce{};
     bool authenticated = false;
+    std::uint8_t flags = 0;  // HELLO's flags (kHelloJson)
     Clock::time_point since;
   };
 
@@ -289,6 +291,25 @@ class NodeImpl {
   std::multimap<std::uint32_t, std::pair<Pid, Pid>> links_;  // remote node -> (local, remote)
   std::unordered_map<Ref, std::pair<Pid, Pid>> monitors_;    // ref -> (local watcher, remote target)
   std::unordered_map<Ref, Atom> name_monitors_;              // ref -> name, for monitors by name
+  // peers that asked for JSON payloads (foreign tools); the count keeps the usual case lock-free
+  std::atomic<int> json_peer_count_{0};
+  std::mutex json_mu_;
+  std::set<std::uint32_t> json_peers_;  // atom ids
+ public:
+  bool wants_json(Atom node) {
+    if (json_peer_count_.load(std::memory_order_relaxed) == 0) return false;
+    std::lock_guard lock(json_mu_);
+    return json_peers_.count(node.id()) != 0;
+  }
+  void set_json_peer(Atom node, bool on) {
+    std::lock_guard lock(json_mu_);
+    if (on) {
+      json_peers_.insert(node.id());
+    } else {
+      json_peers_.erase(node.id());
+    }
+    json_peer_count_.store(static_cast<int>(json_peers_.size()), std::memory_order_relaxed);
+  }
 };
 
 /// The running node, or nullptr.

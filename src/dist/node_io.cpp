@@ -596,6 +596,7 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
     }
   }
   peers_.erase(it);
+  set_json_peer(node, false);
   fire_noconnection(node);
   for (auto in = inbound_.begin(); in != inbound_.end();) {
     in = in->second.name == std::string_view(node.name()) ? inbound_.erase(in) : std::next(in);

@@ -18,7 +18,7 @@ inline constexpr std::size_t kBatchBytes = 64 << 10;
 inline constexpr const char* kCurveHandshakeKey = "nodus-curve";
 
 enum class Op : std::uint8_t {
-  hello = 0x01,      ///< connector -> acceptor: str8 name, u32 creation, 16 B nonce
+  hello = 0x01,      ///< connector -> acceptor: str8 name, u32 creation, 16 B nonce[, u8 flags]
   challenge = 0x02,  ///< acceptor -> connector: str8 name, u32 creation, 16 B nonce, 32 B mac
   reply = 0x03,      ///< connector -> acceptor: 32 B mac
   accept = 0x04,     ///< acceptor -> connector: (empty) the connection is up
@@ -42,6 +42,10 @@ enum class Payload : std::uint8_t {
   io_request = 0x02,  ///< nodus::io::Request: str32 text (output for a group leader)
   typed = 0x03,       ///< a registered C++ type: str8 wire name, then its cereal bytes
                       ///< (nodus/wire_type.hpp) up to the end of the frame
+  json = 0x04,        ///< a Term as JSON text up to the end of the frame (json.hpp)
 };
+
+/// HELLO's optional flags byte (after the nonce).
+inline constexpr std::uint8_t kHelloJson = 0x01;  ///< send me Term payloads as JSON
 
 }  // namespace nodus::dist

@@ -2,6 +2,12 @@
 // NODUS_ENV=test, and the three-node conversation of alex, kate and moebi as OS processes.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+#include <zmq.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include "../../examples/chat/chat.hpp"
 #include "nodus/testing.hpp"
 
@@ -72,6 +78,86 @@ TEST_CASE("the lesson's conversation: alex, kate and moebi as three OS processes
   CHECK(alex.out() == "how are you?\nchicken?\n");  // errors never go to stdout
 
   for (PeerNode* n : {&alex, &kate}) {
+    n->signal(SIGTERM);
+    CHECK(n->process().wait() == 0);
+  }
+}
+
+namespace {
+// CURVE keys for the bridge test: DIR/<name>.key (secret, 0400) and DIR/allow/<name>.pub.
+struct BridgeKeys {
+  std::string dir;
+  explicit BridgeKeys(const std::vector<std::string>& names) {
+    char tmpl[] = "/tmp/nodus-bridge-keys-XXXXXX";
+    dir = ::mkdtemp(tmpl);
+    std::filesystem::create_directory(dir + "/allow");
+    for (const auto& n : names) {
+      char pub[41], sec[41];
+      REQUIRE(zmq_curve_keypair(pub, sec) == 0);
+      std::ofstream(dir + "/" + n + ".key") << sec << "\n";
+      ::chmod((dir + "/" + n + ".key").c_str(), 0400);
+      std::ofstream(dir + "/allow/" + n + ".pub") << pub << "\n";
+    }
+  }
+  ~BridgeKeys() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  std::vector<std::string> flags(const std::string& n) const {
+    return {"--curve-key", dir + "/" + n + ".key", "--curve-allow", dir + "/allow"};
+  }
+};
+}  // namespace
+
+TEST_CASE("the pyzmq bridge joins the chat: hi to kate, moebi's chicken? back (cookie and CURVE)",
+          "[distributed][chat][bridge]") {
+  const std::string python = "/usr/bin/python3";
+  Child probe({python, "-c", "import zmq"}, "bridge-probe");
+  REQUIRE(probe.wait() == 0);  // Debian's python3-zmq (scripts/deps.sh installs it)
+  const bool curve = GENERATE(false, true);
+  INFO((curve ? "CURVE mode" : "cookie mode"));
+  BridgeKeys keys({"kate", "moebi", "bridge"});
+  auto node_args = [&](const std::string& name) {
+    std::vector<std::string> a{kChat, "--sname", name + "@localhost", "--ticktime", "1000"};
+    const auto extra = curve ? keys.flags(name) : std::vector<std::string>{"--cookie", "secret_token"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  PortMapper pm(kPortmapper);
+  REQUIRE(pm.ready());
+  PeerNode kate(node_args("kate"), pm, "kate");
+  PeerNode moebi(node_args("moebi"), pm, "moebi");
+  REQUIRE(kate.ready());
+  REQUIRE(moebi.ready());
+
+  std::vector<std::string> bridge_args{python, NODUS_BRIDGE, "--sname", "bridge@localhost"};
+  const auto extra = curve ? keys.flags("bridge") : std::vector<std::string>{"--cookie", "secret_token"};
+  bridge_args.insert(bridge_args.end(), extra.begin(), extra.end());
+  Child bridge(bridge_args, std::string("bridge-") + (curve ? "curve" : "cookie") + std::to_string(pm.port()),
+               "kate@localhost hi\nmoebi@localhost hi\n");
+  CHECK(bridge.wait(std::chrono::seconds(30)) == 0);
+  CHECK(bridge.out() == "chicken?\n");  // moebi's task ran Chat.receive_message here
+  CHECK(eventually([&] { return kate.out() == "hi\n"; }));
+  CHECK(eventually([&] { return moebi.out() == "hi\n"; }));
+  INFO(bridge.err());
+
+  // a bridge with the wrong cookie / an unknown key is refused and told so
+  std::vector<std::string> bad{python, NODUS_BRIDGE, "--sname", "mallory@localhost"};
+  BridgeKeys stranger({"mallory"});
+  const auto bad_extra = curve ? std::vector<std::string>{"--curve-key", stranger.dir + "/mallory.key",
+                                                          "--curve-allow", keys.dir + "/allow"}
+                               : std::vector<std::string>{"--cookie", "wrong"};
+  bad.insert(bad.end(), bad_extra.begin(), bad_extra.end());
+  Child mallory(bad, std::string("mallory-") + (curve ? "curve" : "cookie") + std::to_string(pm.port()),
+                "kate@localhost hi\n");
+  CHECK(mallory.wait(std::chrono::seconds(30)) == 1);
+  CHECK(mallory.err().find("error: no connection to kate@localhost") != std::string::npos);
+  CHECK(eventually([&] {
+    return kate.err().find(curve ? "is not in --curve-allow" : "Connection attempt from node mallory@localhost rejected") !=
+           std::string::npos;
+  }));
+  CHECK(kate.out() == "hi\n");
+  for (PeerNode* n : {&kate, &moebi}) {
     n->signal(SIGTERM);
     CHECK(n->process().wait() == 0);
   }
