@@ -2,7 +2,7 @@
 // thread, no port mapper) as one ZeroMQ message from an unauthenticated peer (handshake state
 // machine) and from an authenticated one (records, frames, envelopes, payloads, spawn and
 // link/monitor frames, delivery to a registered process that decodes Terms and typed values),
-// and straight to the Term and typed-message decoders.
+// and straight to the Term, JSON and typed-message decoders.
 //   scripts/fuzz.sh [SECONDS]
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "../../src/dist/codec.hpp"
+#include "../../src/dist/json.hpp"
 #include "../../src/dist/node_impl.hpp"
 #include "nodus/nodus.hpp"
 
@@ -64,6 +65,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   {
     dist::Reader r(bytes);
     (void)dist::decode_term(r);
+  }
+  if (auto t = dist::json_to_term(bytes, nullptr)) {  // JSON payloads; what parses prints back
+    (void)dist::term_to_json(*t);
   }
   try {
     wire::InputArchive ar(bytes);

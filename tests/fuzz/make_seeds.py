@@ -23,6 +23,8 @@ seeds = {
     'send_name_term': rec(V + b'\x11' + str8(b'sink') + b'\x01' + term_tuple(term_atom(b'hi'), term_int(42), term_bin(b'x' * 16))),
     'send_pid_term': rec(V + b'\x10' + struct.pack('<III', 1, 1, 0) + b'\x01' + term_atom(b'hello')),
     'send_name_typed': rec(V + b'\x11' + str8(b'sink') + b'\x03' + str8(b'fuzz.Sample') + me + struct.pack('<Q', 2) + b'hi' + struct.pack('<Q', 1) + struct.pack('<q', 5) + term_int(1)),
+    'send_name_json': rec(V + b'\x11' + str8(b'sink') + b'\x04' + b'{"$tuple":[{"$atom":"hi"},42,1.5,"x",[true,null],{"k":{"$map":[[1,2]]}},{"$pid":{"node":"a@b","creation":1,"id":2,"serial":3}},{"$ref":{"node":"a@b","creation":1,"id":9}},{"$bin":"AAE="}]}'),
+    'hello_json': rec(V + b'\x01' + str8(b'fuzz@localhost') + struct.pack('<I', 7) + b'N' * 16 + b'\x01'),
     'io_request': rec(V + b'\x11' + str8(b'sink') + b'\x02' + struct.pack('<I', 3) + b'hi\n'),
     'spawn_request': rec(V + b'\x20' + struct.pack('<QIIB', 1, 1, 0, 3) + me + str8(b'Kate.say_name') + b'\x07' + struct.pack('<I', 0) + term_ref(b'fuzz@localhost', 7, 1, 2)),
     'link': rec(V + b'\x30' + me + term_pid(b'kate@localhost', 1, 1, 0)),
