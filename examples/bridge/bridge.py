@@ -8,7 +8,9 @@ the lesson's `chat` node:
   * each stdin line `RECIPIENT TEXT` runs Chat.receive_message (or, for moebi@localhost,
     Chat.receive_message_for_moebi) under {Chat.TaskSupervisor, RECIPIENT} and awaits it;
   * it serves Chat.TaskSupervisor itself: a Chat.receive_message task started here by another
-    node prints its text on stdout (that is how moebi's "chicken?" arrives).
+    node prints its text on stdout (that is how moebi's "chicken?" arrives);
+  * a line `!spawn NODE FUNCTION` spawns a function registered for remote spawn there (e.g.
+    Kate.say_name) with this node as its group leader: its output prints here.
 
 At the end of stdin it exits once every send has finished (0 if all succeeded, 1 otherwise).
 Errors go to stderr as `error: no connection to moebi@localhost`.
@@ -33,6 +35,8 @@ import zmq.utils.z85
 VERSION = 1
 HELLO, CHALLENGE, REPLY, ACCEPT, REFUSE = 0x01, 0x02, 0x03, 0x04, 0x05
 SEND_PID, SEND_NAME = 0x10, 0x11
+SPAWN_REQUEST, SPAWN_REPLY = 0x20, 0x21
+TERM_JSON = 0x0B  # a Term field written as JSON text (docs/PROTOCOL.md, section 5)
 PAYLOAD_IO, PAYLOAD_JSON = 0x02, 0x04
 HELLO_FLAG_JSON = 0x01
 CURVE_HANDSHAKE_KEY = b"nodus-curve"
@@ -189,6 +193,7 @@ class Bridge:
         self.inbound = {}    # routing id -> {name, nonce_c, nonce_a, authed}
         self.calls = {}      # call ref id -> {node, tag}
         self.tasks = {}      # task tag id -> {node, deadline}
+        self.spawns = {}     # spawn request id -> {node, deadline}
         self.failed = False
         log(f"bridge {self.name} up on port {port} ({'CURVE' if self.curve else 'cookie'})")
 
@@ -324,12 +329,22 @@ class Bridge:
                 to = r.str8().decode()
             enc = r.u8()
             if enc == PAYLOAD_IO:
-                sys.stdout.write(r.take(r.u32()).decode(errors="replace") + "\n")
+                sys.stdout.write(r.take(r.u32()).decode(errors="replace"))  # io::puts text ends in \n
                 sys.stdout.flush()
             elif enc == PAYLOAD_JSON:
                 self.on_message(to, json.loads(r.rest()))
             else:
                 log(f"warning: payload encoding {enc} from {st['name'].decode()} is not JSON; dropped")
+        elif op == SPAWN_REPLY:
+            request, status = struct.unpack("<QB", r.take(9))
+            spawn = self.spawns.pop(request, None)
+            if spawn is None:
+                return
+            if status == 0:
+                pid_id, serial = struct.unpack("<II", r.take(8))
+                log(f"spawned <{spawn['node']}.{pid_id}.{serial - 1}>")
+            else:
+                self.fail(r.str8().decode(errors="replace"))
         # links, monitors, exits, DOWNs (binary Terms): this bridge needs none of them
 
     def on_zap(self):
@@ -356,6 +371,18 @@ class Bridge:
         self.calls[call["$ref"]["id"]] = {"node": recipient, "tag": tag["$ref"]["id"],
                                           "deadline": time.monotonic() + TIMEOUT}
         self.send_json((TASK_SUPERVISOR, recipient), tup(atom("$gen_call"), tup(self.me, call), start))
+
+    def spawn(self, node, function):
+        """Node.spawn(node, function, []) with this node's pid as group leader."""
+        request = len(self.spawns) + self.next_ref + 1000
+        self.next_ref += 1
+        me = self.me["$pid"]
+        leader = json.dumps(self.me).encode()
+        frame = (bytes([VERSION, SPAWN_REQUEST]) + struct.pack("<QIIB", request, me["id"], me["serial"], 0)
+                 + bytes([TERM_JSON]) + struct.pack("<I", len(leader)) + leader
+                 + str8(function.encode()) + bytes([TERM_JSON]) + struct.pack("<I", 2) + b"[]")
+        self.spawns[request] = {"node": node, "deadline": time.monotonic() + TIMEOUT}
+        self.send_frame(node, frame)
 
     def on_message(self, to, m):
         if to == TASK_SUPERVISOR and is_tuple(m, 3, "$gen_call"):
@@ -402,7 +429,7 @@ class Bridge:
             for c in list(self.conns.values()):
                 if not c.up and not c.error and now > c.deadline:
                     c.error = f"no connection to {c.name}"
-            for table in (self.calls, self.tasks):
+            for table in (self.calls, self.tasks, self.spawns):
                 for k, v in list(table.items()):
                     conn = self.conns.get(v["node"])
                     if conn is not None and conn.error:
@@ -416,7 +443,7 @@ class Bridge:
                     if c.dealer is not None:
                         c.dealer.close()
                     del self.conns[node]
-            if not stdin_open and not self.calls and not self.tasks:
+            if not stdin_open and not self.calls and not self.tasks and not self.spawns:
                 return 1 if self.failed else 0
             poller = zmq.Poller()
             poller.register(self.router, zmq.POLLIN)
@@ -441,7 +468,9 @@ class Bridge:
                     while b"\n" in pending:
                         line, pending = pending.split(b"\n", 1)
                         recipient, _, text = line.decode(errors="replace").strip().partition(" ")
-                        if recipient and text:
+                        if recipient == "!spawn" and len(text.split()) == 2:
+                            self.spawn(*text.split())
+                        elif recipient and text:
                             self.send_message(recipient, text)
                         elif recipient:
                             self.fail(f"expected RECIPIENT TEXT, got {line.decode(errors='replace')!r}")

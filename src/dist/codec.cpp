@@ -1,6 +1,8 @@
 // Term codec.
 #include "codec.hpp"
 
+#include "json.hpp"
+
 #include <utility>
 #include <vector>
 
@@ -18,6 +20,7 @@ enum Tag : std::uint8_t {
   kMap = 0x08,       // u32 pairs, key value ...
   kPid = 0x09,       // str8 node, u32 creation, u32 id, u32 serial
   kRef = 0x0A,       // str8 node, u32 creation, u64 id
+  kJson = 0x0B,      // str32 JSON text (docs/PROTOCOL.md 5b): for foreign tools; never written
 };
 
 void encode_seq(Writer& w, std::uint8_t tag, const std::vector<Term>& v) {
@@ -77,6 +80,13 @@ std::optional<Term> decode(Reader& r, int depth) {
       auto s = r.str8();
       if (!r.ok()) return std::nullopt;
       return Term(Atom(s));
+    }
+    case kJson: {
+      auto text = r.str32();
+      if (!r.ok()) return std::nullopt;
+      auto t = json_to_term(text, nullptr);
+      if (!t) r.fail();
+      return t;
     }
     case kBinary: {
       auto s = r.str32();

@@ -63,3 +63,20 @@ TEST_CASE("malformed terms are refused without crashing or over-allocating", "[c
   deep += std::string("\x07\x00\x00\x00\x00", 5);
   CHECK_FALSE(decode(deep).has_value());
 }
+
+TEST_CASE("a Term field may be JSON text (tag 0x0B), for foreign tools", "[codec]") {
+  auto json_field = [](std::string_view text) {
+    std::string s("\x0b", 1);
+    const auto n = static_cast<std::uint32_t>(text.size());
+    s.append(reinterpret_cast<const char*>(&n), 4);
+    s.append(text);
+    return s;
+  };
+  bool all = false;
+  auto t = decode(json_field(R"({"$tuple":[{"$atom":"hi"},[1,2]]})"), &all);
+  REQUIRE(t);
+  CHECK(all);
+  CHECK(*t == tuple(atom("hi"), list(1, 2)));
+  CHECK_FALSE(decode(json_field("{nope")));
+  CHECK_FALSE(decode(json_field("[1]").substr(0, 7)));  // truncated
+}
