@@ -42,7 +42,7 @@ HELLO_FLAG_JSON = 0x01
 CURVE_HANDSHAKE_KEY = b"nodus-curve"
 TASK_SUPERVISOR = "Chat.TaskSupervisor"
 MOEBI = "moebi@localhost"
-TIMEOUT = 5.0
+TIMEOUT = 10.0  # seconds for a connection, a task start, a result (nodus: 10 s start, 5 s await)
 
 
 def log(*parts):
