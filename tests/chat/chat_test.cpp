@@ -135,14 +135,15 @@ TEST_CASE("the pyzmq bridge joins the chat: hi to kate, moebi's chicken? back, a
   bridge_args.insert(bridge_args.end(), extra.begin(), extra.end());
   Child bridge(bridge_args, std::string("bridge-") + (curve ? "curve" : "cookie") + std::to_string(pm.port()),
                "kate@localhost hi\nmoebi@localhost hi\n!spawn kate@localhost Kate.say_name\n");
-  CHECK(bridge.wait(std::chrono::seconds(30)) == 0);
+  const int rc = bridge.wait(std::chrono::seconds(30));
+  INFO("bridge stderr: " << bridge.err());
+  CHECK(rc == 0);
   // moebi's task ran Chat.receive_message here; Kate.say_name, spawned on kate with the bridge
   // as group leader, printed here too (in either order)
   const std::string out = bridge.out();
   CHECK((out == "chicken?\nHi, my name is Kate\n" || out == "Hi, my name is Kate\nchicken?\n"));
   CHECK(eventually([&] { return kate.out() == "hi\n"; }));
   CHECK(eventually([&] { return moebi.out() == "hi\n"; }));
-  INFO(bridge.err());
 
   // a bridge with the wrong cookie / an unknown key is refused and told so
   std::vector<std::string> bad{python, NODUS_BRIDGE, "--sname", "mallory@localhost"};
