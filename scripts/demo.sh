@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds nodus, and runs the demo: a tour of the local runtime, the
 # lesson's first steps across OS processes (kate runs `chat`, alex is a `nodus shell`), a wrong
-# cookie, and the lesson's Chat application as three nodes: alex, kate and moebi.
+# cookie, the lesson's Chat application as three nodes (alex, kate and moebi), and the same
+# chat in CURVE mode with a Python (pyzmq) peer speaking the wire protocol with JSON payloads.
 # Everything it starts runs on a private port mapper port and is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-case ${1:-} in -h|--help) sed -n '2,5p' "$0" | sed 's/^# //'; exit 0 ;; esac
+case ${1:-} in -h|--help) sed -n '2,6p' "$0" | sed 's/^# //'; exit 0 ;; esac
 nodus_install_deps
 [ -f build/build.ninja ] || meson setup build -Dwerror=true >/dev/null
 ninja -C build examples/nodus-local-demo examples/chat tools/nodus tools/nodus-portmapper >/dev/null
@@ -73,3 +74,31 @@ say alex 7 "moebi@localhost hi" "$work/chat-alex.err" "no connection to moebi@lo
 exec 7>&- 8>&-
 for n in alex kate moebi; do sed "s/^/$n | /" "$work/chat-$n.out"; done
 grep -h '^error:' "$work/chat-alex.err" | sed 's/^/alex (stderr) | /'
+
+echo
+echo "=== 5. CURVE mode, and a foreign peer: examples/bridge/bridge.py (pyzmq, JSON payloads)"
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done   # the cookie-mode nodes make room
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+pids=()
+./build/tools/nodus-portmapper 2>"$work/pm2.log" & pids+=($!)
+for _ in $(seq 100); do ./build/tools/nodus names >/dev/null 2>&1 && break; sleep 0.05; done
+mkdir -p "$work/allow"
+for n in kate moebi bridge; do
+  mkdir -p "$work/keys/$n"
+  ./build/tools/nodus keygen --out "$work/keys/$n" >/dev/null
+  cp "$work/keys/$n/node.pub" "$work/allow/$n.pub"
+done
+echo "(keys: nodus keygen for kate, moebi and bridge; each node accepts the three public keys)"
+for n in kate moebi; do
+  ./build/examples/chat --sname $n@localhost --curve-key "$work/keys/$n/node.key" --curve-allow "$work/allow" \
+    </dev/null >"$work/curve-$n.out" 2>"$work/curve-$n.err" & pids+=($!)
+  for _ in $(seq 200); do ./build/tools/nodus names 2>/dev/null | grep -q "name $n " && break; sleep 0.05; done
+done
+printf 'kate@localhost hi\nmoebi@localhost hi\n!spawn kate@localhost Kate.say_name\n' | sed 's/^/bridge> /'
+printf 'kate@localhost hi\nmoebi@localhost hi\n!spawn kate@localhost Kate.say_name\n' |
+  /usr/bin/python3 examples/bridge/bridge.py --sname bridge@localhost --curve-key "$work/keys/bridge/node.key" \
+    --curve-allow "$work/allow" 2>"$work/bridge.err" | sed 's/^/bridge | /' || true
+for n in kate moebi; do sed "s/^/$n | /" "$work/curve-$n.out"; done
+echo "bob> nodus ping kate@localhost --sname bob@localhost   (cookie mode)"
+./build/tools/nodus ping kate@localhost --sname bob@localhost 2>&1 >/dev/null | sed 's/^.*\] //;s/^/bob (stderr) | /' | tail -n 1 || true
+grep -o '\*\* Connection attempt.*\*\*' "$work/curve-kate.err" | sed 's/^/kate log | /'
