@@ -306,7 +306,7 @@ class Bridge:
             self.inbound[rid] = {"name": name, "nonce_c": nonce_c, "nonce_a": nonce_a, "authed": False}
             mac_a = mac(b"nodus-accept", self.key, nonce_c, nonce_a, name, self.name.encode())
             out = bytes([VERSION, CHALLENGE]) + str8(self.name.encode()) + struct.pack("<I", self.creation)
-            self.router.send_multipart([rid, record(out + nonce_a + mac_a)])
+            self.router.send_multipart([rid, record(out + nonce_a + mac_a + bytes([HELLO_FLAG_JSON]))])
         elif st is None:
             raise ValueError("frame from a peer that did not introduce itself")
         elif op == REPLY and not st["authed"]:

@@ -165,6 +165,7 @@ void NodeImpl::on_dealer(Peer& p) {
       const auto their_creation = r.u32();
       auto nonce_bytes = r.bytes(16);
       auto mac = r.bytes(32);
+      const std::uint8_t flags = r.ok() && !r.at_end() ? r.u8() : 0;  // like HELLO's
       if (!r.ok() || !r.at_end()) {
         warn_bad("frame", "malformed challenge from " + p.name);
         continue;
@@ -188,6 +189,8 @@ void NodeImpl::on_dealer(Peer& p) {
       }
       p.creation = their_creation;
       p.state = Peer::challenged;
+      // a foreign peer we called first asks for JSON here, before anything queued for it leaves
+      if (flags & kHelloJson) set_json_peer(Atom(p.name), true);
     } else if (op == Op::accept && p.state == Peer::challenged) {
       p.state = Peer::up;
       mark_up(Atom(p.name), true);
