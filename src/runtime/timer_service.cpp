@@ -23,17 +23,26 @@ void TimerService::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+namespace {
+// While timers are being added, the timer thread wakes at least this often on its own, so a
+// far deadline (a 5 s receive timeout) never needs to wake it...
+constexpr auto kTick = std::chrono::milliseconds(50);
+// ...for this long after the last add; then it sleeps until the next deadline or a notify.
+constexpr auto kLinger = std::chrono::seconds(1);
+}  // namespace
+
 std::uint64_t TimerService::add(Clock::time_point deadline, const Pid& to, detail::MsgNode* n) {
-  bool earliest;
+  bool notify;
   std::uint64_t id;
   {
     std::lock_guard lock(mu_);
     id = next_id_++;
-    auto it = by_deadline_.emplace(Key{deadline, id}, Entry{to, n}).first;
+    by_deadline_.emplace(Key{deadline, id}, Entry{to, n});
     deadline_of_.emplace(id, deadline);
-    earliest = it == by_deadline_.begin();
+    notify = deadline < wake_at_;  // the thread would look too late
+    last_add_ = Clock::now();
   }
-  if (earliest) cv_.notify_one();
+  if (notify) cv_.notify_one();
   return id;
 }
 
@@ -61,16 +70,19 @@ void TimerService::loop() {
   std::vector<Entry> due;
   std::unique_lock lock(mu_);
   while (!stop_) {
-    if (by_deadline_.empty()) {
-      cv_.wait(lock);
-      continue;
-    }
-    const auto next = by_deadline_.begin()->first.first;
-    if (Clock::now() < next) {
-      cv_.wait_until(lock, next);
-      continue;
-    }
     const auto now = Clock::now();
+    if (by_deadline_.empty() || now < by_deadline_.begin()->first.first) {
+      auto until = by_deadline_.empty() ? Clock::time_point::max() : by_deadline_.begin()->first.first;
+      if (now - last_add_ < kLinger) until = std::min(until, now + kTick);
+      wake_at_ = until;
+      if (until == Clock::time_point::max()) {
+        cv_.wait(lock);
+      } else {
+        cv_.wait_until(lock, until);
+      }
+      wake_at_ = Clock::time_point::min();  // awake: looks at the map before sleeping again
+      continue;
+    }
     for (auto it = by_deadline_.begin(); it != by_deadline_.end() && it->first.first <= now;) {
       due.push_back(it->second);
       deadline_of_.erase(it->first.second);

@@ -41,6 +41,11 @@ class TimerService {
   std::unordered_map<std::uint64_t, Clock::time_point> deadline_of_;
   std::uint64_t next_id_ = 1;
   bool stop_ = false;
+  // When the timer thread will next look at the map: max while it waits for a notify, min
+  // while it is awake (it looks again before sleeping). add() notifies only for a deadline
+  // before it, so timers that come and go (a receive timeout per call) cost no thread wake-up.
+  Clock::time_point wake_at_ = Clock::time_point::min();
+  Clock::time_point last_add_{};
   std::thread thread_;
 };
 
