@@ -26,6 +26,7 @@
 
 #include "../src/dist/portmapper.hpp"
 #include "nodus/nodus.hpp"
+#include "nodus/testing.hpp"
 
 using namespace nodus;
 using namespace std::chrono_literals;
@@ -204,31 +205,8 @@ int local_spawn(const Options& o) {
 // ---------------------------------------------------------------- distribution
 // Two nodes in two OS processes on 127.0.0.1: this one (a@localhost) and a `nodus node`
 // (b@localhost) started here with a private port mapper; both stopped at the end.
-// CURVE scenarios: fresh key pairs for a and b in a temporary directory (a/node.key,
-// b/node.key, allow/{a,b}.pub), removed at the end.
-struct CurveKeys {
-  std::string dir;
-  CurveKeys() {
-    char tmpl[] = "/tmp/nodus-bench-keys-XXXXXX";
-    dir = ::mkdtemp(tmpl);
-    std::filesystem::create_directory(dir + "/allow");
-    for (const char* n : {"a", "b"}) {
-      char pub[41], sec[41];
-      zmq_curve_keypair(pub, sec);
-      std::filesystem::create_directory(dir + "/" + n);
-      std::ofstream(dir + "/" + n + "/node.key") << sec << "\n";
-      ::chmod((dir + "/" + n + "/node.key").c_str(), 0400);
-      std::ofstream(dir + "/allow/" + n + ".pub") << pub << "\n";
-    }
-  }
-  ~CurveKeys() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-  std::vector<std::string> flags(const char* n) const {
-    return {"--curve-key", dir + "/" + n + "/node.key", "--curve-allow", dir + "/allow"};
-  }
-};
+// CURVE scenarios: fresh key pairs for a and b (nodus::testing::CurveKeys), removed at the end.
+using nodus::testing::CurveKeys;
 
 struct Peer {
   pid_t pm = -1, node = -1;
@@ -290,11 +268,11 @@ bool wait_for_peer(Mailbox& mb) {
 // This process as a@localhost, with the peer b@localhost running.
 struct DistRun {
   explicit DistRun(const Options& o, bool curve = false)
-      : keys(curve ? std::make_unique<CurveKeys>() : nullptr), peer(keys.get()), rt({.schedulers = o.schedulers}),
+      : keys(curve ? std::make_unique<CurveKeys>(std::vector<std::string>{"a", "b"}) : nullptr), peer(keys.get()), rt({.schedulers = o.schedulers}),
         a(options(keys.get())) {}
   static NodeOptions options(const CurveKeys* k) {
     NodeOptions o{.name = "a@localhost", .cookie = "bench"};
-    if (k) o.curve = load_curve(k->dir + "/a/node.key", k->dir + "/allow");
+    if (k) o.curve = load_curve(k->key_file("a"), k->allow());
     return o;
   }
   std::unique_ptr<CurveKeys> keys;

@@ -7,6 +7,7 @@
 //   nodus::testing::PeerNode kate({"./chat", "--sname", "kate@localhost", "--cookie", "c"}, pm, "kate");
 //   REQUIRE(kate.ready());                               // registered and answering ping
 //   ... kate.out() / kate.err() / kate.signal(SIGKILL) ...
+//   nodus::testing::CurveKeys keys({"kate", "alex"});        // CURVE mode: keys.flags("kate")
 #pragma once
 
 #include <arpa/inet.h>
@@ -15,12 +16,15 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -273,6 +277,51 @@ class PeerNode {
   PortMapper& pm_;
   std::string name_;
   Child child_;
+};
+
+/// CURVE key pairs for tests, in a fresh directory removed with the object: DIR/<name>/node.key
+/// (mode 0400) and DIR/<name>/node.pub for each of `names`, and DIR/allow/<name>.pub for each
+/// of `allowed` (default: all of them), the directory to pass as --curve-allow.
+class CurveKeys {
+ public:
+  explicit CurveKeys(const std::vector<std::string>& names, std::optional<std::vector<std::string>> allowed = {}) {
+    char tmpl[] = "/tmp/nodus-keys-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    std::filesystem::create_directory(allow());
+    for (const auto& n : names) {
+      char pub[41], sec[41];
+      if (zmq_curve_keypair(pub, sec) != 0) throw std::runtime_error("this libzmq has no CURVE");
+      std::filesystem::create_directory(dir_ + "/" + n);
+      std::ofstream(key_file(n)) << sec << "\n";
+      ::chmod(key_file(n).c_str(), 0400);
+      std::ofstream(pub_file(n)) << pub << "\n";
+    }
+    for (const auto& n : allowed ? *allowed : names) std::filesystem::copy_file(pub_file(n), allow() + "/" + n + ".pub");
+  }
+  ~CurveKeys() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  CurveKeys(const CurveKeys&) = delete;
+
+  const std::string& dir() const { return dir_; }
+  std::string key_file(const std::string& n) const { return dir_ + "/" + n + "/node.key"; }
+  std::string pub_file(const std::string& n) const { return dir_ + "/" + n + "/node.pub"; }
+  std::string allow() const { return dir_ + "/allow"; }
+  /// The Z85 public key of `n`.
+  std::string pub(const std::string& n) const {
+    std::ifstream in(pub_file(n));
+    std::string l;
+    std::getline(in, l);
+    return l;
+  }
+  /// `--curve-key <n's key> --curve-allow <allow dir>`.
+  std::vector<std::string> flags(const std::string& n) const {
+    return {"--curve-key", key_file(n), "--curve-allow", allow()};
+  }
+
+ private:
+  std::string dir_;
 };
 
 }  // namespace nodus::testing

@@ -2,11 +2,6 @@
 // NODUS_ENV=test, and the three-node conversation of alex, kate and moebi as OS processes.
 #include <catch2/catch.hpp>
 
-#include <sys/stat.h>
-#include <zmq.h>
-
-#include <filesystem>
-#include <fstream>
 
 #include "../../examples/chat/chat.hpp"
 #include "nodus/testing.hpp"
@@ -83,31 +78,6 @@ TEST_CASE("the lesson's conversation: alex, kate and moebi as three OS processes
   }
 }
 
-namespace {
-// CURVE keys for the bridge test: DIR/<name>.key (secret, 0400) and DIR/allow/<name>.pub.
-struct BridgeKeys {
-  std::string dir;
-  explicit BridgeKeys(const std::vector<std::string>& names) {
-    char tmpl[] = "/tmp/nodus-bridge-keys-XXXXXX";
-    dir = ::mkdtemp(tmpl);
-    std::filesystem::create_directory(dir + "/allow");
-    for (const auto& n : names) {
-      char pub[41], sec[41];
-      REQUIRE(zmq_curve_keypair(pub, sec) == 0);
-      std::ofstream(dir + "/" + n + ".key") << sec << "\n";
-      ::chmod((dir + "/" + n + ".key").c_str(), 0400);
-      std::ofstream(dir + "/allow/" + n + ".pub") << pub << "\n";
-    }
-  }
-  ~BridgeKeys() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-  std::vector<std::string> flags(const std::string& n) const {
-    return {"--curve-key", dir + "/" + n + ".key", "--curve-allow", dir + "/allow"};
-  }
-};
-}  // namespace
 
 TEST_CASE("the pyzmq bridge joins the chat: hi to kate, moebi's chicken? back, a remote spawn (cookie and CURVE)",
           "[distributed][chat][bridge]") {
@@ -116,7 +86,7 @@ TEST_CASE("the pyzmq bridge joins the chat: hi to kate, moebi's chicken? back, a
   REQUIRE(probe.wait() == 0);  // Debian's python3-zmq (scripts/deps.sh installs it)
   const bool curve = GENERATE(false, true);
   INFO((curve ? "CURVE mode" : "cookie mode"));
-  BridgeKeys keys({"kate", "moebi", "bridge"});
+  CurveKeys keys({"kate", "moebi", "bridge"});
   auto node_args = [&](const std::string& name) {
     std::vector<std::string> a{kChat, "--sname", name + "@localhost", "--ticktime", "1000"};
     const auto extra = curve ? keys.flags(name) : std::vector<std::string>{"--cookie", "secret_token"};
@@ -147,9 +117,9 @@ TEST_CASE("the pyzmq bridge joins the chat: hi to kate, moebi's chicken? back, a
 
   // a bridge with the wrong cookie / an unknown key is refused and told so
   std::vector<std::string> bad{python, NODUS_BRIDGE, "--sname", "mallory@localhost"};
-  BridgeKeys stranger({"mallory"});
-  const auto bad_extra = curve ? std::vector<std::string>{"--curve-key", stranger.dir + "/mallory.key",
-                                                          "--curve-allow", keys.dir + "/allow"}
+  CurveKeys stranger({"mallory"});
+  const auto bad_extra = curve ? std::vector<std::string>{"--curve-key", stranger.key_file("mallory"),
+                                                          "--curve-allow", keys.allow()}
                                : std::vector<std::string>{"--cookie", "wrong"};
   bad.insert(bad.end(), bad_extra.begin(), bad_extra.end());
   Child mallory(bad, std::string("mallory-") + (curve ? "curve" : "cookie") + std::to_string(pm.port()),

@@ -743,39 +743,6 @@ TEST_CASE("the lesson through `nodus shell`: say_name prints here; {hi, self()} 
 }
 
 namespace {
-// Key pairs made with `nodus keygen` in a fresh directory: DIR/<name>/node.{key,pub}, and
-// DIR/allow/<name>.pub for the names `allowed`. Removed at the end of the test.
-struct Keys {
-  std::string dir;
-  explicit Keys(const std::vector<std::string>& names, const std::vector<std::string>& allowed) {
-    char tmpl[] = "/tmp/nodus-curve-XXXXXX";
-    dir = ::mkdtemp(tmpl);
-    std::filesystem::create_directory(dir + "/allow");
-    for (const auto& n : names) {
-      std::filesystem::create_directory(dir + "/" + n);
-      Child gen({kNodus, "keygen", "--out", dir + "/" + n}, "keygen-" + n);
-      REQUIRE(gen.wait() == 0);
-    }
-    for (const auto& n : allowed) std::filesystem::copy_file(pub_file(n), dir + "/allow/" + n + ".pub");
-  }
-  ~Keys() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-  std::string key_file(const std::string& n) const { return dir + "/" + n + "/node.key"; }
-  std::string pub_file(const std::string& n) const { return dir + "/" + n + "/node.pub"; }
-  std::string allow() const { return dir + "/allow"; }
-  std::string pub(const std::string& n) const {
-    std::ifstream in(pub_file(n));
-    std::string l;
-    std::getline(in, l);
-    return l;
-  }
-  std::vector<std::string> flags(const std::string& n) const {
-    return {"--curve-key", key_file(n), "--curve-allow", allow()};
-  }
-};
-
 std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
@@ -784,7 +751,7 @@ std::vector<std::string> operator+(std::vector<std::string> a, const std::vector
 
 TEST_CASE("CURVE: allowed nodes talk, and a sniffer sees neither names nor messages", "[distributed][curve]") {
   Cluster cl;
-  Keys keys({"kate", "alex"}, {"kate", "alex"});
+  CurveKeys keys({"kate", "alex"});
   Child kate(std::vector<std::string>{kNodus, "node", "--sname", "kate@localhost", "--ticktime", "1000"} +
                  keys.flags("kate"),
              "curve-kate" + std::to_string(cl.port));
@@ -816,7 +783,7 @@ TEST_CASE("CURVE: allowed nodes talk, and a sniffer sees neither names nor messa
 
 TEST_CASE("CURVE: unknown keys and cookie/CURVE mixes are refused and logged on both sides", "[distributed][curve]") {
   Cluster cl;
-  Keys keys({"kate", "alex", "eve"}, {"kate", "alex"});
+  CurveKeys keys({"kate", "alex", "eve"}, std::vector<std::string>{"kate", "alex"});
   Child kate(std::vector<std::string>{kNodus, "node", "--sname", "kate@localhost", "--ticktime", "1000"} +
                  keys.flags("kate"),
              "mix-kate" + std::to_string(cl.port));
@@ -863,7 +830,7 @@ TEST_CASE("CURVE: unknown keys and cookie/CURVE mixes are refused and logged on 
   }));
 
   // a CURVE node whose port mapper entry carries a key it does not allow: not even contacted
-  Keys other({"zed", "kate"}, {"zed"});
+  CurveKeys other({"zed", "kate"}, std::vector<std::string>{"zed"});
   auto stranger = ping("kate@localhost", "alex3",
                        {"--curve-key", keys.key_file("alex"), "--curve-allow", other.allow()});
   CHECK(stranger->out() == "pang\n");
@@ -882,7 +849,7 @@ TEST_CASE("CURVE: unknown keys and cookie/CURVE mixes are refused and logged on 
 TEST_CASE("CURVE with a static peer list: keys by --peer ...,key= and by file name", "[distributed][curve]") {
   const std::uint16_t pm_port = next_portmapper_port();
   ::setenv("NODUS_PORTMAPPER_PORT", std::to_string(pm_port).c_str(), 1);
-  Keys keys({"kate", "alex"}, {"kate"});  // alex's key reaches kate only through --peer ...,key=
+  CurveKeys keys({"kate", "alex"}, std::vector<std::string>{"kate"});  // alex's key reaches kate only through --peer ...,key=
   const std::uint16_t kate_port = free_port(), alex_port = free_port();
   const std::string kate_ep = "tcp://127.0.0.1:" + std::to_string(kate_port);
   const std::string alex_ep = "tcp://127.0.0.1:" + std::to_string(alex_port);
@@ -905,13 +872,13 @@ TEST_CASE("CURVE with a static peer list: keys by --peer ...,key= and by file na
 }
 
 TEST_CASE("CURVE flags: unreadable, world-readable or malformed keys are usage errors", "[curve]") {
-  Keys keys({"kate"}, {"kate"});
+  CurveKeys keys({"kate"});
   auto run = [&](std::vector<std::string> args, const std::string& tag) {
     Child c(std::vector<std::string>{kNodus, "ping", "x@localhost", "--sname", "kate@localhost"} + args, tag);
     const int rc = c.wait();
     return std::make_pair(rc, c.err());
   };
-  auto [rc1, err1] = run({"--curve-key", keys.dir + "/nope.key", "--curve-allow", keys.allow()}, "cf1");
+  auto [rc1, err1] = run({"--curve-key", keys.dir() + "/nope.key", "--curve-allow", keys.allow()}, "cf1");
   CHECK(rc1 == 2);
   CHECK(err1.find("cannot read CURVE key") != std::string::npos);
   ::chmod(keys.key_file("kate").c_str(), 0644);
@@ -919,12 +886,12 @@ TEST_CASE("CURVE flags: unreadable, world-readable or malformed keys are usage e
   CHECK(rc2 == 2);
   CHECK(err2.find("is readable by other users") != std::string::npos);
   ::chmod(keys.key_file("kate").c_str(), 0400);
-  std::filesystem::create_directory(keys.dir + "/empty");
-  auto [rc4, err4] = run({"--curve-key", keys.key_file("kate"), "--curve-allow", keys.dir + "/empty"}, "cf4");
+  std::filesystem::create_directory(keys.dir() + "/empty");
+  auto [rc4, err4] = run({"--curve-key", keys.key_file("kate"), "--curve-allow", keys.dir() + "/empty"}, "cf4");
   CHECK(rc4 == 2);
   CHECK(err4.find("no .pub files in") != std::string::npos);
-  std::ofstream(keys.dir + "/bad.pub") << "not a key\n";
-  auto [rc5, err5] = run({"--curve-key", keys.key_file("kate"), "--curve-allow", keys.dir + "/bad.pub"}, "cf5");
+  std::ofstream(keys.dir() + "/bad.pub") << "not a key\n";
+  auto [rc5, err5] = run({"--curve-key", keys.key_file("kate"), "--curve-allow", keys.dir() + "/bad.pub"}, "cf5");
   CHECK(rc5 == 2);
   CHECK(err5.find("not a CURVE public key") != std::string::npos);
   auto [rc6, err6] = run({"--curve-key", keys.key_file("kate")}, "cf6");
