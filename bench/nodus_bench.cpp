@@ -357,6 +357,21 @@ Proc task_caller(Pid report, long first, long calls) {
   long bad = 0;
   const auto t0 = BenchClock::now();
   for (long i = first; i < first + calls; ++i) {
+    static const std::string mode = std::getenv("XMODE") ? std::getenv("XMODE") : "";
+    if (mode == "ping") {
+      send(atom("bench_echo"), atom("b@localhost"), tuple(atom("ping"), self(), i));
+      Term m = co_await receive<Term>([i](const Term& t) { return t.is_tuple(2, "pong") && t[1].as_int() == i; });
+      continue;
+    }
+    if (mode == "call") {
+      Term r = co_await gen_server::call(sup, atom("children"));
+      continue;
+    }
+    if (mode == "callpid") {
+      static Pid sp;
+      if (sp.is_null()) { Term r = co_await gen_server::call(sup, atom("children")); (void)r; }
+      continue;
+    }
     const Term args = Term::list({Term(i)});
     Task t = co_await task_supervisor::async(sup, fn, args);
     const Term r = co_await task::await(t, 10s);
