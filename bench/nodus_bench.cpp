@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <numeric>
 #include <string>
 #include <thread>
 #include <vector>
@@ -347,6 +348,39 @@ int dist_pingpong(const Options& o, const std::string& name = "dist_pingpong", b
   return 0;
 }
 int dist_pingpong_plain(const Options& o) { return dist_pingpong(o); }
+
+// The same round trips from a process (as Erlang's anchor measures them) instead of a thread
+// with a Mailbox: reports {done, Seconds, SortedMicros}.
+Proc pingpong_process(Pid report, long n) {
+  std::vector<double> us;
+  us.reserve(static_cast<std::size_t>(n));
+  for (long i = -2000; i < n; ++i) {  // the first 2000: warm-up
+    const auto s = BenchClock::now();
+    send(atom("bench_echo"), atom("b@localhost"), tuple(atom("ping"), self(), i));
+    auto m = co_await receive<Term>([i](const Term& t) { return t.is_tuple(2, "pong") && t[1].as_int() == i; }, 10s);
+    if (!m) co_return;  // no answer: the caller times out and reports the failure
+    if (i >= 0) us.push_back(std::chrono::duration<double, std::micro>(BenchClock::now() - s).count());
+  }
+  std::sort(us.begin(), us.end());
+  const double total = std::accumulate(us.begin(), us.end(), 0.0) / 1e6;
+  send(report, tuple(total, us[us.size() / 2], us[std::min(us.size() - 1, us.size() * 99 / 100)]));
+}
+
+int dist_pingpong_proc(const Options& o) {
+  const long n = o.n ? o.n : 100'000;
+  DistRun run(o);
+  if (!wait_for_peer(run.mb)) return 1;
+  spawn(pingpong_process, self(), n);
+  auto r = run.mb.receive<Term>(300s);
+  if (!r) return 1;
+  const double total = (*r)[0].as_double();
+  std::fprintf(stderr, "detail: dist_pingpong_proc %ld sequential round trips from a process; %.3f s; p50=%.1f us p99=%.1f us\n",
+               n, total, (*r)[1].as_double(), (*r)[2].as_double());
+  result("dist_pingpong_proc_p50", (*r)[1].as_double(), "us");
+  result("dist_pingpong_proc_p99", (*r)[2].as_double(), "us");
+  result("dist_pingpong_proc", n / total, "roundtrips/s");
+  return 0;
+}
 int dist_pingpong_curve(const Options& o) { return dist_pingpong(o, "dist_pingpong_curve", true); }
 
 // Task.Supervisor.async({BenchSup, b}, "BenchM.f", [I]) |> await, `calls` times in a row from
@@ -357,21 +391,6 @@ Proc task_caller(Pid report, long first, long calls) {
   long bad = 0;
   const auto t0 = BenchClock::now();
   for (long i = first; i < first + calls; ++i) {
-    static const std::string mode = std::getenv("XMODE") ? std::getenv("XMODE") : "";
-    if (mode == "ping") {
-      send(atom("bench_echo"), atom("b@localhost"), tuple(atom("ping"), self(), i));
-      Term m = co_await receive<Term>([i](const Term& t) { return t.is_tuple(2, "pong") && t[1].as_int() == i; });
-      continue;
-    }
-    if (mode == "call") {
-      Term r = co_await gen_server::call(sup, atom("children"));
-      continue;
-    }
-    if (mode == "callpid") {
-      static Pid sp;
-      if (sp.is_null()) { Term r = co_await gen_server::call(sup, atom("children")); (void)r; }
-      continue;
-    }
     const Term args = Term::list({Term(i)});
     Task t = co_await task_supervisor::async(sup, fn, args);
     const Term r = co_await task::await(t, 10s);
@@ -448,6 +467,7 @@ const std::map<std::string, std::function<int(const Options&)>>& scenarios() {
       {"dist_oneway_small", dist_oneway_small},
       {"dist_oneway_1k", dist_oneway_1k},
       {"dist_pingpong", dist_pingpong_plain},
+      {"dist_pingpong_proc", dist_pingpong_proc},
       {"dist_oneway_small_curve", dist_oneway_small_curve},
       {"dist_pingpong_curve", dist_pingpong_curve},
       {"dist_detect_kill", dist_detect_kill},

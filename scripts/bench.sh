@@ -44,6 +44,8 @@ pairs=(
   "dist_pingpong_p50|erlang.dist_pingpong_p50|erlang:dist_pingpong|lower"
   "dist_pingpong_p50|zmq_pingpong_median|zmq:all|lower"
   "dist_pingpong_p99|zmq_pingpong_p99|zmq:all|lower"
+  "dist_pingpong_proc|erlang.dist_pingpong|erlang:dist_pingpong|higher"
+  "dist_pingpong_proc_p50|erlang.dist_pingpong_p50|erlang:dist_pingpong|lower"
   "dist_oneway_small_curve|zmq_oneway_small_curve|zmq:all|higher"
   "dist_oneway_small_curve|dist_oneway_small|self|higher"
   "dist_pingpong_curve_p50|zmq_pingpong_curve_median|zmq:all|lower"
