@@ -458,6 +458,7 @@ NodeImpl::Peer* NodeImpl::connect_peer(Atom node, std::string* error) {
   for (const auto& [n, ep] : opts_.peers) {
     if (n == name) endpoint = ep;
   }
+  const bool static_peer = !endpoint.empty();
   if (endpoint.empty()) {
     std::string host = host_of(name);
     const std::uint16_t pmport = opts_.portmapper_port ? opts_.portmapper_port : portmapper_port();
@@ -483,7 +484,9 @@ NodeImpl::Peer* NodeImpl::connect_peer(Atom node, std::string* error) {
       char pub[41], sec[41];
       zmq_curve_keypair(pub, sec);
       server_key = pub;
-      p.hint = *error;
+      p.hint = static_peer ? "no CURVE key known for static peer " + name + ": add ,key=FILE.pub to its --peer, or name its file " +
+                                 short_of(name) + ".pub in --curve-allow"
+                           : *error;
     }
     p.dealer->set(zmq::sockopt::curve_serverkey, server_key);
     p.dealer->set(zmq::sockopt::curve_publickey, curve_public_);
