@@ -230,7 +230,7 @@ struct Peer {
   explicit Peer(const CurveKeys* keys = nullptr) {
     const char* bin = std::getenv("NODUS_BIN");
     const std::string dir = bin ? bin : NODUS_TOOLS_DIR;
-    port = std::to_string(30000 + ::getpid() % 20000);
+    port = std::to_string(20000 + ::getpid() % 12000);  // below the ephemeral range (32768+)
     ::setenv("NODUS_PORTMAPPER_PORT", port.c_str(), 1);
     pm = start({dir + "/nodus-portmapper", "--port", port});
     // nodes must find this port mapper up, or they would start one of their own

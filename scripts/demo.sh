@@ -17,7 +17,7 @@ echo "=== 1. processes on one node"
 
 echo
 echo "=== 2. the lesson across OS processes: kate@localhost and alex@localhost"
-export NODUS_PORTMAPPER_PORT=$((40000 + RANDOM % 20000)) NODUS_COOKIE=secret_token
+export NODUS_PORTMAPPER_PORT=$((20000 + RANDOM % 12000)) NODUS_COOKIE=secret_token  # below the ephemeral range
 work=$(mktemp -d)
 pids=()
 cleanup() {

@@ -42,7 +42,8 @@ fi
 
 # Each test binary prints Catch2's summary; count test cases from it.
 passed=0 failed=0
-export NODUS_PORTMAPPER_PORT=${NODUS_PORTMAPPER_PORT:-$((20000 + RANDOM % 20000))}
+# below the kernel's ephemeral range (32768+), so no outgoing connection holds a test's port
+export NODUS_PORTMAPPER_PORT=${NODUS_PORTMAPPER_PORT:-$((20000 + RANDOM % 12000))}
 for exe in "$dir"/tests/test_*; do
   [[ -f $exe && -x $exe ]] || continue
   name=$(basename "$exe")

@@ -189,8 +189,11 @@ inline bool eventually(const std::function<bool()>& cond,
 /// scripts/test.sh) plus a counter, so tests never meet a user's nodes or each other.
 inline std::uint16_t next_portmapper_port() {
   static int n = 0;
-  const char* base = std::getenv("NODUS_PORTMAPPER_PORT");
-  const int b = base ? std::atoi(base) : 24000 + (::getpid() % 10000);
+  // read once: PortMapper exports the port it uses in the same variable
+  static const int b = [] {
+    const char* base = std::getenv("NODUS_PORTMAPPER_PORT");
+    return base ? std::atoi(base) : 22000 + (::getpid() % 10000);
+  }();
   return static_cast<std::uint16_t>(b + 1 + (n++ % 200));
 }
 

@@ -174,7 +174,8 @@ int run_portmapper(const PortmapperOptions& opts) {
     return 1;
   }
   if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0 || ::listen(lfd, 128) < 0) {
-    logger().error("port mapper: cannot listen on {}:{}: {}", opts.bind, port, std::strerror(errno));
+    const int err = errno;  // before the logger can touch it
+    logger().error("port mapper: cannot listen on {}:{}: {}", opts.bind, port, std::strerror(err));
     ::close(lfd);
     return 1;
   }
