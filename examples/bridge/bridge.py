@@ -287,7 +287,11 @@ class Bridge:
     # ------------------------------------------------------------------ our ROUTER
 
     def on_router(self):
-        rid, msg = self.router.recv_multipart()[:2]
+        parts = self.router.recv_multipart()
+        if len(parts) != 2:  # routing id + one message is all nodus sends
+            log(f"warning: dropped a message of {len(parts)} parts")
+            return
+        rid, msg = parts
         for frame in records(msg):
             try:
                 self.on_inbound(rid, frame)
