@@ -209,21 +209,18 @@ void NodeImpl::on_dealer(Peer& p) {
   }
 }
 
-std::string handshake_failure(std::uint16_t event, std::uint32_t value, const std::string& peer, bool curve);
-
 void NodeImpl::on_monitor(Peer& p) {
-  for (;;) {
-    zmq::message_t ev, addr;
-    if (!p.monitor->recv(ev, zmq::recv_flags::dontwait)) return;
-    if (ev.more()) (void)p.monitor->recv(addr, zmq::recv_flags::dontwait);
-    std::uint16_t event = 0;
-    std::uint32_t value = 0;
-    if (ev.size() >= 6) {
-      std::memcpy(&event, ev.data(), 2);
-      std::memcpy(&value, static_cast<const char*>(ev.data()) + 2, 4);
-    }
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
-        event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+  std::uint16_t event;
+  std::uint32_t value;
+  while (read_event(*p.monitor, &event, &value, nullptr)) {
+    const bool handshake_failed = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+                                  event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+                                  event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    const bool closed = event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CLOSED;
+    if (!handshake_failed && !closed) continue;
+    // a connection that closes before it was up with a known likely cause (a mode mismatch)
+    // failed its handshake too
+    if (handshake_failed || (p.state != Peer::up && !p.hint.empty())) {
       logger().debug("handshake event {:#x} value {:#x} on connection to {}", event, value, p.name);
       const std::string why =
           p.hint.empty() ? handshake_failure(event, value, p.name, opts_.curve.has_value()) : p.hint;
@@ -233,20 +230,12 @@ void NodeImpl::on_monitor(Peer& p) {
         logger().error("** Cannot connect to node {}: {} **", p.name, why);
       }
       peer_down(Atom(p.name), why);
-      return;
-    }
-    if (event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CLOSED) {
-      if (p.state != Peer::up && !p.hint.empty()) {
-        logger().error("** Cannot connect to node {}: {} **", p.name, p.hint);
-        peer_down(Atom(p.name), p.hint);
-        return;
-      }
+    } else {
       peer_down(Atom(p.name), "connection closed");
-      return;  // `p` is gone
     }
+    return;  // `p` is gone
   }
 }
-
 
 void NodeImpl::on_router() {
   for (;;) {

@@ -94,6 +94,11 @@ std::string control(Op op, std::initializer_list<Term> terms, int flag = -1);
 /// `json`: a Term goes as Payload::json (for a peer that asked for it in its HELLO).
 bool encode_payload(Writer& w, detail::MsgNode* n, bool json = false);
 bool can_travel(detail::MsgNode* n);
+/// The next event of a socket monitor: its kind, its value and (if wanted) the endpoint; false
+/// if none is waiting.
+bool read_event(zmq::socket_t& mon, std::uint16_t* event, std::uint32_t* value, std::string* endpoint);
+/// Why a handshake with `peer` (a node we connect to) failed, from our DEALER's monitor event.
+std::string handshake_failure(std::uint16_t event, std::uint32_t value, const std::string& peer, bool curve);
 
 // The sending half of a connection to one peer, shared by every thread that sends to it.
 // Records go straight onto the peer's DEALER from the sending thread when the connection is up

@@ -626,10 +626,6 @@ void NodeImpl::send_router(const std::string& rid, const std::string& frame) {
 }
 
 
-}  // namespace nodus::dist
-
-namespace nodus::dist {
-
 // ------------------------------------------------------------------------------ CURVE
 
 std::string NodeImpl::allowed_label(std::string_view z85) const {
@@ -697,8 +693,6 @@ void NodeImpl::on_zap() {
   }
 }
 
-namespace {
-// A monitor event: (event, value), and the endpoint.
 bool read_event(zmq::socket_t& mon, std::uint16_t* event, std::uint32_t* value, std::string* endpoint) {
   zmq::message_t ev, addr;
   if (!mon.recv(ev, zmq::recv_flags::dontwait)) return false;
@@ -709,10 +703,9 @@ bool read_event(zmq::socket_t& mon, std::uint16_t* event, std::uint32_t* value, 
     std::memcpy(event, ev.data(), 2);
     std::memcpy(value, static_cast<const char*>(ev.data()) + 2, 4);
   }
-  *endpoint = addr.to_string();
+  if (endpoint) *endpoint = addr.to_string();
   return true;
 }
-}  // namespace
 
 // Handshakes our ROUTER refused at the ZeroMQ level (a CURVE/cookie mix, a wrong server key).
 // ZeroMQ does not say who the peer was: ZAP refusals are logged by on_zap with the address.
@@ -738,7 +731,6 @@ void NodeImpl::on_router_monitor() {
   }
 }
 
-// Why a handshake with a node we connect to failed, from our DEALER's monitor event.
 std::string handshake_failure(std::uint16_t event, std::uint32_t value, const std::string& peer, bool curve) {
   if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
     return peer + " refused this node's CURVE key (not in its --curve-allow)";
