@@ -119,27 +119,16 @@ std::optional<Term> decode(Reader& r, int depth) {
     }
     case kPid: {
       auto node = r.str8();
-      Pid p{Atom(), r.u32(), r.u32(), r.u32()};
+      const auto creation = r.u32(), id = r.u32(), serial = r.u32();
       if (!r.ok() || node.empty()) return std::nullopt;
-      const auto me = detail::local_node();
-      if (node == me.name.name() && p.creation == me.creation) {
-        p.creation = 0;  // one of ours: local again
-      } else {
-        p.node = Atom(node);
-      }
-      return Term(p);
+      return Term(pid_from_wire(node, creation, id, serial));
     }
     case kRef: {
       auto node = r.str8();
-      Ref ref{Atom(), r.u32(), r.u64()};
+      const auto creation = r.u32();
+      const auto id = r.u64();
       if (!r.ok() || node.empty()) return std::nullopt;
-      const auto me = detail::local_node();
-      if (node == me.name.name() && ref.creation == me.creation) {
-        ref.creation = 0;
-      } else {
-        ref.node = Atom(node);
-      }
-      return Term(ref);
+      return Term(ref_from_wire(node, creation, id));
     }
     default: r.fail(); return std::nullopt;
   }
@@ -188,21 +177,20 @@ void encode_term(Writer& w, const Term& t) {
       break;
     case Term::Kind::pid: {
       const Pid& p = t.as_pid();
-      const auto me = detail::local_node();
+      const WireNode n = wire_node(p);
       w.u8(kPid);
-      w.str8(p.is_local() ? me.name.name() : p.node.name());
-      w.u32(p.is_local() ? me.creation : p.creation);
+      w.str8(n.name);
+      w.u32(n.creation);
       w.u32(p.id);
       w.u32(p.serial);
       break;
     }
     case Term::Kind::ref: {
       const Ref& r = t.as_ref();
-      const auto me = detail::local_node();
-      const bool local = r.node.id() == 0;
+      const WireNode n = wire_node(r);
       w.u8(kRef);
-      w.str8(local ? me.name.name() : r.node.name());
-      w.u32(local ? me.creation : r.creation);
+      w.str8(n.name);
+      w.u32(n.creation);
       w.u64(r.id);
       break;
     }
@@ -210,5 +198,29 @@ void encode_term(Writer& w, const Term& t) {
 }
 
 std::optional<Term> decode_term(Reader& r) { return decode(r, 0); }
+
+WireNode wire_node(const Pid& p) {
+  if (!p.is_local()) return {p.node.name(), p.creation};
+  const auto me = detail::local_node();
+  return {me.name.name(), me.creation};
+}
+
+WireNode wire_node(const Ref& r) {
+  if (r.node.id() != 0) return {r.node.name(), r.creation};
+  const auto me = detail::local_node();
+  return {me.name.name(), me.creation};
+}
+
+Pid pid_from_wire(std::string_view node, std::uint32_t creation, std::uint32_t id, std::uint32_t serial) {
+  const auto me = detail::local_node();
+  if (node == me.name.name() && creation == me.creation) return Pid{Atom(), 0, id, serial};  // one of ours
+  return Pid{Atom(node), creation, id, serial};
+}
+
+Ref ref_from_wire(std::string_view node, std::uint32_t creation, std::uint64_t id) {
+  const auto me = detail::local_node();
+  if (node == me.name.name() && creation == me.creation) return Ref{Atom(), 0, id};
+  return Ref{Atom(node), creation, id};
+}
 
 }  // namespace nodus::dist

@@ -88,6 +88,19 @@ void encode_term(Writer& w, const Term& t);
 /// cannot fit in the remaining bytes). Never allocates more than the input can justify.
 std::optional<Term> decode_term(Reader& r);
 
+/// How a pid or ref names its node on the wire: a local one (no node of its own) carries this
+/// node's name and creation. Shared by the Term and JSON codecs.
+struct WireNode {
+  std::string_view name;
+  std::uint32_t creation;
+};
+WireNode wire_node(const Pid& p);
+WireNode wire_node(const Ref& r);
+/// The pid / ref a wire identity stands for: local again when it names this node's name and
+/// creation, so pids made here before the node got its name keep working.
+Pid pid_from_wire(std::string_view node, std::uint32_t creation, std::uint32_t id, std::uint32_t serial);
+Ref ref_from_wire(std::string_view node, std::uint32_t creation, std::uint64_t id);
+
 /// Limits applied to untrusted input.
 inline constexpr int kMaxTermDepth = 100;
 

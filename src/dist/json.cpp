@@ -174,21 +174,19 @@ void put(std::string& out, const Term& t) {
     }
     case Term::Kind::pid: {
       const Pid& p = t.as_pid();
-      const auto me = detail::local_node();
+      const WireNode n = wire_node(p);
       out += R"({"$pid":{"node":)";
-      put_string(out, p.is_local() ? me.name.name() : p.node.name());
-      out += ",\"creation\":" + std::to_string(p.is_local() ? me.creation : p.creation) +
-             ",\"id\":" + std::to_string(p.id) + ",\"serial\":" + std::to_string(p.serial) + "}}";
+      put_string(out, n.name);
+      out += ",\"creation\":" + std::to_string(n.creation) + ",\"id\":" + std::to_string(p.id) +
+             ",\"serial\":" + std::to_string(p.serial) + "}}";
       break;
     }
     case Term::Kind::ref: {
       const Ref& r = t.as_ref();
-      const auto me = detail::local_node();
-      const bool local = r.node.id() == 0;
+      const WireNode n = wire_node(r);
       out += R"({"$ref":{"node":)";
-      put_string(out, local ? me.name.name() : r.node.name());
-      out += ",\"creation\":" + std::to_string(local ? me.creation : r.creation) + ",\"id\":" + std::to_string(r.id) +
-             "}}";
+      put_string(out, n.name);
+      out += ",\"creation\":" + std::to_string(n.creation) + ",\"id\":" + std::to_string(r.id) + "}}";
       break;
     }
   }
@@ -329,29 +327,15 @@ class Builder {
       if (!node || !creation || !id || !serial) {
         return bad("$pid needs {\"node\": \"name@host\", \"creation\", \"id\", \"serial\": unsigned 32-bit}");
       }
-      Pid p{Atom(), static_cast<std::uint32_t>(*creation), static_cast<std::uint32_t>(*id),
-            static_cast<std::uint32_t>(*serial)};
-      const auto me = detail::local_node();
-      if (*node == me.name.name() && p.creation == me.creation) {
-        p.creation = 0;  // one of ours: local again
-      } else {
-        p.node = Atom(*node);
-      }
-      return Term(p);
+      return Term(pid_from_wire(*node, static_cast<std::uint32_t>(*creation), static_cast<std::uint32_t>(*id),
+                                static_cast<std::uint32_t>(*serial)));
     }
     if (k == "$ref") {
       auto node = node_field(v);
       auto creation = uint_field(v, "creation", UINT32_MAX);
       auto id = uint_field(v, "id", static_cast<std::uint64_t>(INT64_MAX));
       if (!node || !creation || !id) return bad("$ref needs {\"node\": \"name@host\", \"creation\", \"id\"}");
-      Ref r{Atom(), static_cast<std::uint32_t>(*creation), *id};
-      const auto me = detail::local_node();
-      if (*node == me.name.name() && r.creation == me.creation) {
-        r.creation = 0;
-      } else {
-        r.node = Atom(*node);
-      }
-      return Term(r);
+      return Term(ref_from_wire(*node, static_cast<std::uint32_t>(*creation), *id));
     }
     return bad("unknown reserved key " + k.substr(0, 32));
   }
