@@ -467,25 +467,25 @@ void NodeImpl::on_control(Inbound& in, Op op, Reader& r) {
     return;
   }
   const Pid& x = a->as_pid();
-  if (b->is_atom()) {  // a monitor of a registered name (Erlang's monitor(process, {Name, Node}))
-    const Atom name = b->as_atom();
+  if (op == Op::down) {  // remote target went away (a pid, or a name nothing was registered under)
     const Ref& ref = c->as_ref();
-    if (op == Op::monitor) {
-      auto pid = whereis(name);
-      if (!pid || !runtime::add_remote_watcher(*pid, ref, x)) {
-        send_control(x.node, control(Op::down, {Term(x), Term(name), *c, Term(atoms::noproc())}));
-      }
-    } else if (op == Op::demonitor) {
-      if (auto pid = whereis(name)) runtime::remove_watcher(*pid, ref);
-    } else {  // DOWN for a name that was not registered
-      untrack_monitor(ref);
-      if (runtime::remove_monitoring(x, ref)) {
-        runtime::deliver_local(x, detail::make_node(Down{ref, Pid{Atom(in.name), in.creation, 0, 0}, std::move(*d)}));
-      }
+    const Pid target = b->is_pid() ? b->as_pid() : Pid{Atom(in.name), in.creation, 0, 0};
+    untrack_monitor(ref);
+    // a DOWN that crossed the watcher's demonitor is dropped, as Erlang does (otherwise every
+    // call's late DOWN would pile up in the caller's mailbox)
+    if (runtime::remove_monitoring(x, ref)) {
+      runtime::deliver_local(x, detail::make_node(Down{ref, target, std::move(*d)}));
     }
     return;
   }
-  const Pid& y = b->as_pid();
+  // the local target: a pid, or (MONITOR, DEMONITOR: Erlang's monitor(process, {Name, Node}))
+  // whatever is registered under a name
+  std::optional<Pid> target = b->is_pid() ? std::optional<Pid>(b->as_pid()) : whereis(b->as_atom());
+  if (!target) {
+    if (op == Op::monitor) send_control(x.node, control(Op::down, {Term(x), *b, *c, Term(atoms::noproc())}));
+    return;
+  }
+  const Pid& y = *target;
   switch (op) {
     case Op::link:  // remote x links to local y
       if (runtime::add_remote_link(y, x)) {
@@ -502,20 +502,12 @@ void NodeImpl::on_control(Inbound& in, Op op, Reader& r) {
       if (flag) untrack_link(y, x);
       runtime::send_exit_signal(y, x, std::move(*c), flag != 0);
       break;
-    case Op::monitor:  // remote watcher x monitors local y
+    case Op::monitor:  // remote watcher x monitors local y (the DOWN names it as the MONITOR did)
       if (!runtime::add_remote_watcher(y, c->as_ref(), x)) {
-        send_control(x.node, control(Op::down, {Term(x), Term(y), *c, Term(atoms::noproc())}));
+        send_control(x.node, control(Op::down, {Term(x), *b, *c, Term(atoms::noproc())}));
       }
       break;
     case Op::demonitor: runtime::remove_watcher(y, c->as_ref()); break;
-    case Op::down:  // remote target y went away; local watcher x
-      untrack_monitor(c->as_ref());
-      // a DOWN that crossed the watcher's demonitor is dropped, as Erlang does (otherwise
-      // every call's late DOWN would pile up in the caller's mailbox)
-      if (runtime::remove_monitoring(x, c->as_ref())) {
-        runtime::deliver_local(x, detail::make_node(Down{c->as_ref(), y, std::move(*d)}));
-      }
-      break;
     default: break;
   }
 }

@@ -31,8 +31,8 @@ Proc task_body(Pid owner, Ref tag, std::function<Async<Term>()> f) {
 }
 
 // A task started by a task supervisor for `owner` (maybe on another node). It is born
-// monitored by the owner under `tag` (the supervisor sets that up; the owner adopts it when
-// the supervisor's reply arrives), so even a task that fails at once reports its reason, and
+// monitored by the owner under `tag` (the supervisor sets that up; the owner registered its
+// side before asking, expect_task), so even a task that fails at once reports its reason, and
 // no extra round trip is needed before it runs.
 // The task answers the supervisor's caller itself ({ok, self()}, before running), so that the
 // answer, the result and the task's DOWN of a short task leave this node in one batch: one
