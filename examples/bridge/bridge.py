@@ -378,8 +378,7 @@ class Bridge:
 
     def spawn(self, node, function):
         """Node.spawn(node, function, []) with this node's pid as group leader."""
-        request = len(self.spawns) + self.next_ref + 1000
-        self.next_ref += 1
+        request = self.ref()["$ref"]["id"]  # any number unique among our pending requests
         me = self.me["$pid"]
         leader = json.dumps(self.me).encode()
         frame = (bytes([VERSION, SPAWN_REQUEST]) + struct.pack("<QIIB", request, me["id"], me["serial"], 0)
