@@ -631,7 +631,7 @@ void NodeImpl::send_router(const std::string& rid, const std::string& frame) {
 std::string NodeImpl::allowed_label(std::string_view z85) const {
   if (!opts_.curve) return {};
   for (const auto& [key, label] : opts_.curve->allowed) {
-    if (key == z85) return label.empty() ? std::string("(unnamed)") : label;
+    if (key == z85) return label;  // never empty: a file's name, or the --peer's node name
   }
   return {};
 }
@@ -639,8 +639,9 @@ std::string NodeImpl::allowed_label(std::string_view z85) const {
 std::string NodeImpl::server_key_for(const std::string& name, const std::string& from_portmapper,
                                      std::string* error) const {
   // a static peer's key: the allowed key labelled with its full or short name
+  const std::string short_name = short_of(name);
   for (const auto& [key, label] : opts_.curve->allowed) {
-    if (label == name || label == short_of(name)) return key;
+    if (label == name || label == short_name) return key;
   }
   if (!from_portmapper.empty()) {
     if (!allowed_label(from_portmapper).empty()) return from_portmapper;
@@ -648,7 +649,7 @@ std::string NodeImpl::server_key_for(const std::string& name, const std::string&
     return {};
   }
   *error = "no CURVE key known for it: it is not registered with one (a cookie-mode node?) and no "
-           "--curve-allow file is named " + short_of(name) + ".pub or " + name + ".pub";
+           "--curve-allow file is named " + short_name + ".pub or " + name + ".pub";
   return {};
 }
 
