@@ -169,6 +169,21 @@ class NodeImpl {
     monitors_.erase(ref);
     name_monitors_.erase(ref);
   }
+  /// True if `node` asked (in its HELLO or CHALLENGE) for Term payloads as JSON.
+  bool wants_json(Atom node) {
+    if (json_peer_count_.load(std::memory_order_relaxed) == 0) return false;  // the usual case
+    std::lock_guard lock(json_mu_);
+    return json_peers_.count(node.id()) != 0;
+  }
+  void set_json_peer(Atom node, bool on) {
+    std::lock_guard lock(json_mu_);
+    if (on) {
+      json_peers_.insert(node.id());
+    } else {
+      json_peers_.erase(node.id());
+    }
+    json_peer_count_.store(static_cast<int>(json_peers_.size()), std::memory_order_relaxed);
+  }
   /// A monitor of `name` on another node: its DEMONITOR must name it too.
   void track_name_monitor(const Ref& ref, Atom name) {
     std::lock_guard lock(track_mu_);
@@ -300,21 +315,6 @@ class NodeImpl {
   std::atomic<int> json_peer_count_{0};
   std::mutex json_mu_;
   std::set<std::uint32_t> json_peers_;  // atom ids
- public:
-  bool wants_json(Atom node) {
-    if (json_peer_count_.load(std::memory_order_relaxed) == 0) return false;
-    std::lock_guard lock(json_mu_);
-    return json_peers_.count(node.id()) != 0;
-  }
-  void set_json_peer(Atom node, bool on) {
-    std::lock_guard lock(json_mu_);
-    if (on) {
-      json_peers_.insert(node.id());
-    } else {
-      json_peers_.erase(node.id());
-    }
-    json_peer_count_.store(static_cast<int>(json_peers_.size()), std::memory_order_relaxed);
-  }
 };
 
 /// The running node, or nullptr.
