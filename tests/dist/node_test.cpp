@@ -293,6 +293,7 @@ TEST_CASE("remote Task.Supervisor async/await across OS processes; moebi not run
     task::await(mb, c);
     FAIL("no error");
   } catch (const TaskError& e) {
+    INFO("reason: " << e.reason.to_string() << " what: " << e.what());
     CHECK(e.reason.to_string().find("remote task failed") != std::string::npos);
   }
   auto ex = mb.receive<ExitMsg>([&](const ExitMsg& e) { return e.from == c.pid; }, 10s);
