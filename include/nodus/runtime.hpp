@@ -6,7 +6,8 @@
 namespace nodus {
 
 struct RuntimeOptions {
-  /// Worker threads running processes; 0 means one per hardware thread.
+  /// Worker threads running processes; 0 means $NODUS_SCHEDULERS if it is set (like erl +S),
+  /// else one per hardware thread.
   unsigned schedulers = 0;
 };
 

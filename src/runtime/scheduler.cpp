@@ -2,6 +2,7 @@
 #include "scheduler.hpp"
 
 #include <chrono>
+#include <cstdlib>
 #include <thread>
 
 #include "context.hpp"
@@ -66,7 +67,12 @@ Process* Scheduler::Queue::pop() {
 }
 
 Scheduler::Scheduler(unsigned n) {
+  // 0: $NODUS_SCHEDULERS if set (like erl +S), else one per core
+  if (n == 0) {
+    if (const char* e = std::getenv("NODUS_SCHEDULERS")) n = static_cast<unsigned>(std::strtoul(e, nullptr, 10));
+  }
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  n = std::min(n, 1024u);
   for (unsigned i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<Worker>());
     workers_.back()->index = i;
