@@ -159,6 +159,10 @@ void retarget_monitor(const Ref& ref, const Pid& target);
 /// Erlang's monitor(process, {Name, Node}): a Down when the process registered as `name`
 /// there ends, `noproc` if none is registered, `noconnection` if the node goes away.
 Ref monitor_name(Atom name, Atom node);
+/// monitor_name under a reference the caller chose.
+void monitor_name_as(Atom name, Atom node, const Ref& ref);
+/// Forgets the caller's monitor `ref` (and its Down, if one arrived) without telling the
+/// target: for a monitor the other side has dropped already, or never set up.
 void remove_monitor(const Ref& ref);
 }
 

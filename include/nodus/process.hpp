@@ -41,6 +41,12 @@ Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monito
 void deliver(const Pid& to, MsgNode* n);
 bool deliver_named(Atom name, MsgNode* n);
 std::uint64_t send_after_node(Clock::duration d, const Pid& to, MsgNode* n);
+/// monitor(pid) under a reference the caller chose (a protocol that names the monitor in its
+/// request, as the task supervisor's does).
+void monitor_as(const Pid& pid, const Ref& ref);
+/// The calling process is no longer watched under `ref`, and no Down will say it ended: the
+/// monitor was handed over to another process, or a protocol tells the watcher it is gone.
+void drop_watcher(const Ref& ref);
 
 template <class F, class... Args>
 Pid spawn_with(const SpawnOptions& opts, Ref* mref, F&& f, Args&&... args) {

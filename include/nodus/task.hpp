@@ -31,6 +31,9 @@ struct Task {
   Ref tag;    ///< tags the result message {Tag, Result}
   Ref mref;   ///< the owner's monitor of pid
   Pid owner;
+  /// The task drops the owner's monitor as it sends its result (a supervised task does), so
+  /// taking the result ends the monitor here without telling the task's node.
+  bool monitor_ends_with_result = false;
 };
 
 /// A task that produced no result. `reason` is the task's exit reason (its exception as

@@ -261,25 +261,32 @@ void adopt_monitor(const Pid& target, const Ref& ref) {
   }
 }
 Ref monitor_name(Atom name, Atom node_name) {
+  const Ref ref = make_ref();
+  monitor_name_as(name, node_name, ref);
+  return ref;
+}
+void monitor_name_as(Atom name, Atom node_name, const Ref& ref) {
   auto* node = impl();
   if (node == nullptr || node_name == node::self()) {
-    auto pid = whereis(name);
-    if (pid) return monitor(*pid);
-    const Ref ref = make_ref();
-    nodus::send(self(), Down{ref, Pid{}, atoms::noproc()});
-    return ref;
+    if (auto pid = whereis(name)) {
+      monitor_as(*pid, ref);
+    } else {
+      nodus::send(self(), Down{ref, Pid{}, atoms::noproc()});
+    }
+    return;
   }
   const Pid me = self();
-  const Ref ref = make_ref();
   adopt_monitor(Pid{node_name, 0, 0, 0}, ref);  // fires with noconnection if the node goes
   node->track_name_monitor(ref, name);
   node->send_control(node_name, dist::control(dist::Op::monitor, {Term(me), Term(name), Term(ref)}));
-  return ref;
 }
 
 void remove_monitor(const Ref& ref) {
-  runtime::remove_monitoring(self(), ref);
+  runtime::Process* me = runtime::current();
+  if (me == nullptr) throw std::logic_error("remove_monitor needs a calling process");
+  runtime::remove_monitoring(me->pid(), ref);
   if (auto* node = impl()) node->untrack_monitor(ref);
+  runtime::remove_down(me, ref);
 }
 void retarget_monitor(const Ref& ref, const Pid& target) {
   // only if it is still there: a DOWN (or noconnection) may have taken it already

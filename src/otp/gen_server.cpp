@@ -122,14 +122,7 @@ struct PendingCall {
   Term finish(std::optional<Message> m) {
     cleanup();
     if (!m) throw CallError(atom("timeout"), "time out: no reply from " + what);
-    if (m->is<Down>()) {
-      const Term& r = m->get<Down>().reason;
-      if (r.is_atom("noproc")) throw CallError(r, "no process: " + what + " is not alive or not registered");
-      if (r.is_atom("noconnection")) {
-        throw CallError(r, "no connection to " + std::string(target_node.name()));
-      }
-      throw CallError(r, what + " exited while serving the call: " + r.to_string());
-    }
+    if (m->is<Down>()) throw detail::call_failure(m->get<Down>().reason, what, target_node);
     return m->take<Term>()[1];
   }
 };
@@ -170,6 +163,12 @@ void reply(const From& to, Term value) { send(to.pid, tuple(Term(to.tag), std::m
 }  // namespace gen_server
 
 namespace detail {
+CallError call_failure(const Term& r, const std::string& what, Atom node) {
+  if (r.is_atom("noproc")) return CallError(r, "no process: " + what + " is not alive or not registered");
+  if (r.is_atom("noconnection")) return CallError(r, "no connection to " + std::string(node.name()));
+  return CallError(r, what + " exited while serving the call: " + r.to_string());
+}
+
 Pid start_registered(Proc body, Atom name, bool link) {
   const bool named = !(name == Atom());
   auto taken = [&] { return std::invalid_argument("name " + std::string(name.name()) + " is already registered"); };

@@ -30,24 +30,66 @@ Proc task_body(Pid owner, Ref tag, std::function<Async<Term>()> f) {
   send(owner, tuple(Term(tag), std::move(r)));
 }
 
+struct SupState {
+  Pid parent;
+  std::mutex mu;
+  std::set<Pid> children;  // running tasks; each one leaves when it ends (LeaveSupervisor)
+};
+
+// A task leaves its supervisor when it ends, however it ends (its frame goes first, while the
+// process is still itself): it unlinks, so the supervisor gets no exit message per task (it
+// would only have to drop the child), and it removes itself from the children.
+struct LeaveSupervisor {
+  std::shared_ptr<SupState> state;
+  Pid sup;
+  LeaveSupervisor(std::shared_ptr<SupState> s, Pid p) : state(std::move(s)), sup(p) {}
+  LeaveSupervisor(const LeaveSupervisor&) = delete;
+  LeaveSupervisor& operator=(const LeaveSupervisor&) = delete;
+  ~LeaveSupervisor() {
+    try {
+      unlink(sup);
+    } catch (...) {  // cannot happen in a process; a destructor must not throw anyway
+    }
+    std::lock_guard lock(state->mu);
+    state->children.erase(self());
+  }
+};
+
 // A task started by a task supervisor for `owner` (maybe on another node). It is born
-// monitored by the owner under `tag` (the supervisor sets that up; the owner registered its
-// side before asking, expect_task), so even a task that fails at once reports its reason, and
-// no extra round trip is needed before it runs.
+// monitored by the owner under `tag` (the supervisor hands over the monitor the owner's start
+// request came with, StartCall), so even a task that fails at once reports its reason, and no
+// extra round trip is needed before it runs.
 // The task answers the supervisor's caller itself ({ok, self()}, before running), so that the
-// answer, the result and the task's DOWN of a short task leave this node in one batch: one
-// message per remote async instead of two (the supervisor answers only errors).
-Proc supervised_task(Pid owner, Ref tag, bool link_owner, From caller, std::function<Async<Term>()> f) {
+// answer, the result and the task's exit signal of a short task leave this node in one batch:
+// one message per remote async instead of two (the supervisor answers only errors). When the
+// owner asked with `tag` as the call's tag too (StartCall), the result also ends the monitor:
+// the task drops it just before sending, and the owner forgets it on reading the result, so no
+// DOWN and no DEMONITOR cross the network.
+Proc supervised_task(Pid owner, Ref tag, bool link_owner, From caller, std::function<Async<Term>()> f,
+                     std::shared_ptr<SupState> state, Pid sup) {
+  LeaveSupervisor leave(std::move(state), sup);
   if (link_owner) link(owner);
   gen_server::reply(caller, tuple(atom("ok"), self()));
   Term r = co_await f();
-  if (!owner.is_null()) send(owner, tuple(Term(tag), std::move(r)));
+  if (!owner.is_null()) {
+    if (caller.tag == tag) detail::drop_watcher(tag);
+    send(owner, tuple(Term(tag), std::move(r)));
+  }
 }
 
 std::string reason_text(const Term& r, const Pid& pid) {
   if (r.is_atom("noconnection")) return "no connection to " + std::string(pid.node.name());
   if (r.is_atom("noproc")) return "no process: task " + to_string(pid) + " is not alive";
   return "task " + to_string(pid) + " exited: " + r.to_string();
+}
+
+// The result is in: the monitor of the task goes (and a Down that came meanwhile).
+void release_monitor(const Task& t) {
+  if (t.monitor_ends_with_result) {
+    detail::remove_monitor(t.mref);
+  } else {
+    demonitor(t.mref, true);
+  }
 }
 
 // Waiting for a task's outcome: its result message or its Down.
@@ -64,7 +106,7 @@ struct Outcome {
   Term as_yield(std::optional<Message> m) const {
     if (!m) return atom("nil");
     if (m->is<Down>()) return tuple(atom("exit"), m->get<Down>().reason);
-    demonitor(t.mref, true);
+    release_monitor(t);
     return tuple(atom("ok"), m->get<Term>()[1]);
   }
   Term as_await(std::optional<Message> m) const {
@@ -73,7 +115,7 @@ struct Outcome {
       const Term& r = m->get<Down>().reason;
       throw TaskError(r, reason_text(r, t.pid));
     }
-    demonitor(t.mref, true);
+    release_monitor(t);
     return m->get<Term>()[1];
   }
 };
@@ -84,13 +126,8 @@ void check_owner(const Task& t) {
 
 // ---------------------------------------------------------------- the task supervisor
 
-struct SupState {
-  Pid parent;
-  std::set<Pid> children;
-};
-
 // nullopt: started, the task answers `from` itself; else the answer (an error).
-std::optional<Term> start_task(SupState& s, const Term& req, const From& from) {
+std::optional<Term> start_task(const std::shared_ptr<SupState>& state, const Term& req, const From& from) {
   // {start_task, Owner, Tag, Link, Function, Args}
   if (!(req.is_tuple() && req.size() == 6 && (req[1].is_pid() || req[1].is_atom("none")) && req[2].is_ref() &&
         req[3].is_atom() && req[4].is_binary())) {
@@ -103,10 +140,22 @@ std::optional<Term> start_task(SupState& s, const Term& req, const From& from) {
   Term args = req[5];
   std::function<Async<Term>()> run = [f = std::move(*f), args = std::move(args)]() { return f(args); };
   const Ref tag = req[2].as_ref();
-  Proc body = supervised_task(owner, tag, req[3].is_atom("true"), from, std::move(run));
-  const Pid pid = detail::spawn_frame(body.release(), {.link = true}, {}, nullptr, {}, owner, tag);
-  s.children.insert(pid);
+  Proc body = supervised_task(owner, tag, req[3].is_atom("true"), from, std::move(run), state, self());
+  {
+    // held across the spawn: a task that ends at once leaves only after it was added
+    std::lock_guard lock(state->mu);
+    const Pid pid = detail::spawn_frame(body.release(), {.link = true}, {}, nullptr, {}, owner, tag);
+    state->children.insert(pid);
+  }
+  // the owner monitored this supervisor under the tag for its request: the task has that
+  // monitor now (it was born watched under the tag)
+  if (from.tag == tag) detail::drop_watcher(tag);
   return std::nullopt;
+}
+
+std::vector<Pid> children_of(SupState& s) {
+  std::lock_guard lock(s.mu);
+  return {s.children.begin(), s.children.end()};
 }
 
 Proc task_supervisor_loop(std::shared_ptr<SupState> state) {
@@ -117,9 +166,10 @@ Proc task_supervisor_loop(std::shared_ptr<SupState> state) {
     if (m.is<ExitMsg>()) {
       const ExitMsg& e = m.get<ExitMsg>();
       if (!s.parent.is_null() && e.from == s.parent) {
-        for (const Pid& c : s.children) exit(c, atom("shutdown"));
+        for (const Pid& c : children_of(s)) exit(c, atom("shutdown"));
         exit_self(e.reason);
       }
+      std::lock_guard lock(s.mu);
       s.children.erase(e.from);
       continue;
     }
@@ -134,15 +184,21 @@ Proc task_supervisor_loop(std::shared_ptr<SupState> state) {
     const Term& req = t[2];
     Term answer;
     if (req.is_tuple() && req.size() > 0 && req[0].is_atom("start_task")) {
-      auto error = start_task(s, req, from);
+      auto error = start_task(state, req, from);
       if (!error) continue;  // the task answers
       answer = std::move(*error);
     } else if (req.is_atom("children")) {
-      std::vector<Term> pids(s.children.begin(), s.children.end());
+      std::vector<Term> pids;
+      for (const Pid& c : children_of(s)) pids.emplace_back(c);
       answer = Term::list(std::move(pids));
     } else if (req.is_tuple(2, "terminate_child") && req[1].is_pid()) {
       const Pid pid = req[1].as_pid();
-      if (s.children.erase(pid)) {
+      bool found;
+      {
+        std::lock_guard lock(s.mu);
+        found = s.children.erase(pid) != 0;
+      }
+      if (found) {
         unlink(pid);
         exit(pid, atom("shutdown"));
         answer = atom("ok");
@@ -161,23 +217,63 @@ Term start_request(const Task& t, bool link, const std::string& function, Term a
                       atom(link ? "true" : "false"), function, std::move(args)});
 }
 
-// The owner's side of the task's monitor, registered before the request (see adopt_monitor).
-void expect_task(const Task& t, const ServerRef& sup) {
-  const Atom node = !sup.pid.is_null() ? sup.pid.node : sup.node;
-  detail::adopt_monitor(Pid{node, 0, 0, 0}, t.tag);
-}
+// A supervised task's start, with one monitor from request to result. The owner monitors the
+// supervisor under the task's tag and sends the GenServer call with that tag as the call's; the
+// supervisor hands the monitor over to the task it starts (born watched under the tag), and the
+// task drops it as it sends its result. A remote async + await is then a MONITOR and the call
+// one way, the answer, the result and the task's exit signal the other: no DEMONITOR or DOWN
+// (a plain gen_server::call plus the task's own monitor would cost two of each).
+struct StartCall {
+  Task t;
+  std::string what;  // the supervisor, as the errors name it
+  Atom node;         // where it runs
 
-Task started(Task t, const Term& reply, const std::string& function, const ServerRef& sup) {
-  if (!reply.is_tuple(2, "ok") || !reply[1].is_pid()) {
-    detail::remove_monitor(t.tag);
-    const Term why = reply.is_tuple(2, "error") ? reply[1] : reply;
-    throw TaskError(why, "cannot start " + function + " under " + sup.to_string() + ": " + why.to_string());
+  StartCall(const ServerRef& sup, const std::string& function, Term args, bool link) : what(sup.to_string()) {
+    t.owner = self();
+    if (t.owner.is_null()) throw std::logic_error("task_supervisor::async needs a calling process or Mailbox");
+    t.tag = make_ref();
+    t.mref = t.tag;
+    Term call = tuple(atom("$gen_call"), tuple(t.owner, t.tag), start_request(t, link, function, std::move(args)));
+    if (sup.pid.is_null() && !(sup.node == Atom()) && !(sup.node == node::self())) {
+      node = sup.node;
+      detail::monitor_name_as(sup.name, sup.node, t.tag);
+      send(sup.name, sup.node, std::move(call));
+      return;
+    }
+    Pid target = sup.pid;
+    if (target.is_null()) {
+      auto p = whereis(sup.name);
+      if (!p) throw TaskError(atom("noproc"), "no process: nothing is registered as " + std::string(sup.name.name()));
+      target = *p;
+    }
+    node = target.node;
+    detail::monitor_as(target, t.tag);
+    send(target, std::move(call));
   }
-  t.pid = reply[1].as_pid();
-  t.mref = t.tag;
-  detail::retarget_monitor(t.mref, t.pid);
-  return t;
-}
+
+  bool matches(const MessageRef& m) const { return Outcome{t}.matches(m); }
+
+  Task finish(std::optional<Message> m, const std::string& function) {
+    if (!m) {
+      demonitor(t.tag, true);
+      throw TaskError(atom("timeout"), "time out: no reply from " + what);
+    }
+    if (m->is<Down>()) {
+      const CallError e = detail::call_failure(m->get<Down>().reason, what, node);
+      throw TaskError(e.reason, e.what());
+    }
+    const Term reply = m->take<Term>()[1];
+    if (!reply.is_tuple(2, "ok") || !reply[1].is_pid()) {
+      demonitor(t.tag, true);  // the supervisor still has it: no task took it over
+      const Term why = reply.is_tuple(2, "error") ? reply[1] : reply;
+      throw TaskError(why, "cannot start " + function + " under " + what + ": " + why.to_string());
+    }
+    t.pid = reply[1].as_pid();
+    t.monitor_ends_with_result = true;
+    detail::retarget_monitor(t.tag, t.pid);
+    return t;
+  }
+};
 
 // Elixir waits for the supervisor as long as it takes (a missing supervisor is noproc, a lost
 // node noconnection, both at once); nodus also bounds a supervisor that does not answer.
@@ -281,36 +377,13 @@ supervisor::ChildSpec child_spec(Atom name) {
 
 namespace {
 Async<Task> async_impl(ServerRef sup, std::string function, Term args, bool link) {
-  Task t;
-  t.owner = self();
-  t.tag = make_ref();
-  expect_task(t, sup);
-  Term reply;
-  std::optional<CallError> failed;
-  try {
-    reply = co_await gen_server::call(sup, start_request(t, link, function, std::move(args)), kStartTimeout);
-  } catch (const CallError& e) {
-    failed = e;
-  }
-  if (failed) {
-    detail::remove_monitor(t.tag);
-    throw TaskError(failed->reason, failed->what());
-  }
-  co_return started(std::move(t), reply, function, sup);
+  StartCall c(sup, function, std::move(args), link);
+  auto m = co_await receive<Message>([&c](const MessageRef& r) { return c.matches(r); }, kStartTimeout);
+  co_return c.finish(std::move(m), function);
 }
 Task async_impl(Mailbox& mb, ServerRef sup, std::string function, Term args, bool link) {
-  Task t;
-  t.owner = self();
-  t.tag = make_ref();
-  expect_task(t, sup);
-  Term reply;
-  try {
-    reply = gen_server::call(mb, sup, start_request(t, link, function, std::move(args)), kStartTimeout);
-  } catch (const CallError& e) {
-    detail::remove_monitor(t.tag);
-    throw TaskError(e.reason, e.what());
-  }
-  return started(std::move(t), reply, function, sup);
+  StartCall c(sup, function, std::move(args), link);
+  return c.finish(mb.receive<Message>([&c](const MessageRef& r) { return c.matches(r); }, kStartTimeout), function);
 }
 }  // namespace
 

@@ -215,21 +215,26 @@ void unlink(const Pid& pid) {
 }
 
 Ref monitor(const Pid& pid) {
-  Process* me = caller("monitor");
   const Ref ref = make_ref();
+  detail::monitor_as(pid, ref);
+  return ref;
+}
+
+void detail::monitor_as(const Pid& pid, const Ref& ref) {
+  Process* me = caller("monitor");
   const Pid my = me->pid();
   if (!pid.is_local()) {
     const auto* h = runtime::remote_hooks();
     if (h == nullptr) {
       runtime::deliver_local(my, detail::make_node(Down{ref, pid, atoms::noconnection()}));
-      return ref;
+      return;
     }
     {
       std::lock_guard lock(me->lock);
       me->ext().monitoring.emplace_back(ref, pid);
     }
     h->monitor(my, pid, ref);
-    return ref;
+    return;
   }
   Process* t = ctx().table.lookup(pid);
   bool alive = false;
@@ -246,7 +251,11 @@ Ref monitor(const Pid& pid) {
   } else {
     runtime::deliver_local(my, detail::make_node(Down{ref, pid, atoms::noproc()}));
   }
-  return ref;
+}
+
+void detail::drop_watcher(const Ref& ref) {
+  Process* me = caller("drop_watcher");
+  runtime::remove_watcher(me->pid(), ref);
 }
 
 bool demonitor(const Ref& ref, bool flush) {

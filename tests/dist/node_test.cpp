@@ -287,6 +287,30 @@ TEST_CASE("remote Task.Supervisor async/await across OS processes; moebi not run
     CHECK(task::await(mb, k) == Term(i));
   }
   CHECK_FALSE(mb.receive<Down>(300ms).has_value());
+  CHECK(nodus::test::eventually([&] { return task_supervisor::children(mb, sup) == Term::list({}); }));
+  // a supervisor name not registered there: noproc; an unknown function: undef; neither
+  // leaves a monitor or a message behind
+  try {
+    task_supervisor::async(mb, ServerRef(atom("Nobody.Tasks"), atom("kate@localhost")), "Test.echo", list(1));
+    FAIL("no error");
+  } catch (const TaskError& e) {
+    CHECK(e.reason == Term(atom("noproc")));
+    CHECK(std::string(e.what()) == "no process: {Nobody.Tasks, kate@localhost} is not alive or not registered");
+  }
+  try {
+    task_supervisor::async(mb, sup, "Test.nope", Term::list({}));
+    FAIL("no error");
+  } catch (const TaskError& e) {
+    CHECK(e.reason.is_tuple(2, "undef"));
+  }
+  // (this mailbox traps exits: the linked task of the first await left its {'EXIT', Pid, normal})
+  auto left = mb.receive<Message>([](const MessageRef& m) { return !m.is<ExitMsg>(); }, 300ms);
+  INFO("left behind: " << (left ? left->to_string() : ""));
+  CHECK_FALSE(left.has_value());
+  // a remote task killed while it runs: its owner hears `killed` through the handed-over monitor
+  Task killed = task_supervisor::async_nolink(mb, sup, "Test.wait", Term::list({}));
+  exit(killed.pid, atom("kill"));
+  CHECK(task::yield(mb, killed).to_string() == "{exit, killed}");
   // a remote exception reaches the caller: as an exit over the link, and through await
   Task c = task_supervisor::async(mb, sup, "Test.crash", Term::list({}));
   try {

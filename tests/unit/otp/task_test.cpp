@@ -132,3 +132,63 @@ TEST_CASE_METHOD(Fixture, "a task supervisor in a supervision tree", "[otp][task
   Task t2 = task_supervisor::async(mb, atom("Tree.Tasks"), "Test.double", Term::list({6}));
   CHECK(task::await(mb, t2) == Term(12));
 }
+
+TEST_CASE_METHOD(Fixture, "supervised tasks leave the supervisor however they end; its death ends them", "[otp][task]") {
+  Pid sup = task_supervisor::start({.name = atom("Life.Tasks")});
+  // many tasks that end normally: none is left a child, no Down is left behind
+  for (int i = 0; i < 200; ++i) {
+    Task t = task_supervisor::async(mb, sup, "Test.double", Term::list({i}));
+    CHECK(task::await(mb, t) == Term(2 * i));
+  }
+  CHECK(nodus::test::eventually([&] { return task_supervisor::children(mb, sup) == Term::list({}); }));
+  CHECK_FALSE(mb.receive<Down>(50ms).has_value());
+  // a crashed task and a killed one leave too, and their owners hear why
+  Task c = task_supervisor::async_nolink(mb, sup, "Test.crash", Term::list({}));
+  CHECK(task::yield(mb, c).is_tuple(2, "exit"));
+  Task k = task_supervisor::async_nolink(mb, sup, "Test.gated", Term::list({}));
+  CHECK(task_supervisor::children(mb, sup) == Term::list({k.pid}));
+  exit(k.pid, atom("kill"));
+  const Term y = task::yield(mb, k);
+  CHECK(y.to_string() == "{exit, killed}");
+  CHECK(nodus::test::eventually([&] { return task_supervisor::children(mb, sup) == Term::list({}); }));
+  // a task that answers after the wait ran out still reports through the same monitor
+  Task late = task_supervisor::async_nolink(mb, sup, "Test.gated", Term::list({}));
+  CHECK(task::yield(mb, late, 20ms) == Term(atom("nil")));
+  send(late.pid, atom("go"));
+  CHECK(task::await(mb, late) == Term(atom("went")));
+  // the supervisor's death takes its running tasks with it (they are still linked to it)
+  Task a = task_supervisor::async_nolink(mb, sup, "Test.gated", Term::list({}));
+  Task b = task_supervisor::async_nolink(mb, sup, "Test.gated", Term::list({}));
+  exit(sup, atom("kill"));
+  CHECK(task::yield(mb, a).to_string() == "{exit, killed}");
+  CHECK(task::yield(mb, b).to_string() == "{exit, killed}");
+  CHECK_FALSE(mb.receive<Down>(50ms).has_value());
+}
+
+TEST_CASE_METHOD(Fixture, "a task supervisor's start errors: noproc, undef, a dead supervisor pid", "[otp][task]") {
+  try {
+    task_supervisor::async(mb, atom("Nobody.Tasks"), "Test.double", Term::list({1}));
+    FAIL("no error");
+  } catch (const TaskError& e) {
+    CHECK(e.reason == Term(atom("noproc")));
+    CHECK(std::string(e.what()) == "no process: nothing is registered as Nobody.Tasks");
+  }
+  Pid sup = task_supervisor::start({});
+  try {
+    task_supervisor::async(mb, sup, "Test.nope", Term::list({}));
+    FAIL("no error");
+  } catch (const TaskError& e) {
+    CHECK(e.reason.is_tuple(2, "undef"));
+  }
+  exit(sup, atom("kill"));
+  CHECK(nodus::test::eventually([&] { return !is_process_alive(sup); }));
+  try {
+    task_supervisor::async(mb, sup, "Test.double", Term::list({1}));
+    FAIL("no error");
+  } catch (const TaskError& e) {
+    CHECK(e.reason == Term(atom("noproc")));
+    CHECK(std::string(e.what()).find("is not alive or not registered") != std::string::npos);
+  }
+  // failed starts leave no monitor and no message behind
+  CHECK_FALSE(mb.receive<Message>(50ms).has_value());
+}
