@@ -66,9 +66,16 @@ void hook_demonitor(const Pid& watcher, const Pid& target, const Ref& ref) {
 }
 
 void hook_flush() { NodeImpl::flush_outbox(); }
+void hook_flush_staged() {
+  if (NodeImpl* node = g_node.load(std::memory_order_acquire)) {
+    node->flush_staged();
+  } else {
+    runtime::g_remote_staged.store(false, std::memory_order_relaxed);
+  }
+}
 
-const runtime::RemoteHooks kHooks{&deliver_remote, &hook_link,      &hook_unlink,
-                                  &hook_monitor,   &hook_demonitor, &hook_flush};
+const runtime::RemoteHooks kHooks{&deliver_remote, &hook_link,      &hook_unlink,     &hook_monitor,
+                                  &hook_demonitor, &hook_flush,     &hook_flush_staged};
 
 }  // namespace dist
 

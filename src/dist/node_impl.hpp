@@ -113,6 +113,11 @@ struct Channel {
   bool io_owns = true;              // invariant: true while state != up or pending is not empty
   std::deque<std::string> pending;  // batches of records, oldest first
   std::size_t pending_bytes = 0;
+  // Records workers staged (only while !io_owns): the slices of several processes, sent as one
+  // message when a worker runs out of work or after a few more slices (flush_staged). Anything
+  // sent on the channel goes after them.
+  std::string staged;
+  bool dirty = false;               // on NodeImpl::dirty_
   std::vector<Pid> node_watchers;   // monitor_node: told {nodedown, Node} when this goes down
 };
 
@@ -210,8 +215,12 @@ class NodeImpl {
   void emit(Atom node, Encode&& encode);
   /// Sends the calling thread's outbox, if it holds anything.
   static void flush_outbox();
-  /// Sends `batch` (whole records) to `node` from any thread; leaves `batch` empty.
-  void send_records(Atom node, std::string& batch);
+  /// Sends `batch` (whole records) to `node` from any thread; leaves `batch` empty. With
+  /// `stage` (a worker's process left the thread), the records may wait on the channel for
+  /// more to join them, until flush_staged.
+  void send_records(Atom node, std::string& batch, bool stage = false);
+  /// Sends what every channel has staged (a worker out of work, or every few slices).
+  void flush_staged();
   /// The channel to `node`, created (and its connection requested) if there is none.
   std::shared_ptr<Channel> channel(Atom node);
   /// monitor_node from any thread: `watcher` gets {nodedown, Node} when the connection goes
@@ -307,6 +316,8 @@ class NodeImpl {
   std::unordered_map<std::uint64_t, PendingSpawn> spawns_;  // I/O thread only
   std::mutex chan_mu_;
   std::unordered_map<std::uint32_t, std::shared_ptr<Channel>> channels_;  // by atom id
+  std::mutex dirty_mu_;                                 // after a Channel::mu, never before
+  std::vector<std::shared_ptr<Channel>> dirty_;         // channels with staged records
   std::mutex track_mu_;
   std::multimap<std::uint32_t, std::pair<Pid, Pid>> links_;  // remote node -> (local, remote)
   std::unordered_map<Ref, std::pair<Pid, Pid>> monitors_;    // ref -> (local watcher, remote target)

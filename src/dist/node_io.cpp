@@ -123,6 +123,7 @@ void NodeImpl::start() {
 
 void NodeImpl::stop() {
   if (!io_.joinable()) return;
+  flush_staged();  // best effort: what workers staged goes out before the sockets close
   stop_ = true;
   const std::uint64_t one = 1;
   (void)!::write(wake_fd_, &one, sizeof(one));
@@ -180,7 +181,7 @@ void NodeImpl::flush_outbox() {
     o->buf.clear();
     return;
   }
-  node->send_records(o->dest, o->buf);
+  node->send_records(o->dest, o->buf, on_worker_thread());
 }
 
 std::shared_ptr<Channel> NodeImpl::channel(Atom node) {
@@ -205,13 +206,29 @@ std::shared_ptr<Channel> NodeImpl::channel(Atom node) {
   return ch;
 }
 
-void NodeImpl::send_records(Atom node, std::string& batch) {
+void NodeImpl::send_records(Atom node, std::string& batch, bool stage) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::shared_ptr<Channel> ch = channel(node);
     std::unique_lock lock(ch->mu);
     if (ch->state == Channel::down) continue;  // lost just now: a fresh channel reconnects
     if (!ch->io_owns) {
-      // up, nothing queued, and ours to use: straight onto the socket
+      if (stage && ch->staged.size() + batch.size() < kBatchBytes) {
+        ch->staged += batch;
+        batch.clear();
+        if (!ch->dirty) {
+          ch->dirty = true;
+          std::lock_guard dirty(dirty_mu_);
+          dirty_.push_back(std::move(ch));
+          runtime::g_remote_staged.store(true, std::memory_order_release);
+        }
+        return;
+      }
+      // up, nothing queued, and ours to use: straight onto the socket, after what is staged
+      if (!ch->staged.empty()) {
+        ch->staged += batch;
+        batch.swap(ch->staged);
+        ch->staged.clear();
+      }
       if (zmq_send(ch->dealer->handle(), batch.data(), batch.size(), ZMQ_DONTWAIT) >= 0) {
         batch.clear();
         return;
@@ -233,6 +250,39 @@ void NodeImpl::send_records(Atom node, std::string& batch) {
     return;
   }
   batch.clear();
+}
+
+void NodeImpl::flush_staged() {
+  static thread_local std::vector<std::shared_ptr<Channel>> dirty;  // swapped in: no allocation
+  dirty.clear();
+  {
+    std::lock_guard lock(dirty_mu_);
+    dirty.swap(dirty_);
+    runtime::g_remote_staged.store(false, std::memory_order_relaxed);
+  }
+  for (auto& ch : dirty) {
+    bool wake = false;
+    {
+      std::lock_guard lock(ch->mu);
+      ch->dirty = false;
+      if (ch->staged.empty()) continue;
+      if (ch->state == Channel::down) {  // fail_channel counted it as dropped
+        ch->staged.clear();
+        continue;
+      }
+      if (!ch->io_owns && zmq_send(ch->dealer->handle(), ch->staged.data(), ch->staged.size(), ZMQ_DONTWAIT) >= 0) {
+        ch->staged.clear();
+        continue;
+      }
+      ch->io_owns = true;  // high-water mark: the I/O thread sends it when the peer can take it
+      wake = ch->pending.empty();
+      ch->pending_bytes += ch->staged.size();
+      ch->pending.push_back(std::move(ch->staged));
+      ch->staged = std::string();
+    }
+    if (wake) wake_io();
+  }
+  dirty.clear();
 }
 
 void NodeImpl::monitor_node(Atom node, const Pid& watcher, bool on) {
@@ -276,9 +326,10 @@ void NodeImpl::fail_channel(Atom node, const std::string& why) {
     std::lock_guard lock(ch->mu);
     ch->state = Channel::down;
     ch->dealer = nullptr;
-    dropped = ch->pending_bytes;
+    dropped = ch->pending_bytes + ch->staged.size();
     ch->pending.clear();
     ch->pending_bytes = 0;
+    ch->staged.clear();
     watchers.swap(ch->node_watchers);
   }
   for (const Pid& w : watchers) runtime::deliver_local(w, detail::make_node(tuple(atom("nodedown"), node)));

@@ -151,7 +151,13 @@ struct RemoteHooks {
   void (*demonitor)(const Pid& watcher, const Pid& target, const Ref& ref);
   /// Sends what the calling worker thread batched for other nodes (see `tl_remote_pending`).
   void (*flush)();
+  /// Sends what workers staged on the channels to other nodes (see `g_remote_staged`).
+  void (*flush_staged)();
 };
+/// Set while records that processes sent on some worker wait on a channel for the records of
+/// more processes to join them in one message; a worker that runs out of work, or has run
+/// kStagedSlices more processes, calls `RemoteHooks::flush_staged`.
+extern std::atomic<bool> g_remote_staged;
 /// Set by the distribution layer while this worker thread holds records for other nodes that
 /// it batches until the running process leaves the thread; the scheduler then calls
 /// `RemoteHooks::flush` before the process can run anywhere else (so one process's messages
