@@ -5,20 +5,28 @@
 #   ./scripts/bench.sh local_send         only these nodus scenarios
 #   NODUS_ANCHORS=/path ./scripts/bench.sh   anchors elsewhere (default: ../shared/anchors)
 #   --no-anchors                          nodus-bench only
+#   --repeat N                            N rounds (nodus, then its anchors, N times over);
+#                                         each value is the median of its N results, with
+#                                         their range (the 2-core VM is noisy: single runs of
+#                                         the same scenario differ by up to 2x)
 # Raw RESULT lines go to build-bench/bench-results.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 
 anchors=${NODUS_ANCHORS:-$(cd .. && pwd)/shared/anchors}
-with_anchors=1 scenarios=()
-for a in "$@"; do
-  case $a in
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+with_anchors=1 scenarios=() repeat=1
+while (($#)); do
+  case $1 in
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --no-anchors) with_anchors=0 ;;
-    -*) echo "unknown option: $a (see --help)" >&2; exit 2 ;;
-    *) scenarios+=("$a") ;;
+    --repeat)
+      [[ ${2:-} =~ ^[1-9][0-9]?$ ]] || { echo "--repeat needs a number of rounds, 1-99 (see --help)" >&2; exit 2; }
+      repeat=$2; shift ;;
+    -*) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+    *) scenarios+=("$1") ;;
   esac
+  shift
 done
 
 nodus_install_deps || exit 1
@@ -56,8 +64,10 @@ pairs=(
 
 out=$dir/bench-results.txt
 : >"$out"
-echo "== nodus-bench ${scenarios[*]}" >&2
-$bench "${scenarios[@]}" | tee -a "$out" | grep '^RESULT' >&2
+if ((with_anchors)) && [ ! -d "$anchors" ]; then
+  echo "anchors not found at $anchors (set NODUS_ANCHORS, or --no-anchors)" >&2
+  exit 1
+fi
 
 run_anchor() {  # set:scenario
   local set=${1%%:*} s=${1#*:}
@@ -76,12 +86,8 @@ run_anchor() {  # set:scenario
   esac
 }
 
+needed=()
 if ((with_anchors)); then
-  if [ ! -d "$anchors" ]; then
-    echo "anchors not found at $anchors (set NODUS_ANCHORS, or --no-anchors)" >&2
-    exit 1
-  fi
-  needed=()
   for p in "${pairs[@]}"; do
     IFS='|' read -r n a src better <<<"$p"
     [[ $src == self ]] && continue  # a nodus scenario against another nodus scenario
@@ -89,12 +95,22 @@ if ((with_anchors)); then
       if [[ $n == "$s" || $n == "${s}_"* ]] && [[ ! " ${needed[*]} " == *" $src "* ]]; then needed+=("$src"); fi
     done
   done
-  for src in "${needed[@]}"; do run_anchor "$src" | tee -a "$out" >&2; done
 fi
 
-value() { awk -v n="$1" '$1=="RESULT" && $2=="name="n {sub("value=","",$3); print $3; exit}' "$out"; }
+for ((round = 1; round <= repeat; round++)); do
+  ((repeat > 1)) && echo "== round $round of $repeat" >&2
+  echo "== nodus-bench ${scenarios[*]}" >&2
+  $bench "${scenarios[@]}" | tee -a "$out" | grep '^RESULT' >&2
+  for src in "${needed[@]}"; do run_anchor "$src" | tee -a "$out" >&2; done
+done
+
+# the median of a result's values over the rounds, and their range
+values() { awk -v n="$1" '$1=="RESULT" && $2=="name="n {sub("value=","",$3); print $3}' "$out" | sort -g; }
+value() { values "$1" | awk '{v[NR]=$1} END {if (NR) print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+range() { values "$1" | awk 'NR==1{lo=$1} {hi=$1} END {if (NR>1) printf "[%s-%s]", lo, hi}'; }
 unit() { awk -v n="$1" '$1=="RESULT" && $2=="name="n {sub("unit=","",$4); print $4; exit}' "$out"; }
 
+((repeat > 1)) && printf '\nmedians of %d rounds, [lowest-highest] after each row' "$repeat"
 printf '\n%-22s %14s %-28s %14s %9s\n' "scenario" "nodus" "anchor" "anchor value" "ratio"
 for s in $(awk '$1=="RESULT"{sub("name=","",$2); print $2}' "$out" | grep -v '\.' | grep -v '^caf_' | grep -v '^zmq_' | sort -u); do
   v=$(value "$s")
@@ -105,7 +121,9 @@ for s in $(awk '$1=="RESULT"{sub("name=","",$2); print $2}' "$out" | grep -v '\.
     av=$(value "$a")
     [ -n "$av" ] || continue
     ratio=$(awk -v x="$v" -v y="$av" 'BEGIN{ if (y>0) printf "%.2fx", x/y; else print "-" }')
-    printf '%-22s %14s %-28s %14s %9s  (%s is better)\n' "$s" "$v $(unit "$s")" "$a" "$av" "$ratio" "$better"
+    spread=""
+    ((repeat > 1)) && spread=" nodus $(range "$s"), anchor $(range "$a")"
+    printf '%-22s %14s %-28s %14s %9s  (%s is better)%s\n' "$s" "$v $(unit "$s")" "$a" "$av" "$ratio" "$better" "$spread"
     shown=1
   done
   ((shown)) || printf '%-22s %14s %-28s %14s %9s\n' "$s" "$v $(unit "$s")" "(no anchor)" "-" "-"
