@@ -296,10 +296,11 @@ void remove_monitor(const Ref& ref) {
   runtime::remove_down(me, ref);
 }
 void retarget_monitor(const Ref& ref, const Pid& target) {
-  // only if it is still there: a DOWN (or noconnection) may have taken it already
-  if (!runtime::remove_monitoring(self(), ref)) return;
-  if (auto* node = impl()) node->untrack_monitor(ref);
-  adopt_monitor(target, ref);
+  // in place, and only if it is still there: a DOWN (or noconnection) may have taken it
+  // already. (Removing and adding it again lost a DOWN that the I/O thread handled in between,
+  // the crash of a task whose answer had just woken its owner.)
+  if (!runtime::retarget_monitoring(self(), ref, target)) return;
+  if (auto* node = impl()) node->retrack_monitor(ref, target);
 }
 
 void deliver_remote_name(Atom name, Atom node_name, MsgNode* n) {

@@ -169,6 +169,12 @@ class NodeImpl {
     std::lock_guard lock(track_mu_);
     monitors_[ref] = {watcher, target};
   }
+  /// The tracked monitor `ref`, if still there, now names `target` (no longer a name).
+  void retrack_monitor(const Ref& ref, const Pid& target) {
+    std::lock_guard lock(track_mu_);
+    if (auto it = monitors_.find(ref); it != monitors_.end()) it->second.second = target;
+    name_monitors_.erase(ref);
+  }
   void untrack_monitor(const Ref& ref) {
     std::lock_guard lock(track_mu_);
     monitors_.erase(ref);

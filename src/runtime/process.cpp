@@ -169,6 +169,20 @@ bool remove_monitoring(const Pid& watcher, const Ref& ref) {
   return false;
 }
 
+bool retarget_monitoring(const Pid& watcher, const Ref& ref, const Pid& target) {
+  Process* w = ctx().table.lookup(watcher);
+  if (w == nullptr) return false;
+  std::lock_guard lock(w->lock);
+  if (!w->is(ident_of(watcher)) || !w->extras) return false;
+  for (auto& [r, t] : w->extras->monitoring) {
+    if (r == ref) {
+      t = target;
+      return true;
+    }
+  }
+  return false;
+}
+
 Process* current() noexcept { return tl_current; }
 void set_current(Process* p) noexcept { tl_current = p; }
 

@@ -186,6 +186,9 @@ void send_exit_signal(const Pid& to, const Pid& from, Term reason, bool from_lin
 void remove_watcher(const Pid& target, const Ref& ref);
 /// False if `watcher` had no such monitor (any more).
 bool remove_monitoring(const Pid& watcher, const Ref& ref);
+/// `watcher`'s monitor `ref` now names `target`, in one step (false if it is gone: its Down
+/// came meanwhile).
+bool retarget_monitoring(const Pid& watcher, const Ref& ref, const Pid& target);
 /// Owner only: removes a delivered Down for `ref` from the mailbox, if there is one.
 void remove_down(Process* p, const Ref& ref);
 }  // namespace nodus::runtime

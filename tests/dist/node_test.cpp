@@ -323,9 +323,16 @@ TEST_CASE("remote Task.Supervisor async/await across OS processes; moebi not run
   auto ex = mb.receive<ExitMsg>([&](const ExitMsg& e) { return e.from == c.pid; }, 10s);
   REQUIRE(ex);
   CHECK(ex->reason.to_string().find("remote task failed") != std::string::npos);
-  // async_nolink: the crash is a value
-  Task n = task_supervisor::async_nolink(mb, sup, "Test.crash", Term::list({}));
-  CHECK(task::yield(mb, n).is_tuple(2, "exit"));
+  // async_nolink: the crash is a value. The answer, the exit signal and the DOWN of a task
+  // that fails at once come in one message: the owner, woken by the answer, retargets its
+  // monitor while the node handles the DOWN (a retarget that removed and re-added the monitor
+  // lost that DOWN now and then, and await timed out)
+  for (int i = 0; i < 200; ++i) {
+    Task n = task_supervisor::async_nolink(mb, sup, "Test.crash", Term::list({}));
+    const Term y = task::yield(mb, n, 10s);
+    INFO("attempt " << i << ": " << y.to_string());
+    REQUIRE(y.is_tuple(2, "exit"));
+  }
   // the lesson's failure: the recipient's node is not running
   try {
     task_supervisor::async(mb, ServerRef(atom("Chat.TaskSupervisor"), atom("moebi@localhost")), "Chat.receive_message",
