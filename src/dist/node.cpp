@@ -74,8 +74,18 @@ void hook_flush_staged() {
   }
 }
 
-const runtime::RemoteHooks kHooks{&deliver_remote, &hook_link,      &hook_unlink,     &hook_monitor,
-                                  &hook_demonitor, &hook_flush,     &hook_flush_staged};
+// Workers inside poll_inbound: ~Node waits for them before the node goes.
+std::atomic<int> g_pollers{0};
+bool hook_poll_inbound() {
+  g_pollers.fetch_add(1, std::memory_order_seq_cst);
+  NodeImpl* node = g_node.load(std::memory_order_seq_cst);
+  const bool got = node != nullptr && node->poll_inbound();
+  g_pollers.fetch_sub(1, std::memory_order_seq_cst);
+  return got;
+}
+
+const runtime::RemoteHooks kHooks{&deliver_remote, &hook_link,      &hook_unlink,       &hook_monitor,
+                                  &hook_demonitor, &hook_flush,     &hook_flush_staged, &hook_poll_inbound};
 
 }  // namespace dist
 
@@ -104,7 +114,9 @@ Node::Node(NodeOptions opts) {
 
 Node::~Node() {
   runtime::set_remote_hooks(nullptr);
-  delete dist::g_node.exchange(nullptr);
+  dist::NodeImpl* n = dist::g_node.exchange(nullptr, std::memory_order_seq_cst);
+  while (dist::g_pollers.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  delete n;
 }
 
 Atom Node::name() const { return impl()->name(); }

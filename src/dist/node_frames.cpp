@@ -237,10 +237,10 @@ void NodeImpl::on_monitor(Peer& p) {
   }
 }
 
-void NodeImpl::on_router() {
-  for (;;) {
+std::size_t NodeImpl::on_router() {
+  for (std::size_t n = 0;; ++n) {
     zmq::message_t rid, frame;
-    if (!router_->recv(rid, zmq::recv_flags::dontwait)) return;
+    if (!router_->recv(rid, zmq::recv_flags::dontwait)) return n;
     if (!rid.more()) continue;  // cannot happen on a ROUTER; be safe
     (void)router_->recv(frame, zmq::recv_flags::dontwait);
     while (frame.more()) {  // extra parts: not our protocol; drain them
@@ -278,6 +278,7 @@ void NodeImpl::start_offline() {
 }
 
 void NodeImpl::fuzz_feed(std::string_view message, bool authenticated) {
+  std::lock_guard io(io_mu_);
   static const std::string kRid("fuzz-peer", 9);
   if (authenticated) {
     Inbound& in = inbound_[kRid];
@@ -291,6 +292,7 @@ void NodeImpl::fuzz_feed(std::string_view message, bool authenticated) {
 }
 
 void NodeImpl::fuzz_reset() {
+  std::lock_guard io(io_mu_);
   inbound_.clear();
   spawns_.clear();
   {

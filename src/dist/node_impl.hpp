@@ -227,6 +227,9 @@ class NodeImpl {
   void send_records(Atom node, std::string& batch, bool stage = false);
   /// Sends what every channel has staged (a worker out of work, or every few slices).
   void flush_staged();
+  /// An idle worker reads and handles what arrived on the ROUTER, unless the I/O thread is at
+  /// it; true if anything came.
+  bool poll_inbound();
   /// The channel to `node`, created (and its connection requested) if there is none.
   std::shared_ptr<Channel> channel(Atom node);
   /// monitor_node from any thread: `watcher` gets {nodedown, Node} when the connection goes
@@ -259,7 +262,7 @@ class NodeImpl {
 
   void loop();
   void drain_commands();
-  void on_router();
+  std::size_t on_router();  // reads the ROUTER until it is empty; with io_mu_ held
   void on_router_message(const std::string& rid, std::string_view body);
   void on_dealer(Peer& p);
   void on_monitor(Peer& p);
@@ -300,6 +303,12 @@ class NodeImpl {
   int wake_fd_ = -1;
   std::atomic<bool> stop_{false};
   std::atomic<bool> io_sleeping_{false};
+  // The I/O thread's state and the ROUTER socket: held by the I/O thread except while it waits
+  // in poll (on the ROUTER's ZMQ_FD, not the socket), and by an idle worker that reads the
+  // ROUTER itself (poll_inbound), so that a message can reach its process without waking the
+  // I/O thread first.
+  std::mutex io_mu_;
+  int router_fd_ = -1;
   std::mutex qmu_;
   std::vector<Command> queue_;
   std::mutex list_mu_;

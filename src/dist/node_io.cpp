@@ -100,6 +100,7 @@ void NodeImpl::start() {
   } catch (const zmq::error_t& e) {
     throw std::runtime_error("cannot listen on " + bind_host + ": " + e.what());
   }
+  router_fd_ = router_->get(zmq::sockopt::fd);
   const std::string ep = router_->get(zmq::sockopt::last_endpoint);
   port_ = static_cast<std::uint16_t>(std::stoi(ep.substr(ep.rfind(':') + 1)));
 
@@ -128,6 +129,7 @@ void NodeImpl::stop() {
   const std::uint64_t one = 1;
   (void)!::write(wake_fd_, &one, sizeof(one));
   io_.join();
+  std::lock_guard io(io_mu_);  // a worker in poll_inbound finishes first (then sees stop_)
   peers_.clear();
   router_monitor_.reset();
   router_.reset();
@@ -252,6 +254,18 @@ void NodeImpl::send_records(Atom node, std::string& batch, bool stage) {
   batch.clear();
 }
 
+bool NodeImpl::poll_inbound() {
+  std::unique_lock lock(io_mu_, std::try_to_lock);
+  if (!lock.owns_lock() || stop_.load(std::memory_order_relaxed)) return false;
+  const bool got = on_router() != 0;
+  lock.unlock();
+  if (got) {
+    flush_outbox();  // what handling them sent (a DOWN for a dead pid...)
+    if (runtime::g_remote_staged.load(std::memory_order_acquire)) flush_staged();
+  }
+  return got;
+}
+
 void NodeImpl::flush_staged() {
   static thread_local std::vector<std::shared_ptr<Channel>> dirty;  // swapped in: no allocation
   dirty.clear();
@@ -353,6 +367,7 @@ void NodeImpl::loop() {
   std::vector<zmq::pollitem_t> items;
   std::vector<std::uint32_t> owners;  // peer (atom id) of items[i], 0 for router/wake/pm
   std::vector<bool> is_monitor;
+  std::unique_lock io(io_mu_);
   while (!stop_.load()) {
     drain_commands();
     // handshakes that take too long fail
@@ -371,7 +386,8 @@ void NodeImpl::loop() {
     items.clear();
     owners.clear();
     is_monitor.clear();
-    items.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
+    // the ROUTER's signalling fd, not the socket: workers may use the socket meanwhile
+    items.push_back({nullptr, router_fd_, ZMQ_POLLIN, 0});
     items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
     owners.insert(owners.end(), {0, 0});
     is_monitor.insert(is_monitor.end(), {false, false});
@@ -415,8 +431,12 @@ void NodeImpl::loop() {
       std::lock_guard lock(qmu_);
       have_work = !queue_.empty();
     }
+    io.unlock();
     const int rc = zmq::poll(items.data(), items.size(), std::chrono::milliseconds(have_work ? 0 : 250));
+    io.lock();
     io_sleeping_.store(false, std::memory_order_seq_cst);
+    // always: the fd only signals edges, and a worker may have read some of it meanwhile
+    on_router();
     if (rc <= 0) continue;
     if (items[1].revents & ZMQ_POLLIN) {
       std::uint64_t v;
@@ -424,7 +444,6 @@ void NodeImpl::loop() {
     }
     if (zap_ && (items[zap_at].revents & ZMQ_POLLIN)) on_zap();
     if (router_monitor_ && (items[rmon_at].revents & ZMQ_POLLIN)) on_router_monitor();
-    if (items[0].revents & ZMQ_POLLIN) on_router();
     if (pm_ && items.size() > 2 && items[2].fd == pm_->registration_fd() &&
         (items[2].revents & ZMQ_POLLIN)) {
       char buf[64];

@@ -153,6 +153,9 @@ struct RemoteHooks {
   void (*flush)();
   /// Sends what workers staged on the channels to other nodes (see `g_remote_staged`).
   void (*flush_staged)();
+  /// An idle worker handles what arrived from other nodes, if the I/O thread is not at it;
+  /// true if anything came.
+  bool (*poll_inbound)();
 };
 /// Set while records that processes sent on some worker wait on a channel for the records of
 /// more processes to join them in one message; a worker that runs out of work, or has run

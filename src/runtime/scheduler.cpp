@@ -173,9 +173,13 @@ void Scheduler::loop(Worker& w) {
     spinners_.fetch_add(1, std::memory_order_seq_cst);
     Process* p = nullptr;
     const auto spin_end = SteadyClock::now() + kIdleSpin;
+    const RemoteHooks* hooks = remote_hooks();
     for (int i = 1; !p && !stop_.load(std::memory_order_relaxed); ++i) {
       cpu_relax();
       if ((i & 15) == 0) {
+        // a message from another node: handled here, its process woken into this worker's
+        // runnext (the I/O thread would take a wake-up more to get it there)
+        if ((i & 31) == 0 && hooks && hooks->poll_inbound) hooks->poll_inbound();
         p = find_work(w);
         if (p || SteadyClock::now() >= spin_end) break;
         // let a runnable thread (the node's I/O thread, ZeroMQ's) have this core: with few
