@@ -1,5 +1,6 @@
 // What each frame means: handshake (both sides), sends, spawns, links and monitors.
 #include "node_impl.hpp"
+#include "../runtime/trace.hpp"
 #include "json.hpp"
 #include "wire_types.hpp"
 
@@ -241,6 +242,7 @@ std::size_t NodeImpl::on_router() {
   for (std::size_t n = 0;; ++n) {
     zmq::message_t rid, frame;
     if (!router_->recv(rid, zmq::recv_flags::dontwait)) return n;
+    NODUS_MARK(router_read);
     if (!rid.more()) continue;  // cannot happen on a ROUTER; be safe
     (void)router_->recv(frame, zmq::recv_flags::dontwait);
     while (frame.more()) {  // extra parts: not our protocol; drain them

@@ -1,5 +1,6 @@
 // The node I/O thread: start/stop, the poll loop, connections to peers, losing a peer.
 #include "node_impl.hpp"
+#include "../runtime/trace.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -232,6 +233,7 @@ void NodeImpl::send_records(Atom node, std::string& batch, bool stage) {
         ch->staged.clear();
       }
       if (zmq_send(ch->dealer->handle(), batch.data(), batch.size(), ZMQ_DONTWAIT) >= 0) {
+        NODUS_MARK(zmq_sent);
         batch.clear();
         return;
       }
@@ -285,6 +287,7 @@ void NodeImpl::flush_staged() {
         continue;
       }
       if (!ch->io_owns && zmq_send(ch->dealer->handle(), ch->staged.data(), ch->staged.size(), ZMQ_DONTWAIT) >= 0) {
+        NODUS_MARK(zmq_sent);
         ch->staged.clear();
         continue;
       }
@@ -434,6 +437,7 @@ void NodeImpl::loop() {
     io.unlock();
     const int rc = zmq::poll(items.data(), items.size(), std::chrono::milliseconds(have_work ? 0 : 250));
     io.lock();
+    NODUS_MARK(io_woke);
     io_sleeping_.store(false, std::memory_order_seq_cst);
     // always: the fd only signals edges, and a worker may have read some of it meanwhile
     on_router();

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "context.hpp"
+#include "trace.hpp"
 #include "nodus/process.hpp"
 #include "process.hpp"
 
@@ -32,6 +33,7 @@ namespace detail {
 
 Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monitor_ref,
                 const Pid& remote_link, const Pid& remote_watcher, const Ref& remote_ref) {
+  NODUS_MARK(spawn);
   Context& cx = ctx();
   Process* parent = runtime::current();
   if ((opts.link || opts.monitor) && parent == nullptr) {

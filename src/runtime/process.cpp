@@ -1,5 +1,6 @@
 // Mailbox delivery, wake-up, selective-receive scanning, exit signals and termination.
 #include "process.hpp"
+#include "trace.hpp"
 
 #include <cxxabi.h>
 
@@ -401,6 +402,7 @@ std::vector<Message> take_all(Process* p) {
 }
 
 void terminate(Process* p, Term reason) {
+  NODUS_MARK(terminate);
   Context& c = ctx();
   // the body goes first, while the process is still itself (destructors may send)
   if (p->root) {

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "context.hpp"
+#include "trace.hpp"
 #include "nodus/log.hpp"
 
 namespace nodus::runtime {
@@ -108,6 +109,7 @@ void Scheduler::enqueue(Process* p) noexcept {
     Worker& w = *static_cast<Worker*>(tl_worker);
     if (Process* old = w.runnext.exchange(p, std::memory_order_acq_rel)) w.queue.push(old);
   } else {
+    NODUS_MARK(enqueue_ext);
     shared_.push(p);
   }
   // only pay for a futex wake when nobody is already looking for work
@@ -117,6 +119,7 @@ void Scheduler::enqueue(Process* p) noexcept {
 }
 
 void Scheduler::wake_one() noexcept {
+  NODUS_MARK(futex_wake);
   wake_seq_.fetch_add(1, std::memory_order_seq_cst);
   wake_seq_.notify_one();
 }
@@ -205,6 +208,7 @@ void Scheduler::loop(Worker& w) {
 }
 
 void Scheduler::run(Worker& w, Process* p) {
+  NODUS_MARK(run);
   w.ticks.fetch_add(1, std::memory_order_release);
   set_current(p);
   p->state.store(State::running, std::memory_order_relaxed);
@@ -265,6 +269,7 @@ void Scheduler::run(Worker& w, Process* p) {
     }
     // park: publish `waiting`, then make sure no sender slipped in meanwhile. From here on the
     // process may already be running on another worker: only its atomics may be touched.
+    NODUS_MARK(park);
     flush_remote();
     p->state.store(State::waiting, std::memory_order_seq_cst);
     if (!has_input(p)) break;
