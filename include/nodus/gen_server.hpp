@@ -131,6 +131,9 @@ Term call_with(Mailbox& mb, ServerRef to, RequestSender send_request, std::chron
 /// Spawns `body` (linked to the caller if `link`) and registers it as `name` (unless null);
 /// std::invalid_argument, and no process left behind, if the name is taken.
 Pid start_registered(Proc body, Atom name, bool link);
+/// Sends `request` as a call ({'$gen_call', {self(), tag}, request}) to `to`, monitored under
+/// `tag`; the node it runs on. CallError noproc if `to` names no process registered here.
+Atom send_call(const ServerRef& to, const Ref& tag, Term request);
 /// How a call to `what` (on `node`) that ended with a Down of `reason` fails: noproc,
 /// noconnection ("no connection to moebi@localhost") or the server's exit reason.
 CallError call_failure(const Term& reason, const std::string& what, Atom node);

@@ -67,46 +67,40 @@ Proc server_loop(std::unique_ptr<GenServer> s) {
   }
 }
 
+// The server `to` names on this node: its pid, or the pid registered under its name here
+// (noproc if none); a null pid for a name on another node.
+Pid local_target(const ServerRef& to) {
+  if (!to.pid.is_null()) return to.pid;
+  if (!(to.node == Atom()) && !(to.node == node::self())) return Pid{};
+  auto p = whereis(to.name);
+  if (!p) throw CallError(atom("noproc"), "no process: nothing is registered as " + std::string(to.name.name()));
+  return *p;
+}
+
+Pid calling_process() {
+  const Pid me = self();
+  if (me.is_null()) throw std::logic_error("gen_server::call needs a calling process or Mailbox");
+  return me;
+}
+
 // One call in flight: what it waits for, and how each outcome reads.
 struct PendingCall {
-  Pid target;       // null for {name, node} on another node
-  Ref mref;         // monitor of target (or of the name there)
-  Ref tag;          // the reply's tag
+  ServerRef to;      // as the errors name it
+  Ref tag;           // the reply's tag, and the ref of the monitor of the server
   Atom target_node;
-  std::string what;
 
-  PendingCall(const ServerRef& to, Term request) : PendingCall(to, [&request](const Pid& target, const From& from) {
-    if (!target.is_null()) {
-      send(target, tuple(kCall, tuple(from.pid, from.tag), std::move(request)));
-    }
-  }, &request) {}
+  PendingCall(const ServerRef& server, Term request) : to(server), tag(make_ref()) {
+    target_node = detail::send_call(to, tag, std::move(request));
+  }
 
-  // `request` non-null: a Term request, which can also go to {name, node}.
-  PendingCall(const ServerRef& to, const detail::RequestSender& sender, Term* request = nullptr)
-      : what(to.to_string()) {
-    const bool remote_name = to.pid.is_null() && !(to.node == Atom()) && !(to.node == node::self());
-    if (!to.pid.is_null()) {
-      target = to.pid;
-    } else if (!remote_name) {
-      auto p = whereis(to.name);
-      if (!p) throw CallError(atom("noproc"), "no process: nothing is registered as " + std::string(to.name.name()));
-      target = *p;
-    }
-    const Pid me = self();
-    if (me.is_null()) throw std::logic_error("gen_server::call needs a calling process or Mailbox");
-    if (!target.is_null()) {
-      mref = monitor(target);
-      tag = mref;
-      target_node = target.node;
-      sender(target, From{me, tag});
-    } else {
-      if (request == nullptr) throw CallError(atom("badarg"), "only Term requests go to a name on another node");
-      // monitor the name there (noproc if it is not registered, noconnection if the node goes)
-      mref = detail::monitor_name(to.name, to.node);
-      tag = mref;
-      target_node = to.node;
-      send(to.name, to.node, tuple(kCall, tuple(me, tag), std::move(*request)));
-    }
+  // A typed request, for a server on this node only.
+  PendingCall(const ServerRef& server, const detail::RequestSender& sender) : to(server), tag(make_ref()) {
+    const Pid target = local_target(to);
+    if (target.is_null()) throw CallError(atom("badarg"), "only Term requests go to a name on another node");
+    const Pid me = calling_process();
+    detail::monitor_as(target, tag);
+    target_node = target.node;
+    sender(target, From{me, tag});
   }
 
   bool matches(const MessageRef& m) const {
@@ -114,15 +108,13 @@ struct PendingCall {
       const Term& t = m.get<Term>();
       return t.is_tuple() && t.size() == 2 && t[0].is_ref() && t[0].as_ref() == tag;
     }
-    return m.is<Down>() && m.get<Down>().ref == mref;
+    return m.is<Down>() && m.get<Down>().ref == tag;
   }
 
-  void cleanup() { demonitor(mref, true); }
-
   Term finish(std::optional<Message> m) {
-    cleanup();
-    if (!m) throw CallError(atom("timeout"), "time out: no reply from " + what);
-    if (m->is<Down>()) throw detail::call_failure(m->get<Down>().reason, what, target_node);
+    demonitor(tag, true);
+    if (!m) throw CallError(atom("timeout"), "time out: no reply from " + to.to_string());
+    if (m->is<Down>()) throw detail::call_failure(m->get<Down>().reason, to.to_string(), target_node);
     return m->take<Term>()[1];
   }
 };
@@ -163,6 +155,20 @@ void reply(const From& to, Term value) { send(to.pid, tuple(Term(to.tag), std::m
 }  // namespace gen_server
 
 namespace detail {
+Atom send_call(const ServerRef& to, const Ref& tag, Term request) {
+  const Pid target = local_target(to);
+  Term call = tuple(kCall, tuple(calling_process(), tag), std::move(request));
+  if (target.is_null()) {
+    // monitor the name there (noproc if it is not registered, noconnection if the node goes)
+    monitor_name_as(to.name, to.node, tag);
+    send(to.name, to.node, std::move(call));
+    return to.node;
+  }
+  monitor_as(target, tag);
+  send(target, std::move(call));
+  return target.node;
+}
+
 CallError call_failure(const Term& r, const std::string& what, Atom node) {
   if (r.is_atom("noproc")) return CallError(r, "no process: " + what + " is not alive or not registered");
   if (r.is_atom("noconnection")) return CallError(r, "no connection to " + std::string(node.name()));

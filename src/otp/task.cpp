@@ -225,30 +225,19 @@ Term start_request(const Task& t, bool link, const std::string& function, Term a
 // (a plain gen_server::call plus the task's own monitor would cost two of each).
 struct StartCall {
   Task t;
-  std::string what;  // the supervisor, as the errors name it
-  Atom node;         // where it runs
+  ServerRef sup;  // as the errors name it
+  Atom node;      // where it runs
 
-  StartCall(const ServerRef& sup, const std::string& function, Term args, bool link) : what(sup.to_string()) {
+  StartCall(const ServerRef& to, const std::string& function, Term args, bool link) : sup(to) {
     t.owner = self();
     if (t.owner.is_null()) throw std::logic_error("task_supervisor::async needs a calling process or Mailbox");
     t.tag = make_ref();
     t.mref = t.tag;
-    Term call = tuple(atom("$gen_call"), tuple(t.owner, t.tag), start_request(t, link, function, std::move(args)));
-    if (sup.pid.is_null() && !(sup.node == Atom()) && !(sup.node == node::self())) {
-      node = sup.node;
-      detail::monitor_name_as(sup.name, sup.node, t.tag);
-      send(sup.name, sup.node, std::move(call));
-      return;
+    try {
+      node = detail::send_call(sup, t.tag, start_request(t, link, function, std::move(args)));
+    } catch (const CallError& e) {
+      throw TaskError(e.reason, e.what());
     }
-    Pid target = sup.pid;
-    if (target.is_null()) {
-      auto p = whereis(sup.name);
-      if (!p) throw TaskError(atom("noproc"), "no process: nothing is registered as " + std::string(sup.name.name()));
-      target = *p;
-    }
-    node = target.node;
-    detail::monitor_as(target, t.tag);
-    send(target, std::move(call));
   }
 
   bool matches(const MessageRef& m) const { return Outcome{t}.matches(m); }
@@ -256,17 +245,17 @@ struct StartCall {
   Task finish(std::optional<Message> m, const std::string& function) {
     if (!m) {
       demonitor(t.tag, true);
-      throw TaskError(atom("timeout"), "time out: no reply from " + what);
+      throw TaskError(atom("timeout"), "time out: no reply from " + sup.to_string());
     }
     if (m->is<Down>()) {
-      const CallError e = detail::call_failure(m->get<Down>().reason, what, node);
+      const CallError e = detail::call_failure(m->get<Down>().reason, sup.to_string(), node);
       throw TaskError(e.reason, e.what());
     }
     const Term reply = m->take<Term>()[1];
     if (!reply.is_tuple(2, "ok") || !reply[1].is_pid()) {
       demonitor(t.tag, true);  // the supervisor still has it: no task took it over
       const Term why = reply.is_tuple(2, "error") ? reply[1] : reply;
-      throw TaskError(why, "cannot start " + function + " under " + what + ": " + why.to_string());
+      throw TaskError(why, "cannot start " + function + " under " + sup.to_string() + ": " + why.to_string());
     }
     t.pid = reply[1].as_pid();
     t.monitor_ends_with_result = true;
