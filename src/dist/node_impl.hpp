@@ -227,6 +227,9 @@ class NodeImpl {
   void send_records(Atom node, std::string& batch, bool stage = false);
   /// Sends what every channel has staged (a worker out of work, or every few slices).
   void flush_staged();
+  /// With `ch.mu` held: `batch` waits in the channel for the I/O thread, which owns the socket
+  /// until the queue is empty; leaves `batch` empty. True if the I/O thread must be woken.
+  static bool queue_for_io(Channel& ch, std::string& batch);
   /// An idle worker reads and handles what arrived on the ROUTER, unless the I/O thread is at
   /// it; true if anything came.
   bool poll_inbound();

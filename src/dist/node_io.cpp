@@ -237,23 +237,28 @@ void NodeImpl::send_records(Atom node, std::string& batch, bool stage) {
         batch.clear();
         return;
       }
-      ch->io_owns = true;  // high-water mark (or an error the I/O thread will see): queue
     }
-    const bool was_empty = ch->pending.empty();
-    ch->pending_bytes += batch.size();
-    if (!was_empty && ch->pending.back().size() + batch.size() <= kBatchBytes) {
-      ch->pending.back() += batch;  // small batches coalesce while they wait
-      batch.clear();
-    } else {
-      ch->pending.push_back(std::move(batch));
-      batch = std::string();
-      batch.reserve(kBatchBytes + 1024);
-    }
+    const bool wake = queue_for_io(*ch, batch);
     lock.unlock();
-    if (was_empty) wake_io();
+    if (wake) wake_io();
     return;
   }
   batch.clear();
+}
+
+bool NodeImpl::queue_for_io(Channel& ch, std::string& batch) {
+  ch.io_owns = true;  // high-water mark (or an error the I/O thread will see), or not up yet
+  const bool was_empty = ch.pending.empty();
+  ch.pending_bytes += batch.size();
+  if (!was_empty && ch.pending.back().size() + batch.size() <= kBatchBytes) {
+    ch.pending.back() += batch;  // small batches coalesce while they wait
+    batch.clear();
+  } else {
+    ch.pending.push_back(std::move(batch));
+    batch = std::string();
+    batch.reserve(kBatchBytes + 1024);
+  }
+  return was_empty;
 }
 
 bool NodeImpl::poll_inbound() {
@@ -270,7 +275,6 @@ bool NodeImpl::poll_inbound() {
 
 void NodeImpl::flush_staged() {
   static thread_local std::vector<std::shared_ptr<Channel>> dirty;  // swapped in: no allocation
-  dirty.clear();
   {
     std::lock_guard lock(dirty_mu_);
     dirty.swap(dirty_);
@@ -291,11 +295,7 @@ void NodeImpl::flush_staged() {
         ch->staged.clear();
         continue;
       }
-      ch->io_owns = true;  // high-water mark: the I/O thread sends it when the peer can take it
-      wake = ch->pending.empty();
-      ch->pending_bytes += ch->staged.size();
-      ch->pending.push_back(std::move(ch->staged));
-      ch->staged = std::string();
+      wake = queue_for_io(*ch, ch->staged);  // high-water mark: the I/O thread sends it later
     }
     if (wake) wake_io();
   }
