@@ -145,69 +145,74 @@ void NodeImpl::on_dealer(Peer& p) {
   for (;;) {
     zmq::message_t m;
     if (!p.dealer->recv(m, zmq::recv_flags::dontwait)) return;
-    std::string_view rec;
-    {
-      Reader outer(m.to_string_view());
-      rec = outer.bytes(outer.u32());
-      if (!outer.ok() || !outer.at_end()) {
-        warn_bad("frame", "malformed handshake message from " + p.name);
-        continue;
-      }
-    }
-    Reader r(rec);
-    const auto ver = r.u8();
-    const auto op = static_cast<Op>(r.u8());
-    if (!r.ok() || ver != kWireVersion) {
-      warn_bad("frame", "bad version from " + p.name);
-      continue;
-    }
-    if (op == Op::challenge && p.state == Peer::connecting) {
-      auto their_name = r.str8();
-      const auto their_creation = r.u32();
-      auto nonce_bytes = r.bytes(16);
-      auto mac = r.bytes(32);
-      const std::uint8_t flags = r.ok() && !r.at_end() ? r.u8() : 0;  // like HELLO's
-      if (!r.ok() || !r.at_end()) {
-        warn_bad("frame", "malformed challenge from " + p.name);
-        continue;
-      }
-      Nonce theirs;
-      std::memcpy(theirs.data(), nonce_bytes.data(), 16);
-      const bool genuine = their_name == p.name &&
-                           mac_equal(acceptor_mac(cookie_, p.nonce, theirs, name_.name(), p.name), mac);
-      // answer even when their proof fails, so the other side logs the refusal too
-      const Mac ours = connector_mac(cookie_, p.nonce, theirs, name_.name(), p.name);
-      std::string reply;
-      Writer w(reply);
-      w.u8(kWireVersion);
-      w.u8(static_cast<std::uint8_t>(Op::reply));
-      w.bytes(std::string_view(reinterpret_cast<const char*>(ours.data()), ours.size()));
-      send_raw(*p.dealer, reply);
-      if (!genuine) {
-        logger().error("** Connection to node {} refused: it does not share our cookie **", p.name);
-        peer_down(Atom(p.name), "cookie mismatch");
-        return;
-      }
-      p.creation = their_creation;
-      p.state = Peer::challenged;
-      // a foreign peer we called first asks for JSON here, before anything queued for it leaves
-      if (flags & kHelloJson) set_json_peer(Atom(p.name), true);
-    } else if (op == Op::accept && p.state == Peer::challenged) {
-      p.state = Peer::up;
-      mark_up(Atom(p.name), true);
-      logger().info("connected to {}", p.name);
-      for (auto& w : p.waiters) w->finish(true);
-      p.waiters.clear();
-      flush(p);
-    } else if (op == Op::refuse) {
-      const std::string why(r.str8());
-      logger().error("** Connection to node {} refused: {} **", p.name, why);
-      peer_down(Atom(p.name), "refused: " + why);
-      return;
-    } else {
-      warn_bad("frame", "unexpected frame from " + p.name);
+    if (!on_dealer_message(p, m.to_string_view())) return;
+  }
+}
+
+bool NodeImpl::on_dealer_message(Peer& p, std::string_view m) {
+  std::string_view rec;
+  {
+    Reader outer(m);
+    rec = outer.bytes(outer.u32());
+    if (!outer.ok() || !outer.at_end()) {
+      warn_bad("frame", "malformed handshake message from " + p.name);
+      return true;
     }
   }
+  Reader r(rec);
+  const auto ver = r.u8();
+  const auto op = static_cast<Op>(r.u8());
+  if (!r.ok() || ver != kWireVersion) {
+    warn_bad("frame", "bad version from " + p.name);
+    return true;
+  }
+  if (op == Op::challenge && p.state == Peer::connecting) {
+    auto their_name = r.str8();
+    const auto their_creation = r.u32();
+    auto nonce_bytes = r.bytes(16);
+    auto mac = r.bytes(32);
+    const std::uint8_t flags = r.ok() && !r.at_end() ? r.u8() : 0;  // like HELLO's
+    if (!r.ok() || !r.at_end()) {
+      warn_bad("frame", "malformed challenge from " + p.name);
+      return true;
+    }
+    Nonce theirs;
+    std::memcpy(theirs.data(), nonce_bytes.data(), 16);
+    const bool genuine = their_name == p.name &&
+                         mac_equal(acceptor_mac(cookie_, p.nonce, theirs, name_.name(), p.name), mac);
+    // answer even when their proof fails, so the other side logs the refusal too
+    const Mac ours = connector_mac(cookie_, p.nonce, theirs, name_.name(), p.name);
+    std::string reply;
+    Writer w(reply);
+    w.u8(kWireVersion);
+    w.u8(static_cast<std::uint8_t>(Op::reply));
+    w.bytes(std::string_view(reinterpret_cast<const char*>(ours.data()), ours.size()));
+    send_peer(p, reply);
+    if (!genuine) {
+      logger().error("** Connection to node {} refused: it does not share our cookie **", p.name);
+      peer_down(Atom(p.name), "cookie mismatch");
+      return false;
+    }
+    p.creation = their_creation;
+    p.state = Peer::challenged;
+    // a foreign peer we called first asks for JSON here, before anything queued for it leaves
+    if (flags & kHelloJson) set_json_peer(Atom(p.name), true);
+  } else if (op == Op::accept && p.state == Peer::challenged) {
+    p.state = Peer::up;
+    mark_up(Atom(p.name), true);
+    logger().info("connected to {}", p.name);
+    for (auto& w : p.waiters) w->finish(true);
+    p.waiters.clear();
+    flush(p);
+  } else if (op == Op::refuse) {
+    const std::string why(r.str8());
+    logger().error("** Connection to node {} refused: {} **", p.name, why);
+    peer_down(Atom(p.name), "refused: " + why);
+    return false;
+  } else {
+    warn_bad("frame", "unexpected frame from " + p.name);
+  }
+  return true;
 }
 
 void NodeImpl::on_monitor(Peer& p) {
@@ -219,26 +224,34 @@ void NodeImpl::on_monitor(Peer& p) {
                                   event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
     const bool closed = event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CLOSED;
     if (!handshake_failed && !closed) continue;
-    // a connection that closes before it was up with a known likely cause (a mode mismatch)
-    // failed its handshake too
-    if (handshake_failed || (p.state != Peer::up && !p.hint.empty())) {
-      logger().debug("handshake event {:#x} value {:#x} on connection to {}", event, value, p.name);
-      const std::string why =
-          p.hint.empty() ? handshake_failure(event, value, p.name, opts_.curve.has_value()) : p.hint;
-      if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && p.hint.empty()) {
-        logger().warn("cannot connect to node {}: {}", p.name, why);  // also: it just stopped
-      } else {
-        logger().error("** Cannot connect to node {}: {} **", p.name, why);
-      }
-      peer_down(Atom(p.name), why);
-    } else {
-      peer_down(Atom(p.name), "connection closed");
-    }
+    connection_lost(p, event, value);
     return;  // `p` is gone
   }
 }
 
+void NodeImpl::connection_lost(Peer& p, std::uint16_t event, std::uint32_t value) {
+  const bool handshake_failed = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+                                event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+                                event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+  // a connection that closes before it was up with a known likely cause (a mode mismatch)
+  // failed its handshake too
+  if (handshake_failed || (p.state != Peer::up && !p.hint.empty())) {
+    logger().debug("handshake event {:#x} value {:#x} on connection to {}", event, value, p.name);
+    const std::string why =
+        p.hint.empty() ? handshake_failure(event, value, p.name, opts_.curve.has_value()) : p.hint;
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && p.hint.empty()) {
+      logger().warn("cannot connect to node {}: {}", p.name, why);  // also: it just stopped
+    } else {
+      logger().error("** Cannot connect to node {}: {} **", p.name, why);
+    }
+    peer_down(Atom(p.name), why);
+  } else {
+    peer_down(Atom(p.name), "connection closed");
+  }
+}
+
 std::size_t NodeImpl::on_router() {
+  if (native_) return on_native_inbound();
   for (std::size_t n = 0;; ++n) {
     zmq::message_t rid, frame;
     if (!router_->recv(rid, zmq::recv_flags::dontwait)) return n;

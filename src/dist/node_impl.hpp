@@ -32,6 +32,7 @@
 #include "nodus/process.hpp"
 #include "portmapper.hpp"
 #include "wire.hpp"
+#include "zmtp.hpp"
 
 namespace nodus::dist {
 
@@ -109,7 +110,8 @@ std::string handshake_failure(std::uint16_t event, std::uint32_t value, const st
 struct Channel {
   std::mutex mu;
   enum State { connecting, up, down } state = connecting;
-  zmq::socket_t* dealer = nullptr;  // set by the I/O thread; null once down
+  zmq::socket_t* dealer = nullptr;  // CURVE mode: set by the I/O thread; null once down
+  zmtp::Stream* stream = nullptr;   // cookie mode (native ZMTP): the same
   bool io_owns = true;              // invariant: true while state != up or pending is not empty
   std::deque<std::string> pending;  // batches of records, oldest first
   std::size_t pending_bytes = 0;
@@ -119,6 +121,16 @@ struct Channel {
   std::string staged;
   bool dirty = false;               // on NodeImpl::dirty_
   std::vector<Pid> node_watchers;   // monitor_node: told {nodedown, Node} when this goes down
+
+  enum class Put { sent, waiting, refused };
+  /// With `mu` held and !io_owns: hands one message to the connection. `sent`: gone to the
+  /// kernel (or to libzmq); `waiting`: taken, but part of it waits in the stream for the
+  /// socket to drain (the I/O thread must own it until then); `refused` (libzmq's high-water
+  /// mark): not taken.
+  Put put(std::string_view batch) {
+    if (stream != nullptr) return stream->send(batch) ? Put::sent : Put::waiting;
+    return zmq_send(dealer->handle(), batch.data(), batch.size(), ZMQ_DONTWAIT) >= 0 ? Put::sent : Put::refused;
+  }
 };
 
 class NodeImpl {
@@ -240,12 +252,16 @@ class NodeImpl {
   void monitor_node(Atom node, const Pid& watcher, bool on);
 
  private:
-  // An outbound connection: our DEALER to the peer's ROUTER.
+  // An outbound connection: our DEALER to the peer's ROUTER (a native ZMTP stream in cookie
+  // mode, libzmq sockets in CURVE mode).
   struct Peer {
     std::string name;
     enum State { connecting, challenged, up } state = connecting;
     std::unique_ptr<zmq::socket_t> dealer;
     std::unique_ptr<zmq::socket_t> monitor;
+    std::unique_ptr<zmtp::Stream> stream;
+    bool tcp_connecting = false;  // native: connect() in progress
+    Clock::time_point next_ping, pong_deadline = Clock::time_point::max();  // native heartbeats
     std::shared_ptr<Channel> channel;
     Nonce nonce{};
     std::uint32_t creation = 0;
@@ -268,7 +284,18 @@ class NodeImpl {
   std::size_t on_router();  // reads the ROUTER until it is empty; with io_mu_ held
   void on_router_message(const std::string& rid, std::string_view body);
   void on_dealer(Peer& p);
+  /// One message on our connection to `p` (handshake answers); false once `p` is gone.
+  bool on_dealer_message(Peer& p, std::string_view m);
   void on_monitor(Peer& p);
+  /// The connection to `p` closed or failed its handshake (`event`/`value` as a libzmq
+  /// socket monitor reports them); `p` is gone afterwards.
+  void connection_lost(Peer& p, std::uint16_t event, std::uint32_t value);
+  // native transport (cookie mode)
+  void native_listen(const std::string& host);
+  Peer* native_connect(Peer& p, const std::string& endpoint, std::string* error);
+  void on_native_peer(Peer& p, short revents);  // the I/O thread: its socket is ready
+  std::size_t on_native_inbound();              // with io_mu_ held
+  void heartbeats(Clock::time_point now, Clock::time_point* wake);
   // CURVE mode: the ZAP handler (which client keys are accepted) and refused handshakes
   void on_zap();
   void on_router_monitor();
@@ -285,6 +312,8 @@ class NodeImpl {
   void fail_channel(Atom node, const std::string& why);
   void wake_io();
   void send_raw(zmq::socket_t& s, std::string_view frame);
+  /// One handshake frame on our connection to `p`.
+  void send_peer(Peer& p, std::string_view frame);
   void send_router(const std::string& rid, const std::string& frame);
   void mark_up(Atom node, bool up);
   void on_spawn_request(Inbound& in, Reader& r);
@@ -297,7 +326,19 @@ class NodeImpl {
   std::uint32_t creation_ = 0;
   std::uint16_t port_ = 0;
   zmq::context_t ctx_{1};
+  bool native_ = false;  // cookie mode: native ZMTP (zmtp.hpp), unless $NODUS_TRANSPORT=zmq
   std::unique_ptr<zmq::socket_t> router_;
+  // native: the listening socket and the accepted connections (by routing id), all under
+  // io_mu_; one epoll set holds them all, so an idle worker sees any of them in one syscall
+  struct InConn {
+    std::unique_ptr<zmtp::Stream> stream;
+    std::string rid;
+    Clock::time_point since;
+  };
+  int listen_fd_ = -1, epfd_ = -1;
+  std::unordered_map<std::string, std::unique_ptr<InConn>> in_conns_;
+  std::uint32_t next_rid_ = 0;
+  void close_inbound(InConn* c);
   std::unique_ptr<zmq::socket_t> router_monitor_;  // refused handshakes (both modes)
   std::unique_ptr<zmq::socket_t> zap_;             // CURVE mode: the ZAP handler
   std::string curve_public_;                       // CURVE mode: this node's public key

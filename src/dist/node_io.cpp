@@ -62,24 +62,13 @@ void NodeImpl::start() {
     cookie_ = *cookie;
   }
 
-  router_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
-  router_->set(zmq::sockopt::router_mandatory, 1);
-  router_->set(zmq::sockopt::maxmsgsize, kMaxFrame);
-  router_->set(zmq::sockopt::linger, 0);
-  if (opts_.curve) {
-    // ZAP (RFC 27): libzmq asks this socket about every client key before accepting it
-    zap_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::rep);
-    zap_->set(zmq::sockopt::linger, 0);
-    zap_->bind("inproc://zeromq.zap.01");
-    router_->set(zmq::sockopt::curve_server, 1);
-    router_->set(zmq::sockopt::curve_secretkey, opts_.curve->secret_key);
-    router_->set(zmq::sockopt::zap_domain, "nodus");
+  // cookie mode speaks ZMTP natively (zmtp.hpp); CURVE mode, or $NODUS_TRANSPORT=zmq, libzmq
+  const char* transport = std::getenv("NODUS_TRANSPORT");
+  if (transport != nullptr && *transport && std::string_view(transport) != "zmq" &&
+      std::string_view(transport) != "native") {
+    throw std::runtime_error(std::string("bad NODUS_TRANSPORT '") + transport + "': expected native or zmq");
   }
-  if (zmq_socket_monitor(router_->handle(), "inproc://nodus-router-monitor",
-                         ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) == 0) {
-    router_monitor_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pair);
-    router_monitor_->connect("inproc://nodus-router-monitor");
-  }
+  native_ = !opts_.curve && !(transport != nullptr && std::string_view(transport) == "zmq");
   const std::string host = host_of(opts_.name);
   // ZeroMQ binds to an address or an interface, not a DNS name: resolve the name's host
   std::string bind_host = host == "localhost" ? "127.0.0.1" : host;
@@ -96,15 +85,36 @@ void NodeImpl::start() {
     ::freeaddrinfo(res);
     bind_host = buf;
   }
-  try {
-    router_->bind("tcp://" + bind_host + ":" + (opts_.listen_port ? std::to_string(opts_.listen_port) : "*"));
-  } catch (const zmq::error_t& e) {
-    throw std::runtime_error("cannot listen on " + bind_host + ": " + e.what());
+  if (native_) {
+    native_listen(bind_host);
+  } else {
+    router_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
+    router_->set(zmq::sockopt::router_mandatory, 1);
+    router_->set(zmq::sockopt::maxmsgsize, kMaxFrame);
+    router_->set(zmq::sockopt::linger, 0);
+    if (opts_.curve) {
+      // ZAP (RFC 27): libzmq asks this socket about every client key before accepting it
+      zap_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::rep);
+      zap_->set(zmq::sockopt::linger, 0);
+      zap_->bind("inproc://zeromq.zap.01");
+      router_->set(zmq::sockopt::curve_server, 1);
+      router_->set(zmq::sockopt::curve_secretkey, opts_.curve->secret_key);
+      router_->set(zmq::sockopt::zap_domain, "nodus");
+    }
+    if (zmq_socket_monitor(router_->handle(), "inproc://nodus-router-monitor",
+                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) == 0) {
+      router_monitor_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pair);
+      router_monitor_->connect("inproc://nodus-router-monitor");
+    }
+    try {
+      router_->bind("tcp://" + bind_host + ":" + (opts_.listen_port ? std::to_string(opts_.listen_port) : "*"));
+    } catch (const zmq::error_t& e) {
+      throw std::runtime_error("cannot listen on " + bind_host + ": " + e.what());
+    }
+    router_fd_ = router_->get(zmq::sockopt::fd);
+    const std::string ep = router_->get(zmq::sockopt::last_endpoint);
+    port_ = static_cast<std::uint16_t>(std::stoi(ep.substr(ep.rfind(':') + 1)));
   }
-  router_fd_ = router_->get(zmq::sockopt::fd);
-  const std::string ep = router_->get(zmq::sockopt::last_endpoint);
-  port_ = static_cast<std::uint16_t>(std::stoi(ep.substr(ep.rfind(':') + 1)));
-
   if (opts_.use_portmapper) {
     const std::uint16_t pmport = opts_.portmapper_port ? opts_.portmapper_port : portmapper_port();
     pm_ = std::make_unique<PortmapperClient>("127.0.0.1", pmport);
@@ -132,6 +142,9 @@ void NodeImpl::stop() {
   io_.join();
   std::lock_guard io(io_mu_);  // a worker in poll_inbound finishes first (then sees stop_)
   peers_.clear();
+  in_conns_.clear();
+  if (listen_fd_ >= 0) ::close(std::exchange(listen_fd_, -1));
+  if (epfd_ >= 0) ::close(std::exchange(epfd_, -1));
   router_monitor_.reset();
   router_.reset();
   zap_.reset();
@@ -232,9 +245,17 @@ void NodeImpl::send_records(Atom node, std::string& batch, bool stage) {
         batch.swap(ch->staged);
         ch->staged.clear();
       }
-      if (zmq_send(ch->dealer->handle(), batch.data(), batch.size(), ZMQ_DONTWAIT) >= 0) {
+      const Channel::Put put = ch->put(batch);
+      if (put == Channel::Put::sent) {
         NODUS_MARK(zmq_sent);
         batch.clear();
+        return;
+      }
+      if (put == Channel::Put::waiting) {  // the socket is full: the I/O thread drains it
+        batch.clear();
+        ch->io_owns = true;
+        lock.unlock();
+        wake_io();
         return;
       }
     }
@@ -290,12 +311,19 @@ void NodeImpl::flush_staged() {
         ch->staged.clear();
         continue;
       }
-      if (!ch->io_owns && zmq_send(ch->dealer->handle(), ch->staged.data(), ch->staged.size(), ZMQ_DONTWAIT) >= 0) {
+      const Channel::Put put = ch->io_owns ? Channel::Put::refused : ch->put(ch->staged);
+      if (put == Channel::Put::sent) {
         NODUS_MARK(zmq_sent);
         ch->staged.clear();
         continue;
       }
-      wake = queue_for_io(*ch, ch->staged);  // high-water mark: the I/O thread sends it later
+      if (put == Channel::Put::waiting) {  // the socket is full: the I/O thread drains it
+        ch->staged.clear();
+        ch->io_owns = true;
+        wake = true;
+      } else {
+        wake = queue_for_io(*ch, ch->staged);  // high-water mark: the I/O thread sends it later
+      }
     }
     if (wake) wake_io();
   }
@@ -343,6 +371,7 @@ void NodeImpl::fail_channel(Atom node, const std::string& why) {
     std::lock_guard lock(ch->mu);
     ch->state = Channel::down;
     ch->dealer = nullptr;
+    ch->stream = nullptr;
     dropped = ch->pending_bytes + ch->staged.size();
     ch->pending.clear();
     ch->pending_bytes = 0;
@@ -380,17 +409,29 @@ void NodeImpl::loop() {
       if (p.state != Peer::up && now > p.deadline) expired.push_back(Atom::from_id(id));
     }
     for (Atom a : expired) peer_down(a, "connection timed out");
+    Clock::time_point next_beat = Clock::time_point::max();
+    if (native_) heartbeats(now, &next_beat);
     for (auto it = inbound_.begin(); it != inbound_.end();) {
       it = (!it->second.authenticated && now - it->second.since > std::chrono::seconds(10))
                ? inbound_.erase(it)
                : std::next(it);
+    }
+    if (native_) {  // native connections that never complete a handshake are closed
+      std::vector<InConn*> stale;
+      for (auto& [rid, c] : in_conns_) {
+        auto in = inbound_.find(rid);
+        if ((in == inbound_.end() || !in->second.authenticated) && now - c->since > std::chrono::seconds(10)) {
+          stale.push_back(c.get());
+        }
+      }
+      for (InConn* c : stale) close_inbound(c);
     }
 
     items.clear();
     owners.clear();
     is_monitor.clear();
     // the ROUTER's signalling fd, not the socket: workers may use the socket meanwhile
-    items.push_back({nullptr, router_fd_, ZMQ_POLLIN, 0});
+    items.push_back({nullptr, native_ ? epfd_ : router_fd_, ZMQ_POLLIN, 0});
     items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
     owners.insert(owners.end(), {0, 0});
     is_monitor.insert(is_monitor.end(), {false, false});
@@ -417,6 +458,13 @@ void NodeImpl::loop() {
         std::lock_guard lock(p.channel->mu);
         owned = p.channel->io_owns;
         out = p.state == Peer::up && !p.channel->pending.empty();
+        if (p.stream) out = p.tcp_connecting || p.stream->has_output() || (owned && out);
+      }
+      if (p.stream) {  // native: the socket itself, read (and written while it backs up) here
+        items.push_back({nullptr, p.stream->fd(), static_cast<short>(ZMQ_POLLIN | (out ? ZMQ_POLLOUT : 0)), 0});
+        owners.push_back(id);
+        is_monitor.push_back(false);
+        continue;
       }
       if (owned) {
         items.push_back({p.dealer->handle(), 0, static_cast<short>(ZMQ_POLLIN | (out ? ZMQ_POLLOUT : 0)), 0});
@@ -435,7 +483,12 @@ void NodeImpl::loop() {
       have_work = !queue_.empty();
     }
     io.unlock();
-    const int rc = zmq::poll(items.data(), items.size(), std::chrono::milliseconds(have_work ? 0 : 250));
+    auto wait = std::chrono::milliseconds(have_work ? 0 : 250);
+    if (next_beat != Clock::time_point::max()) {
+      wait = std::clamp(std::chrono::ceil<std::chrono::milliseconds>(next_beat - Clock::now()),
+                        std::chrono::milliseconds(0), wait);
+    }
+    const int rc = zmq::poll(items.data(), items.size(), wait);
     io.lock();
     NODUS_MARK(io_woke);
     io_sleeping_.store(false, std::memory_order_seq_cst);
@@ -460,7 +513,9 @@ void NodeImpl::loop() {
       if (owners[i] == 0 || !items[i].revents) continue;
       auto it = peers_.find(owners[i]);
       if (it == peers_.end()) continue;
-      if (is_monitor[i]) {
+      if (it->second.stream) {
+        on_native_peer(it->second, items[i].revents);
+      } else if (is_monitor[i]) {
         on_monitor(it->second);
       } else {
         if (items[i].revents & ZMQ_POLLOUT) flush(it->second);
@@ -545,54 +600,61 @@ NodeImpl::Peer* NodeImpl::connect_peer(Atom node, std::string* error) {
   }
   Peer p;
   p.name = name;
-  p.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
-  if (opts_.curve) {
-    std::string server_key = server_key_for(name, mapper_key, error);
-    if (server_key.empty() && !mapper_key.empty()) {  // a key we do not trust: never talk to it
-      logger().error("** Not connecting to node {}: {} **", name, *error);
+  if (native_) {
+    if (!mapper_key.empty()) {
+      p.hint = name + " requires CURVE (it registered a CURVE key); this node is in cookie mode";
+    }
+    if (native_connect(p, endpoint, error) == nullptr) return nullptr;
+  } else {
+    p.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+    if (opts_.curve) {
+      std::string server_key = server_key_for(name, mapper_key, error);
+      if (server_key.empty() && !mapper_key.empty()) {  // a key we do not trust: never talk to it
+        logger().error("** Not connecting to node {}: {} **", name, *error);
+        return nullptr;
+      }
+      if (server_key.empty()) {
+        // most likely a cookie-mode node: a handshake with a throwaway server key cannot succeed,
+        // but lets that node see (and log) the attempt
+        char pub[41], sec[41];
+        zmq_curve_keypair(pub, sec);
+        server_key = pub;
+        p.hint = static_peer ? "no CURVE key known for static peer " + name + ": add ,key=FILE.pub to its --peer, or name its file " +
+                                   short_of(name) + ".pub in --curve-allow"
+                             : *error;
+      }
+      p.dealer->set(zmq::sockopt::curve_serverkey, server_key);
+      p.dealer->set(zmq::sockopt::curve_publickey, curve_public_);
+      p.dealer->set(zmq::sockopt::curve_secretkey, opts_.curve->secret_key);
+    } else if (!mapper_key.empty()) {
+      p.hint = name + " requires CURVE (it registered a CURVE key); this node is in cookie mode";
+    }
+    p.dealer->set(zmq::sockopt::linger, 0);
+    p.dealer->set(zmq::sockopt::reconnect_ivl, -1);  // a lost peer is down, not silently retried
+    // only handshake answers come back on this socket; anything else is not read for long
+    p.dealer->set(zmq::sockopt::maxmsgsize, std::int64_t{4096});
+    p.dealer->set(zmq::sockopt::rcvhwm, 64);
+    const int tick = static_cast<int>(opts_.ticktime.count());
+    // a silent peer is noticed between timeout and timeout + ivl: 7/8 T + [0, 1/4 T] is centred
+    // on the tick, like Erlang's 3/4 T .. 5/4 T
+    p.dealer->set(zmq::sockopt::heartbeat_ivl, std::max(1, tick / 4));
+    p.dealer->set(zmq::sockopt::heartbeat_timeout, std::max(1, tick - tick / 8));
+    p.dealer->set(zmq::sockopt::heartbeat_ttl, std::max(100, tick));
+    const std::string mon = "inproc://nodus-monitor-" + std::to_string(++monitor_seq_);
+    if (zmq_socket_monitor(p.dealer->handle(), mon.c_str(),
+                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
+      *error = "cannot monitor socket";
       return nullptr;
     }
-    if (server_key.empty()) {
-      // most likely a cookie-mode node: a handshake with a throwaway server key cannot succeed,
-      // but lets that node see (and log) the attempt
-      char pub[41], sec[41];
-      zmq_curve_keypair(pub, sec);
-      server_key = pub;
-      p.hint = static_peer ? "no CURVE key known for static peer " + name + ": add ,key=FILE.pub to its --peer, or name its file " +
-                                 short_of(name) + ".pub in --curve-allow"
-                           : *error;
+    p.monitor = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pair);
+    p.monitor->connect(mon);
+    try {
+      p.dealer->connect(endpoint);
+    } catch (const zmq::error_t& e) {
+      *error = std::string("cannot connect to ") + endpoint + ": " + e.what();
+      return nullptr;
     }
-    p.dealer->set(zmq::sockopt::curve_serverkey, server_key);
-    p.dealer->set(zmq::sockopt::curve_publickey, curve_public_);
-    p.dealer->set(zmq::sockopt::curve_secretkey, opts_.curve->secret_key);
-  } else if (!mapper_key.empty()) {
-    p.hint = name + " requires CURVE (it registered a CURVE key); this node is in cookie mode";
-  }
-  p.dealer->set(zmq::sockopt::linger, 0);
-  p.dealer->set(zmq::sockopt::reconnect_ivl, -1);  // a lost peer is down, not silently retried
-  // only handshake answers come back on this socket; anything else is not read for long
-  p.dealer->set(zmq::sockopt::maxmsgsize, std::int64_t{4096});
-  p.dealer->set(zmq::sockopt::rcvhwm, 64);
-  const int tick = static_cast<int>(opts_.ticktime.count());
-  // a silent peer is noticed between timeout and timeout + ivl: 7/8 T + [0, 1/4 T] is centred
-  // on the tick, like Erlang's 3/4 T .. 5/4 T
-  p.dealer->set(zmq::sockopt::heartbeat_ivl, std::max(1, tick / 4));
-  p.dealer->set(zmq::sockopt::heartbeat_timeout, std::max(1, tick - tick / 8));
-  p.dealer->set(zmq::sockopt::heartbeat_ttl, std::max(100, tick));
-  const std::string mon = "inproc://nodus-monitor-" + std::to_string(++monitor_seq_);
-  if (zmq_socket_monitor(p.dealer->handle(), mon.c_str(),
-                         ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
-    *error = "cannot monitor socket";
-    return nullptr;
-  }
-  p.monitor = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pair);
-  p.monitor->connect(mon);
-  try {
-    p.dealer->connect(endpoint);
-  } catch (const zmq::error_t& e) {
-    *error = std::string("cannot connect to ") + endpoint + ": " + e.what();
-    return nullptr;
   }
   p.nonce = make_nonce();
   p.deadline = Clock::now() + std::chrono::seconds(7);
@@ -603,12 +665,13 @@ NodeImpl::Peer* NodeImpl::connect_peer(Atom node, std::string* error) {
   w.str8(name_.name());
   w.u32(creation_);
   w.bytes(std::string_view(reinterpret_cast<const char*>(p.nonce.data()), p.nonce.size()));
-  send_raw(*p.dealer, hello);
+  send_peer(p, hello);
   logger().debug("connecting to {} at {}", name, endpoint);
   p.channel = channel(node);
   {
     std::lock_guard lock(p.channel->mu);
     p.channel->dealer = p.dealer.get();
+    p.channel->stream = p.stream.get();
   }
   return &peers_.emplace(node.id(), std::move(p)).first->second;
 }
@@ -618,12 +681,15 @@ NodeImpl::Peer* NodeImpl::connect_peer(Atom node, std::string* error) {
 void NodeImpl::flush(Peer& p) {
   Channel& ch = *p.channel;
   std::lock_guard lock(ch.mu);
+  if (p.stream && !p.stream->flush()) return;  // the socket is full: POLLOUT
   if (p.state != Peer::up) return;
   while (!ch.pending.empty()) {
     const std::string& b = ch.pending.front();
-    if (zmq_send(p.dealer->handle(), b.data(), b.size(), ZMQ_DONTWAIT) < 0) return;  // HWM: POLLOUT
+    const Channel::Put put = ch.put(b);
+    if (put == Channel::Put::refused) return;  // HWM: POLLOUT
     ch.pending_bytes -= b.size();
     ch.pending.pop_front();
+    if (put == Channel::Put::waiting) return;  // in the stream; POLLOUT
   }
   ch.state = Channel::up;
   ch.io_owns = false;
@@ -690,7 +756,31 @@ void NodeImpl::mark_up(Atom node, bool up) {
   }
 }
 
+void NodeImpl::send_peer(Peer& p, std::string_view frame) {
+  if (!p.stream) {
+    send_raw(*p.dealer, frame);
+    return;
+  }
+  std::string rec;
+  const auto len = static_cast<std::uint32_t>(frame.size());
+  rec.append(reinterpret_cast<const char*>(&len), 4);
+  rec.append(frame);
+  std::unique_lock<std::mutex> lock;
+  if (p.channel) lock = std::unique_lock(p.channel->mu);
+  (void)p.stream->send(rec);  // handshake: the I/O thread owns the socket; POLLOUT drains it
+}
+
 void NodeImpl::send_router(const std::string& rid, const std::string& frame) {
+  if (native_) {
+    auto it = in_conns_.find(rid);
+    if (it == in_conns_.end()) return;  // the peer is gone already; nothing to answer
+    std::string rec;
+    const auto len = static_cast<std::uint32_t>(frame.size());
+    rec.append(reinterpret_cast<const char*>(&len), 4);
+    rec.append(frame);
+    (void)it->second->stream->send(rec);  // small; what does not fit waits for the next read
+    return;
+  }
   try {
     router_->send(zmq::buffer(rid), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
     send_raw(*router_, frame);

@@ -1,0 +1,107 @@
+// ZMTP 3.1 (rfc.zeromq.org/spec/37) with the NULL mechanism, over a non-blocking TCP socket:
+// the native transport of cookie-mode nodes. It speaks what a libzmq DEALER or ROUTER speaks,
+// so pyzmq and zeromq.js peers still connect, but a worker thread writes its records straight
+// onto the socket and an idle worker reads them straight off it: no libzmq I/O thread (and no
+// thread wake-up) between a process and the kernel. CURVE mode keeps libzmq (docs/ARCHITECTURE.md).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace nodus::dist::zmtp {
+
+inline constexpr std::size_t kGreetingSize = 64;
+
+/// One ZMTP connection: the greeting, the NULL handshake (READY both ways), single-part
+/// messages, PING/PONG. Reading (fill, next, and the flags they set) and writing (send,
+/// flush...) touch separate state: one thread may read while another, holding the writer's
+/// lock, writes. Owns the fd.
+class Stream {
+ public:
+  enum class Status { ok, again, closed, failed };
+
+  /// `fd`: a connected (or connecting, see `connected`) non-blocking TCP socket.
+  /// `socket_type`: what we announce ("DEALER" or "ROUTER"). `max_message`: a bigger message
+  /// is a protocol error. Our greeting and READY are queued at once.
+  Stream(int fd, std::string_view socket_type, std::uint64_t max_message, bool connected);
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  int fd() const { return fd_; }
+
+  // ---- reading (one thread at a time)
+
+  /// Reads what the socket has (up to a bound): ok if bytes came, again if none, closed at
+  /// EOF or reset, failed on a socket error.
+  Status fill();
+  /// The next complete message, if one is buffered (a view valid until the next fill). Handles
+  /// commands on the way (READY, PING, ERROR). After a protocol error it returns false and
+  /// failed() is true.
+  bool next(std::string_view* message);
+  /// Handshake done: the peer's greeting and READY arrived.
+  bool ready() const { return state_ == State::messages; }
+  bool failed() const { return !error_.empty(); }
+  /// Why the stream failed (protocol error, ERROR command).
+  const std::string& error() const { return error_; }
+  /// The peer's security mechanism from its greeting ("NULL", "CURVE"...), once known.
+  const std::string& peer_mechanism() const { return mechanism_; }
+  /// A multi-part message arrived (only its last part is delivered): the caller logs it.
+  bool take_multipart() { return std::exchange(multipart_, false); }
+  /// The reader saw something the writer must act on (the peer's greeting, which lets our
+  /// READY and what follows leave; a PING that wants its PONG): call service().
+  bool writes_due() const { return pong_due_ || (greeting_seen_ && blocked_); }
+
+  // ---- writing (under the owner's lock)
+
+  /// The socket finished connecting (it was created connecting).
+  bool connect_done();
+  /// Queues one message; writes at once if nothing waits. True if nothing is left waiting;
+  /// false if bytes wait for the socket to drain (flush when it is writable).
+  bool send(std::string_view body);
+  /// A PING (heartbeat), `ttl_ds` in tenths of a second.
+  bool send_ping(std::uint16_t ttl_ds);
+  /// Does what writes_due reported; by the reading thread, with the writer's lock.
+  bool service();
+  /// Writes what waits; true once nothing does (that may leave yet).
+  bool flush();
+  bool has_output() const { return out_pos_ < out_end(); }
+
+ private:
+  enum class State { greeting, handshake, messages };
+  bool write_out();
+  // libzmq (4.3) drops a connection whose READY arrives before it sent its own greeting, so
+  // only our greeting leaves until the peer's has come
+  std::size_t out_end() const { return blocked_ ? std::min(out_.size(), kGreetingSize) : out_.size(); }
+  void fail(std::string why);
+  bool command(std::string_view body);
+
+  int fd_;
+  std::uint64_t max_message_;
+  bool connected_;
+  // reading
+  State state_ = State::greeting;
+  std::unique_ptr<char[]> in_;  // [in_pos_, in_end_) unread, of in_cap_
+  std::size_t in_cap_ = 0, in_pos_ = 0, in_end_ = 0;
+  std::string error_;
+  std::string mechanism_;
+  bool multipart_ = false;
+  bool in_multipart_ = false;
+  bool pong_due_ = false;
+  bool greeting_seen_ = false;
+  std::string pong_context_;
+  // writing
+  std::string out_;
+  std::size_t out_pos_ = 0;
+  bool write_failed_ = false;
+  bool blocked_ = true;  // until the peer's greeting came (out_end)
+};
+
+/// A ZMTP frame header for `size` bytes (`flags`: 1 more, 4 command; long size added here).
+void append_header(std::string& out, std::uint64_t size, std::uint8_t flags);
+
+}  // namespace nodus::dist::zmtp
