@@ -729,6 +729,12 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
   const bool was_up = p.state == Peer::up;
   for (auto& w : p.waiters) w->finish(false, why);
   fail_channel(node, why);
+  {  // the sockets go with `p`: no thread may find them on its channel any more
+    std::lock_guard lock(p.channel->mu);
+    p.channel->state = Channel::down;
+    p.channel->dealer = nullptr;
+    p.channel->stream = nullptr;
+  }
   if (was_up) logger().info("node {} down: {}", p.name, why);
   for (auto sp = spawns_.begin(); sp != spawns_.end();) {
     if (sp->second.node == node) {

@@ -86,7 +86,7 @@ std::size_t NodeImpl::on_native_inbound() {
       for (int reads = 0; reads < 64 && !lost; ++reads) {
         const auto st = s.fill();
         if (st == zmtp::Stream::Status::again) break;
-        lost = st != zmtp::Stream::Status::ok;
+        lost = st == zmtp::Stream::Status::closed || st == zmtp::Stream::Status::failed;
         std::string_view m;
         while (s.next(&m)) {
           NODUS_MARK(router_read);
@@ -94,8 +94,9 @@ std::size_t NodeImpl::on_native_inbound() {
           if (s.take_multipart()) warn_bad("frame", "unexpected multipart message");
           on_router_message(c->rid, m);
         }
-        if (s.writes_due()) (void)s.service();
+        if (s.writes_due() || s.has_output()) (void)s.service();
         if (s.failed()) lost = true;
+        if (st == zmtp::Stream::Status::drained) break;  // (level-triggered: epoll says if more comes)
       }
       if (lost) {
         if (s.failed()) {
@@ -180,7 +181,7 @@ void NodeImpl::on_native_peer(Peer& p, short revents) {
   for (int reads = 0; reads < 16 && !lost; ++reads) {
     const auto st = s.fill();
     if (st == zmtp::Stream::Status::again) break;
-    lost = st != zmtp::Stream::Status::ok;
+    lost = st == zmtp::Stream::Status::closed || st == zmtp::Stream::Status::failed;
     p.pong_deadline = Clock::time_point::max();  // it is alive
     std::string_view m;
     while (s.next(&m)) {
@@ -192,6 +193,7 @@ void NodeImpl::on_native_peer(Peer& p, short revents) {
       if (!s.service()) p.channel->io_owns = true;
     }
     if (s.failed()) lost = true;
+    if (st == zmtp::Stream::Status::drained) break;
   }
   if (!lost) return;
   if (s.failed() && s.peer_mechanism() == "CURVE") {

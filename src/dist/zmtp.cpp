@@ -106,10 +106,11 @@ Stream::Status Stream::fill() {
     in_pos_ = 0;
     in_end_ = unread;
   }
-  const ssize_t n = ::recv(fd_, in_.get() + in_end_, in_cap_ - in_end_, MSG_DONTWAIT);
+  const std::size_t room = in_cap_ - in_end_;
+  const ssize_t n = ::recv(fd_, in_.get() + in_end_, room, MSG_DONTWAIT);
   if (n > 0) {
     in_end_ += static_cast<std::size_t>(n);
-    return Status::ok;
+    return static_cast<std::size_t>(n) < room ? Status::drained : Status::ok;
   }
   if (n == 0) return Status::closed;
   if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return Status::again;

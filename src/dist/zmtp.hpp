@@ -22,7 +22,9 @@ inline constexpr std::size_t kGreetingSize = 64;
 /// lock, writes. Owns the fd.
 class Stream {
  public:
-  enum class Status { ok, again, closed, failed };
+  /// fill: ok (bytes came; there may be more), drained (bytes came and the socket had no
+  /// more: no need to try again until it is readable), again (nothing), closed, failed.
+  enum class Status { ok, drained, again, closed, failed };
 
   /// `fd`: a connected (or connecting, see `connected`) non-blocking TCP socket.
   /// `socket_type`: what we announce ("DEALER" or "ROUTER"). `max_message`: a bigger message
