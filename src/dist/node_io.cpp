@@ -384,12 +384,20 @@ void NodeImpl::fail_channel(Atom node, const std::string& why) {
   }
 }
 
-void NodeImpl::send_raw(zmq::socket_t& s, std::string_view frame) {
+namespace {
+// One frame as a message of one record: [u32 length][frame].
+std::string one_record(std::string_view frame) {
   std::string rec;
   rec.reserve(frame.size() + 4);
   const auto len = static_cast<std::uint32_t>(frame.size());
   rec.append(reinterpret_cast<const char*>(&len), 4);
   rec.append(frame);
+  return rec;
+}
+}  // namespace
+
+void NodeImpl::send_raw(zmq::socket_t& s, std::string_view frame) {
+  const std::string rec = one_record(frame);
   (void)zmq_send(s.handle(), rec.data(), rec.size(), ZMQ_DONTWAIT);
 }
 
@@ -767,24 +775,16 @@ void NodeImpl::send_peer(Peer& p, std::string_view frame) {
     send_raw(*p.dealer, frame);
     return;
   }
-  std::string rec;
-  const auto len = static_cast<std::uint32_t>(frame.size());
-  rec.append(reinterpret_cast<const char*>(&len), 4);
-  rec.append(frame);
   std::unique_lock<std::mutex> lock;
   if (p.channel) lock = std::unique_lock(p.channel->mu);
-  (void)p.stream->send(rec);  // handshake: the I/O thread owns the socket; POLLOUT drains it
+  (void)p.stream->send(one_record(frame));  // handshake: the I/O thread owns the socket; POLLOUT drains it
 }
 
 void NodeImpl::send_router(const std::string& rid, const std::string& frame) {
   if (native_) {
     auto it = in_conns_.find(rid);
     if (it == in_conns_.end()) return;  // the peer is gone already; nothing to answer
-    std::string rec;
-    const auto len = static_cast<std::uint32_t>(frame.size());
-    rec.append(reinterpret_cast<const char*>(&len), 4);
-    rec.append(frame);
-    (void)it->second->stream->send(rec);  // small; what does not fit waits for the next read
+    (void)it->second->stream->send(one_record(frame));  // small; what does not fit waits for the next read
     return;
   }
   try {
