@@ -47,6 +47,9 @@ void monitor_as(const Pid& pid, const Ref& ref);
 /// The calling process is no longer watched under `ref`, and no Down will say it ended: the
 /// monitor was handed over to another process, or a protocol tells the watcher it is gone.
 void drop_watcher(const Ref& ref);
+/// A call under `tag` gave up (timed out): its `{tag, Reply}` is dropped if it comes later,
+/// instead of staying in the caller's mailbox (Erlang's call alias). Remembers the last 64.
+void ignore_reply(const Ref& tag);
 
 template <class F, class... Args>
 Pid spawn_with(const SpawnOptions& opts, Ref* mref, F&& f, Args&&... args) {

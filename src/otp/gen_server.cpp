@@ -113,7 +113,10 @@ struct PendingCall {
 
   Term finish(std::optional<Message> m) {
     demonitor(tag, true);
-    if (!m) throw CallError(atom("timeout"), "time out: no reply from " + to.to_string());
+    if (!m) {
+      detail::ignore_reply(tag);  // a reply after the timeout is dropped, not left behind
+      throw CallError(atom("timeout"), "time out: no reply from " + to.to_string());
+    }
     if (m->is<Down>()) throw detail::call_failure(m->get<Down>().reason, to.to_string(), target_node);
     return m->take<Term>()[1];
   }

@@ -255,6 +255,8 @@ void detail::monitor_as(const Pid& pid, const Ref& ref) {
   }
 }
 
+void detail::ignore_reply(const Ref& tag) { runtime::ignore_reply(caller("ignore_reply"), tag); }
+
 void detail::drop_watcher(const Ref& ref) {
   Process* me = caller("drop_watcher");
   runtime::remove_watcher(me->pid(), ref);

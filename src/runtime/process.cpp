@@ -134,10 +134,33 @@ MsgNode* handle_signal(Process* p, MsgNode* n) {
   return nullptr;
 }
 
+// A reply to a call that gave up (ignore_reply): dropped.
+bool is_late_reply(Process* p, MsgNode* n) {
+  if (n->type != &detail::type_info_v<Term>) return false;
+  const Term& t = value_of<Term>(n);
+  if (!t.is_tuple() || t.size() != 2 || !t[0].is_ref()) return false;
+  auto& tags = p->extras->late_replies;
+  const auto it = std::find(tags.begin(), tags.end(), t[0].as_ref());
+  if (it == tags.end()) return false;
+  tags.erase(it);
+  p->has_late_replies = !tags.empty();
+  return true;
+}
+
+// An arrival as the mailbox keeps it: signals acted on, late replies dropped (nullptr).
+MsgNode* admit(Process* p, MsgNode* n) {
+  n = handle_signal(p, n);
+  if (n != nullptr && p->has_late_replies && is_late_reply(p, n)) {
+    destroy(n);
+    return nullptr;
+  }
+  return n;
+}
+
 // Moves every arrival into the save list, acting on signals.
 void take_arrivals(Process* p) {
   while (MsgNode* n = pop_own(p)) {
-    if (MsgNode* m = handle_signal(p, n)) append(p, m);
+    if (MsgNode* m = admit(p, n)) append(p, m);
   }
 }
 
@@ -230,6 +253,7 @@ void prepare(Process* p, bool is_thread, const Pid& group_leader) {
   p->trap_exit = false;
   p->started = is_thread;
   p->yielding = false;
+  p->has_late_replies = false;
   p->exit_reason = nullptr;
   p->pending = nullptr;
   p->next_token = 0;
@@ -357,7 +381,7 @@ Scan scan(Process* p, detail::Receiver& r) {
   while (p->exit_reason == nullptr) {
     MsgNode* n = pop_own(p);
     if (n == nullptr) break;
-    n = handle_signal(p, n);
+    n = admit(p, n);
     if (n == nullptr) continue;
     if (r.matches(&r, n)) {
       n->next.store(nullptr, std::memory_order_relaxed);
@@ -370,6 +394,17 @@ Scan scan(Process* p, detail::Receiver& r) {
   p->cursor = p->save_tail;  // everything saved so far has been looked at
   if (p->exit_reason) return Scan::must_exit;
   return r.timed_out ? Scan::timed_out : Scan::no_match;
+}
+
+void ignore_reply(Process* p, const Ref& tag) {
+  {
+    std::lock_guard lock(p->lock);  // others may allocate extras too (a link, a monitor)
+    (void)p->ext();
+  }
+  auto& tags = p->extras->late_replies;  // the owner's alone
+  if (tags.size() >= 64) tags.erase(tags.begin());
+  tags.push_back(tag);
+  p->has_late_replies = true;
 }
 
 void remove_down(Process* p, const Ref& ref) {

@@ -38,6 +38,10 @@ struct Extras {
   std::vector<std::pair<Ref, Pid>> monitoring;  ///< monitors this process holds: (ref, target)
   std::optional<Atom> name;
   detail::Closure closure;
+  /// Owner only: tags of calls that timed out; a `{Tag, _}` reply with one of them is dropped
+  /// when it arrives (Erlang drops it at the call's deactivated alias). At most 64, oldest
+  /// forgotten first.
+  std::vector<Ref> late_replies;
 };
 
 /// An exit signal in a mailbox (links, exit/2). Handled when the process next looks at its
@@ -80,6 +84,7 @@ struct Process {
   bool trap_exit = false;
   bool started = false;
   bool yielding = false;
+  bool has_late_replies = false;  ///< extras->late_replies is not empty (checked per arrival)
   Term* exit_reason = nullptr;  ///< set once an exit signal decided this process must die
   detail::MsgNode* save_head = nullptr;  ///< messages a receive skipped, in arrival order
   detail::MsgNode** save_tail = &save_head;
@@ -132,6 +137,9 @@ std::vector<Message> take_all(Process* p);
 void terminate(Process* p, Term reason);
 /// The reason an escaped exception gives: `{exception, Type, What}` (or a ProcessExit reason).
 Term reason_from_exception(std::exception_ptr e, bool* is_crash);
+
+/// Owner only: a `{tag, _}` message that arrives from now on is dropped (a call that gave up).
+void ignore_reply(Process* p, const Ref& tag);
 
 /// Destroys every node of a chain.
 void destroy_chain(detail::MsgNode* n) noexcept;

@@ -109,7 +109,8 @@ Proc greeter() {
 // A key-value GenServer for remote calls: {put, K, V} -> ok, {get, K} -> V | undefined.
 struct Kv : GenServer {
   std::map<Term, Term> data;
-  CallResult handle_call(const Term& req, const From&) override {
+  std::optional<From> parked;
+  CallResult handle_call(const Term& req, const From& from) override {
     if (req.is_tuple(3, "put")) {
       data[req[1]] = req[2];
       return reply(atom("ok"));
@@ -119,6 +120,14 @@ struct Kv : GenServer {
       return reply(it == data.end() ? Term(atom("undefined")) : it->second);
     }
     if (req.is_atom("slow")) return noreply();
+    if (req.is_atom("park")) {  // answered by the next release, before release's own answer
+      parked = from;
+      return noreply();
+    }
+    if (req.is_atom("release")) {
+      if (parked) gen_server::reply(*std::exchange(parked, std::nullopt), atom("late"));
+      return reply(atom("ok"));
+    }
     return reply(atom("error"));
   }
 };
@@ -253,6 +262,14 @@ TEST_CASE("GenServer calls to {name, node}; noconnection and timeout reasons", "
   } catch (const CallError& e) {
     CHECK(e.reason == Term(atom("timeout")));
   }
+  // a reply that comes after its call timed out is dropped as it arrives (checked below)
+  try {
+    gen_server::call(mb, kv, atom("park"), 200ms);
+    FAIL("no timeout");
+  } catch (const CallError& e) {
+    CHECK(e.reason == Term(atom("timeout")));
+  }
+  CHECK(gen_server::call(mb, kv, atom("release")) == Term(atom("ok")));  // after the late reply
   // a name that is not registered there: noproc at once (the name is monitored on kate)
   try {
     gen_server::call(mb, ServerRef(atom("nobody"), atom("kate@localhost")), atom("x"), 30s);

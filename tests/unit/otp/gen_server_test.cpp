@@ -128,3 +128,29 @@ TEST_CASE("call failures: noproc, timeout, a server that dies while serving, bad
   gen_server::start(std::make_unique<Counter>(), {.name = atom("taken")});
   CHECK_THROWS_AS(gen_server::start(std::make_unique<Counter>(), {.name = atom("taken")}), std::invalid_argument);
 }
+
+TEST_CASE("a reply that comes after its call timed out is dropped, not left in the mailbox", "[otp][gen_server]") {
+  Runtime rt({.schedulers = 2});
+  Mailbox mb;
+  Pid s = gen_server::start(std::make_unique<Counter>(self()));
+  for (int round = 0; round < 3; ++round) {
+    try {
+      gen_server::call(mb, s, atom("park"), 50ms);  // parked: answered only by a later release
+      FAIL("no timeout");
+    } catch (const CallError& e) {
+      CHECK(e.reason == Term(atom("timeout")));
+    }
+    REQUIRE(mb.receive<Term>([](const Term& t) { return t.is_atom("parked"); }, 10s));
+    gen_server::cast(s, atom("release"));  // the late reply: {Tag, released} to us
+    send(s, atom("ping"));                 // then 'pong', from the same sender: after the reply
+    REQUIRE(mb.receive<Term>([](const Term& t) { return t.is_atom("pong"); }, 10s));
+    CHECK_FALSE(mb.receive_any(0ms).has_value());  // the reply came and went
+  }
+  // calls still work, and an ordinary {Ref, Term} message with another ref is kept
+  CHECK(gen_server::call(mb, s, atom("get")) == Term(0));
+  const Ref other = make_ref();
+  send(self(), tuple(Term(other), atom("mine")));
+  auto kept = mb.receive_any(10s);
+  REQUIRE(kept);
+  CHECK(kept->is<Term>());
+}
