@@ -16,8 +16,8 @@
 namespace nodus::trace {
 // The traced points; scripts/trace_report.py names them in the same order.
 enum Point : int {
-  zmq_sent = 1,      // a batch went to a peer's DEALER (zmq_send returned)
-  router_read = 2,   // a ZeroMQ message read from the ROUTER (I/O thread or idle worker)
+  zmq_sent = 1,      // a batch went to a peer's connection (sendmsg, or zmq_send in CURVE mode, returned)
+  router_read = 2,   // a message read off the inbound side (I/O thread or idle worker)
   run = 3,           // a worker starts a process's slice
   spawn = 4,         // spawn_frame
   io_woke = 5,       // the I/O thread's poll returned
