@@ -165,7 +165,7 @@ TEST_CASE("a libzmq DEALER with heartbeats talks to a native ROUTER, which answe
   const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK);
   REQUIRE(fd >= 0);
   ::close(lfd);
-  Stream s(fd, "ROUTER", 1 << 20, true);
+  Stream s(fd, "ROUTER", 64 << 20, true);
   dealer.send(zmq::str_buffer("hello"));
   CHECK(pump(s) == "hello");
   // PINGs come every 20 ms; answering them keeps the connection up well past the 200 ms timeout
@@ -183,6 +183,16 @@ TEST_CASE("a libzmq DEALER with heartbeats talks to a native ROUTER, which answe
   CHECK(pongs >= 15);
   dealer.send(zmq::str_buffer("still here"));
   CHECK(pump(s) == "still here");
+  // a big message grows the read buffer (and gives the memory back afterwards)
+  std::string big(5 << 20, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7919 % 251);
+  dealer.send(zmq::buffer(big));
+  dealer.send(zmq::str_buffer("after"));
+  auto got = pump(s);
+  REQUIRE(got);
+  CHECK(got->size() == big.size());
+  CHECK(*got == big);
+  CHECK(pump(s) == "after");
   CHECK(s.send("to the dealer"));
   auto m = recv_within(dealer);
   REQUIRE(m);
