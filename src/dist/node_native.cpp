@@ -233,7 +233,15 @@ void NodeImpl::heartbeats(Clock::time_point now, Clock::time_point* wake) {
     }
     *wake = std::min({*wake, p.next_ping, p.pong_deadline});
   }
-  for (Atom a : silent) peer_down(a, "connection closed (no heartbeat answer)");
+  for (Atom a : silent) {
+    // read what its socket holds first: this thread may have been busy (a slow port mapper
+    // lookup) while the answer waited
+    if (auto it = peers_.find(a.id()); it != peers_.end()) on_native_peer(it->second, ZMQ_POLLIN);
+    auto it = peers_.find(a.id());  // (gone if that read found it closed)
+    if (it != peers_.end() && Clock::now() >= it->second.pong_deadline) {
+      peer_down(a, "connection closed (no heartbeat answer)");
+    }
+  }
 }
 
 }  // namespace nodus::dist
