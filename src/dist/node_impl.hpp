@@ -262,6 +262,7 @@ class NodeImpl {
     std::unique_ptr<zmtp::Stream> stream;
     bool tcp_connecting = false;  // native: connect() in progress
     Clock::time_point next_ping, pong_deadline = Clock::time_point::max();  // native heartbeats
+    std::uint64_t drained_at_check = 0;  // native: stream->drained() when heartbeats last looked
     std::shared_ptr<Channel> channel;
     Nonce nonce{};
     std::uint32_t creation = 0;

@@ -210,7 +210,11 @@ void NodeImpl::on_native_peer(Peer& p, short revents) {
 
 // ZMTP heartbeats on our connections, as libzmq's HEARTBEAT_IVL / HEARTBEAT_TIMEOUT /
 // HEARTBEAT_TTL would send them: a PING every tick/4; a peer that answers nothing for 7/8 of a
-// tick after a PING is down.
+// tick after a PING is down. Unless it is reading what we send: its PONG waits behind that
+// (libzmq's I/O thread read ahead of the application; a native reader reads at the pace of
+// its node), so a backlog that drained since the last look counts as an answer: the kernel
+// takes those bytes only as the peer reads. A frozen peer drains nothing, whether we send
+// little (no backlog) or much (a backlog that stays), and its deadline passes.
 void NodeImpl::heartbeats(Clock::time_point now, Clock::time_point* wake) {
   const auto tick = std::max(std::chrono::milliseconds(8), opts_.ticktime);
   const auto ivl = tick / 4;
@@ -219,6 +223,14 @@ void NodeImpl::heartbeats(Clock::time_point now, Clock::time_point* wake) {
   std::vector<Atom> silent;
   for (auto& [id, p] : peers_) {
     if (!p.stream || p.tcp_connecting) continue;
+    if (p.pong_deadline != Clock::time_point::max()) {
+      std::lock_guard lock(p.channel->mu);
+      const std::uint64_t d = p.stream->drained();
+      if (d != p.drained_at_check) {  // it reads what waited for it: alive
+        p.drained_at_check = d;
+        p.pong_deadline = now + timeout;
+      }
+    }
     if (now >= p.pong_deadline) {
       silent.push_back(Atom::from_id(id));
       continue;
@@ -227,6 +239,7 @@ void NodeImpl::heartbeats(Clock::time_point now, Clock::time_point* wake) {
       {
         std::lock_guard lock(p.channel->mu);
         if (!p.stream->send_ping(ttl_ds)) p.channel->io_owns = true;
+        p.drained_at_check = p.stream->drained();
       }
       if (p.pong_deadline == Clock::time_point::max()) p.pong_deadline = now + timeout;
       p.next_ping = now + ivl;

@@ -253,6 +253,7 @@ bool Stream::write_out() {
     const ssize_t n = ::send(fd_, out_.data() + out_pos_, end - out_pos_, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0) {
       out_pos_ += static_cast<std::size_t>(n);
+      drained_ += static_cast<std::uint64_t>(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;

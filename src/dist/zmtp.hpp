@@ -72,6 +72,9 @@ class Stream {
   /// Writes what waits; true once nothing does (that may leave yet).
   bool flush();
   bool has_output() const { return out_pos_ < out_end(); }
+  /// Bytes of a backlog written so far: bytes that waited because the socket was full, so
+  /// the kernel took them only as the peer read (a sign of life from a busy peer).
+  std::uint64_t drained() const { return drained_; }
 
  private:
   enum class State { greeting, handshake, messages };
@@ -100,6 +103,7 @@ class Stream {
   std::string out_;
   std::size_t out_pos_ = 0;
   bool write_failed_ = false;
+  std::uint64_t drained_ = 0;
   bool blocked_ = true;  // until the peer's greeting came (out_end)
 };
 

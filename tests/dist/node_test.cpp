@@ -717,6 +717,28 @@ TEST_CASE("a frozen peer (SIGSTOP) is declared down after about its tick", "[dis
   CHECK(down);
 }
 
+TEST_CASE("a frozen peer we keep sending to is declared down too", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.node("kate", "secret");
+  Alex alex;
+  REQUIRE(node::ping(atom("kate@localhost")));
+  kate->signal(SIGSTOP);
+  // a trickle the kernel keeps taking (no backlog), or first a burst that fills the kernel's
+  // buffers (a backlog that never drains): neither may pass for signs of life
+  const bool burst = GENERATE(false, true);
+  INFO((burst ? "burst, then trickle" : "trickle"));
+  const std::string chunk(4096, 'x');
+  for (int i = 0; burst && i < 4000; ++i) send(atom("sink"), atom("kate@localhost"), chunk);
+  bool down = false;
+  for (auto until = std::chrono::steady_clock::now() + 15s; !down && std::chrono::steady_clock::now() < until;) {
+    send(atom("sink"), atom("kate@localhost"), atom("tick"));
+    down = node::list().empty();
+    std::this_thread::sleep_for(10ms);  // pacing the trickle, not synchronization: the loop waits on `down`
+  }
+  kate->signal(SIGCONT);
+  CHECK(down);
+}
+
 TEST_CASE("a node on the libzmq transport and one on the native transport talk both ways", "[distributed]") {
   Cluster cl;
   std::unique_ptr<Child> kate;
