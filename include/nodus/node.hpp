@@ -1,5 +1,5 @@
 // Distribution: this OS process as a named node (`kate@localhost`) that exchanges messages
-// with other nodes over ZeroMQ, gated by a shared cookie.
+// with other nodes over ZeroMQ's wire (ZMTP), gated by a shared cookie.
 #pragma once
 
 #include <chrono>
@@ -43,7 +43,7 @@ std::string curve_public_key(const std::string& secret_z85);
 bool valid_z85_key(std::string_view z85);
 
 struct NodeOptions {
-  /// `name@host`; the node binds its ROUTER on `host`, port `listen_port`.
+  /// `name@host`; the node listens on `host`, port `listen_port`.
   std::string name;
   /// Empty: $NODUS_COOKIE, else ~/.nodus.cookie (created with random content, mode 0400).
   std::string cookie;
@@ -71,7 +71,7 @@ class Node {
   Node& operator=(const Node&) = delete;
 
   Atom name() const;
-  /// The TCP port of this node's ROUTER.
+  /// The TCP port this node listens on.
   std::uint16_t port() const;
 };
 
