@@ -729,12 +729,10 @@ TEST_CASE("a frozen peer we keep sending to is declared down too", "[distributed
   INFO((burst ? "burst, then trickle" : "trickle"));
   const std::string chunk(4096, 'x');
   for (int i = 0; burst && i < 4000; ++i) send(atom("sink"), atom("kate@localhost"), chunk);
-  bool down = false;
-  for (auto until = std::chrono::steady_clock::now() + 15s; !down && std::chrono::steady_clock::now() < until;) {
+  const bool down = eventually([] {  // one more message of the trickle per look
     send(atom("sink"), atom("kate@localhost"), atom("tick"));
-    down = node::list().empty();
-    std::this_thread::sleep_for(10ms);  // pacing the trickle, not synchronization: the loop waits on `down`
-  }
+    return node::list().empty();
+  }, 15s);
   kate->signal(SIGCONT);
   CHECK(down);
 }
