@@ -239,6 +239,10 @@ class NodeImpl {
   void send_records(Atom node, std::string& batch, bool stage = false);
   /// Sends what every channel has staged (a worker out of work, or every few slices).
   void flush_staged();
+  /// With `ch.mu` held: `batch` goes onto the socket if the channel is ours to use, else (or
+  /// if the socket refuses it) waits for the I/O thread (queue_for_io); leaves `batch` empty.
+  /// True if the I/O thread must be woken.
+  static bool hand_over(Channel& ch, std::string& batch);
   /// With `ch.mu` held: `batch` waits in the channel for the I/O thread, which owns the socket
   /// until the queue is empty; leaves `batch` empty. True if the I/O thread must be woken.
   static bool queue_for_io(Channel& ch, std::string& batch);

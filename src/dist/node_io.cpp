@@ -245,26 +245,29 @@ void NodeImpl::send_records(Atom node, std::string& batch, bool stage) {
         batch.swap(ch->staged);
         ch->staged.clear();
       }
-      const Channel::Put put = ch->put(batch);
-      if (put == Channel::Put::sent) {
-        NODUS_MARK(zmq_sent);
-        batch.clear();
-        return;
-      }
-      if (put == Channel::Put::waiting) {  // the socket is full: the I/O thread drains it
-        batch.clear();
-        ch->io_owns = true;
-        lock.unlock();
-        wake_io();
-        return;
-      }
     }
-    const bool wake = queue_for_io(*ch, batch);
+    const bool wake = hand_over(*ch, batch);
     lock.unlock();
     if (wake) wake_io();
     return;
   }
   batch.clear();
+}
+
+bool NodeImpl::hand_over(Channel& ch, std::string& batch) {
+  if (!ch.io_owns) {
+    const Channel::Put put = ch.put(batch);
+    if (put != Channel::Put::refused) {
+      batch.clear();
+      if (put == Channel::Put::sent) {
+        NODUS_MARK(zmq_sent);
+        return false;
+      }
+      ch.io_owns = true;  // the socket is full: the I/O thread drains what waits in the stream
+      return true;
+    }
+  }
+  return queue_for_io(ch, batch);  // not ours, or libzmq's high-water mark: the I/O thread sends it later
 }
 
 bool NodeImpl::queue_for_io(Channel& ch, std::string& batch) {
@@ -311,19 +314,7 @@ void NodeImpl::flush_staged() {
         ch->staged.clear();
         continue;
       }
-      const Channel::Put put = ch->io_owns ? Channel::Put::refused : ch->put(ch->staged);
-      if (put == Channel::Put::sent) {
-        NODUS_MARK(zmq_sent);
-        ch->staged.clear();
-        continue;
-      }
-      if (put == Channel::Put::waiting) {  // the socket is full: the I/O thread drains it
-        ch->staged.clear();
-        ch->io_owns = true;
-        wake = true;
-      } else {
-        wake = queue_for_io(*ch, ch->staged);  // high-water mark: the I/O thread sends it later
-      }
+      wake = hand_over(*ch, ch->staged);
     }
     if (wake) wake_io();
   }
