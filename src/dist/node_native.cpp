@@ -82,23 +82,15 @@ std::size_t NodeImpl::on_native_inbound() {
         continue;
       }
       zmtp::Stream& s = *c->stream;
-      bool lost = false;
-      for (int reads = 0; reads < 64 && !lost; ++reads) {
-        const auto st = s.fill();
-        if (st == zmtp::Stream::Status::again) break;
-        lost = st == zmtp::Stream::Status::closed || st == zmtp::Stream::Status::failed;
-        std::string_view m;
-        while (s.next(&m)) {
-          NODUS_MARK(router_read);
-          ++handled;
-          if (s.take_multipart()) warn_bad("frame", "unexpected multipart message");
-          on_router_message(c->rid, m);
-        }
-        if (s.writes_due() || s.has_output()) (void)s.service();
-        if (s.failed()) lost = true;
-        if (st == zmtp::Stream::Status::drained) break;  // (level-triggered: epoll says if more comes)
-      }
-      if (lost) {
+      const auto read = s.read(64, [&](std::string_view m) {
+        NODUS_MARK(router_read);
+        ++handled;
+        if (s.take_multipart()) warn_bad("frame", "unexpected multipart message");
+        on_router_message(c->rid, m);
+        return true;
+      });
+      if (s.writes_due() || s.has_output()) (void)s.service();
+      if (read == zmtp::Stream::Read::closed) {
         if (s.failed()) {
           if (s.peer_mechanism() == "CURVE") {
             logger().error("** Connection attempt rejected: the peer uses CURVE; this node is in cookie mode **");
@@ -177,25 +169,18 @@ void NodeImpl::on_native_peer(Peer& p, short revents) {
   }
   if (revents & ZMQ_POLLOUT) flush(p);
   if (!(revents & (ZMQ_POLLIN | ZMQ_POLLERR))) return;
-  bool lost = false;
-  for (int reads = 0; reads < 16 && !lost; ++reads) {
-    const auto st = s.fill();
-    if (st == zmtp::Stream::Status::again) break;
-    lost = st == zmtp::Stream::Status::closed || st == zmtp::Stream::Status::failed;
-    p.pong_deadline = Clock::time_point::max();  // it is alive
-    std::string_view m;
-    while (s.next(&m)) {
-      if (s.take_multipart()) warn_bad("frame", "unexpected multipart message from " + p.name);
-      if (!on_dealer_message(p, m)) return;  // `p` is gone
-    }
-    if (s.writes_due()) {
-      std::lock_guard lock(p.channel->mu);
-      if (!s.service()) p.channel->io_owns = true;
-    }
-    if (s.failed()) lost = true;
-    if (st == zmtp::Stream::Status::drained) break;
+  const std::uint64_t before = s.received();
+  const auto read = s.read(16, [&](std::string_view m) {
+    if (s.take_multipart()) warn_bad("frame", "unexpected multipart message from " + p.name);
+    return on_dealer_message(p, m);  // false: `p` is gone
+  });
+  if (read == zmtp::Stream::Read::stopped) return;
+  if (s.received() != before) p.pong_deadline = Clock::time_point::max();  // it is alive
+  if (s.writes_due()) {
+    std::lock_guard lock(p.channel->mu);
+    if (!s.service()) p.channel->io_owns = true;
   }
-  if (!lost) return;
+  if (read == zmtp::Stream::Read::open) return;
   if (s.failed() && s.peer_mechanism() == "CURVE") {
     connection_lost(p, ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH);
   } else if (s.failed()) {

@@ -49,14 +49,23 @@ void append_command(std::string& out, std::string_view name, std::string_view da
 
 }  // namespace
 
-void append_header(std::string& out, std::uint64_t size, std::uint8_t flags) {
-  if (size > 255) {
-    out.push_back(static_cast<char>(flags | kLong));
-    put_be(out, size, 8);
-  } else {
-    out.push_back(static_cast<char>(flags));
-    out.push_back(static_cast<char>(size));
+namespace {
+// A frame header into `head` (room for 9 bytes); its length.
+std::size_t make_header(char* head, std::uint64_t size, std::uint8_t flags) {
+  if (size <= 255) {
+    head[0] = static_cast<char>(flags);
+    head[1] = static_cast<char>(size);
+    return 2;
   }
+  head[0] = static_cast<char>(flags | kLong);
+  for (int i = 0; i < 8; ++i) head[1 + i] = static_cast<char>((size >> (8 * (7 - i))) & 0xff);
+  return 9;
+}
+}  // namespace
+
+void append_header(std::string& out, std::uint64_t size, std::uint8_t flags) {
+  char head[9];
+  out.append(head, make_header(head, size, flags));
 }
 
 Stream::Stream(int fd, std::string_view socket_type, std::uint64_t max_message, bool connected)
@@ -110,6 +119,7 @@ Stream::Status Stream::fill() {
   const ssize_t n = ::recv(fd_, in_.get() + in_end_, room, MSG_DONTWAIT);
   if (n > 0) {
     in_end_ += static_cast<std::size_t>(n);
+    received_ += static_cast<std::uint64_t>(n);
     return static_cast<std::size_t>(n) < room ? Status::drained : Status::ok;
   }
   if (n == 0) return Status::closed;
@@ -279,15 +289,7 @@ bool Stream::write_out() {
 bool Stream::send(std::string_view body) {
   if (write_failed_) return true;
   char head[9];
-  std::size_t hlen = 2;
-  if (body.size() > 255) {
-    head[0] = kLong;
-    for (int i = 0; i < 8; ++i) head[1 + i] = static_cast<char>((body.size() >> (8 * (7 - i))) & 0xff);
-    hlen = 9;
-  } else {
-    head[0] = 0;
-    head[1] = static_cast<char>(body.size());
-  }
+  const std::size_t hlen = make_header(head, body.size(), 0);
   if (connected_ && !blocked_ && out_pos_ == out_.size()) {
     // the usual case: header and body in one syscall, nothing copied
     iovec iov[2] = {{head, hlen}, {const_cast<char*>(body.data()), body.size()}};

@@ -45,6 +45,28 @@ class Stream {
   /// commands on the way (READY, PING, ERROR). After a protocol error it returns false and
   /// failed() is true.
   bool next(std::string_view* message);
+  /// What read found: the connection is still `open`, or `closed` (EOF, reset or a protocol
+  /// error: failed() says which), or `stopped` by its caller.
+  enum class Read { open, closed, stopped };
+  /// Reads what the socket holds (at most `max_chunks` fills, so one connection cannot hold
+  /// its reader for long) and hands each message to `on_message`, which returns false to stop
+  /// (its owner is gone). The caller then serves writes_due().
+  template <class F>
+  Read read(int max_chunks, F&& on_message) {
+    for (int i = 0; i < max_chunks; ++i) {
+      const Status st = fill();
+      if (st == Status::again) return Read::open;
+      std::string_view m;
+      while (next(&m)) {
+        if (!on_message(m)) return Read::stopped;
+      }
+      if (failed() || st == Status::closed || st == Status::failed) return Read::closed;
+      if (st == Status::drained) return Read::open;  // (level-triggered polls say if more comes)
+    }
+    return Read::open;
+  }
+  /// Bytes read so far (any sign of life from the peer).
+  std::uint64_t received() const { return received_; }
   /// Handshake done: the peer's greeting and READY arrived.
   bool ready() const { return state_ == State::messages; }
   bool failed() const { return !error_.empty(); }
@@ -92,6 +114,7 @@ class Stream {
   State state_ = State::greeting;
   std::unique_ptr<char[]> in_;  // [in_pos_, in_end_) unread, of in_cap_
   std::size_t in_cap_ = 0, in_pos_ = 0, in_end_ = 0;
+  std::uint64_t received_ = 0;
   std::string error_;
   std::string mechanism_;
   bool multipart_ = false;
