@@ -219,11 +219,7 @@ void NodeImpl::on_monitor(Peer& p) {
   std::uint16_t event;
   std::uint32_t value;
   while (read_event(*p.monitor, &event, &value, nullptr)) {
-    const bool handshake_failed = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
-                                  event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
-                                  event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
-    const bool closed = event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CLOSED;
-    if (!handshake_failed && !closed) continue;
+    if ((event & kLostEvents) == 0) continue;
     connection_lost(p, event, value);
     return;  // `p` is gone
   }

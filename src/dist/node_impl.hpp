@@ -80,6 +80,9 @@ struct Command {
 };
 inline constexpr std::uint8_t kSpawnLink = 1, kSpawnMonitor = 2;  // on the wire
 inline constexpr std::uint8_t kSpawnAsync = 0x80;  // local only: answer with a SpawnReply message
+/// The socket monitor events of an outbound libzmq connection that mean it is lost.
+inline constexpr int kLostEvents = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                   ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
 
 
 bool valid_node_name(std::string_view n);

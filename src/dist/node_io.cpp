@@ -640,9 +640,7 @@ NodeImpl::Peer* NodeImpl::connect_peer(Atom node, std::string* error) {
     p.dealer->set(zmq::sockopt::heartbeat_timeout, std::max(1, tick - tick / 8));
     p.dealer->set(zmq::sockopt::heartbeat_ttl, std::max(100, tick));
     const std::string mon = "inproc://nodus-monitor-" + std::to_string(++monitor_seq_);
-    if (zmq_socket_monitor(p.dealer->handle(), mon.c_str(),
-                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
+    if (zmq_socket_monitor(p.dealer->handle(), mon.c_str(), kLostEvents) != 0) {
       *error = "cannot monitor socket";
       return nullptr;
     }
