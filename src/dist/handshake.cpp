@@ -97,3 +97,168 @@ bool mac_equal(const Mac& a, std::string_view b) {
 }
 
 }  // namespace nodus::dist
+
+// ------------------------------------------------------------------------------ Handshake
+
+#include "codec.hpp"
+#include "wire.hpp"
+
+namespace nodus::dist {
+
+namespace {
+std::string frame_head(Op op) {
+  std::string f;
+  f.push_back(static_cast<char>(kWireVersion));
+  f.push_back(static_cast<char>(op));
+  return f;
+}
+std::string_view as_bytes(const Nonce& n) { return {reinterpret_cast<const char*>(n.data()), n.size()}; }
+std::string_view as_bytes(const Mac& m) { return {reinterpret_cast<const char*>(m.data()), m.size()}; }
+bool valid_name(std::string_view n) {
+  const auto at = n.find('@');
+  return at != std::string_view::npos && at > 0 && at + 1 < n.size() && n.size() <= 255 &&
+         n.find('@', at + 1) == std::string_view::npos;
+}
+}  // namespace
+
+Handshake::Handshake(Role role, std::string self, std::uint32_t creation, std::string cookie, std::uint8_t flags,
+                     std::string peer)
+    : role_(role), self_(std::move(self)), cookie_(std::move(cookie)), creation_(creation), flags_(flags),
+      peer_(std::move(peer)) {}
+
+Handshake::Step Handshake::bad(std::string why) {
+  state_ = State::over;
+  Step s;
+  s.kind = Step::bad;
+  s.why = std::move(why);
+  return s;
+}
+
+std::string Handshake::hello() {
+  ours_ = make_nonce();
+  state_ = State::hello_sent;
+  std::string f = frame_head(Op::hello);
+  Writer w(f);
+  w.str8(self_);
+  w.u32(creation_);
+  w.bytes(as_bytes(ours_));
+  w.u8(flags_);
+  return f;
+}
+
+std::string Handshake::challenge() {
+  ours_ = make_nonce();
+  state_ = State::challenged;
+  std::string f = frame_head(Op::challenge);
+  Writer w(f);
+  w.str8(self_);
+  w.u32(creation_);
+  w.bytes(as_bytes(ours_));
+  w.bytes(as_bytes(acceptor_mac(cookie_, theirs_, ours_, peer_, self_)));
+  w.u8(flags_);
+  return f;
+}
+
+std::string Handshake::refuse(Code code, std::string_view why) {
+  std::string f = frame_head(Op::refuse);
+  Writer w(f);
+  w.u8(code);
+  w.str8(why.substr(0, 255));
+  return f;
+}
+
+Handshake::Step Handshake::on_frame(std::string_view frame) {
+  Reader r(frame);
+  const std::uint8_t ver = r.u8();
+  const auto op = static_cast<Op>(r.u8());
+  if (!r.ok()) return bad("truncated handshake frame");
+  if (ver != kWireVersion) {
+    Step s = bad("it speaks nodus wire protocol " + std::to_string(ver) + ", this node " +
+                 std::to_string(kWireVersion));
+    if (ver == 1 && role_ == Role::acceptor && op == Op::hello) {
+      // a version-1 peer reads a version-1 REFUSE (str8 reason) and logs it
+      std::string f;
+      f.push_back(1);
+      f.push_back(static_cast<char>(Op::refuse));
+      Writer w(f);
+      w.str8("this node speaks nodus wire protocol " + std::to_string(kWireVersion) + " (version 1 is not supported)");
+      s.frames.push_back(std::move(f));
+    }
+    return s;
+  }
+  Step s;
+  if (op == Op::refuse) {
+    const std::uint8_t code = r.u8();
+    const std::string_view why = r.str8();
+    if (!r.ok() || !r.at_end()) return bad("malformed REFUSE");
+    state_ = State::over;
+    s.kind = code == kSimultaneous && role_ == Role::connector ? Step::simultaneous : Step::refused;
+    s.why.assign(why);
+    return s;
+  }
+  if (role_ == Role::acceptor && op == Op::hello && state_ == State::start) {
+    const std::string_view name = r.str8();
+    peer_creation_ = r.u32();
+    const std::string_view nonce = r.bytes(16);
+    peer_flags_ = r.u8();
+    if (!r.ok() || !r.at_end() || !valid_name(name)) return bad("malformed HELLO");
+    if (name == self_) return bad("a HELLO with this node's own name");
+    peer_.assign(name);
+    std::memcpy(theirs_.data(), nonce.data(), 16);
+    state_ = State::hello_seen;
+    s.kind = Step::hello;
+    return s;
+  }
+  if (role_ == Role::connector && op == Op::challenge && state_ == State::hello_sent) {
+    const std::string_view name = r.str8();
+    peer_creation_ = r.u32();
+    const std::string_view nonce = r.bytes(16);
+    const std::string_view mac = r.bytes(32);
+    peer_flags_ = r.u8();
+    if (!r.ok() || !r.at_end()) return bad("malformed CHALLENGE");
+    std::memcpy(theirs_.data(), nonce.data(), 16);
+    // answer even when their proof fails, so the other side logs the refusal too
+    std::string reply = frame_head(Op::reply);
+    Writer w(reply);
+    w.bytes(as_bytes(connector_mac(cookie_, ours_, theirs_, self_, peer_)));
+    s.frames.push_back(std::move(reply));
+    if (name != peer_) {
+      state_ = State::over;
+      s.kind = Step::refused;
+      s.why = "it answered as " + std::string(name.substr(0, 64)) + ", not as " + peer_;
+      return s;
+    }
+    if (!mac_equal(acceptor_mac(cookie_, ours_, theirs_, self_, peer_), mac)) {
+      state_ = State::over;
+      s.kind = Step::refused;
+      s.why = "it does not share our cookie";
+      return s;
+    }
+    state_ = State::challenged;
+    return s;
+  }
+  if (role_ == Role::acceptor && op == Op::reply && state_ == State::challenged) {
+    const std::string_view mac = r.bytes(32);
+    if (!r.ok() || !r.at_end()) return bad("malformed REPLY");
+    if (!mac_equal(connector_mac(cookie_, theirs_, ours_, peer_, self_), mac)) {
+      state_ = State::over;
+      s.kind = Step::refused;
+      s.why = "invalid challenge reply";
+      s.frames.push_back(refuse(kRefused, "invalid challenge reply"));
+      return s;
+    }
+    state_ = State::up;
+    s.kind = Step::up;
+    s.frames.push_back(frame_head(Op::accept));
+    return s;
+  }
+  if (role_ == Role::connector && op == Op::accept && state_ == State::challenged) {
+    if (!r.at_end()) return bad("malformed ACCEPT");
+    state_ = State::up;
+    s.kind = Step::up;
+    return s;
+  }
+  return bad("unexpected frame (op " + std::to_string(static_cast<int>(op)) + ") during the handshake");
+}
+
+}  // namespace nodus::dist

@@ -8,7 +8,7 @@
 
 namespace nodus::dist {
 
-inline constexpr std::uint8_t kWireVersion = 1;
+inline constexpr std::uint8_t kWireVersion = 2;
 /// Frames larger than this are refused by ZeroMQ itself (ZMQ_MAXMSGSIZE): the connection drops.
 inline constexpr std::int64_t kMaxFrame = 64 << 20;
 /// A sending thread's outbox is sent once it holds this many bytes (or its slice ends).

@@ -6,15 +6,31 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace nodus::dist::zmtp {
 
 inline constexpr std::size_t kGreetingSize = 64;
+
+using Key = std::array<std::uint8_t, 32>;
+
+/// CurveZMQ (RFC 26) as libzmq speaks it: the client knows the server's long-term public key;
+/// the server accepts a client by its long-term public key (`allow`, asked once per
+/// connection, after the client proved it holds that key's secret).
+struct Curve {
+  bool server = false;
+  Key public_key{}, secret_key{};
+  Key server_key{};  ///< client: the server's long-term public key
+  std::function<bool(const Key& client_key)> allow;  ///< server
+};
+struct CurveState;  // zmtp.cpp
 
 /// One ZMTP connection: the greeting, the NULL handshake (READY both ways), single-part
 /// messages, PING/PONG. Reading (fill, next, and the flags they set) and writing (send,
@@ -29,7 +45,9 @@ class Stream {
   /// `fd`: a connected (or connecting, see `connected`) non-blocking TCP socket.
   /// `socket_type`: what we announce ("DEALER" or "ROUTER"). `max_message`: a bigger message
   /// is a protocol error. Our greeting and READY are queued at once.
-  Stream(int fd, std::string_view socket_type, std::uint64_t max_message, bool connected);
+  /// `curve`: the CURVE mechanism (null: NULL).
+  Stream(int fd, std::string_view socket_type, std::uint64_t max_message, bool connected,
+         std::shared_ptr<const Curve> curve = nullptr);
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
@@ -74,11 +92,20 @@ class Stream {
   const std::string& error() const { return error_; }
   /// The peer's security mechanism from its greeting ("NULL", "CURVE"...), once known.
   const std::string& peer_mechanism() const { return mechanism_; }
+  /// CURVE: the peer's long-term public key, once its handshake proved it (server: the
+  /// client's; client: the server's).
+  const Key& peer_key() const;
+  /// CURVE: the handshake ended in a refusal of the client's key (a server that refused it
+  /// sent ERROR; a client got ERROR).
+  bool refused() const { return refused_; }
   /// A multi-part message arrived (only its last part is delivered): the caller logs it.
   bool take_multipart() { return std::exchange(multipart_, false); }
   /// The reader saw something the writer must act on (the peer's greeting, which lets our
   /// READY and what follows leave; a PING that wants its PONG): call service().
-  bool writes_due() const { return pong_due_ || (greeting_seen_ && blocked_); }
+  bool writes_due() const {
+    return pong_due_ || (greeting_seen_ && blocked_) || !hs_out_.empty() ||
+           (cs_ && !curve_ready_ && state_ == State::messages);
+  }
 
   // ---- writing (under the owner's lock)
 
@@ -106,6 +133,11 @@ class Stream {
   std::size_t out_end() const { return blocked_ ? std::min(out_.size(), kGreetingSize) : out_.size(); }
   void fail(std::string why);
   bool command(std::string_view body);
+  // CURVE
+  bool curve_command(std::string_view body);       // a handshake command (reader side)
+  bool curve_decrypt(char* body, std::size_t size, std::string_view* message, bool* is_command);
+  void curve_encrypt(std::string_view body, std::uint8_t flags);  // onto out_ (writer side)
+  void queue_command(std::string_view name, std::string_view data);  // PING/PONG, either mechanism
 
   int fd_;
   std::uint64_t max_message_;
@@ -120,6 +152,8 @@ class Stream {
   bool multipart_ = false;
   bool in_multipart_ = false;
   bool pong_due_ = false;
+  bool refused_ = false;
+  std::string hs_out_;  // CURVE handshake commands the reader produced, for service() to write
   bool greeting_seen_ = false;
   std::string pong_context_;
   // writing
@@ -128,6 +162,11 @@ class Stream {
   bool write_failed_ = false;
   std::uint64_t drained_ = 0;
   bool blocked_ = true;  // until the peer's greeting came (out_end)
+  // CURVE: shared keys and nonces (reader and writer parts kept apart inside)
+  std::shared_ptr<const Curve> curve_;
+  std::unique_ptr<CurveState> cs_;
+  std::vector<std::string> early_;  // CURVE: messages sent before the handshake finished
+  bool curve_ready_ = false;        // writer side: the handshake finished (early_ went out)
 };
 
 /// A ZMTP frame header for `size` bytes (`flags`: 1 more, 4 command; long size added here).

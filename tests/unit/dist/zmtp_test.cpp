@@ -288,3 +288,121 @@ TEST_CASE("malformed ZMTP input fails the stream, never more", "[zmtp]") {
     CHECK_FALSE(f.s->ready());
   }
 }
+
+namespace {
+using nodus::dist::zmtp::Curve;
+using nodus::dist::zmtp::Key;
+
+struct KeyPair {
+  std::string pub, sec;  // Z85
+  Key pub_raw{}, sec_raw{};
+  KeyPair() {
+    char p[41], s[41];
+    REQUIRE(zmq_curve_keypair(p, s) == 0);
+    pub = p;
+    sec = s;
+    zmq_z85_decode(pub_raw.data(), p);
+    zmq_z85_decode(sec_raw.data(), s);
+  }
+};
+}  // namespace
+
+TEST_CASE("CURVE: a native client talks to a libzmq CURVE ROUTER, both ways, heartbeats too", "[zmtp][curve]") {
+  KeyPair server, client;
+  zmq::context_t ctx;
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.set(zmq::sockopt::curve_server, 1);
+  router.set(zmq::sockopt::curve_secretkey, server.sec);
+  router.set(zmq::sockopt::heartbeat_ivl, 50);
+  router.set(zmq::sockopt::heartbeat_timeout, 500);
+  router.bind("tcp://127.0.0.1:*");
+  auto curve = std::make_shared<Curve>();
+  curve->public_key = client.pub_raw;
+  curve->secret_key = client.sec_raw;
+  curve->server_key = server.pub_raw;
+  Stream s(connect_to(port_of(router)), "DEALER", 64 << 20, true, curve);
+  const std::string sizes[] = {"early", "", std::string(255, 'a'), std::string(70000, 'c'), std::string(3 << 20, 'x')};
+  for (const auto& body : sizes) (void)s.send(body);  // queued until the handshake is done
+  std::string rid;
+  for (const auto& body : sizes) {
+    std::optional<zmq::message_t> id;
+    for (auto until = Clock::now() + 10s; !id && Clock::now() < until;) {
+      (void)pump(s, 10ms);
+      id = recv_within(router, 10ms);
+    }
+    REQUIRE(id);
+    rid = id->to_string();
+    auto m = recv_within(router);
+    REQUIRE(m);
+    CHECK(m->to_string() == body);
+  }
+  CHECK(s.ready());
+  CHECK(s.peer_key() == server.pub_raw);
+  for (int i = 0; i < 3; ++i) {
+    router.send(zmq::buffer(rid), zmq::send_flags::sndmore);
+    router.send(zmq::buffer("answer " + std::to_string(i)));
+    CHECK(pump(s) == "answer " + std::to_string(i));
+  }
+  // libzmq's PINGs (encrypted) get our PONGs for three of its timeouts; it keeps the connection
+  const auto until = Clock::now() + 1500ms;
+  while (Clock::now() < until) {
+    (void)pump(s, 20ms);
+    REQUIRE_FALSE(s.failed());
+  }
+  router.send(zmq::buffer(rid), zmq::send_flags::sndmore);
+  router.send(zmq::str_buffer("still there"));
+  CHECK(pump(s) == "still there");
+}
+
+TEST_CASE("CURVE: a libzmq CURVE DEALER talks to a native server, which checks its key", "[zmtp][curve]") {
+  KeyPair server, client, stranger;
+  const int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  REQUIRE(::listen(lfd, 4) == 0);
+  socklen_t len = sizeof(a);
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+  const std::string ep = "tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  auto curve = std::make_shared<Curve>();
+  curve->server = true;
+  curve->public_key = server.pub_raw;
+  curve->secret_key = server.sec_raw;
+  const Key allowed = client.pub_raw;
+  curve->allow = [allowed](const Key& k) { return k == allowed; };
+  zmq::context_t ctx;
+  const bool known = GENERATE(true, false);
+  INFO((known ? "an allowed client" : "a client whose key is not allowed"));
+  const KeyPair& who = known ? client : stranger;
+  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.set(zmq::sockopt::curve_serverkey, server.pub);
+  dealer.set(zmq::sockopt::curve_publickey, who.pub);
+  dealer.set(zmq::sockopt::curve_secretkey, who.sec);
+  dealer.connect(ep);
+  dealer.send(zmq::str_buffer("hello from libzmq"), zmq::send_flags::dontwait);
+  pollfd p{lfd, POLLIN, 0};
+  REQUIRE(::poll(&p, 1, 5000) == 1);
+  const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK);
+  REQUIRE(fd >= 0);
+  Stream s(fd, "ROUTER", 64 << 20, true, curve);
+  auto m = pump(s);
+  if (!known) {
+    CHECK_FALSE(m);
+    CHECK(s.failed());
+    CHECK(s.refused());
+    ::close(lfd);
+    return;
+  }
+  REQUIRE(m);
+  CHECK(*m == "hello from libzmq");
+  CHECK(s.peer_key() == client.pub_raw);
+  (void)s.send("and back");
+  for (int i = 0; i < 100 && s.has_output(); ++i) (void)s.flush();
+  auto back = recv_within(dealer);
+  REQUIRE(back);
+  CHECK(back->to_string() == "and back");
+  ::close(lfd);
+}
