@@ -231,7 +231,7 @@ Handshake::Step Handshake::on_frame(std::string_view frame) {
     if (!mac_equal(acceptor_mac(cookie_, ours_, theirs_, self_, peer_), mac)) {
       state_ = State::over;
       s.kind = Step::refused;
-      s.why = "it does not share our cookie";
+      s.why = "cookie mismatch: it does not share our cookie";
       return s;
     }
     state_ = State::challenged;

@@ -4,6 +4,8 @@
 #include "json.hpp"
 #include "wire_types.hpp"
 
+#include <sys/epoll.h>
+
 namespace nodus::dist {
 
 // ------------------------------------------------------------------------------ encoding
@@ -125,187 +127,36 @@ constexpr detail::TypeInfo kEncodedTyped{"typed message (encoded)", detail::Node
                                          &detail::EncodedNode::destroy, &print_encoded};
 }  // namespace
 
-// Splits a ZeroMQ message into its records; false (and a log line) if it is malformed.
-template <class F>
-bool for_each_record(std::string_view msg, const std::string& from, F&& f) {
-  Reader r(msg);
-  while (!r.at_end()) {
-    const std::uint32_t len = r.u32();
-    auto rec = r.bytes(len);
-    if (!r.ok()) {
-      warn_bad("frame", "truncated record (" + std::to_string(msg.size()) + " bytes) from " + from);
-      return false;
-    }
-    if (!f(rec)) return false;
-  }
-  return true;
-}
-
-void NodeImpl::on_dealer(Peer& p) {
-  for (;;) {
-    zmq::message_t m;
-    if (!p.dealer->recv(m, zmq::recv_flags::dontwait)) return;
-    if (!on_dealer_message(p, m.to_string_view())) return;
-  }
-}
-
-bool NodeImpl::on_dealer_message(Peer& p, std::string_view m) {
-  std::string_view rec;
-  {
-    Reader outer(m);
-    rec = outer.bytes(outer.u32());
-    if (!outer.ok() || !outer.at_end()) {
-      warn_bad("frame", "malformed handshake message from " + p.name);
-      return true;
-    }
-  }
-  Reader r(rec);
-  const auto ver = r.u8();
-  const auto op = static_cast<Op>(r.u8());
-  if (!r.ok() || ver != kWireVersion) {
-    warn_bad("frame", "bad version from " + p.name);
-    return true;
-  }
-  if (op == Op::challenge && p.state == Peer::connecting) {
-    auto their_name = r.str8();
-    const auto their_creation = r.u32();
-    auto nonce_bytes = r.bytes(16);
-    auto mac = r.bytes(32);
-    const std::uint8_t flags = r.ok() && !r.at_end() ? r.u8() : 0;  // like HELLO's
-    if (!r.ok() || !r.at_end()) {
-      warn_bad("frame", "malformed challenge from " + p.name);
-      return true;
-    }
-    Nonce theirs;
-    std::memcpy(theirs.data(), nonce_bytes.data(), 16);
-    const bool genuine = their_name == p.name &&
-                         mac_equal(acceptor_mac(cookie_, p.nonce, theirs, name_.name(), p.name), mac);
-    // answer even when their proof fails, so the other side logs the refusal too
-    const Mac ours = connector_mac(cookie_, p.nonce, theirs, name_.name(), p.name);
-    std::string reply;
-    Writer w(reply);
-    w.u8(kWireVersion);
-    w.u8(static_cast<std::uint8_t>(Op::reply));
-    w.bytes(std::string_view(reinterpret_cast<const char*>(ours.data()), ours.size()));
-    send_peer(p, reply);
-    if (!genuine) {
-      logger().error("** Connection to node {} refused: it does not share our cookie **", p.name);
-      peer_down(Atom(p.name), "cookie mismatch");
-      return false;
-    }
-    p.creation = their_creation;
-    p.state = Peer::challenged;
-    // a foreign peer we called first asks for JSON here, before anything queued for it leaves
-    if (flags & kHelloJson) set_json_peer(Atom(p.name), true);
-  } else if (op == Op::accept && p.state == Peer::challenged) {
-    p.state = Peer::up;
-    mark_up(Atom(p.name), true);
-    logger().info("connected to {}", p.name);
-    for (auto& w : p.waiters) w->finish(true);
-    p.waiters.clear();
-    flush(p);
-  } else if (op == Op::refuse) {
-    const std::string why(r.str8());
-    logger().error("** Connection to node {} refused: {} **", p.name, why);
-    peer_down(Atom(p.name), "refused: " + why);
-    return false;
-  } else {
-    warn_bad("frame", "unexpected frame from " + p.name);
-  }
-  return true;
-}
-
-void NodeImpl::on_monitor(Peer& p) {
-  std::uint16_t event;
-  std::uint32_t value;
-  while (read_event(*p.monitor, &event, &value, nullptr)) {
-    if ((event & kLostEvents) == 0) continue;
-    connection_lost(p, event, value);
-    return;  // `p` is gone
-  }
-}
-
-void NodeImpl::connection_lost(Peer& p, std::uint16_t event, std::uint32_t value) {
-  const bool handshake_failed = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
-                                event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
-                                event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
-  // a connection that closes before it was up with a known likely cause (a mode mismatch)
-  // failed its handshake too
-  if (handshake_failed || (p.state != Peer::up && !p.hint.empty())) {
-    logger().debug("handshake event {:#x} value {:#x} on connection to {}", event, value, p.name);
-    const std::string why =
-        p.hint.empty() ? handshake_failure(event, value, p.name, opts_.curve.has_value()) : p.hint;
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && p.hint.empty()) {
-      logger().warn("cannot connect to node {}: {}", p.name, why);  // also: it just stopped
-    } else {
-      logger().error("** Cannot connect to node {}: {} **", p.name, why);
-    }
-    peer_down(Atom(p.name), why);
-  } else {
-    peer_down(Atom(p.name), "connection closed");
-  }
-}
-
-std::size_t NodeImpl::on_router() {
-  if (native_) return on_native_inbound();
-  for (std::size_t n = 0;; ++n) {
-    zmq::message_t rid, frame;
-    if (!router_->recv(rid, zmq::recv_flags::dontwait)) return n;
-    NODUS_MARK(router_read);
-    if (!rid.more()) continue;  // cannot happen on a ROUTER; be safe
-    (void)router_->recv(frame, zmq::recv_flags::dontwait);
-    while (frame.more()) {  // extra parts: not our protocol; drain them
-      zmq::message_t extra;
-      if (!router_->recv(extra, zmq::recv_flags::dontwait)) break;
-      frame.move(extra);
-      warn_bad("frame", "unexpected multipart message");
-    }
-    on_router_message(rid.to_string(), frame.to_string_view());
-  }
-}
-
-void NodeImpl::on_router_message(const std::string& rid, std::string_view body) {
-  Inbound* in = nullptr;  // once a data record of this message came from an accepted peer
-  for_each_record(body, "a peer", [&](std::string_view rec) {
-    if (in != nullptr) {
-      deliver_frame(*in, rec);
-      return true;
-    }
-    return handle_inbound_frame(rid, rec, &in);
-  });
-}
-
 // ------------------------------------------------------------------------------ fuzzing
 
 void NodeImpl::start_offline() {
   name_ = Atom(opts_.name);
   cookie_ = opts_.cookie;
   creation_ = 1;
-  router_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
-  router_->set(zmq::sockopt::router_mandatory, 1);
-  router_->set(zmq::sockopt::linger, 0);
-  router_->bind("tcp://127.0.0.1:*");
+  epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
   detail::set_local_node(name_, creation_);
 }
 
 void NodeImpl::fuzz_feed(std::string_view message, bool authenticated) {
   std::lock_guard io(io_mu_);
-  static const std::string kRid("fuzz-peer", 9);
-  if (authenticated) {
-    Inbound& in = inbound_[kRid];
-    in.name = "fuzz@localhost";
-    in.creation = 7;
-    in.authenticated = true;
-  } else {
-    inbound_.erase(kRid);
+  if (!fuzz_conn_ || fuzz_conn_->closed || authenticated != fuzz_conn_->up) {
+    fuzz_conn_ = std::make_unique<Conn>(Handshake(Handshake::Role::acceptor, std::string(name_.name()), creation_,
+                                                  cookie_, 0));
+    fuzz_conn_->addr = "fuzz";
+    if (authenticated) {
+      fuzz_conn_->up = true;
+      fuzz_conn_->peer = Atom("fuzz@localhost");
+    }
   }
-  on_router_message(kRid, message);
+  (void)on_message(*fuzz_conn_, message);
 }
 
 void NodeImpl::fuzz_reset() {
   std::lock_guard io(io_mu_);
-  inbound_.clear();
+  fuzz_conn_.reset();
   spawns_.clear();
+  peers_.clear();
+  graveyard_.clear();
   {
     std::lock_guard lock(qmu_);
     queue_.clear();
@@ -319,87 +170,7 @@ void NodeImpl::fuzz_reset() {
   channels_.clear();
 }
 
-bool NodeImpl::handle_inbound_frame(const std::string& rid, std::string_view frame, Inbound** accepted) {
-  Reader r(frame);
-  const auto ver = r.u8();
-  const auto op = static_cast<Op>(r.u8());
-  if (!r.ok() || ver != kWireVersion) {
-    warn_bad("frame", "unknown version or truncated header (" + std::to_string(frame.size()) + " bytes)");
-    return false;
-  }
-  auto it = inbound_.find(rid);
-  if (op == Op::hello) {
-    auto their_name = r.str8();
-    const auto their_creation = r.u32();
-    auto nonce = r.bytes(16);
-    const std::uint8_t flags = r.ok() && !r.at_end() ? r.u8() : 0;
-    if (!r.ok() || !r.at_end() || !valid_node_name(their_name)) {
-      warn_bad("frame", "malformed hello");
-      return false;
-    }
-    Inbound in;
-    in.name = std::string(their_name);
-    in.creation = their_creation;
-    in.flags = flags;
-    std::memcpy(in.their_nonce.data(), nonce.data(), 16);
-    in.our_nonce = make_nonce();
-    in.since = Clock::now();
-    const Mac mac = acceptor_mac(cookie_, in.their_nonce, in.our_nonce, in.name, name_.name());
-    std::string ch;
-    Writer w(ch);
-    w.u8(kWireVersion);
-    w.u8(static_cast<std::uint8_t>(Op::challenge));
-    w.str8(name_.name());
-    w.u32(creation_);
-    w.bytes(std::string_view(reinterpret_cast<const char*>(in.our_nonce.data()), 16));
-    w.bytes(std::string_view(reinterpret_cast<const char*>(mac.data()), mac.size()));
-    inbound_[rid] = std::move(in);
-    send_router(rid, ch);
-    return true;
-  }
-  if (it == inbound_.end()) {
-    warn_bad("frame", "message from a peer that did not introduce itself");
-    return false;
-  }
-  Inbound& in = it->second;
-  if (op == Op::reply && !in.authenticated) {
-    auto mac = r.bytes(32);
-    const bool ok = r.ok() && r.at_end() &&
-                    mac_equal(connector_mac(cookie_, in.their_nonce, in.our_nonce, in.name, name_.name()), mac);
-    std::string answer;
-    Writer w(answer);
-    w.u8(kWireVersion);
-    if (!ok) {
-      logger().error("** Connection attempt from node {} rejected. Invalid challenge reply. **", in.name);
-      w.u8(static_cast<std::uint8_t>(Op::refuse));
-      w.str8("invalid challenge reply");
-      send_router(rid, answer);
-      inbound_.erase(it);
-      return false;
-    }
-    in.authenticated = true;
-    set_json_peer(Atom(in.name), (in.flags & kHelloJson) != 0);
-    w.u8(static_cast<std::uint8_t>(Op::accept));
-    send_router(rid, answer);
-    logger().debug("accepted connection from {}", in.name);
-    // connect back: our traffic to them goes on our own connection, and its loss tells us
-    // at once when they go away
-    std::string error;
-    if (connect_peer(Atom(in.name), &error) == nullptr) {
-      logger().warn("cannot connect back to {}: {}", in.name, error);
-    }
-    return true;
-  }
-  if (!in.authenticated) {
-    warn_bad("frame", "message from unauthenticated peer " + in.name);
-    return false;
-  }
-  *accepted = &in;
-  deliver_frame(in, frame);
-  return true;
-}
-
-void NodeImpl::deliver_frame(Inbound& in, std::string_view frame) {
+void NodeImpl::deliver_frame(const PeerRef& in, std::string_view frame) {
   Reader r(frame);
   r.u8();
   const auto op = static_cast<Op>(r.u8());
@@ -416,13 +187,13 @@ void NodeImpl::deliver_frame(Inbound& in, std::string_view frame) {
     on_spawn_request(in, r);
     return;
   } else if (op == Op::spawn_reply) {
-    on_spawn_reply(r);
+    on_spawn_reply(in, r);
     return;
   } else if (op >= Op::link && op <= Op::down) {
     on_control(in, op, r);
     return;
   } else {
-    warn_bad("frame", "unknown operation " + std::to_string(static_cast<int>(op)) + " from " + in.name);
+    warn_bad("frame", "unknown operation " + std::to_string(static_cast<int>(op)) + " from " + std::string(in.name()));
     return;
   }
   const auto enc = static_cast<Payload>(r.u8());
@@ -443,12 +214,12 @@ void NodeImpl::deliver_frame(Inbound& in, std::string_view frame) {
   } else if (r.ok() && enc == Payload::io_request) {
     auto text = r.str32();
     if (!r.ok() || !r.at_end()) {
-      warn_bad("message", "malformed io request from " + in.name);
+      warn_bad("message", "malformed io request from " + std::string(in.name()));
       return;
     }
     n = detail::make_node(io::Request{std::string(text)});
   } else {
-    warn_bad("message", "unknown payload encoding from " + in.name);
+    warn_bad("message", "unknown payload encoding from " + std::string(in.name()));
     return;
   }
   if (op == Op::send_pid) {
@@ -462,7 +233,7 @@ void NodeImpl::deliver_frame(Inbound& in, std::string_view frame) {
   }
 }
 
-void NodeImpl::on_control(Inbound& in, Op op, Reader& r) {
+void NodeImpl::on_control(const PeerRef& in, Op op, Reader& r) {
   auto a = decode_term(r);  // from / watcher
   auto b = decode_term(r);  // to / target
   const std::uint8_t flag = op == Op::exit ? r.u8() : 0;
@@ -476,13 +247,13 @@ void NodeImpl::on_control(Inbound& in, Op op, Reader& r) {
                      (op != Op::exit || c) && (op != Op::monitor || (c && c->is_ref())) &&
                      (op != Op::demonitor || (c && c->is_ref())) && (op != Op::down || (c && c->is_ref() && d));
   if (!r.ok() || !r.at_end() || !shape) {
-    warn_bad("frame", "malformed link/monitor frame from " + in.name);
+    warn_bad("frame", "malformed link/monitor frame from " + std::string(in.name()));
     return;
   }
   const Pid& x = a->as_pid();
   if (op == Op::down) {  // remote target went away (a pid, or a name nothing was registered under)
     const Ref& ref = c->as_ref();
-    const Pid target = b->is_pid() ? b->as_pid() : Pid{Atom(in.name), in.creation, 0, 0};
+    const Pid target = b->is_pid() ? b->as_pid() : Pid{in.node, in.creation, 0, 0};
     untrack_monitor(ref);
     // a DOWN that crossed the watcher's demonitor is dropped, as Erlang does (otherwise every
     // call's late DOWN would pile up in the caller's mailbox)
@@ -525,7 +296,7 @@ void NodeImpl::on_control(Inbound& in, Op op, Reader& r) {
   }
 }
 
-void NodeImpl::on_spawn_request(Inbound& in, Reader& r) {
+void NodeImpl::on_spawn_request(const PeerRef& in, Reader& r) {
   const std::uint64_t req = r.u64();
   const std::uint32_t from_id = r.u32(), from_serial = r.u32();
   const std::uint8_t flags = r.u8();
@@ -535,7 +306,7 @@ void NodeImpl::on_spawn_request(Inbound& in, Reader& r) {
   std::optional<Term> ref;
   if (flags & kSpawnMonitor) ref = decode_term(r);
   if (!r.ok() || !r.at_end() || !gl || !gl->is_pid() || !args || ((flags & kSpawnMonitor) && !(ref && ref->is_ref()))) {
-    warn_bad("frame", "malformed spawn request from " + in.name);
+    warn_bad("frame", "malformed spawn request from " + std::string(in.name()));
     return;
   }
   std::string reply;
@@ -551,7 +322,7 @@ void NodeImpl::on_spawn_request(Inbound& in, Reader& r) {
   } else {
     try {
       Proc p = (*f)(std::move(*args));
-      const Pid caller{Atom(in.name), in.creation, from_id, from_serial};
+      const Pid caller{in.node, in.creation, from_id, from_serial};
       const bool link = flags & kSpawnLink, mon = flags & kSpawnMonitor;
       pid = detail::spawn_frame(p.release(), {.group_leader = gl->as_pid()}, {}, nullptr,
                                 link ? caller : Pid{}, mon ? caller : Pid{}, mon ? ref->as_ref() : Ref{});
@@ -565,14 +336,14 @@ void NodeImpl::on_spawn_request(Inbound& in, Reader& r) {
     w.u32(pid.id);
     w.u32(pid.serial);
   } else {
-    logger().warn("spawn request from {} failed: {}", in.name, error);
+    logger().warn("spawn request from {} failed: {}", in.name(), error);
     w.u8(1);
     w.str8(error);
   }
-  send_control(Atom(in.name), reply);
+  send_control(in.node, reply);
 }
 
-void NodeImpl::on_spawn_reply(Reader& r) {
+void NodeImpl::on_spawn_reply(const PeerRef& from, Reader& r) {
   const std::uint64_t req = r.u64();
   const std::uint8_t status = r.u8();
   auto it = spawns_.find(req);
@@ -584,9 +355,8 @@ void NodeImpl::on_spawn_reply(Reader& r) {
   spawns_.erase(it);
   if (status == 0) {
     const std::uint32_t id = r.u32(), serial = r.u32();
-    auto peer = peers_.find(ps.node.id());
-    const std::uint32_t creation = peer != peers_.end() ? peer->second.creation : 0;
-    if (!r.ok()) {
+    const std::uint32_t creation = from.creation;
+    if (!r.ok() || !(from.node == ps.node)) {
       finish_spawn(req, ps, {}, "malformed spawn reply");
       return;
     }

@@ -21,7 +21,6 @@
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
-#include <zmq.hpp>
 
 #include "../runtime/context.hpp"
 #include "../runtime/process.hpp"
@@ -69,21 +68,18 @@ struct Waiter {
 
 // Work handed to the I/O thread by other threads.
 struct Command {
-  enum Kind { open, connect, disconnect, spawn } kind;
+  enum Kind { open, connect, disconnect, spawn, resolved } kind;
   Atom node;
-  std::string frame;
+  std::string frame;          // spawn: the request; resolved: the endpoint ("" if it failed)
   std::shared_ptr<Waiter> waiter;
   std::uint64_t request = 0;  // spawn
   Pid link_from;              // spawn: the local caller
   std::uint8_t flags = 0;     // spawn: kSpawnLink | kSpawnMonitor | kSpawnAsync
   Ref ref;                    // spawn with monitor: the monitor's ref
+  std::string key, error;     // resolved: the port mapper's CURVE key, or why the lookup failed
 };
 inline constexpr std::uint8_t kSpawnLink = 1, kSpawnMonitor = 2;  // on the wire
 inline constexpr std::uint8_t kSpawnAsync = 0x80;  // local only: answer with a SpawnReply message
-/// The socket monitor events of an outbound libzmq connection that mean it is lost.
-inline constexpr int kLostEvents = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                                   ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
-
 
 bool valid_node_name(std::string_view n);
 inline std::string host_of(std::string_view n) { return std::string(n.substr(n.find('@') + 1)); }
@@ -98,24 +94,23 @@ std::string control(Op op, std::initializer_list<Term> terms, int flag = -1);
 /// `json`: a Term goes as Payload::json (for a peer that asked for it in its HELLO).
 bool encode_payload(Writer& w, detail::MsgNode* n, bool json = false);
 bool can_travel(detail::MsgNode* n);
-/// The next event of a socket monitor: its kind, its value and (if wanted) the endpoint; false
-/// if none is waiting.
-bool read_event(zmq::socket_t& mon, std::uint16_t* event, std::uint32_t* value, std::string* endpoint);
-/// Why a handshake with `peer` (a node we connect to) failed, from our DEALER's monitor event.
-std::string handshake_failure(std::uint16_t event, std::uint32_t value, const std::string& peer, bool curve);
 
-// The sending half of a connection to one peer, shared by every thread that sends to it.
-// Records go straight onto the peer's DEALER from the sending thread when the connection is up
-// and nothing is queued; otherwise they queue in `pending`, in order, and the I/O thread owns
-// the socket (polls and flushes it) until the queue is empty again. `io_owns` says who may
-// touch the socket: while it is set only the I/O thread does; while it is clear only a thread
-// holding `mu` does, and the I/O thread does not poll it.
+// The sending half of the connection to one peer, shared by every thread that sends to it.
+// Records go straight onto the connection's stream from the sending thread when the
+// connection is up and nothing is queued; otherwise they queue in `pending`, in order, and the
+// I/O thread owns the stream's output (polls the socket and flushes) until the queue is empty
+// again. Invariants, all under `mu`:
+//  - `io_owns` is true while state != up, or pending is not empty, or the stream holds bytes
+//    the socket did not take; while it is true only the I/O thread writes (flush), and a
+//    sender appends to `pending`;
+//  - `staged` is not empty only while !io_owns (give_to_io moves it to the end of `pending`),
+//    so records leave in the order they were handed over;
+//  - `stream` is null once the connection is gone (state down): nobody writes to a closed one.
 struct Channel {
   std::mutex mu;
   enum State { connecting, up, down } state = connecting;
-  zmq::socket_t* dealer = nullptr;  // CURVE mode: set by the I/O thread; null once down
-  zmtp::Stream* stream = nullptr;   // cookie mode (native ZMTP): the same
-  bool io_owns = true;              // invariant: true while state != up or pending is not empty
+  zmtp::Stream* stream = nullptr;   // the pair's connection, once it carries our records
+  bool io_owns = true;
   std::deque<std::string> pending;  // batches of records, oldest first
   std::size_t pending_bytes = 0;
   // Records workers staged (only while !io_owns): the slices of several processes, sent as one
@@ -125,15 +120,25 @@ struct Channel {
   bool dirty = false;               // on NodeImpl::dirty_
   std::vector<Pid> node_watchers;   // monitor_node: told {nodedown, Node} when this goes down
 
-  enum class Put { sent, waiting, refused };
-  /// With `mu` held and !io_owns: hands one message to the connection. `sent`: gone to the
-  /// kernel (or to libzmq); `waiting`: taken, but part of it waits in the stream for the
-  /// socket to drain (the I/O thread must own it until then); `refused` (libzmq's high-water
-  /// mark): not taken.
-  Put put(std::string_view batch) {
-    if (stream != nullptr) return stream->send(batch) ? Put::sent : Put::waiting;
-    return zmq_send(dealer->handle(), batch.data(), batch.size(), ZMQ_DONTWAIT) >= 0 ? Put::sent : Put::refused;
+  /// With `mu` held and !io_owns: hands one message to the stream. True: gone to the kernel;
+  /// false: part of it waits in the stream (the I/O thread must own it until it drained).
+  bool put(std::string_view batch) { return stream->send(batch); }
+  /// With `mu` held: from now on the I/O thread writes; what is staged goes first.
+  void give_to_io() {
+    io_owns = true;
+    if (!staged.empty()) {
+      pending_bytes += staged.size();
+      pending.push_back(std::move(staged));
+      staged = std::string();
+    }
   }
+};
+
+/// Who sent a frame: the peer node of the connection it came on.
+struct PeerRef {
+  Atom node;
+  std::uint32_t creation = 0;
+  std::string_view name() const { return node.name(); }
 };
 
 class NodeImpl {
@@ -243,14 +248,14 @@ class NodeImpl {
   /// Sends what every channel has staged (a worker out of work, or every few slices).
   void flush_staged();
   /// With `ch.mu` held: `batch` goes onto the socket if the channel is ours to use, else (or
-  /// if the socket refuses it) waits for the I/O thread (queue_for_io); leaves `batch` empty.
-  /// True if the I/O thread must be woken.
+  /// if the socket does not take all of it) waits for the I/O thread (queue_for_io); leaves
+  /// `batch` empty. True if the I/O thread must be woken.
   static bool hand_over(Channel& ch, std::string& batch);
   /// With `ch.mu` held: `batch` waits in the channel for the I/O thread, which owns the socket
   /// until the queue is empty; leaves `batch` empty. True if the I/O thread must be woken.
   static bool queue_for_io(Channel& ch, std::string& batch);
-  /// An idle worker reads and handles what arrived on the ROUTER, unless the I/O thread is at
-  /// it; true if anything came.
+  /// An idle worker reads and handles what arrived, unless another thread is at it; true if
+  /// anything came.
   bool poll_inbound();
   /// The channel to `node`, created (and its connection requested) if there is none.
   std::shared_ptr<Channel> channel(Atom node);
@@ -259,116 +264,110 @@ class NodeImpl {
   void monitor_node(Atom node, const Pid& watcher, bool on);
 
  private:
-  // An outbound connection: our DEALER to the peer's ROUTER (a native ZMTP stream in cookie
-  // mode, libzmq sockets in CURVE mode).
-  struct Peer {
-    std::string name;
-    enum State { connecting, challenged, up } state = connecting;
-    std::unique_ptr<zmq::socket_t> dealer;
-    std::unique_ptr<zmq::socket_t> monitor;
+  // One connection to another node (docs/PROTOCOL.md section 2): ours (we connected, a ZMTP
+  // DEALER) or theirs (accepted, we answer as a ROUTER). Once its handshake is done it is the
+  // pair's one connection and carries both directions. All of it is under io_mu_, except the
+  // stream's output, which is under its channel's mutex once `channel` is set.
+  struct Conn {
+    std::uint64_t id = 0;
     std::unique_ptr<zmtp::Stream> stream;
-    bool tcp_connecting = false;  // native: connect() in progress
-    Clock::time_point next_ping, pong_deadline = Clock::time_point::max();  // native heartbeats
-    std::uint64_t drained_at_check = 0;  // native: stream->drained() when heartbeats last looked
-    std::shared_ptr<Channel> channel;
-    Nonce nonce{};
+    Handshake hs;
+    Atom peer;                         // ours: whom we call; theirs: once its HELLO came
+    std::shared_ptr<Channel> channel;  // ours: at once; theirs: once up
+    bool up = false;
+    bool tcp_connecting = false;       // ours: connect() in progress
+    bool closed = false;               // closed (in graveyard_): ignore events still seen for it
+    std::string addr;                  // the peer's address, for logs
+    std::string hint;                  // why a failed handshake most likely failed, if known
+    Clock::time_point since, next_ping, last_heard;
+    std::uint64_t heard = 0, drained_at = 0;  // stream->received() / drained() when last looked
+    Conn(Handshake h) : hs(std::move(h)) {}
+    bool ours() const { return hs.role() == Handshake::Role::connector; }
+  };
+  // A peer node: its connection (in handshake or up) and who waits for it.
+  struct Peer {
+    Conn* conn = nullptr;  // null while its address is looked up or after it said it calls us
+    bool up = false;
     std::uint32_t creation = 0;
     std::vector<std::shared_ptr<Waiter>> waiters;
-    Clock::time_point deadline;
-    std::string hint;  // why a failed handshake most likely failed (mode mismatch), if known
-  };
-  // An inbound connection: a peer's DEALER on our ROUTER, by routing id.
-  struct Inbound {
-    std::string name;
-    std::uint32_t creation = 0;
-    Nonce their_nonce{}, our_nonce{};
-    bool authenticated = false;
-    std::uint8_t flags = 0;  // HELLO's flags (kHelloJson)
-    Clock::time_point since;
+    Clock::time_point deadline;  // not up by then: no connection
   };
 
   void loop();
   void drain_commands();
-  std::size_t on_router();  // reads the ROUTER until it is empty; with io_mu_ held
-  void on_router_message(const std::string& rid, std::string_view body);
-  void on_dealer(Peer& p);
-  /// One message on our connection to `p` (handshake answers); false once `p` is gone.
-  bool on_dealer_message(Peer& p, std::string_view m);
-  void on_monitor(Peer& p);
-  /// The connection to `p` closed or failed its handshake (`event`/`value` as a libzmq
-  /// socket monitor reports them); `p` is gone afterwards.
-  void connection_lost(Peer& p, std::uint16_t event, std::uint32_t value);
-  // native transport (cookie mode)
-  void native_listen(const std::string& host);
-  Peer* native_connect(Peer& p, const std::string& endpoint, std::string* error);
-  void on_native_peer(Peer& p, short revents);  // the I/O thread: its socket is ready
-  std::size_t on_native_inbound();              // with io_mu_ held
+  /// Reads every connection that has input (and accepts new ones); with io_mu_ held.
+  std::size_t on_inbound();
+  void accept_all();
+  /// One ZMTP message on `c`; false once `c` is closed.
+  bool on_message(Conn& c, std::string_view m);
+  /// A handshake frame on `c`; false once `c` is closed.
+  bool on_handshake_frame(Conn& c, std::string_view frame);
+  /// Theirs: its HELLO came; which connection of the pair goes on. False if `c` was refused.
+  bool on_hello(Conn& c);
+  void became_up(Conn& c);
+  /// `c` closed, failed or timed out: the pair's connection is lost (or could not be made).
+  void conn_lost(Conn& c, const std::string& why);
+  /// Why a connection closed before it was up, from its stream (mechanism mismatch, refused
+  /// CURVE key...); logs it once.
+  std::string handshake_failure(Conn& c);
+  void close_conn(Conn& c);
+  void listen(const std::string& host);
+  /// Starts a connection to `node` at `endpoint` (tcp://HOST:PORT); false + error if it cannot.
+  bool start_connect(Atom node, const std::string& endpoint, const std::string& mapper_key, std::string* error);
+  void on_resolved(Command& c);
+  void resolver_loop();
   void heartbeats(Clock::time_point now, Clock::time_point* wake);
-  // CURVE mode: the ZAP handler (which client keys are accepted) and refused handshakes
-  void on_zap();
-  void on_router_monitor();
+  /// One handshake frame on `c` (under the channel's lock once it has one).
+  void write_frame(Conn& c, std::string_view frame);
+  /// I/O thread, the socket is writable: what waits in the stream, then the channel's queue.
+  void flush_conn(Conn& c);
   /// The label of an allowed key (its .pub file's name), or empty if it is not allowed.
   std::string allowed_label(std::string_view z85) const;
   /// The CURVE server key to use for `name`: from a static peer label, else the port mapper's
   /// answer. Empty with `error` set if there is none or it is not allowed.
   std::string server_key_for(const std::string& name, const std::string& from_portmapper, std::string* error) const;
-  bool handle_inbound_frame(const std::string& rid, std::string_view frame, Inbound** accepted);
-  void deliver_frame(Inbound& in, std::string_view frame);
-  Peer* connect_peer(Atom node, std::string* error);
+  /// Opens (or finds) the connection to `node`; nullptr + error if it cannot be tried at all.
+  Peer* open_peer(Atom node, std::string* error);
+  void deliver_frame(const PeerRef& from, std::string_view frame);
   void peer_down(Atom node, const std::string& why);
-  void flush(Peer& p);
   void fail_channel(Atom node, const std::string& why);
   void wake_io();
-  void send_raw(zmq::socket_t& s, std::string_view frame);
-  /// One handshake frame on our connection to `p`.
-  void send_peer(Peer& p, std::string_view frame);
-  void send_router(const std::string& rid, const std::string& frame);
   void mark_up(Atom node, bool up);
-  void on_spawn_request(Inbound& in, Reader& r);
-  void on_control(Inbound& in, Op op, Reader& r);
-  void on_spawn_reply(Reader& r);
+  void on_spawn_request(const PeerRef& from, Reader& r);
+  void on_control(const PeerRef& from, Op op, Reader& r);
+  void on_spawn_reply(const PeerRef& from, Reader& r);
 
   NodeOptions opts_;
   Atom name_;
   std::string cookie_;
   std::uint32_t creation_ = 0;
   std::uint16_t port_ = 0;
-  zmq::context_t ctx_{1};
-  bool native_ = false;  // cookie mode: native ZMTP (zmtp.hpp), unless $NODUS_TRANSPORT=zmq
-  std::unique_ptr<zmq::socket_t> router_;
-  // native: the listening socket and the accepted connections (by routing id), all under
-  // io_mu_; one epoll set holds them all, so an idle worker sees any of them in one syscall
-  struct InConn {
-    std::unique_ptr<zmtp::Stream> stream;
-    std::string rid;
-    Clock::time_point since;
-  };
-  int listen_fd_ = -1, epfd_ = -1;
-  std::unordered_map<std::string, std::unique_ptr<InConn>> in_conns_;
-  std::uint32_t next_rid_ = 0;
-  void close_inbound(InConn* c);
-  std::unique_ptr<zmq::socket_t> router_monitor_;  // refused handshakes (both modes)
-  std::unique_ptr<zmq::socket_t> zap_;             // CURVE mode: the ZAP handler
-  std::string curve_public_;                       // CURVE mode: this node's public key
+  std::shared_ptr<zmtp::Curve> curve_server_;  // CURVE mode: how we accept
+  std::string curve_public_;                   // CURVE mode: this node's public key (Z85)
   std::unique_ptr<PortmapperClient> pm_;
   std::thread io_;
   int wake_fd_ = -1;
   std::atomic<bool> stop_{false};
   std::atomic<bool> io_sleeping_{false};
-  // The I/O thread's state and the ROUTER socket: held by the I/O thread except while it waits
-  // in poll (on the ROUTER's ZMQ_FD, not the socket), and by an idle worker that reads the
-  // ROUTER itself (poll_inbound), so that a message can reach its process without waking the
-  // I/O thread first.
+  // The connections and the peer table: held by the I/O thread except while it waits in poll,
+  // and by an idle worker that reads the connections itself (poll_inbound), so that a message
+  // can reach its process without waking the I/O thread first.
   std::mutex io_mu_;
-  int router_fd_ = -1;
+  int listen_fd_ = -1, epfd_ = -1;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Conn>> conns_;
+  std::vector<std::unique_ptr<Conn>> graveyard_;  // closed; freed by the I/O thread between polls
+  std::uint64_t next_conn_ = 0;
+  std::map<std::uint32_t, Peer> peers_;  // by atom id
   std::mutex qmu_;
   std::vector<Command> queue_;
   std::mutex list_mu_;
   std::set<Atom, bool (*)(Atom, Atom)> up_{[](Atom a, Atom b) { return a.id() < b.id(); }};
-  // I/O thread only
-  std::map<std::uint32_t, Peer> peers_;  // by atom id
-  std::unordered_map<std::string, Inbound> inbound_;
-  int monitor_seq_ = 0;
+  // port mapper lookups run on their own thread: no thread that serves connections waits on
+  // the network
+  std::thread resolver_;
+  std::mutex rmu_;
+  std::condition_variable rcv_;
+  std::deque<Atom> lookups_;
   std::atomic<std::uint64_t> next_request_{0};
   struct PendingSpawn {
     Atom node;
@@ -380,7 +379,7 @@ class NodeImpl {
   /// Completes a spawn request: links/monitors first, then the caller learns the pid (or why
   /// not).
   void finish_spawn(std::uint64_t req, const PendingSpawn& ps, const Pid& pid, const std::string& error);
-  std::unordered_map<std::uint64_t, PendingSpawn> spawns_;  // I/O thread only
+  std::unordered_map<std::uint64_t, PendingSpawn> spawns_;  // under io_mu_
   std::mutex chan_mu_;
   std::unordered_map<std::uint32_t, std::shared_ptr<Channel>> channels_;  // by atom id
   std::mutex dirty_mu_;                                 // after a Channel::mu, never before
@@ -393,6 +392,8 @@ class NodeImpl {
   std::atomic<int> json_peer_count_{0};
   std::mutex json_mu_;
   std::set<std::uint32_t> json_peers_;  // atom ids
+  // fuzzing: a connection with no socket
+  std::unique_ptr<Conn> fuzz_conn_;
 };
 
 /// The running node, or nullptr.

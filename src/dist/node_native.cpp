@@ -1,6 +1,8 @@
-// The native transport of cookie-mode nodes (zmtp.hpp): the listening socket, accepted
-// connections, outbound connections and their heartbeats. The frames they carry are handled
-// as the libzmq transport's are (node_frames.cpp).
+// Connections to other nodes (docs/PROTOCOL.md section 2): the listening socket, connections we
+// open and accept, the handshake on each, which one a pair keeps, heartbeats, and losing one.
+// Each connection is a zmtp::Stream (ZMTP 3.1, NULL or CURVE) on a non-blocking TCP socket;
+// every socket sits in one epoll set that whoever holds io_mu_ reads (the I/O thread, or an
+// idle worker). What the frames mean is node_frames.cpp.
 #include "node_impl.hpp"
 #include "../runtime/trace.hpp"
 
@@ -8,7 +10,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sodium.h>
 #include <sys/epoll.h>
+#include <zmq.h>
 
 #include <cerrno>
 #include <cstring>
@@ -24,9 +28,44 @@ void tune(int fd) {
 
 std::string errno_text() { return std::strerror(errno); }
 
+// One frame as a message of one record: [u32 length][frame].
+std::string one_record(std::string_view frame) {
+  std::string rec;
+  rec.reserve(frame.size() + 4);
+  const auto len = static_cast<std::uint32_t>(frame.size());
+  rec.append(reinterpret_cast<const char*>(&len), 4);
+  rec.append(frame);
+  return rec;
+}
+
+std::string address_of(int fd) {
+  sockaddr_in a{};
+  socklen_t len = sizeof(a);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return "?";
+  char buf[INET_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET, &a.sin_addr, buf, sizeof(buf));
+  return std::string(buf) + ":" + std::to_string(ntohs(a.sin_port));
+}
+
+// Splits a ZMTP message into its records; false (and a log line) if it is malformed.
+template <class F>
+bool for_each_record(std::string_view msg, std::string_view from, F&& f) {
+  Reader r(msg);
+  while (!r.at_end()) {
+    const std::uint32_t len = r.u32();
+    auto rec = r.bytes(len);
+    if (!r.ok()) {
+      warn_bad("frame", "truncated record (" + std::to_string(msg.size()) + " bytes) from " + std::string(from));
+      return false;
+    }
+    if (!f(rec)) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
-void NodeImpl::native_listen(const std::string& host) {
+void NodeImpl::listen(const std::string& host) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(opts_.listen_port);
@@ -54,87 +93,286 @@ void NodeImpl::native_listen(const std::string& host) {
   }
 }
 
-std::size_t NodeImpl::on_native_inbound() {
+void NodeImpl::accept_all() {
+  for (;;) {
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    tune(fd);
+    auto c = std::make_unique<Conn>(Handshake(Handshake::Role::acceptor, std::string(name_.name()), creation_,
+                                              cookie_, 0));
+    c->id = ++next_conn_;
+    c->since = Clock::now();
+    c->addr = address_of(fd);
+    c->stream = std::make_unique<zmtp::Stream>(fd, "ROUTER", kMaxFrame, true, curve_server_);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = c.get();
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) continue;  // closed with c
+    conns_.emplace(c->id, std::move(c));
+  }
+}
+
+std::size_t NodeImpl::on_inbound() {
   std::size_t handled = 0;
   epoll_event evs[32];
   for (;;) {
     const int n = ::epoll_wait(epfd_, evs, 32, 0);
     if (n <= 0) return handled;
     for (int i = 0; i < n; ++i) {
-      auto* c = static_cast<InConn*>(evs[i].data.ptr);
-      if (c == nullptr) {  // new connections
-        for (;;) {
-          const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-          if (fd < 0) break;
-          tune(fd);
-          auto conn = std::make_unique<InConn>();
-          conn->rid.assign(1, '\0');
-          const std::uint32_t id = ++next_rid_;
-          conn->rid.append(reinterpret_cast<const char*>(&id), 4);
-          conn->since = Clock::now();
-          conn->stream = std::make_unique<zmtp::Stream>(fd, "ROUTER", kMaxFrame, true);
-          epoll_event ev{};
-          ev.events = EPOLLIN;
-          ev.data.ptr = conn.get();
-          if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) continue;  // closed with conn
-          in_conns_.emplace(conn->rid, std::move(conn));
-        }
+      auto* c = static_cast<Conn*>(evs[i].data.ptr);
+      if (c == nullptr) {
+        accept_all();
         continue;
       }
+      if (c->closed || !c->stream) continue;  // closed by an earlier event of this batch
       zmtp::Stream& s = *c->stream;
       const auto read = s.read(64, [&](std::string_view m) {
         NODUS_MARK(router_read);
         ++handled;
         if (s.take_multipart()) warn_bad("frame", "unexpected multipart message");
-        on_router_message(c->rid, m);
-        return true;
+        return on_message(*c, m);
       });
-      if (s.writes_due() || s.has_output()) (void)s.service();
-      if (read == zmtp::Stream::Read::closed) {
-        if (s.failed()) {
-          if (s.peer_mechanism() == "CURVE") {
-            logger().error("** Connection attempt rejected: the peer uses CURVE; this node is in cookie mode **");
-          } else {
-            warn_bad("connection", "from a peer: " + s.error());
-          }
-        } else if (!s.ready()) {
-          logger().error("** Connection attempt rejected: the peer hung up during the ZeroMQ handshake **");
+      if (read == zmtp::Stream::Read::stopped || c->closed) continue;
+      if (s.writes_due()) {
+        if (c->channel) {
+          std::lock_guard lock(c->channel->mu);
+          if (!s.service()) c->channel->give_to_io();
+        } else {
+          (void)s.service();
         }
-        close_inbound(c);
+      }
+      if (read == zmtp::Stream::Read::closed) {
+        conn_lost(*c, s.failed() ? s.error() : "connection closed");
       }
     }
     if (n < 32) return handled;
   }
 }
 
-void NodeImpl::close_inbound(InConn* c) {
-  ::epoll_ctl(epfd_, EPOLL_CTL_DEL, c->stream->fd(), nullptr);
-  inbound_.erase(c->rid);
-  in_conns_.erase(c->rid);  // closes the socket
+bool NodeImpl::on_message(Conn& c, std::string_view m) {
+  if (c.up) {
+    const PeerRef from{c.peer, c.hs.peer_creation()};
+    for_each_record(m, from.name(), [&](std::string_view rec) {
+      deliver_frame(from, rec);
+      return true;
+    });
+    return !c.closed;
+  }
+  bool open = true;
+  for_each_record(m, c.addr, [&](std::string_view rec) {
+    if (c.up) {  // what followed the handshake in the same message
+      deliver_frame(PeerRef{c.peer, c.hs.peer_creation()}, rec);
+      return true;
+    }
+    open = on_handshake_frame(c, rec);
+    return open;
+  });
+  return open && !c.closed;
 }
 
-NodeImpl::Peer* NodeImpl::native_connect(Peer& p, const std::string& endpoint, std::string* error) {
+void NodeImpl::write_frame(Conn& c, std::string_view frame) {
+  if (!c.stream) return;  // (fuzzing)
+  if (c.channel) {
+    std::lock_guard lock(c.channel->mu);
+    if (!c.stream->send(one_record(frame))) c.channel->give_to_io();
+  } else {
+    (void)c.stream->send(one_record(frame));  // small; what does not fit leaves on POLLOUT
+  }
+}
+
+bool NodeImpl::on_handshake_frame(Conn& c, std::string_view frame) {
+  Handshake::Step st = c.hs.on_frame(frame);
+  for (const std::string& f : st.frames) write_frame(c, f);
+  const std::string who = c.peer == Atom() ? "a peer at " + c.addr : std::string(c.peer.name());
+  switch (st.kind) {
+    case Handshake::Step::wait: return true;
+    case Handshake::Step::hello: return on_hello(c);
+    case Handshake::Step::up: became_up(c); return true;
+    case Handshake::Step::simultaneous: {
+      // it keeps the connection it opened to us: ours goes, and its arrives (the deadline holds)
+      logger().debug("{} calls us at the same time; its connection wins", who);
+      auto it = peers_.find(c.peer.id());
+      if (it != peers_.end() && it->second.conn == &c) it->second.conn = nullptr;
+      close_conn(c);
+      return false;
+    }
+    case Handshake::Step::refused:
+      if (c.ours()) {
+        logger().error("** Connection to node {} refused: {} **", who, st.why);
+      } else if (st.why == "invalid challenge reply") {
+        logger().error("** Connection attempt from node {} rejected. Invalid challenge reply. **", c.hs.peer());
+      } else {
+        logger().error("** Connection attempt from {} rejected: {} **", who, st.why);
+      }
+      conn_lost(c, c.ours() ? "refused: " + st.why : st.why);
+      return false;
+    case Handshake::Step::bad:
+      warn_bad("frame", st.why + " from " + who);
+      conn_lost(c, st.why);
+      return false;
+  }
+  return true;
+}
+
+// Theirs, HELLO in: at most one connection per pair. If we are calling it too (both sent
+// first), the connection opened by the node with the greater name goes on; both sides apply
+// the same rule, so they agree without a further message. If the pair is up already, the peer
+// thinks it is not (it restarted, or it gave up on us): the old connection is taken down once
+// this one has proved itself (became_up).
+bool NodeImpl::on_hello(Conn& c) {
+  const std::string& name = c.hs.peer();
+  const Atom node(name);
+  c.peer = node;
+  auto it = peers_.find(node.id());
+  if (it != peers_.end() && it->second.conn != nullptr && it->second.conn != &c) {
+    Conn& other = *it->second.conn;
+    if (!it->second.up && other.ours()) {
+      if (name_.name() > std::string_view(name)) {
+        write_frame(c, Handshake::refuse(Handshake::kSimultaneous, "simultaneous connection: " +
+                                                                       std::string(name_.name()) + "'s goes on"));
+        c.peer = Atom();
+        close_conn(c);
+        return false;
+      }
+      // ours yields: its messages wait in the channel for this connection
+      if (other.channel) {
+        std::lock_guard lock(other.channel->mu);
+        if (other.channel->stream == other.stream.get()) other.channel->stream = nullptr;
+      }
+      other.channel.reset();
+      other.peer = Atom();
+      close_conn(other);
+      it->second.conn = &c;
+    } else if (!it->second.up) {
+      other.peer = Atom();  // an older attempt of theirs that never finished
+      close_conn(other);
+      it->second.conn = &c;
+    }
+    // (up: the old connection stays until this one is up)
+  } else if (it == peers_.end()) {
+    Peer& p = peers_[node.id()];
+    p.conn = &c;
+    p.deadline = Clock::now() + std::chrono::seconds(10);
+  } else {
+    it->second.conn = &c;  // we were looking it up, or waiting for its connection
+  }
+  write_frame(c, c.hs.challenge());
+  return true;
+}
+
+void NodeImpl::became_up(Conn& c) {
+  const Atom node = c.peer;
+  if (auto it = peers_.find(node.id()); it != peers_.end() && it->second.up && it->second.conn != &c) {
+    peer_down(node, "it connected again (it restarted, or lost the connection first)");
+  }
+  Peer& p = peers_[node.id()];
+  p.conn = &c;
+  p.up = true;
+  p.creation = c.hs.peer_creation();
+  c.up = true;
+  const auto now = Clock::now();
+  c.last_heard = now;
+  c.heard = c.stream ? c.stream->received() : 0;
+  c.next_ping = now + std::max(std::chrono::milliseconds(1), opts_.ticktime / 4);
+  // a foreign peer asks for JSON in its HELLO (or CHALLENGE), before anything queued for it leaves
+  set_json_peer(node, (c.hs.peer_flags() & kHelloJson) != 0);
+  std::shared_ptr<Channel> ch = channel(node);
+  {
+    std::lock_guard lock(ch->mu);
+    ch->stream = c.stream.get();
+  }
+  c.channel = ch;
+  mark_up(node, true);
+  logger().info("connected to {} ({})", node.name(), c.ours() ? "we called" : "it called");
+  for (auto& w : p.waiters) w->finish(true);
+  p.waiters.clear();
+  flush_conn(c);
+}
+
+void NodeImpl::flush_conn(Conn& c) {
+  if (!c.stream) return;
+  zmtp::Stream& s = *c.stream;
+  if (c.tcp_connecting) {
+    int err = 0;
+    socklen_t len = sizeof(err);
+    ::getsockopt(s.fd(), SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      errno = err;
+      conn_lost(c, "cannot connect: " + errno_text());
+      return;
+    }
+    c.tcp_connecting = false;  // (called when the socket turned writable)
+    std::lock_guard lock(c.channel->mu);
+    (void)s.connect_done();
+  }
+  if (!c.channel) {
+    (void)s.flush();
+    return;
+  }
+  Channel& ch = *c.channel;
+  std::lock_guard lock(ch.mu);
+  if (!s.flush() || !c.up || ch.stream != &s) return;  // the socket is full: POLLOUT
+  while (!ch.pending.empty()) {
+    const std::string& b = ch.pending.front();
+    const bool all = ch.put(b);
+    ch.pending_bytes -= b.size();
+    ch.pending.pop_front();
+    if (!all) return;  // in the stream; POLLOUT
+  }
+  ch.state = Channel::up;
+  ch.io_owns = false;
+}
+
+bool NodeImpl::start_connect(Atom node, const std::string& endpoint, const std::string& mapper_key,
+                             std::string* error) {
+  const std::string name(node.name());
+  std::string hint;
+  std::shared_ptr<zmtp::Curve> curve;
+  if (opts_.curve) {
+    std::string server_key = server_key_for(name, mapper_key, error);
+    if (server_key.empty() && !mapper_key.empty()) {  // a key we do not trust: never talk to it
+      logger().error("** Not connecting to node {}: {} **", name, *error);
+      return false;
+    }
+    curve = std::make_shared<zmtp::Curve>();
+    if (server_key.empty()) {
+      // most likely a cookie-mode node: a handshake with a throwaway server key cannot succeed,
+      // but lets that node see (and log) the attempt
+      zmtp::Key throwaway, unused;
+      crypto_box_keypair(throwaway.data(), unused.data());
+      curve->server_key = throwaway;
+      hint = *error;
+    } else {
+      zmq_z85_decode(curve->server_key.data(), server_key.c_str());
+    }
+    curve->public_key = curve_server_->public_key;
+    curve->secret_key = curve_server_->secret_key;
+  } else if (!mapper_key.empty()) {
+    hint = name + " requires CURVE (it registered a CURVE key); this node is in cookie mode";
+  }
   // tcp://HOST:PORT
   std::string hostport = endpoint.rfind("tcp://", 0) == 0 ? endpoint.substr(6) : std::string();
   const auto colon = hostport.rfind(':');
   if (hostport.empty() || colon == std::string::npos || colon == 0) {
     *error = "cannot connect to " + endpoint + ": expected tcp://HOST:PORT";
-    return nullptr;
+    return false;
   }
   const std::string host = hostport.substr(0, colon), port = hostport.substr(colon + 1);
   addrinfo hints{};
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST;  // a name here would mean a blocking DNS lookup
   addrinfo* res = nullptr;
-  if (const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0 || res == nullptr) {
+  const std::string numeric = host == "localhost" ? "127.0.0.1" : host;
+  if (const int rc = ::getaddrinfo(numeric.c_str(), port.c_str(), &hints, &res); rc != 0 || res == nullptr) {
     *error = "cannot connect to " + endpoint + ": " + (rc != 0 ? ::gai_strerror(rc) : "no address");
-    return nullptr;
+    return false;
   }
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     ::freeaddrinfo(res);
     *error = "cannot connect to " + endpoint + ": " + errno_text();
-    return nullptr;
+    return false;
   }
   tune(fd);
   const int rc = ::connect(fd, res->ai_addr, res->ai_addrlen);
@@ -142,103 +380,156 @@ NodeImpl::Peer* NodeImpl::native_connect(Peer& p, const std::string& endpoint, s
   if (rc != 0 && errno != EINPROGRESS) {
     *error = "cannot connect to " + endpoint + ": " + errno_text();
     ::close(fd);
-    return nullptr;
+    return false;
   }
-  // only handshake answers come back on this connection
-  p.stream = std::make_unique<zmtp::Stream>(fd, "DEALER", 4096, rc == 0);
-  p.tcp_connecting = rc != 0;
-  p.next_ping = Clock::now() + std::max(std::chrono::milliseconds(1), opts_.ticktime / 4);
-  return &p;
+  auto c = std::make_unique<Conn>(Handshake(Handshake::Role::connector, std::string(name_.name()), creation_,
+                                            cookie_, 0, name));
+  c->id = ++next_conn_;
+  c->peer = node;
+  c->since = Clock::now();
+  c->addr = host + ":" + port;
+  c->hint = hint;
+  c->tcp_connecting = rc != 0;
+  c->stream = std::make_unique<zmtp::Stream>(fd, "DEALER", kMaxFrame, rc == 0, std::move(curve));
+  c->channel = channel(node);
+  {
+    std::lock_guard lock(c->channel->mu);
+    c->channel->stream = c->stream.get();
+    c->channel->give_to_io();  // until the handshake is done
+    (void)c->stream->send(one_record(c->hs.hello()));
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = c.get();
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    *error = "cannot connect to " + endpoint + ": epoll: " + errno_text();
+    std::lock_guard lock(c->channel->mu);
+    c->channel->stream = nullptr;
+    return false;
+  }
+  logger().debug("connecting to {} at {}", name, endpoint);
+  peers_[node.id()].conn = c.get();
+  conns_.emplace(c->id, std::move(c));
+  return true;
 }
 
-void NodeImpl::on_native_peer(Peer& p, short revents) {
-  zmtp::Stream& s = *p.stream;
-  if (p.tcp_connecting && (revents & (ZMQ_POLLOUT | ZMQ_POLLERR))) {
-    int err = 0;
-    socklen_t len = sizeof(err);
-    ::getsockopt(s.fd(), SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) {
-      const std::string why = p.hint.empty() ? "cannot connect: " + std::string(std::strerror(err)) : p.hint;
-      logger().warn("cannot connect to node {}: {}", p.name, why);
-      peer_down(Atom(p.name), why);
-      return;
+std::string NodeImpl::handshake_failure(Conn& c) {
+  zmtp::Stream& s = *c.stream;
+  const std::string peer = c.peer == Atom() ? std::string() : std::string(c.peer.name());
+  const bool curve = opts_.curve.has_value();
+  const bool mismatch = s.failed() && s.error().rfind("security mechanism mismatch", 0) == 0;
+  if (c.ours()) {
+    if (s.refused()) return peer + " refused this node's CURVE key (not in its --curve-allow)";
+    if (!c.hint.empty()) return c.hint;
+    if (mismatch) {
+      return curve ? peer + " does not use CURVE (a cookie-mode node?)"
+                   : peer + " requires CURVE; this node is in cookie mode (start it with --curve-key)";
     }
-    p.tcp_connecting = false;
-    std::lock_guard lock(p.channel->mu);
-    (void)s.connect_done();
+    if (s.failed() && curve && !s.ready()) return "CURVE handshake with " + peer + " failed (wrong key): " + s.error();
+    if (!s.ready()) return "handshake with " + peer + " failed: it hung up";
+    return "handshake with " + peer + " failed";
   }
-  if (revents & ZMQ_POLLOUT) flush(p);
-  if (!(revents & (ZMQ_POLLIN | ZMQ_POLLERR))) return;
-  const std::uint64_t before = s.received();
-  const auto read = s.read(16, [&](std::string_view m) {
-    if (s.take_multipart()) warn_bad("frame", "unexpected multipart message from " + p.name);
-    return on_dealer_message(p, m);  // false: `p` is gone
-  });
-  if (read == zmtp::Stream::Read::stopped) return;
-  if (s.received() != before) p.pong_deadline = Clock::time_point::max();  // it is alive
-  if (s.writes_due()) {
-    std::lock_guard lock(p.channel->mu);
-    if (!s.service()) p.channel->io_owns = true;
+  // theirs: logged here, as the peer's side logs its view
+  if (s.refused()) {
+    char z85[41] = {};
+    zmq_z85_encode(z85, s.peer_key().data(), 32);
+    logger().error("** Connection attempt from {} rejected: its CURVE key {} is not in --curve-allow **", c.addr, z85);
+    return "refused CURVE key";
   }
-  if (read == zmtp::Stream::Read::open) return;
-  if (s.failed() && s.peer_mechanism() == "CURVE") {
-    connection_lost(p, ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH);
-  } else if (s.failed()) {
-    logger().warn("connection to node {}: {}", p.name, s.error());
-    connection_lost(p, ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, 0);
-  } else if (!s.ready() || p.state != Peer::up) {
-    connection_lost(p, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, 0);
+  if (mismatch) {
+    logger().error("** Connection attempt from {} rejected: {} **", c.addr,
+                   curve ? "the peer does not use CURVE (a cookie-mode node?); this node requires it"
+                         : "the peer uses CURVE; this node is in cookie mode");
+    return "mechanism mismatch";
+  }
+  if (s.failed()) {
+    warn_bad("connection", "from " + c.addr + ": " + s.error());
+    return s.error();
+  }
+  if (!s.ready()) {
+    logger().error("** Connection attempt from {} rejected: the peer hung up during the ZeroMQ handshake **", c.addr);
+  }
+  return "closed during the handshake";
+}
+
+void NodeImpl::conn_lost(Conn& c, const std::string& why) {
+  if (c.closed) return;
+  std::string reason = why;
+  if (!c.up && c.stream) {
+    const std::string hs = handshake_failure(c);
+    if (c.ours()) {
+      reason = hs;
+      if (c.stream->refused() || c.stream->error().rfind("security mechanism mismatch", 0) == 0 || !c.hint.empty()) {
+        logger().error("** Cannot connect to node {}: {} **", c.peer.name(), reason);
+      } else {
+        logger().warn("cannot connect to node {}: {} ({})", c.peer.name(), reason, why);
+      }
+    }
+  }
+  const Atom node = c.peer;
+  auto it = node == Atom() ? peers_.end() : peers_.find(node.id());
+  if (it != peers_.end() && it->second.conn == &c) {
+    peer_down(node, reason);  // closes c
   } else {
-    connection_lost(p, ZMQ_EVENT_DISCONNECTED, 0);
+    close_conn(c);
   }
 }
 
-// ZMTP heartbeats on our connections, as libzmq's HEARTBEAT_IVL / HEARTBEAT_TIMEOUT /
-// HEARTBEAT_TTL would send them: a PING every tick/4; a peer that answers nothing for 7/8 of a
-// tick after a PING is down. Unless it is reading what we send: its PONG waits behind that
-// (libzmq's I/O thread read ahead of the application; a native reader reads at the pace of
-// its node), so a backlog that drained since the last look counts as an answer: the kernel
-// takes those bytes only as the peer reads. A frozen peer drains nothing, whether we send
-// little (no backlog) or much (a backlog that stays), and its deadline passes.
+void NodeImpl::close_conn(Conn& c) {
+  if (c.closed) return;
+  c.closed = true;
+  if (c.channel) {
+    std::lock_guard lock(c.channel->mu);
+    if (c.channel->stream == c.stream.get()) c.channel->stream = nullptr;
+  }
+  c.channel.reset();
+  if (c.stream) ::epoll_ctl(epfd_, EPOLL_CTL_DEL, c.stream->fd(), nullptr);
+  if (auto it = conns_.find(c.id); it != conns_.end()) {
+    graveyard_.push_back(std::move(it->second));  // freed between polls (its fd may be in one)
+    conns_.erase(it);
+  }
+}
+
+// Heartbeats, as ZMTP PINGs (libzmq's HEARTBEAT_IVL/TIMEOUT/TTL): each side of an up connection
+// sends one every tick/4, and a connection on which nothing came for a whole tick is lost, on
+// whichever side notices first (Erlang's net_ticktime). Our backlog draining counts as hearing
+// from the peer: its PING can wait behind megabytes we sent (a native reader reads at its
+// node's pace), while a frozen peer drains nothing, whether we send little (no backlog) or
+// much (a backlog that stays).
 void NodeImpl::heartbeats(Clock::time_point now, Clock::time_point* wake) {
   const auto tick = std::max(std::chrono::milliseconds(8), opts_.ticktime);
   const auto ivl = tick / 4;
-  const auto timeout = tick - tick / 8;
   const auto ttl_ds = static_cast<std::uint16_t>(std::min<long>(65535, std::max<long>(1, tick.count() / 100)));
-  std::vector<Atom> silent;
-  for (auto& [id, p] : peers_) {
-    if (!p.stream || p.tcp_connecting) continue;
-    if (p.pong_deadline != Clock::time_point::max()) {
-      std::lock_guard lock(p.channel->mu);
-      const std::uint64_t d = p.stream->drained();
-      if (d != p.drained_at_check) {  // it reads what waited for it: alive
-        p.drained_at_check = d;
-        p.pong_deadline = now + timeout;
+  std::vector<Conn*> silent;
+  for (auto& [id, cp] : conns_) {
+    Conn& c = *cp;
+    if (!c.up || !c.stream || !c.channel) continue;
+    if (c.stream->received() != c.heard) {
+      c.heard = c.stream->received();
+      c.last_heard = now;
+    }
+    {
+      std::lock_guard lock(c.channel->mu);
+      if (c.stream->drained() != c.drained_at) {  // it reads what waited for it: alive
+        c.drained_at = c.stream->drained();
+        c.last_heard = now;
+      }
+      if (now >= c.next_ping) {
+        if (!c.stream->send_ping(ttl_ds)) c.channel->give_to_io();
+        c.drained_at = c.stream->drained();
+        c.next_ping = now + ivl;
       }
     }
-    if (now >= p.pong_deadline) {
-      silent.push_back(Atom::from_id(id));
-      continue;
-    }
-    if (now >= p.next_ping) {
-      {
-        std::lock_guard lock(p.channel->mu);
-        if (!p.stream->send_ping(ttl_ds)) p.channel->io_owns = true;
-        p.drained_at_check = p.stream->drained();
-      }
-      if (p.pong_deadline == Clock::time_point::max()) p.pong_deadline = now + timeout;
-      p.next_ping = now + ivl;
-    }
-    *wake = std::min({*wake, p.next_ping, p.pong_deadline});
+    if (now - c.last_heard > tick) silent.push_back(&c);
+    *wake = std::min({*wake, c.next_ping, c.last_heard + tick + std::chrono::milliseconds(1)});
   }
-  for (Atom a : silent) {
-    // read what its socket holds first: this thread may have been busy (a slow port mapper
-    // lookup) while the answer waited
-    if (auto it = peers_.find(a.id()); it != peers_.end()) on_native_peer(it->second, ZMQ_POLLIN);
-    auto it = peers_.find(a.id());  // (gone if that read found it closed)
-    if (it != peers_.end() && Clock::now() >= it->second.pong_deadline) {
-      peer_down(a, "connection closed (no heartbeat answer)");
-    }
+  for (Conn* c : silent) {
+    // read what its socket holds first: this thread may have been busy while the answer waited
+    if (c->closed) continue;
+    on_inbound();
+    if (c->closed) continue;
+    if (c->stream->received() != c->heard) continue;
+    conn_lost(*c, "connection closed (no heartbeat answer)");
   }
 }
 

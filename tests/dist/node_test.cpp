@@ -737,34 +737,6 @@ TEST_CASE("a frozen peer we keep sending to is declared down too", "[distributed
   CHECK(down);
 }
 
-TEST_CASE("a node on the libzmq transport and one on the native transport talk both ways", "[distributed]") {
-  Cluster cl;
-  std::unique_ptr<Child> kate;
-  {
-    ::setenv("NODUS_TRANSPORT", "zmq", 1);  // kate (a child) inherits it; this process does not keep it
-    struct Unset {
-      ~Unset() { ::unsetenv("NODUS_TRANSPORT"); }
-    } unset;
-    kate = cl.chat("kate", "secret");
-  }
-  Alex alex;  // native
-  Mailbox shell;
-  REQUIRE(node::ping(atom("kate@localhost")));
-  for (int i = 0; i < 50; ++i) {  // our native DEALER to kate's ROUTER, kate's DEALER to our listener
-    Pid p = spawn(atom("kate@localhost"), "Kate.reply_sup");
-    send(p, tuple(atom("hi"), self()));
-    auto r = shell.receive_any(10s);
-    REQUIRE(r);
-    CHECK(r->to_string() == "'sup?'");
-  }
-  // heartbeats both ways (our PINGs to her libzmq ROUTER, her libzmq DEALER's PINGs to us) get
-  // their PONGs: no nodedown over 2.5 ticks
-  node::monitor(atom("kate@localhost"));
-  CHECK_FALSE(shell.receive_any(2500ms).has_value());
-  CHECK(node::list().size() == 1);
-  CHECK(kate->err().find("node alex@localhost down") == std::string::npos);
-}
-
 TEST_CASE("a restarted peer is reachable again; pids of its old incarnation are not", "[distributed]") {
   Cluster cl;
   auto kate = cl.chat("kate", "secret");
