@@ -1,14 +1,15 @@
 #!/usr/bin/python3
 """A foreign node in Python (Debian's python3-zmq) that joins a nodus cluster as a chat peer.
 
-It speaks nodus's wire protocol (docs/PROTOCOL.md) with JSON payloads: registers with the
-port mapper, performs the cookie (or CURVE) handshake in both directions, and behaves like
-the lesson's `chat` node:
+It speaks nodus's wire protocol 2 (docs/PROTOCOL.md) with JSON payloads: one DEALER per node
+it talks to, which carries both directions once the cookie (or CURVE) handshake is done. It
+looks nodes up in the port mapper but does not register: nobody needs to reach it first. It
+behaves like the lesson's `chat` node:
 
   * each stdin line `RECIPIENT TEXT` runs Chat.receive_message (or, for moebi@localhost,
     Chat.receive_message_for_moebi) under {Chat.TaskSupervisor, RECIPIENT} and awaits it;
-  * it serves Chat.TaskSupervisor itself: a Chat.receive_message task started here by another
-    node prints its text on stdout (that is how moebi's "chicken?" arrives);
+  * it serves Chat.TaskSupervisor itself: a Chat.receive_message task started here by a node
+    it is connected to prints its text on stdout (that is how moebi's "chicken?" arrives);
   * a line `!spawn NODE FUNCTION` spawns a function registered for remote spawn there (e.g.
     Kate.say_name) with this node as its group leader: its output prints here.
 
@@ -32,7 +33,7 @@ import time
 import zmq
 import zmq.utils.z85
 
-VERSION = 1
+VERSION = 2
 HELLO, CHALLENGE, REPLY, ACCEPT, REFUSE = 0x01, 0x02, 0x03, 0x04, 0x05
 SEND_PID, SEND_NAME = 0x10, 0x11
 SPAWN_REQUEST, SPAWN_REPLY = 0x20, 0x21
@@ -138,7 +139,7 @@ def read_key(path):
 
 
 class Conn:
-    """Our DEALER to another node's ROUTER: the direction we send on."""
+    """Our DEALER to another node's ROUTER: both directions, once the handshake is done."""
 
     def __init__(self, name):
         self.name, self.dealer, self.up, self.queue = name, None, False, []
@@ -163,39 +164,21 @@ class Bridge:
                 allowed[read_key(p)] = os.path.basename(p)[:-4]
             self.curve = {"secret": secret, "public": zmq.curve_public(secret), "allowed": allowed}
             self.key = CURVE_HANDSHAKE_KEY
-            self.zap = self.ctx.socket(zmq.REP)
-            self.zap.bind("inproc://zeromq.zap.01")
         else:
             self.key = (args.cookie or os.environ.get("NODUS_COOKIE", "")).encode()
             if not self.key:
                 raise SystemExit("error: give --cookie (or NODUS_COOKIE), or --curve-key")
-            self.zap = None
-        self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.linger = 0
-        if self.curve:
-            self.router.curve_server = True
-            self.router.curve_secretkey = self.curve["secret"]
-            self.router.zap_domain = b"nodus"
-        self.router.bind("tcp://127.0.0.1:*")
-        port = int(self.router.last_endpoint.decode().rsplit(":", 1)[1])
-        reg = f"REGISTER {self.short} {port}" + (f" {self.curve['public'].decode()}" if self.curve else "")
-        try:
-            answer, self.registration = portmapper(self.pm_port, reg, keep=True)
-        except OSError as e:
-            raise SystemExit(f"error: no port mapper on 127.0.0.1:{self.pm_port} ({e}); start a nodus node "
-                             "or nodus-portmapper first")
-        if not answer.startswith("OK "):
-            raise SystemExit(f"error: cannot register {self.name} with the port mapper: {answer}")
-        self.creation = int(answer.split()[1])
+        # an incarnation of our own: nothing registers us, and pids of an earlier run of this
+        # bridge must not reach this one
+        self.creation = secrets.randbits(31) | 1
         self.me = self.pid(1)
         self.next_id, self.next_ref = 2, 1
         self.conns = {}      # node name -> Conn
-        self.inbound = {}    # routing id -> {name, nonce_c, nonce_a, authed}
         self.calls = {}      # call ref id -> {node, tag}
         self.tasks = {}      # task tag id -> {node, deadline}
         self.spawns = {}     # spawn request id -> {node, deadline}
         self.failed = False
-        log(f"bridge {self.name} up on port {port} ({'CURVE' if self.curve else 'cookie'})")
+        log(f"bridge {self.name} up ({'CURVE' if self.curve else 'cookie'})")
 
     def pid(self, n):
         # serial 0 would be the null pid (nobody): nodus pids start at serial 1
@@ -223,6 +206,7 @@ class Bridge:
             return c
         c.dealer = self.ctx.socket(zmq.DEALER)
         c.dealer.linger = 0
+        c.dealer.reconnect_ivl = -1  # a lost connection is lost: the next send makes a new one
         if self.curve:
             key = parts[3].encode() if len(parts) > 3 else None
             if key is None or key not in self.curve["allowed"]:
@@ -238,31 +222,66 @@ class Bridge:
         return c
 
     def on_dealer(self, c):
-        for frame in records(c.dealer.recv()):
+        parts = c.dealer.recv_multipart()
+        if len(parts) != 1:  # one message is all nodus sends
+            log(f"warning: dropped a message of {len(parts)} parts from {c.name}")
+            return
+        for frame in records(parts[0]):
             try:
-                r = Reader(frame)
-                if r.u8() != VERSION:
-                    continue
-                op = r.u8()
-                if op == CHALLENGE:
-                    their = r.str8()
-                    r.u32()
-                    nonce_a, mac_a = r.take(16), r.take(32)
-                    ok = their == c.name.encode() and hmac.compare_digest(
-                        mac_a, mac(b"nodus-accept", self.key, c.nonce, nonce_a, self.name.encode(), their))
-                    reply = mac(b"nodus-connect", self.key, c.nonce, nonce_a, self.name.encode(), their)
-                    c.dealer.send(record(bytes([VERSION, REPLY]) + reply))
-                    if not ok:
-                        c.error = f"no connection to {c.name} (cookie mismatch)"
-                elif op == ACCEPT and not c.error:
-                    c.up = True
-                    for f in c.queue:
-                        c.dealer.send(record(f))
-                    c.queue = []
-                elif op == REFUSE:
-                    c.error = f"no connection to {c.name} ({r.str8().decode(errors='replace')})"
-            except ValueError as e:
+                self.on_frame(c, frame)
+            except (ValueError, KeyError, IndexError, TypeError) as e:
                 log(f"warning: dropped a frame from {c.name}: {e}")
+
+    def on_frame(self, c, frame):
+        r = Reader(frame)
+        if r.u8() != VERSION:
+            raise ValueError("unknown version")
+        op = r.u8()
+        if op == CHALLENGE and not c.up:
+            their = r.str8()
+            r.u32()
+            nonce_a, mac_a = r.take(16), r.take(32)
+            ok = their == c.name.encode() and hmac.compare_digest(
+                mac_a, mac(b"nodus-accept", self.key, c.nonce, nonce_a, self.name.encode(), their))
+            reply = mac(b"nodus-connect", self.key, c.nonce, nonce_a, self.name.encode(), their)
+            c.dealer.send(record(bytes([VERSION, REPLY]) + reply))
+            if not ok:
+                c.error = f"no connection to {c.name} (cookie mismatch)"
+        elif op == ACCEPT and not c.error:
+            c.up = True
+            for f in c.queue:
+                c.dealer.send(record(f))
+            c.queue = []
+        elif op == REFUSE:
+            r.u8()  # the reason's code
+            c.error = f"no connection to {c.name} ({r.str8().decode(errors='replace')})"
+        elif not c.up:
+            raise ValueError("frame before the handshake ended")
+        elif op in (SEND_PID, SEND_NAME):
+            if op == SEND_PID:
+                r.take(12)
+                to = None
+            else:
+                to = r.str8().decode()
+            enc = r.u8()
+            if enc == PAYLOAD_IO:
+                sys.stdout.write(r.take(r.u32()).decode(errors="replace"))  # io::puts text ends in \n
+                sys.stdout.flush()
+            elif enc == PAYLOAD_JSON:
+                self.on_message(to, json.loads(r.rest()))
+            else:
+                log(f"warning: payload encoding {enc} from {c.name} is not JSON; dropped")
+        elif op == SPAWN_REPLY:
+            request, status = struct.unpack("<QB", r.take(9))
+            spawn = self.spawns.pop(request, None)
+            if spawn is None:
+                return
+            if status == 0:
+                pid_id, serial = struct.unpack("<II", r.take(8))
+                log(f"spawned <{spawn['node']}.{pid_id}.{serial - 1}>")
+            else:
+                self.fail(r.str8().decode(errors="replace"))
+        # links, monitors, exits, DOWNs (binary Terms): this bridge needs none of them
 
     def send_frame(self, node, frame):
         c = self.connect(node)
@@ -283,84 +302,6 @@ class Bridge:
             p = to["$pid"]
             head = bytes([VERSION, SEND_PID]) + struct.pack("<III", p["creation"], p["id"], p["serial"])
             self.send_frame(p["node"], head + bytes([PAYLOAD_JSON]) + body)
-
-    # ------------------------------------------------------------------ our ROUTER
-
-    def on_router(self):
-        parts = self.router.recv_multipart()
-        if len(parts) != 2:  # routing id + one message is all nodus sends
-            log(f"warning: dropped a message of {len(parts)} parts")
-            return
-        rid, msg = parts
-        for frame in records(msg):
-            try:
-                self.on_inbound(rid, frame)
-            except (ValueError, KeyError, IndexError, TypeError) as e:
-                log(f"warning: dropped a frame: {e}")
-
-    def on_inbound(self, rid, frame):
-        r = Reader(frame)
-        if r.u8() != VERSION:
-            raise ValueError("unknown version")
-        op = r.u8()
-        st = self.inbound.get(rid)
-        if op == HELLO:
-            name, _creation, nonce_c = r.str8(), r.u32(), r.take(16)
-            nonce_a = secrets.token_bytes(16)
-            self.inbound[rid] = {"name": name, "nonce_c": nonce_c, "nonce_a": nonce_a, "authed": False}
-            mac_a = mac(b"nodus-accept", self.key, nonce_c, nonce_a, name, self.name.encode())
-            out = bytes([VERSION, CHALLENGE]) + str8(self.name.encode()) + struct.pack("<I", self.creation)
-            self.router.send_multipart([rid, record(out + nonce_a + mac_a + bytes([HELLO_FLAG_JSON]))])
-        elif st is None:
-            raise ValueError("frame from a peer that did not introduce itself")
-        elif op == REPLY and not st["authed"]:
-            expected = mac(b"nodus-connect", self.key, st["nonce_c"], st["nonce_a"], st["name"], self.name.encode())
-            if not hmac.compare_digest(r.take(32), expected):
-                log(f"** Connection attempt from node {st['name'].decode()} rejected. Invalid challenge reply. **")
-                self.router.send_multipart([rid, record(bytes([VERSION, REFUSE]) + str8(b"invalid challenge reply"))])
-                del self.inbound[rid]
-                return
-            st["authed"] = True
-            self.router.send_multipart([rid, record(bytes([VERSION, ACCEPT]))])
-            self.connect(st["name"].decode())  # connect back: our direction
-        elif not st["authed"]:
-            raise ValueError("frame before the handshake ended")
-        elif op in (SEND_PID, SEND_NAME):
-            if op == SEND_PID:
-                r.take(12)
-                to = None
-            else:
-                to = r.str8().decode()
-            enc = r.u8()
-            if enc == PAYLOAD_IO:
-                sys.stdout.write(r.take(r.u32()).decode(errors="replace"))  # io::puts text ends in \n
-                sys.stdout.flush()
-            elif enc == PAYLOAD_JSON:
-                self.on_message(to, json.loads(r.rest()))
-            else:
-                log(f"warning: payload encoding {enc} from {st['name'].decode()} is not JSON; dropped")
-        elif op == SPAWN_REPLY:
-            request, status = struct.unpack("<QB", r.take(9))
-            spawn = self.spawns.pop(request, None)
-            if spawn is None:
-                return
-            if status == 0:
-                pid_id, serial = struct.unpack("<II", r.take(8))
-                log(f"spawned <{spawn['node']}.{pid_id}.{serial - 1}>")
-            else:
-                self.fail(r.str8().decode(errors="replace"))
-        # links, monitors, exits, DOWNs (binary Terms): this bridge needs none of them
-
-    def on_zap(self):
-        req = self.zap.recv_multipart()
-        key = req[6] if len(req) > 6 else b""
-        z85 = zmq.utils.z85.encode(key) if len(key) == 32 else b""
-        ok = len(req) > 6 and req[5] == b"CURVE" and z85 in self.curve["allowed"]
-        if not ok:
-            log(f"** Connection attempt from {req[3].decode() if len(req) > 3 else '?'} rejected: "
-                f"its CURVE key {z85.decode()} is not allowed **")
-        self.zap.send_multipart([b"1.0", req[1] if len(req) > 1 else b"", b"200" if ok else b"400",
-                                 b"OK" if ok else b"not allowed", b"", b""])
 
     # ------------------------------------------------------------------ the chat protocol
 
@@ -449,20 +390,13 @@ class Bridge:
             if not stdin_open and not self.calls and not self.tasks and not self.spawns:
                 return 1 if self.failed else 0
             poller = zmq.Poller()
-            poller.register(self.router, zmq.POLLIN)
-            if self.zap is not None:
-                poller.register(self.zap, zmq.POLLIN)
             for c in self.conns.values():
                 if c.dealer is not None:
                     poller.register(c.dealer, zmq.POLLIN)
             if stdin_open:
                 poller.register(lines.fileno(), zmq.POLLIN)
             for sock, _ in poller.poll(100):
-                if sock is self.router:
-                    self.on_router()
-                elif sock is self.zap:
-                    self.on_zap()
-                elif sock == lines.fileno():
+                if sock == lines.fileno():
                     chunk = os.read(lines.fileno(), 65536)
                     if not chunk:
                         stdin_open = False
