@@ -172,11 +172,18 @@ bool NodeImpl::on_message(Conn& c, std::string_view m) {
 
 void NodeImpl::write_frame(Conn& c, std::string_view frame) {
   if (!c.stream) return;  // (fuzzing)
+  zmtp::Stream& s = *c.stream;
+  // what the reader saw first (the peer's greeting lets our READY go): a REFUSE written just
+  // before the connection closes must not wait behind it
+  auto put = [&] {
+    if (s.writes_due()) (void)s.service();
+    return s.send(one_record(frame));
+  };
   if (c.channel) {
     std::lock_guard lock(c.channel->mu);
-    if (!c.stream->send(one_record(frame))) c.channel->give_to_io();
+    if (!put()) c.channel->give_to_io();
   } else {
-    (void)c.stream->send(one_record(frame));  // small; what does not fit leaves on POLLOUT
+    (void)put();  // small; what does not fit leaves on POLLOUT
   }
 }
 

@@ -465,7 +465,7 @@ Stream::Status Stream::fill() {
   }
   if (n == 0) return Status::closed;
   if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return Status::again;
-  if (errno == ECONNRESET || errno == EPIPE || errno == ETIMEDOUT) return Status::closed;
+  if (errno == ECONNRESET || errno == EPIPE || errno == ETIMEDOUT || errno == ECONNABORTED) return Status::closed;
   fail(std::string("recv: ") + std::strerror(errno));
   return Status::failed;
 }

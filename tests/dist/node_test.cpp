@@ -13,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <iostream>
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 
@@ -141,6 +142,42 @@ Async<Term> crash_task(Term) {
   co_return Term();
 }
 
+// Counts {seq, N} messages: how many, duplicates, any that went backwards, and each gap (a jump
+// from A to B > A + 1). {report, From} answers {report, Count, Dups, Backwards, [{A, B}...]};
+// {ack, From} answers {ack, Last}.
+Proc seqsink() {
+  std::int64_t last = 0, count = 0, dups = 0, back = 0;
+  std::vector<Term> gaps;
+  for (;;) {
+    Term t = co_await receive<Term>();
+    if (t.is_tuple(2, "seq")) {
+      const std::int64_t n = t[1].as_int();
+      ++count;
+      if (n == last) {
+        ++dups;
+      } else if (n < last) {
+        ++back;
+      } else {
+        if (n > last + 1) gaps.push_back(tuple(last, n));
+        last = n;
+      }
+    } else if (t.is_tuple(2, "report")) {
+      send(t[1].as_pid(), tuple(atom("report"), count, dups, back, Term::list(gaps)));
+    } else if (t.is_tuple(2, "ack")) {
+      send(t[1].as_pid(), tuple(atom("ack"), last));
+    }
+  }
+}
+
+// stdin lines `go NODE`: send {hello, <this node>} to {sink, NODE} at once (the simultaneous
+// connection test's trigger)
+void stdin_trigger() {
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    if (line.rfind("go ", 0) == 0) send(atom("sink"), atom(line.substr(3)), tuple(atom("hello"), node::self()));
+  }
+}
+
 int typed_peer(int argc, char** argv) {
   if (argc < 4) return 2;
   sigset_t set;
@@ -150,8 +187,16 @@ int typed_peer(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   register_type<Greeting>("test.Greeting");
   Runtime rt;
-  Node node({.name = argv[2], .cookie = argv[3], .ticktime = 1000ms});
+  NodeOptions opts{.name = argv[2], .cookie = argv[3], .ticktime = 1000ms};
+  if (std::string_view(argv[3]).rfind("curve=", 0) == 0) {  // curve=KEYFILE,ALLOW
+    const std::string spec = std::string(argv[3]).substr(6);
+    opts.cookie.clear();
+    opts.curve = load_curve(spec.substr(0, spec.find(',')), spec.substr(spec.find(',') + 1));
+  }
+  Node node(opts);
   register_name(atom("greeter"), spawn(greeter));
+  register_name(atom("seqsink"), spawn(seqsink));
+  std::thread(stdin_trigger).detach();
   gen_server::start(std::make_unique<Kv>(), {.name = atom("kv")});
   task::register_function("Test.echo", echo_task);
   task::register_function("Test.crash", crash_task);
@@ -999,4 +1044,198 @@ TEST_CASE("CURVE flags: unreadable, world-readable or malformed keys are usage e
   auto [rc7, err7] = run({"--peer", "a@localhost=tcp://127.0.0.1:1,key=" + keys.pub_file("kate")}, "cf7");
   CHECK(rc7 == 2);
   CHECK(err7.find("CURVE mode is off") != std::string::npos);
+}
+
+// ------------------------------------------------------------------------------ one connection per pair
+
+namespace {
+
+// What a streaming sender saw: how far it got and where nodedowns came.
+struct StreamLog {
+  std::atomic<std::int64_t> sent{0};
+  std::atomic<int> downs{0}, stalls{0};
+  std::atomic<bool> done{false};
+  std::mutex mu;
+  std::vector<std::int64_t> down_at;  // the first seq number sent after each nodedown
+};
+
+// Streams {seq, 1..total} to {seqsink, peer} in windows of 200, each closed by an ack round
+// trip, with a node monitor: a nodedown ends the window at once (and re-arms the monitor).
+Proc streamer(StreamLog* log, std::int64_t total, Atom peer) {
+  node::monitor(peer);
+  const Pid me = self();
+  std::int64_t n = 0;
+  while (n < total) {
+    for (int i = 0; i < 200 && n < total; ++i) send(atom("seqsink"), peer, tuple(atom("seq"), ++n));
+    log->sent = n;
+    send(atom("seqsink"), peer, tuple(atom("ack"), me));
+    for (;;) {
+      auto t = co_await receive<Term>(15s);
+      if (!t) {  // neither an ack nor a nodedown: a silent loss
+        ++log->stalls;
+        break;
+      }
+      if (t->is_tuple(2, "ack")) break;
+      if (t->is_tuple(2, "nodedown")) {
+        {
+          std::lock_guard lock(log->mu);
+          log->down_at.push_back(n + 1);
+        }
+        ++log->downs;
+        node::monitor(peer);
+        break;
+      }
+    }
+  }
+  log->done = true;
+}
+
+// Checks what the sink got against what the sender saw: no duplicate, nothing backwards, and
+// every gap covered by a nodedown the sender saw (a gap A -> B needs one at D with A < D <= B).
+void check_stream(StreamLog& log, Atom peer) {
+  Mailbox mb;
+  send(atom("seqsink"), peer, tuple(atom("report"), mb.pid()));
+  auto r = mb.receive<Term>(10s);
+  REQUIRE(r);
+  INFO("report " << r->to_string());
+  CHECK((*r)[2].as_int() == 0);  // duplicates
+  CHECK((*r)[3].as_int() == 0);  // backwards
+  std::lock_guard lock(log.mu);
+  for (const Term& g : (*r)[4].elems()) {
+    const std::int64_t a = g[0].as_int(), b = g[1].as_int();
+    const bool covered = std::any_of(log.down_at.begin(), log.down_at.end(),
+                                     [&](std::int64_t d) { return a < d && d <= b; });
+    INFO("gap " << a << " -> " << b);
+    CHECK(covered);
+  }
+  CHECK(log.stalls == 0);
+}
+
+// Established TCP connections with one end on `a` or `b` (both ends of one connection count).
+int established(std::uint16_t a, std::uint16_t b) {
+  const std::string cmd = "ss -Htn state established '( sport = :" + std::to_string(a) + " or dport = :" +
+                          std::to_string(a) + " or sport = :" + std::to_string(b) + " or dport = :" +
+                          std::to_string(b) + " )' 2>/dev/null | wc -l";
+  FILE* f = ::popen(cmd.c_str(), "r");
+  if (f == nullptr) return -1;
+  int n = -1;
+  if (std::fscanf(f, "%d", &n) != 1) n = -1;
+  ::pclose(f);
+  return n;
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a peer frozen for over a tick: both sides see nodedown, every gap is covered by one", "[distributed]") {
+  Cluster cl;
+  const bool curve = GENERATE(false, true);
+  INFO((curve ? "CURVE" : "cookie"));
+  CurveKeys keys({"kate", "alex"});
+  const std::string secret = curve ? "curve=" + keys.key_file("kate") + "," + keys.allow() : "secret";
+  Child kate({self_exe(), "--nodus-peer", "kate@localhost", secret}, "freeze-kate" + std::to_string(cl.port));
+  REQUIRE(eventually([&] { return cl.lists("kate"); }));
+  Runtime rt;
+  NodeOptions o{.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms};
+  if (curve) {
+    o.cookie.clear();
+    o.curve = load_curve(keys.key_file("alex"), keys.allow());
+  }
+  Node node(o);
+  StreamLog log;
+  spawn(streamer, &log, std::int64_t{40000}, atom("kate@localhost"));
+  REQUIRE(eventually([&] { return log.sent >= 4000; }, 20s));
+  kate.signal(SIGSTOP);
+  const bool down = eventually([&] { return log.downs >= 1; }, 10s);
+  kate.signal(SIGCONT);
+  REQUIRE(down);
+  REQUIRE(eventually([&] { return log.done.load(); }, 60s));
+  check_stream(log, atom("kate@localhost"));
+  // the frozen side saw it too, once running again
+  CHECK(eventually([&] { return kate.err().find("node alex@localhost down") != std::string::npos; }));
+}
+
+TEST_CASE("one TCP connection killed (ss -K): nodedown on both sides, the next send reconnects", "[distributed]") {
+  Cluster cl;
+  auto kate = cl.self_peer("kate", "ssk-kate");
+  const std::uint16_t kate_port = cl.port_of("kate");
+  Runtime rt;
+  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  StreamLog log;
+  spawn(streamer, &log, std::int64_t{40000}, atom("kate@localhost"));
+  REQUIRE(eventually([&] { return log.sent >= 4000; }, 20s));
+  const std::string kill = "ss -K dst 127.0.0.1 dport = :" + std::to_string(kate_port) + " >/dev/null 2>&1";
+  REQUIRE(std::system(kill.c_str()) == 0);
+  CHECK(eventually([&] { return log.downs >= 1; }, 10s));
+  CHECK(eventually([&] { return kate->err().find("node alex@localhost down") != std::string::npos; }, 10s));
+  REQUIRE(eventually([&] { return log.done.load(); }, 60s));
+  check_stream(log, atom("kate@localhost"));
+  CHECK(established(kate_port, node.port()) == 2);  // one connection again (both of its ends)
+}
+
+TEST_CASE("two nodes that call each other at once end up with one connection, nothing lost (100 rounds)",
+          "[distributed]") {
+  Cluster cl;
+  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret"}, "simul-kate" + std::to_string(cl.port),
+             Child::Pipe{});
+  REQUIRE(eventually([&] { return cl.lists("kate"); }));
+  const std::uint16_t kate_port = cl.port_of("kate");
+  Runtime rt;
+  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  Mailbox mb;
+  REQUIRE(register_name(atom("sink"), mb.pid()));
+  for (int round = 1; round <= 100; ++round) {
+    INFO("round " << round);
+    // both send first: kate to {sink, alex}, alex to {seqsink, kate}
+    REQUIRE(kate.write_stdin("go alex@localhost\n"));
+    send(atom("seqsink"), atom("kate@localhost"), tuple(atom("ack"), mb.pid()));
+    bool hello = false, ack = false;
+    while (!(hello && ack)) {
+      auto m = mb.receive<Term>(10s);
+      REQUIRE(m);
+      hello = hello || m->is_tuple(2, "hello");
+      ack = ack || m->is_tuple(2, "ack");
+    }
+    CHECK(node::list().size() == 1);
+    CHECK(eventually([&] { return established(kate_port, node.port()) == 2; }));
+    node::disconnect(atom("kate@localhost"));
+    REQUIRE(eventually([&] {
+      return node::list().empty() && count_of(kate.err(), "node alex@localhost down") == static_cast<std::size_t>(round);
+    }));
+  }
+}
+
+TEST_CASE("a node nobody can reach still does the lesson with the nodes it calls, both ways", "[distributed]") {
+  Cluster cl;
+  Child kate({kChat, "--sname", "kate@localhost", "--cookie", "c", "--ticktime", "1000"},
+             "unreach-kate" + std::to_string(cl.port), Child::Pipe{});
+  REQUIRE(eventually([&] { return cl.lists("kate"); }));
+  const std::string kate_ep = "tcp://127.0.0.1:" + std::to_string(cl.port_of("kate"));
+  {
+    // this process as alex: not in the port mapper, so kate cannot call it
+    Runtime rt;
+    Node node({.name = "alex@localhost", .cookie = "c", .ticktime = 1000ms,
+               .peers = {{"kate@localhost", kate_ep}}, .use_portmapper = false});
+    Mailbox mb;
+    const Pid p = spawn(atom("kate@localhost"), "Kate.reply_sup", Term::list({}), {.link = false});
+    send(p, tuple(atom("hi"), mb.pid()));
+    auto r = mb.receive_any(10s);
+    REQUIRE(r);
+    CHECK(r->to_string() == "'sup?'");
+  }
+  // the chat, from an unreachable chat node to kate and back
+  Child alex({kChat, "--sname", "alex@localhost", "--cookie", "c", "--ticktime", "1000", "--no-portmapper",
+              "--peer", "kate@localhost=" + kate_ep},
+             "unreach-alex" + std::to_string(cl.port), Child::Pipe{});
+  REQUIRE(eventually([&] { return alex.err().find("ready") != std::string::npos; }));
+  REQUIRE(alex.write_stdin("kate@localhost hi\n"));
+  CHECK(eventually([&] { return kate.out() == "hi\n"; }));
+  REQUIRE(kate.write_stdin("alex@localhost yo\n"));
+  CHECK(eventually([&] { return alex.out() == "yo\n"; }));
+  CHECK(kate.err().find("error") == std::string::npos);
 }
