@@ -84,6 +84,8 @@ inline constexpr std::uint8_t kSpawnAsync = 0x80;  // local only: answer with a 
 bool valid_node_name(std::string_view n);
 inline std::string host_of(std::string_view n) { return std::string(n.substr(n.find('@') + 1)); }
 inline std::string short_of(std::string_view n) { return std::string(n.substr(0, n.find('@'))); }
+/// An endpoint whose host needs no lookup (an IPv4 address or localhost).
+bool numeric_endpoint(std::string_view ep);
 /// Rate-limited warnings about bad input: at most one line per second per kind.
 void warn_bad(const char* what, const std::string& detail);
 /// A registered function, if any (node.cpp).

@@ -514,7 +514,7 @@ NodeImpl::Peer* NodeImpl::open_peer(Atom node, std::string* error) {
   Peer& p = peers_[node.id()];
   p.deadline = Clock::now() + std::chrono::seconds(7);
   for (const auto& [n, ep] : opts_.peers) {
-    if (n == name) {
+    if (n == name && numeric_endpoint(ep)) {  // a static peer by address: no lookup at all
       if (!start_connect(node, ep, {}, error)) {
         peers_.erase(node.id());
         return nullptr;
@@ -530,8 +530,34 @@ NodeImpl::Peer* NodeImpl::open_peer(Atom node, std::string* error) {
   return &p;
 }
 
-// Port mapper lookups, one at a time, each with its own deadline (portmapper.cpp); answers go
-// back to the I/O thread as commands.
+bool numeric_endpoint(std::string_view ep) {
+  if (ep.rfind("tcp://", 0) != 0) return true;  // (start_connect says what is wrong with it)
+  const std::string host(ep.substr(6, ep.rfind(':') == std::string_view::npos ? std::string_view::npos : ep.rfind(':') - 6));
+  in_addr a{};
+  return host == "localhost" || ::inet_pton(AF_INET, host.c_str(), &a) == 1;
+}
+
+namespace {
+// tcp://HOST:PORT with HOST resolved to an IPv4 address (blocking: the resolver thread only).
+std::string resolve_endpoint(const std::string& host, const std::string& port, std::string* error) {
+  if (host == "localhost") return "tcp://127.0.0.1:" + port;
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0 || res == nullptr) {
+    *error = "cannot resolve " + host + ": " + (rc != 0 ? ::gai_strerror(rc) : "no address");
+    return {};
+  }
+  char buf[INET_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr, buf, sizeof(buf));
+  ::freeaddrinfo(res);
+  return "tcp://" + std::string(buf) + ":" + port;
+}
+}  // namespace
+
+// Port mapper lookups and host names of static peers, one at a time, each with its own deadline
+// (portmapper.cpp, the system resolver's); answers go back to the I/O thread as commands.
 void NodeImpl::resolver_loop() {
   for (;;) {
     Atom node;
@@ -543,14 +569,22 @@ void NodeImpl::resolver_loop() {
       lookups_.pop_front();
     }
     const std::string name(node.name());
-    std::string host = host_of(name);
-    const std::uint16_t pmport = opts_.portmapper_port ? opts_.portmapper_port : portmapper_port();
     Command c{Command::resolved, node};
-    PortmapperClient pm(host, pmport);
-    if (auto addr = pm.lookup(short_of(name), &c.error)) {
-      if (host == "localhost") host = "127.0.0.1";
-      c.frame = "tcp://" + host + ":" + std::to_string(addr->port);
-      c.key = addr->curve_key;
+    std::string static_ep;
+    for (const auto& [n, ep] : opts_.peers) {
+      if (n == name) static_ep = ep;
+    }
+    if (!static_ep.empty()) {
+      const std::string hp = static_ep.substr(6);
+      c.frame = resolve_endpoint(hp.substr(0, hp.rfind(':')), hp.substr(hp.rfind(':') + 1), &c.error);
+    } else {
+      const std::string host = host_of(name);
+      const std::uint16_t pmport = opts_.portmapper_port ? opts_.portmapper_port : portmapper_port();
+      PortmapperClient pm(host, pmport);
+      if (auto addr = pm.lookup(short_of(name), &c.error)) {
+        c.frame = resolve_endpoint(host, std::to_string(addr->port), &c.error);
+        c.key = addr->curve_key;
+      }
     }
     {
       std::lock_guard lock(qmu_);
