@@ -623,7 +623,10 @@ bool Stream::write_out() {
     const ssize_t n = ::send(fd_, out_.data() + out_pos_, end - out_pos_, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0) {
       out_pos_ += static_cast<std::size_t>(n);
-      drained_ += static_cast<std::uint64_t>(n);
+      // only bytes that had waited for the kernel to take them are a backlog draining
+      const std::size_t was_stuck = std::min(stuck_, static_cast<std::size_t>(n));
+      drained_ += was_stuck;
+      stuck_ -= was_stuck;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -636,9 +639,11 @@ bool Stream::write_out() {
   if (out_pos_ == out_.size()) {
     out_.clear();
     out_pos_ = 0;
+    stuck_ = 0;
     return true;
   }
   if (out_pos_ == end) return true;  // the rest waits for the peer's greeting
+  stuck_ = end - out_pos_;  // the socket is full: what is left waits for the peer to read
   if (out_pos_ >= kReadChunk) {
     out_.erase(0, out_pos_);
     out_pos_ = 0;
@@ -679,6 +684,7 @@ bool Stream::send(std::string_view body) {
     out_pos_ = 0;
     if (sent < hlen) out_.append(head + sent, hlen - sent);
     out_.append(body.substr(sent > hlen ? sent - hlen : 0));
+    stuck_ = out_.size();
     return false;
   }
   out_.append(head, hlen);

@@ -122,7 +122,8 @@ class Stream {
   bool flush();
   bool has_output() const { return out_pos_ < out_end(); }
   /// Bytes of a backlog written so far: bytes that waited because the socket was full, so
-  /// the kernel took them only as the peer read (a sign of life from a busy peer).
+  /// the kernel took them only as the peer read (a sign of life from a busy peer). Bytes the
+  /// kernel took when first offered do not count: it takes those from a frozen peer too.
   std::uint64_t drained() const { return drained_; }
 
  private:
@@ -161,6 +162,7 @@ class Stream {
   std::size_t out_pos_ = 0;
   bool write_failed_ = false;
   std::uint64_t drained_ = 0;
+  std::size_t stuck_ = 0;  // bytes at the head of the output the socket did not take when offered
   bool blocked_ = true;  // until the peer's greeting came (out_end)
   // CURVE: shared keys and nonces (reader and writer parts kept apart inside)
   std::shared_ptr<const Curve> curve_;

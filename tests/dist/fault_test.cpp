@@ -1,0 +1,246 @@
+// Faults across OS-process nodes: partitions between two network namespaces (hosts joined by a
+// veth pair) and kill -9 churn over four nodes, in cookie and CURVE mode. A node must never
+// abort or hang: after each fault, every pair reconnects on its own.
+#include <catch2/catch.hpp>
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+#include "nodus/nodus.hpp"
+
+using namespace nodus;
+using namespace nodus::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// ------------------------------------------------------------------------------ the peer
+
+// {From, ping} -> {echo, <this node>}
+Proc echo() {
+  for (;;) {
+    Term t = co_await receive<Term>();
+    if (t.is_tuple() && t.elems().size() == 2 && t[0].is_pid()) send(t[0].as_pid(), tuple(atom("echo"), node::self()));
+  }
+}
+
+// Every 200 ms pings each peer's echo; prints `up PEER` when one answers after being down (or
+// for the first time) and `down PEER` when its nodedown comes.
+Proc driver(std::vector<Atom> peers) {
+  std::map<std::uint32_t, bool> up, watched;
+  for (;;) {
+    for (Atom p : peers) {
+      if (!watched[p.id()]) {
+        node::monitor(p);
+        watched[p.id()] = true;
+      }
+      send(atom("echo"), p, tuple(self(), atom("ping")));
+    }
+    for (;;) {
+      auto t = co_await receive<Term>(200ms);  // the pace of the pings
+      if (!t) break;
+      if (t->is_tuple(2, "echo") && t->elems()[1].is_atom()) {
+        const Atom who = (*t)[1].as_atom();
+        if (!up[who.id()]) {
+          up[who.id()] = true;
+          std::printf("up %s\n", std::string(who.name()).c_str());
+          std::fflush(stdout);
+        }
+      } else if (t->is_tuple(2, "nodedown") && (*t)[1].is_atom()) {
+        const Atom who = (*t)[1].as_atom();
+        watched[who.id()] = false;
+        if (up[who.id()]) {
+          up[who.id()] = false;
+          std::printf("down %s\n", std::string(who.name()).c_str());
+          std::fflush(stdout);
+        }
+      }
+    }
+  }
+}
+
+// <binary> --nodus-peer NAME SECRET PORT [PEER=tcp://ADDR:PORT ...]; SECRET is a cookie or
+// curve=KEYFILE,ALLOW.
+int fault_peer(int argc, char** argv) {
+  if (argc < 5) return 2;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  Runtime rt;
+  NodeOptions o{.name = argv[2], .cookie = argv[3], .ticktime = 1000ms,
+                .listen_port = static_cast<std::uint16_t>(std::stoi(argv[4])), .use_portmapper = false};
+  if (std::string_view(argv[3]).rfind("curve=", 0) == 0) {
+    const std::string spec = std::string(argv[3]).substr(6);
+    o.cookie.clear();
+    o.curve = load_curve(spec.substr(0, spec.find(',')), spec.substr(spec.find(',') + 1));
+  }
+  std::vector<Atom> peers;
+  for (int i = 5; i < argc; ++i) {
+    const std::string p = argv[i];
+    o.peers.emplace_back(p.substr(0, p.find('=')), p.substr(p.find('=') + 1));
+    peers.push_back(atom(p.substr(0, p.find('='))));
+  }
+  Node node(o);
+  register_name(atom("echo"), spawn(echo));
+  spawn(driver, peers);
+  std::fprintf(stderr, "peer %s ready\n", argv[2]);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return 0;
+}
+const bool kPeerInstalled = (peer_main = &fault_peer, true);
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+int run(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
+
+// Two hosts: network namespaces joined by a veth pair, 10.213.X.1 and 10.213.X.2, removed
+// again at the end (also when the test fails).
+struct Hosts {
+  std::string a, b, va, vb, ip_a, ip_b, why;
+  bool ok = false;
+  Hosts() {
+    const int x = static_cast<int>(::getpid() % 200) + 20;
+    const std::string tag = std::to_string(::getpid());
+    a = "nodusA" + tag;
+    b = "nodusB" + tag;
+    va = "nva" + tag;
+    vb = "nvb" + tag;
+    ip_a = "10.213." + std::to_string(x) + ".1";
+    ip_b = "10.213." + std::to_string(x) + ".2";
+    const std::vector<std::string> steps = {
+        "ip netns add " + a, "ip netns add " + b,
+        "ip link add " + va + " netns " + a + " type veth peer name " + vb + " netns " + b,
+        "ip -n " + a + " addr add " + ip_a + "/24 dev " + va, "ip -n " + b + " addr add " + ip_b + "/24 dev " + vb,
+        "ip -n " + a + " link set " + va + " up", "ip -n " + b + " link set " + vb + " up",
+        "ip -n " + a + " link set lo up", "ip -n " + b + " link set lo up"};
+    for (const auto& s : steps) {
+      if (run(s) != 0) {
+        why = "`" + s + "` failed (needs root and network namespaces)";
+        return;
+      }
+    }
+    ok = true;
+  }
+  ~Hosts() {
+    run("ip netns del " + a);
+    run("ip netns del " + b);
+  }
+  void link(bool up) { REQUIRE(run("ip -n " + a + " link set " + va + (up ? " up" : " down")) == 0); }
+};
+
+std::vector<std::string> curve_or_cookie(bool curve, const CurveKeys& keys, const std::string& who) {
+  return {curve ? "curve=" + keys.key_file(who) + "," + keys.allow() : "secret"};
+}
+
+}  // namespace
+
+TEST_CASE("partitions between two hosts: both sides see nodedown, and the pair reconnects (5 runs)",
+          "[distributed][netns]") {
+  Hosts hosts;
+  if (!hosts.ok) {
+    std::printf("Excluding tags: [netns] (%s)\n", hosts.why.c_str());
+    WARN("Excluding tags: [netns]: " << hosts.why);
+    return;
+  }
+  const bool curve = GENERATE(false, true);
+  INFO((curve ? "CURVE" : "cookie"));
+  CurveKeys keys({"kate", "alex"});
+  const std::string kate = "kate@" + hosts.ip_a, alex = "alex@" + hosts.ip_b;
+  auto start = [&](const std::string& ns, const std::string& me, const std::string& key, const std::string& peer,
+                   const std::string& peer_ip) {
+    return std::make_unique<Child>(
+        std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns, self_exe(), "--nodus-peer", me,
+                                 curve_or_cookie(curve, keys, key)[0], "4000", peer + "=tcp://" + peer_ip + ":4000"},
+        "part-" + key + (curve ? "-curve" : ""));
+  };
+  auto k = start(hosts.a, kate, "kate", alex, hosts.ip_b);
+  auto a = start(hosts.b, alex, "alex", kate, hosts.ip_a);
+  REQUIRE(eventually([&] { return count_of(k->out(), "up " + alex) == 1 && count_of(a->out(), "up " + kate) == 1; },
+                     20s));
+  for (std::size_t round = 1; round <= 5; ++round) {
+    INFO("partition " << round);
+    hosts.link(false);
+    const bool down = eventually([&] {
+      return count_of(k->out(), "down " + alex) == round && count_of(a->out(), "down " + kate) == round;
+    }, 20s);
+    hosts.link(true);
+    INFO("kate out:\n" << k->out() << "kate err:\n" << k->err() << "alex out:\n" << a->out() << "alex err:\n" << a->err());
+    REQUIRE(down);
+    REQUIRE(eventually([&] {
+      return count_of(k->out(), "up " + alex) == round + 1 && count_of(a->out(), "up " + kate) == round + 1;
+    }, 30s));
+  }
+  CHECK(k->running());
+  CHECK(a->running());
+  CHECK(k->err().find("Assertion") == std::string::npos);
+  CHECK(a->err().find("Assertion") == std::string::npos);
+}
+
+TEST_CASE("kill -9 churn over four nodes: every restart is seen and reconnected by all (CURVE)", "[distributed][churn]") {
+  const char* env = std::getenv("NODUS_CHURN_SECONDS");
+  const auto seconds = std::chrono::seconds(env ? std::atoi(env) : 150);
+  const std::vector<std::string> names = {"n0", "n1", "n2", "n3"};
+  CurveKeys keys(names);
+  std::vector<std::uint16_t> ports;
+  for (std::size_t i = 0; i < names.size(); ++i) ports.push_back(free_port());
+  auto full = [&](std::size_t i) { return names[i] + "@localhost"; };
+  std::vector<std::unique_ptr<Child>> nodes(names.size());
+  std::vector<int> incarnation(names.size(), 0);
+  auto start = [&](std::size_t i) {
+    std::vector<std::string> args = {self_exe(), "--nodus-peer", full(i),
+                                     "curve=" + keys.key_file(names[i]) + "," + keys.allow(), std::to_string(ports[i])};
+    for (std::size_t j = 0; j < names.size(); ++j) {
+      if (j != i) args.push_back(full(j) + "=tcp://127.0.0.1:" + std::to_string(ports[j]));
+    }
+    nodes[i] = std::make_unique<Child>(args, "churn-" + names[i] + "-" + std::to_string(++incarnation[i]));
+  };
+  auto sees_all = [&](std::size_t i) {
+    const std::string out = nodes[i]->out();
+    for (std::size_t j = 0; j < names.size(); ++j) {
+      if (j != i && out.find("up " + full(j)) == std::string::npos) return false;
+    }
+    return true;
+  };
+  for (std::size_t i = 0; i < names.size(); ++i) start(i);
+  for (std::size_t i = 0; i < names.size(); ++i) REQUIRE(eventually([&] { return sees_all(i); }, 30s));
+  const auto until = std::chrono::steady_clock::now() + seconds;
+  int kills = 0;
+  for (std::size_t victim = 0; std::chrono::steady_clock::now() < until; victim = (victim + 1) % names.size()) {
+    INFO("kill " << kills + 1 << " of " << full(victim));
+    std::vector<std::size_t> ups_before(names.size());
+    for (std::size_t j = 0; j < names.size(); ++j) ups_before[j] = count_of(nodes[j]->out(), "up " + full(victim));
+    nodes[victim]->signal(SIGKILL);
+    REQUIRE(nodes[victim]->wait() == -1);  // (killed: no exit code)
+    ++kills;
+    start(victim);
+    // the new incarnation reaches all three others, and each of them sees it come back
+    REQUIRE(eventually([&] { return sees_all(victim); }, 30s));
+    for (std::size_t j = 0; j < names.size(); ++j) {
+      if (j == victim) continue;
+      INFO("seen by " << full(j));
+      REQUIRE(eventually([&] { return count_of(nodes[j]->out(), "up " + full(victim)) > ups_before[j]; }, 30s));
+      REQUIRE(nodes[j]->running());  // no abort
+    }
+  }
+  INFO(kills << " kills");
+  CHECK(kills >= 4);
+  for (auto& n : nodes) {
+    CHECK(n->running());
+    CHECK(n->err().find("Assertion") == std::string::npos);
+  }
+}
