@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--nodus-peer" && nodus::test::peer_main != nullptr) {
     return nodus::test::peer_main(argc, argv);
   }
-  int seconds = 120;
+  int seconds = nodus::test::watchdog_seconds;
   if (const char* env = std::getenv("NODUS_TEST_WATCHDOG")) seconds = std::atoi(env);
   std::thread([seconds] {
     std::this_thread::sleep_for(std::chrono::seconds(seconds));  // NOLINT: watchdog, not sync

@@ -24,6 +24,7 @@
 
 #include "../runtime/context.hpp"
 #include "../runtime/process.hpp"
+#include "channel.hpp"
 #include "codec.hpp"
 #include "handshake.hpp"
 #include "nodus/io.hpp"
@@ -96,45 +97,6 @@ std::string control(Op op, std::initializer_list<Term> terms, int flag = -1);
 /// `json`: a Term goes as Payload::json (for a peer that asked for it in its HELLO).
 bool encode_payload(Writer& w, detail::MsgNode* n, bool json = false);
 bool can_travel(detail::MsgNode* n);
-
-// The sending half of the connection to one peer, shared by every thread that sends to it.
-// Records go straight onto the connection's stream from the sending thread when the
-// connection is up and nothing is queued; otherwise they queue in `pending`, in order, and the
-// I/O thread owns the stream's output (polls the socket and flushes) until the queue is empty
-// again. Invariants, all under `mu`:
-//  - `io_owns` is true while state != up, or pending is not empty, or the stream holds bytes
-//    the socket did not take; while it is true only the I/O thread writes (flush), and a
-//    sender appends to `pending`;
-//  - `staged` is not empty only while !io_owns (give_to_io moves it to the end of `pending`),
-//    so records leave in the order they were handed over;
-//  - `stream` is null once the connection is gone (state down): nobody writes to a closed one.
-struct Channel {
-  std::mutex mu;
-  enum State { connecting, up, down } state = connecting;
-  zmtp::Stream* stream = nullptr;   // the pair's connection, once it carries our records
-  bool io_owns = true;
-  std::deque<std::string> pending;  // batches of records, oldest first
-  std::size_t pending_bytes = 0;
-  // Records workers staged (only while !io_owns): the slices of several processes, sent as one
-  // message when a worker runs out of work or after a few more slices (flush_staged). Anything
-  // sent on the channel goes after them.
-  std::string staged;
-  bool dirty = false;               // on NodeImpl::dirty_
-  std::vector<Pid> node_watchers;   // monitor_node: told {nodedown, Node} when this goes down
-
-  /// With `mu` held and !io_owns: hands one message to the stream. True: gone to the kernel;
-  /// false: part of it waits in the stream (the I/O thread must own it until it drained).
-  bool put(std::string_view batch) { return stream->send(batch); }
-  /// With `mu` held: from now on the I/O thread writes; what is staged goes first.
-  void give_to_io() {
-    io_owns = true;
-    if (!staged.empty()) {
-      pending_bytes += staged.size();
-      pending.push_back(std::move(staged));
-      staged = std::string();
-    }
-  }
-};
 
 /// Who sent a frame: the peer node of the connection it came on.
 struct PeerRef {
@@ -249,13 +211,6 @@ class NodeImpl {
   void send_records(Atom node, std::string& batch, bool stage = false);
   /// Sends what every channel has staged (a worker out of work, or every few slices).
   void flush_staged();
-  /// With `ch.mu` held: `batch` goes onto the socket if the channel is ours to use, else (or
-  /// if the socket does not take all of it) waits for the I/O thread (queue_for_io); leaves
-  /// `batch` empty. True if the I/O thread must be woken.
-  static bool hand_over(Channel& ch, std::string& batch);
-  /// With `ch.mu` held: `batch` waits in the channel for the I/O thread, which owns the socket
-  /// until the queue is empty; leaves `batch` empty. True if the I/O thread must be woken.
-  static bool queue_for_io(Channel& ch, std::string& batch);
   /// An idle worker reads and handles what arrived, unless another thread is at it; true if
   /// anything came.
   bool poll_inbound();

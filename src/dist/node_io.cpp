@@ -133,8 +133,7 @@ void NodeImpl::stop() {
     std::lock_guard lock(chan_mu_);  // no sender may find a stream that is about to close
     for (auto& [id, ch] : channels_) {
       std::lock_guard l(ch->mu);
-      ch->state = Channel::down;
-      ch->stream = nullptr;
+      (void)ch->fail();
     }
   }
   peers_.clear();
@@ -221,58 +220,18 @@ void NodeImpl::send_records(Atom node, std::string& batch, bool stage) {
     std::shared_ptr<Channel> ch = channel(node);
     std::unique_lock lock(ch->mu);
     if (ch->state == Channel::down) continue;  // lost just now: a fresh channel reconnects
-    if (!ch->io_owns) {
-      if (stage && ch->staged.size() + batch.size() < kBatchBytes) {
-        ch->staged += batch;
-        batch.clear();
-        if (!ch->dirty) {
-          ch->dirty = true;
-          std::lock_guard dirty(dirty_mu_);
-          dirty_.push_back(std::move(ch));
-          runtime::g_remote_staged.store(true, std::memory_order_release);
-        }
-        return;
-      }
-      // up, nothing queued, and ours to use: straight onto the socket, after what is staged
-      if (!ch->staged.empty()) {
-        ch->staged += batch;
-        batch.swap(ch->staged);
-        ch->staged.clear();
-      }
+    bool newly_staged = false;
+    const bool wake = ch->submit(batch, stage, &newly_staged);
+    if (newly_staged) {
+      std::lock_guard dirty(dirty_mu_);
+      dirty_.push_back(std::move(ch));
+      runtime::g_remote_staged.store(true, std::memory_order_release);
     }
-    const bool wake = hand_over(*ch, batch);
     lock.unlock();
     if (wake) wake_io();
     return;
   }
   batch.clear();
-}
-
-bool NodeImpl::hand_over(Channel& ch, std::string& batch) {
-  if (ch.io_owns) return queue_for_io(ch, batch);  // not ours: the I/O thread sends it later
-  const bool all = ch.put(batch);
-  batch.clear();
-  if (all) {
-    NODUS_MARK(zmq_sent);
-    return false;
-  }
-  ch.give_to_io();  // the socket is full: the I/O thread drains what waits in the stream
-  return true;
-}
-
-bool NodeImpl::queue_for_io(Channel& ch, std::string& batch) {
-  ch.give_to_io();  // (already so, unless a sender found the socket full)
-  const bool was_empty = ch.pending.empty();
-  ch.pending_bytes += batch.size();
-  if (!was_empty && ch.pending.back().size() + batch.size() <= kBatchBytes) {
-    ch.pending.back() += batch;  // small batches coalesce while they wait
-    batch.clear();
-  } else {
-    ch.pending.push_back(std::move(batch));
-    batch = std::string();
-    batch.reserve(kBatchBytes + 1024);
-  }
-  return was_empty;
 }
 
 bool NodeImpl::poll_inbound() {
@@ -298,13 +257,7 @@ void NodeImpl::flush_staged() {
     bool wake = false;
     {
       std::lock_guard lock(ch->mu);
-      ch->dirty = false;
-      if (ch->staged.empty()) continue;
-      if (ch->state == Channel::down) {  // fail_channel counted it as dropped
-        ch->staged.clear();
-        continue;
-      }
-      wake = hand_over(*ch, ch->staged);
+      wake = ch->flush_staged();  // (nothing if the channel went down: fail counted it as dropped)
     }
     if (wake) wake_io();
   }
@@ -350,12 +303,7 @@ void NodeImpl::fail_channel(Atom node, const std::string& why) {
   std::vector<Pid> watchers;
   {
     std::lock_guard lock(ch->mu);
-    ch->state = Channel::down;
-    ch->stream = nullptr;
-    dropped = ch->pending_bytes + ch->staged.size();
-    ch->pending.clear();
-    ch->pending_bytes = 0;
-    ch->staged.clear();
+    dropped = ch->fail();
     watchers.swap(ch->node_watchers);
   }
   for (const Pid& w : watchers) runtime::deliver_local(w, detail::make_node(tuple(atom("nodedown"), node)));

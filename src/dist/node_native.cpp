@@ -244,7 +244,7 @@ bool NodeImpl::on_hello(Conn& c) {
       // ours yields: its messages wait in the channel for this connection
       if (other.channel) {
         std::lock_guard lock(other.channel->mu);
-        if (other.channel->stream == other.stream.get()) other.channel->stream = nullptr;
+        if (other.channel->conn == other.stream.get()) other.channel->attach(nullptr);
       }
       other.channel.reset();
       other.peer = Atom();
@@ -286,7 +286,7 @@ void NodeImpl::became_up(Conn& c) {
   std::shared_ptr<Channel> ch = channel(node);
   {
     std::lock_guard lock(ch->mu);
-    ch->stream = c.stream.get();
+    ch->attach(c.stream.get());
   }
   c.channel = ch;
   mark_up(node, true);
@@ -318,16 +318,11 @@ void NodeImpl::flush_conn(Conn& c) {
   }
   Channel& ch = *c.channel;
   std::lock_guard lock(ch.mu);
-  if (!s.flush() || !c.up || ch.stream != &s) return;  // the socket is full: POLLOUT
-  while (!ch.pending.empty()) {
-    const std::string& b = ch.pending.front();
-    const bool all = ch.put(b);
-    ch.pending_bytes -= b.size();
-    ch.pending.pop_front();
-    if (!all) return;  // in the stream; POLLOUT
+  if (!c.up || ch.conn != &s) {
+    (void)s.flush();  // handshake frames
+    return;
   }
-  ch.state = Channel::up;
-  ch.io_owns = false;
+  (void)ch.drain();  // until it is all gone (then the senders write), POLLOUT
 }
 
 bool NodeImpl::start_connect(Atom node, const std::string& endpoint, const std::string& mapper_key,
@@ -401,7 +396,7 @@ bool NodeImpl::start_connect(Atom node, const std::string& endpoint, const std::
   c->channel = channel(node);
   {
     std::lock_guard lock(c->channel->mu);
-    c->channel->stream = c->stream.get();
+    c->channel->attach(c->stream.get());
     c->channel->give_to_io();  // until the handshake is done
     (void)c->stream->send(one_record(c->hs.hello()));
   }
@@ -411,7 +406,7 @@ bool NodeImpl::start_connect(Atom node, const std::string& endpoint, const std::
   if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
     *error = "cannot connect to " + endpoint + ": epoll: " + errno_text();
     std::lock_guard lock(c->channel->mu);
-    c->channel->stream = nullptr;
+    c->channel->attach(nullptr);
     return false;
   }
   logger().debug("connecting to {} at {}", name, endpoint);
@@ -487,7 +482,7 @@ void NodeImpl::close_conn(Conn& c) {
   c.closed = true;
   if (c.channel) {
     std::lock_guard lock(c.channel->mu);
-    if (c.channel->stream == c.stream.get()) c.channel->stream = nullptr;
+    if (c.channel->conn == c.stream.get()) c.channel->attach(nullptr);
   }
   c.channel.reset();
   if (c.stream) ::epoll_ctl(epfd_, EPOLL_CTL_DEL, c.stream->fd(), nullptr);

@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "transport.hpp"
+
 namespace nodus::dist::zmtp {
 
 inline constexpr std::size_t kGreetingSize = 64;
@@ -36,7 +38,7 @@ struct CurveState;  // zmtp.cpp
 /// messages, PING/PONG. Reading (fill, next, and the flags they set) and writing (send,
 /// flush...) touch separate state: one thread may read while another, holding the writer's
 /// lock, writes. Owns the fd.
-class Stream {
+class Stream final : public Connection {
  public:
   /// fill: ok (bytes came; there may be more), drained (bytes came and the socket had no
   /// more: no need to try again until it is readable), again (nothing), closed, failed.
@@ -48,7 +50,7 @@ class Stream {
   /// `curve`: the CURVE mechanism (null: NULL).
   Stream(int fd, std::string_view socket_type, std::uint64_t max_message, bool connected,
          std::shared_ptr<const Curve> curve = nullptr);
-  ~Stream();
+  ~Stream() override;
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
@@ -119,8 +121,10 @@ class Stream {
   /// Does what writes_due reported; by the reading thread, with the writer's lock.
   bool service();
   /// Writes what waits; true once nothing does (that may leave yet).
-  bool flush();
-  bool has_output() const { return out_pos_ < out_end(); }
+  bool flush() override;
+  bool has_output() const override { return out_pos_ < out_end(); }
+  /// Connection: send, as the channel sees it.
+  Put put(std::string_view message) override { return send(message) ? Put::all : Put::part; }
   /// Bytes of a backlog written so far: bytes that waited because the socket was full, so
   /// the kernel took them only as the peer read (a sign of life from a busy peer). Bytes the
   /// kernel took when first offered do not count: it takes those from a frozen peer too.

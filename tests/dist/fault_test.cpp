@@ -99,6 +99,7 @@ int fault_peer(int argc, char** argv) {
   return 0;
 }
 const bool kPeerInstalled = (peer_main = &fault_peer, true);
+const bool kLongTests = (watchdog_seconds = 800, true);  // 150 s of churn, and partitions
 
 std::size_t count_of(const std::string& text, const std::string& what) {
   std::size_t n = 0;

@@ -5,4 +5,7 @@
 
 namespace nodus::test {
 using namespace nodus::testing;
+/// Seconds after which test_main.cpp's watchdog aborts a hung binary ($NODUS_TEST_WATCHDOG
+/// wins); a binary with long tests raises it at static initialisation.
+inline int watchdog_seconds = 120;
 }  // namespace nodus::test

@@ -1,0 +1,62 @@
+// The sending half of the connection to one peer, shared by every thread that sends to it
+// (docs/ARCHITECTURE.md, "Sending"). A sender writes straight onto the pair's connection when
+// it is up and nothing waits; otherwise records queue here, in order, and the I/O thread owns
+// the output (it polls the socket and drains the queue) until the queue is empty again.
+#pragma once
+
+#include <deque>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "nodus/pid.hpp"
+#include "transport.hpp"
+
+namespace nodus::dist {
+
+// Invariants, all under `mu`:
+//  - `io_owns` is true while state != up, or pending is not empty, or the connection holds
+//    bytes the socket did not take; while it is true only the I/O thread writes (drain), and a
+//    sender appends to `pending`;
+//  - `staged` is not empty only while !io_owns (give_to_io moves it to the end of `pending`),
+//    so records leave in the order they were handed over, whoever writes them;
+//  - `conn` is null unless a connection carries this channel; once the channel is down it
+//    stays null (nobody writes to a closed connection) and nothing is queued any more.
+struct Channel {
+  std::mutex mu;
+  enum State { connecting, up, down } state = connecting;
+  Connection* conn = nullptr;
+  bool io_owns = true;
+  std::deque<std::string> pending;  // batches of records, oldest first
+  std::size_t pending_bytes = 0;
+  // Records workers staged (only while !io_owns): the slices of several processes, sent as one
+  // message when a worker runs out of work or after a few more slices (flush_staged).
+  std::string staged;
+  bool dirty = false;               // on the node's list of channels with staged records
+  std::vector<Pid> node_watchers;   // monitor_node: told {nodedown, Node} when this goes down
+
+  /// A sender's batch (whole records; left empty). `stage`: a worker's slice that may wait in
+  /// `staged` for more to join it. Returns whether the I/O thread must be woken (it now owns
+  /// the output, or more came for it); `*newly_staged` says the channel must go on the dirty list.
+  bool submit(std::string& batch, bool stage, bool* newly_staged);
+  /// Sends what is staged (a worker out of work); true if the I/O thread must be woken.
+  bool flush_staged();
+  /// The I/O thread, the socket is writable or the connection just came up: writes what waits
+  /// in the connection, then the queue, in order. True once all of it is gone: the output is
+  /// the senders' again.
+  bool drain();
+  /// From now on the I/O thread writes; what is staged goes to the end of the queue first.
+  void give_to_io();
+  /// The connection that carries this channel from now on (null: none for now).
+  void attach(Connection* c) { conn = c; }
+  /// The channel is down: nothing more is sent. Returns the bytes that were still queued.
+  std::size_t fail();
+
+ private:
+  /// `batch` onto the connection if the output is ours, else into the queue; true: wake the
+  /// I/O thread.
+  bool hand_over(std::string& batch);
+  bool queue(std::string& batch);
+};
+
+}  // namespace nodus::dist

@@ -1,0 +1,174 @@
+// The channel ownership protocol (src/dist/channel.hpp) against a fake connection that takes
+// writes whole, half-takes them (the rest waits inside it) or refuses them.
+#include <catch2/catch.hpp>
+
+#include <random>
+#include <string>
+
+#include "../../../src/dist/channel.hpp"
+
+using nodus::dist::Channel;
+using nodus::dist::Connection;
+
+namespace {
+
+struct Fake final : Connection {
+  enum Mode { all, part, none } mode = all;
+  std::string wire;    // what reached the kernel, in order
+  std::string inside;  // taken, waiting for the socket
+  Put put(std::string_view m) override {
+    if (mode == none) return Put::none;
+    if (!inside.empty() || mode == part) {
+      const std::size_t now = inside.empty() ? m.size() / 2 : 0;
+      wire.append(m.substr(0, now));
+      inside.append(m.substr(now));
+      return Put::part;
+    }
+    wire.append(m);
+    return Put::all;
+  }
+  bool flush() override {
+    if (mode != all) return inside.empty();
+    wire += inside;
+    inside.clear();
+    return true;
+  }
+  bool has_output() const override { return !inside.empty(); }
+};
+
+// A channel whose connection is up and in the senders' hands.
+void bring_up(Channel& ch, Fake& f) {
+  ch.attach(&f);
+  REQUIRE(ch.drain());
+  REQUIRE_FALSE(ch.io_owns);
+  REQUIRE(ch.state == Channel::up);
+}
+
+bool submit(Channel& ch, std::string s, bool stage = false) {
+  bool newly = false;
+  return ch.submit(s, stage, &newly);
+}
+
+}  // namespace
+
+TEST_CASE("channel: until the connection is up everything queues, then leaves in order", "[channel]") {
+  Channel ch;
+  Fake f;
+  CHECK(ch.io_owns);
+  CHECK(submit(ch, "a"));        // the first one wakes the I/O thread
+  CHECK_FALSE(submit(ch, "b"));  // it is awake already
+  CHECK(submit(ch, "c", true) == false);  // a worker's slice cannot stage while the I/O thread owns the output
+  CHECK(ch.staged.empty());
+  ch.attach(&f);
+  CHECK(ch.drain());
+  CHECK(f.wire == "abc");
+  CHECK_FALSE(ch.io_owns);
+  CHECK_FALSE(submit(ch, "d"));  // now straight onto the connection
+  CHECK(f.wire == "abcd");
+}
+
+TEST_CASE("channel: what a worker staged goes before a later batch, even if the I/O thread took over between",
+          "[channel]") {
+  Channel ch;
+  Fake f;
+  bring_up(ch, f);
+  bool newly = false;
+  std::string a = "A";
+  CHECK_FALSE(ch.submit(a, true, &newly));
+  CHECK(newly);
+  CHECK(ch.staged == "A");
+  // the I/O thread's heartbeat found the socket full: it owns the output from now on
+  ch.give_to_io();
+  CHECK(ch.staged.empty());
+  CHECK_FALSE(submit(ch, "B"));  // queued behind A (the I/O thread was woken for A)
+  CHECK_FALSE(ch.flush_staged());
+  CHECK(ch.drain());
+  CHECK(f.wire == "AB");
+}
+
+TEST_CASE("channel: a half-taken batch hands the output to the I/O thread; a refused one waits, in order",
+          "[channel]") {
+  Channel ch;
+  Fake f;
+  bring_up(ch, f);
+  f.mode = Fake::part;
+  CHECK(submit(ch, "1234"));  // half taken: wake the I/O thread, which owns the output now
+  CHECK(ch.io_owns);
+  (void)submit(ch, "56");   // queued behind what waits inside the connection
+  CHECK(ch.pending.size() == 1);
+  CHECK_FALSE(ch.drain());  // the socket is still full
+  f.mode = Fake::none;
+  CHECK_FALSE(ch.drain());
+  f.mode = Fake::all;
+  CHECK(ch.drain());
+  CHECK(f.wire == "123456");
+  CHECK_FALSE(ch.io_owns);
+  // refused (a high-water mark): kept, in order
+  f.mode = Fake::none;
+  CHECK(submit(ch, "7"));
+  CHECK(ch.pending.size() == 1);
+  CHECK_FALSE(submit(ch, "8"));
+  f.mode = Fake::all;
+  CHECK(ch.drain());
+  CHECK(f.wire == "12345678");
+}
+
+TEST_CASE("channel: once down, the queue is dropped and counted, and no connection is left", "[channel]") {
+  Channel ch;
+  Fake f;
+  bring_up(ch, f);
+  f.mode = Fake::none;
+  (void)submit(ch, "xyz");
+  (void)submit(ch, "w", true);
+  CHECK(ch.fail() == 4);
+  CHECK(ch.conn == nullptr);
+  CHECK(ch.state == Channel::down);
+  CHECK(ch.pending.empty());
+  CHECK_FALSE(ch.flush_staged());
+}
+
+TEST_CASE("channel: any mix of senders, stagers, flushes and socket states keeps the records in order",
+          "[channel]") {
+  std::mt19937 rng(GENERATE(1u, 2u, 3u, 4u, 5u));
+  Channel ch;
+  Fake f;
+  std::string expected;
+  int n = 0;
+  bool attached = false;
+  for (int step = 0; step < 5000; ++step) {
+    switch (rng() % 8) {
+      case 0:
+      case 1:
+      case 2: {  // a sender or a worker's slice
+        const std::string rec = "<" + std::to_string(++n) + ">";
+        expected += rec;
+        (void)submit(ch, rec, rng() % 2 == 0);
+        break;
+      }
+      case 3: (void)ch.flush_staged(); break;  // a worker out of work
+      case 4: f.mode = static_cast<Fake::Mode>(rng() % 3); break;  // the socket fills or drains
+      case 5:
+        if (!attached) {
+          ch.attach(&f);
+          attached = true;
+        }
+        break;
+      case 6:
+        if (attached && ch.io_owns) (void)ch.drain();  // the I/O thread
+        break;
+      case 7:
+        if (!ch.io_owns && rng() % 4 == 0) ch.give_to_io();  // a heartbeat found the socket full
+        break;
+    }
+    // the invariants of channel.hpp
+    REQUIRE((ch.staged.empty() || !ch.io_owns));
+    REQUIRE((ch.io_owns || (ch.pending.empty() && ch.conn != nullptr && ch.state == Channel::up)));
+  }
+  if (!attached) ch.attach(&f);
+  f.mode = Fake::all;
+  (void)ch.flush_staged();
+  if (ch.io_owns) REQUIRE(ch.drain());
+  (void)ch.flush_staged();
+  REQUIRE(f.flush());
+  CHECK(f.wire == expected);
+}
