@@ -25,6 +25,7 @@
 #include "../runtime/context.hpp"
 #include "../runtime/process.hpp"
 #include "channel.hpp"
+#include "peer_links.hpp"
 #include "codec.hpp"
 #include "handshake.hpp"
 #include "nodus/io.hpp"
@@ -133,37 +134,12 @@ class NodeImpl {
   void post_send_name(Atom name, Atom node, detail::MsgNode* n);
   std::uint64_t next_request() { return next_request_.fetch_add(1) + 1; }
 
-  // Links and monitors between local processes and processes of other nodes, so that losing
-  // a node can fire them with `noconnection`. Touched by process threads and the I/O thread.
-  void track_link(const Pid& local, const Pid& remote) {
-    std::lock_guard lock(track_mu_);
-    links_.emplace(remote.node.id(), std::make_pair(local, remote));
-  }
-  void untrack_link(const Pid& local, const Pid& remote) {
-    std::lock_guard lock(track_mu_);
-    auto [b, e] = links_.equal_range(remote.node.id());
-    for (auto it = b; it != e; ++it) {
-      if (it->second.first == local && it->second.second == remote) {
-        links_.erase(it);
-        return;
-      }
-    }
-  }
-  void track_monitor(const Pid& watcher, const Pid& target, const Ref& ref) {
-    std::lock_guard lock(track_mu_);
-    monitors_[ref] = {watcher, target};
-  }
-  /// The tracked monitor `ref`, if still there, now names `target` (no longer a name).
-  void retrack_monitor(const Ref& ref, const Pid& target) {
-    std::lock_guard lock(track_mu_);
-    if (auto it = monitors_.find(ref); it != monitors_.end()) it->second.second = target;
-    name_monitors_.erase(ref);
-  }
-  void untrack_monitor(const Ref& ref) {
-    std::lock_guard lock(track_mu_);
-    monitors_.erase(ref);
-    name_monitors_.erase(ref);
-  }
+  // Links and monitors between local processes and processes of other nodes (peer_links.hpp).
+  void track_link(const Pid& local, const Pid& remote) { links_.link(local, remote); }
+  void untrack_link(const Pid& local, const Pid& remote) { links_.unlink(local, remote); }
+  void track_monitor(const Pid& watcher, const Pid& target, const Ref& ref) { links_.monitor(watcher, target, ref); }
+  void retrack_monitor(const Ref& ref, const Pid& target) { links_.retarget(ref, target); }
+  void untrack_monitor(const Ref& ref) { links_.demonitor(ref); }
   /// True if `node` asked (in its HELLO or CHALLENGE) for Term payloads as JSON.
   bool wants_json(Atom node) {
     if (json_peer_count_.load(std::memory_order_relaxed) == 0) return false;  // the usual case
@@ -179,17 +155,8 @@ class NodeImpl {
     }
     json_peer_count_.store(static_cast<int>(json_peers_.size()), std::memory_order_relaxed);
   }
-  /// A monitor of `name` on another node: its DEMONITOR must name it too.
-  void track_name_monitor(const Ref& ref, Atom name) {
-    std::lock_guard lock(track_mu_);
-    name_monitors_[ref] = name;
-  }
-  std::optional<Atom> name_monitor(const Ref& ref) {
-    std::lock_guard lock(track_mu_);
-    auto it = name_monitors_.find(ref);
-    if (it == name_monitors_.end()) return std::nullopt;
-    return it->second;
-  }
+  void track_name_monitor(const Ref& ref, Atom name) { links_.monitor_name(ref, name); }
+  std::optional<Atom> name_monitor(const Ref& ref) { return links_.name_of(ref); }
   /// `node` is unreachable: every link to it breaks and every monitor of it fires.
   void fire_noconnection(Atom node);
   /// Sends one control frame (a link/monitor/exit signal) to `node`, in order with this
@@ -341,10 +308,7 @@ class NodeImpl {
   std::unordered_map<std::uint32_t, std::shared_ptr<Channel>> channels_;  // by atom id
   std::mutex dirty_mu_;                                 // after a Channel::mu, never before
   std::vector<std::shared_ptr<Channel>> dirty_;         // channels with staged records
-  std::mutex track_mu_;
-  std::multimap<std::uint32_t, std::pair<Pid, Pid>> links_;  // remote node -> (local, remote)
-  std::unordered_map<Ref, std::pair<Pid, Pid>> monitors_;    // ref -> (local watcher, remote target)
-  std::unordered_map<Ref, Atom> name_monitors_;              // ref -> name, for monitors by name
+  PeerLinks links_;
   // peers that asked for JSON payloads (foreign tools); the count keeps the usual case lock-free
   std::atomic<int> json_peer_count_{0};
   std::mutex json_mu_;

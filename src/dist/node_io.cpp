@@ -553,26 +553,11 @@ void NodeImpl::on_resolved(Command& c) {
 }
 
 void NodeImpl::fire_noconnection(Atom node) {
-  std::vector<std::pair<Pid, Pid>> links;               // (local, remote)
-  std::vector<std::tuple<Ref, Pid, Pid>> downs;          // (ref, local watcher, remote target)
-  {
-    std::lock_guard lock(track_mu_);
-    auto [b, e] = links_.equal_range(node.id());
-    for (auto it = b; it != e; ++it) links.push_back(it->second);
-    links_.erase(b, e);
-    for (auto it = monitors_.begin(); it != monitors_.end();) {
-      if (it->second.second.node == node) {
-        downs.emplace_back(it->first, it->second.first, it->second.second);
-        it = monitors_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  for (const auto& [local, remote] : links) {
+  const PeerLinks::Lost lost = links_.take(node);
+  for (const auto& [local, remote] : lost.links) {
     runtime::send_exit_signal(local, remote, atoms::noconnection(), true);
   }
-  for (const auto& [ref, watcher, target] : downs) {
+  for (const auto& [ref, watcher, target] : lost.monitors) {
     runtime::remove_monitoring(watcher, ref);
     runtime::deliver_local(watcher, detail::make_node(Down{ref, target, atoms::noconnection()}));
   }
