@@ -8,13 +8,17 @@
 
 namespace nodus {
 
+/// The longest atom, in bytes (Erlang allows 255 characters): what the wire's str8 holds.
+inline constexpr std::size_t kMaxAtomBytes = 255;
+
 /// An interned name. Two atoms are equal iff their text is equal; comparison is one integer
 /// compare. The table is process-wide and never shrinks (as in Erlang).
 class Atom {
  public:
   /// The empty atom ('').
   constexpr Atom() = default;
-  /// Interns `text` (thread-safe).
+  /// Interns `text` (thread-safe); std::length_error if it is longer than kMaxAtomBytes (as
+  /// Erlang raises system_limit), so an atom always crosses the wire whole.
   explicit Atom(std::string_view text);
 
   /// The atom's text; valid for the life of the program.

@@ -14,30 +14,46 @@
 
 namespace nodus::dist {
 
+/// Integers are little-endian on the wire whatever the host's byte order (docs/PROTOCOL.md).
 class Writer {
  public:
   explicit Writer(std::string& out) : out_(out) {}
   void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
-  void u16(std::uint16_t v) { raw(&v, 2); }
-  void u32(std::uint32_t v) { raw(&v, 4); }
-  void u64(std::uint64_t v) { raw(&v, 8); }
+  void u16(std::uint16_t v) { le(v, 2); }
+  void u32(std::uint32_t v) { le(v, 4); }
+  void u64(std::uint64_t v) { le(v, 8); }
   void bytes(std::string_view b) { out_.append(b); }
-  /// A string of at most 255 bytes (names, atoms): length byte + bytes (longer is cut).
+  /// A string of at most 255 bytes (names, atoms): length byte + bytes. A longer one is never
+  /// cut: nothing is written and ok() turns false, and the sender drops the frame.
   void str8(std::string_view s) {
-    s = s.substr(0, 255);
+    if (s.size() > 255) {
+      ok_ = false;
+      return;
+    }
     u8(static_cast<std::uint8_t>(s.size()));
     out_.append(s);
   }
   void str32(std::string_view s) {
+    if (s.size() > 0xffffffffu) {
+      ok_ = false;
+      return;
+    }
     u32(static_cast<std::uint32_t>(s.size()));
     out_.append(s);
   }
+  /// False once a field did not fit: the frame is not to be sent.
+  bool ok() const { return ok_; }
 
   std::string& out() { return out_; }
 
  private:
-  void raw(const void* p, std::size_t n) { out_.append(static_cast<const char*>(p), n); }
+  void le(std::uint64_t v, int n) {
+    char b[8];
+    for (int i = 0; i < n; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+    out_.append(b, static_cast<std::size_t>(n));
+  }
   std::string& out_;
+  bool ok_ = true;
 };
 
 class Reader {
@@ -68,14 +84,16 @@ class Reader {
  private:
   template <class T>
   T take() {
-    T v{};
     if (!ok_ || sizeof(T) > remaining()) {
       ok_ = false;
-      return v;
+      return T{};
     }
-    std::memcpy(&v, in_.data() + pos_, sizeof(T));
+    std::uint64_t v = 0;  // little-endian, whatever the host's byte order
+    for (std::size_t i = 0; i < sizeof(T); ++i) {
+      v |= static_cast<std::uint64_t>(static_cast<unsigned char>(in_[pos_ + i])) << (8 * i);
+    }
     pos_ += sizeof(T);
-    return v;
+    return static_cast<T>(v);
   }
   std::string_view in_;
   std::size_t pos_ = 0;

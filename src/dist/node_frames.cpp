@@ -20,6 +20,10 @@ std::string control(Op op, std::initializer_list<Term> terms, int flag) {
   encode_term(w, *it++);
   if (flag >= 0) w.u8(static_cast<std::uint8_t>(flag));
   for (; it != terms.end(); ++it) encode_term(w, *it);
+  if (!w.ok()) {
+    warn_bad("frame", "not sent: a name longer than 255 bytes cannot travel");
+    return {};
+  }
   return f;
 }
 
@@ -338,7 +342,7 @@ void NodeImpl::on_spawn_request(const PeerRef& in, Reader& r) {
   } else {
     logger().warn("spawn request from {} failed: {}", in.name(), error);
     w.u8(1);
-    w.str8(error);
+    w.str8(error.size() > 255 ? error.substr(0, 252) + "..." : error);  // a text, shortened on purpose
   }
   send_control(in.node, reply);
 }

@@ -162,6 +162,7 @@ class NodeImpl {
   /// Sends one control frame (a link/monitor/exit signal) to `node`, in order with this
   /// thread's other records to it.
   void send_control(Atom node, const std::string& frame) {
+    if (frame.empty()) return;  // (control() refused it)
     emit(node, [&](Writer& w) { w.bytes(frame); });
   }
   /// Appends one record to `node` (its body written by `encode`): on a worker thread into the
@@ -339,8 +340,13 @@ void NodeImpl::emit(Atom node, Encode&& encode) {
   o.buf.append(4, '\0');
   Writer w(o.buf);
   encode(w);
+  if (!w.ok()) {  // a field longer than the wire allows: never sent cut
+    o.buf.resize(at);
+    warn_bad("message", "to " + std::string(node.name()) + ": a name longer than 255 bytes cannot travel");
+    return;
+  }
   const auto len = static_cast<std::uint32_t>(o.buf.size() - at - 4);
-  std::memcpy(o.buf.data() + at, &len, 4);
+  for (int i = 0; i < 4; ++i) o.buf[at + i] = static_cast<char>((len >> (8 * i)) & 0xff);  // little-endian
   if (o.buf.size() >= kBatchBytes || !on_worker_thread()) flush_outbox();
 }
 

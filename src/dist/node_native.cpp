@@ -32,8 +32,7 @@ std::string errno_text() { return std::strerror(errno); }
 std::string one_record(std::string_view frame) {
   std::string rec;
   rec.reserve(frame.size() + 4);
-  const auto len = static_cast<std::uint32_t>(frame.size());
-  rec.append(reinterpret_cast<const char*>(&len), 4);
+  Writer(rec).u32(static_cast<std::uint32_t>(frame.size()));
   rec.append(frame);
   return rec;
 }

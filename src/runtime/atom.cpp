@@ -1,5 +1,6 @@
 // The process-wide atom table. Reading an atom's name is lock-free (names live in chunks that
 // are published once and never move); interning takes a lock only on a thread-cache miss.
+#include <stdexcept>
 #include "nodus/atom.hpp"
 
 #include <array>
@@ -56,6 +57,9 @@ thread_local std::array<CacheEntry, 256> t_cache{};
 }  // namespace
 
 Atom::Atom(std::string_view text) {
+  if (text.size() > kMaxAtomBytes) {  // Erlang's system_limit: a wire field holds at most this
+    throw std::length_error("atom longer than " + std::to_string(kMaxAtomBytes) + " bytes");
+  }
   auto& slot = t_cache[std::hash<std::string_view>{}(text) & 255];
   if (slot.name != nullptr && *slot.name == text) {
     id_ = slot.id;

@@ -119,6 +119,7 @@ class Parser {
       ++pos_;
       auto str = quoted(c);
       if (!str) return fail(std::string("closing ") + c);
+      if (c == '\'' && str->size() > kMaxAtomBytes) return fail("an atom of at most 255 bytes");
       if (c == '\'') return Term(Atom(*str));
       return Term(std::move(*str));
     }
@@ -168,6 +169,7 @@ class Parser {
       if (scope_.variable) {  // a shell binding (`pid = ...`) shadows the atom of that name
         if (auto v = scope_.variable(w)) return v;
       }
+      if (w.size() > kMaxAtomBytes) return fail("an atom of at most 255 bytes");
       return Term(Atom(w));
     }
     return fail("a term");

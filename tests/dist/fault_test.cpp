@@ -230,7 +230,10 @@ TEST_CASE("kill -9 churn over four nodes: every restart is seen and reconnected 
     ++kills;
     start(victim);
     // the new incarnation reaches all three others, and each of them sees it come back
-    REQUIRE(eventually([&] { return sees_all(victim); }, 30s));
+    const bool back = eventually([&] { return sees_all(victim); }, 30s);
+    INFO("its stdout:\n" << nodes[victim]->out() << "its stderr (tail):\n"
+                          << nodes[victim]->err().substr(nodes[victim]->err().size() > 3000 ? nodes[victim]->err().size() - 3000 : 0));
+    REQUIRE(back);
     for (std::size_t j = 0; j < names.size(); ++j) {
       if (j == victim) continue;
       INFO("seen by " << full(j));
@@ -238,6 +241,8 @@ TEST_CASE("kill -9 churn over four nodes: every restart is seen and reconnected 
       REQUIRE(nodes[j]->running());  // no abort
     }
   }
+  std::printf("churn: %d kills in %lld s, each restart reconnected by all\n", kills,
+              static_cast<long long>(seconds.count()));
   INFO(kills << " kills");
   CHECK(kills >= 4);
   for (auto& n : nodes) {

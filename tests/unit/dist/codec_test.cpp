@@ -80,3 +80,31 @@ TEST_CASE("a Term field may be JSON text (tag 0x0B), for foreign tools", "[codec
   CHECK_FALSE(decode(json_field("{nope")));
   CHECK_FALSE(decode(json_field("[1]").substr(0, 7)));  // truncated
 }
+
+TEST_CASE("a string longer than its field is refused at the sender, never cut", "[codec]") {
+  std::string out;
+  Writer w(out);
+  w.str8(std::string(255, 'a'));
+  CHECK(w.ok());
+  CHECK(out.size() == 256);
+  w.str8(std::string(256, 'b'));
+  CHECK_FALSE(w.ok());
+  CHECK(out.size() == 256);  // nothing of it written
+  // atoms cannot outgrow the field in the first place (Erlang's system_limit)
+  CHECK_NOTHROW(Atom(std::string(255, 'x')));
+  CHECK_THROWS_AS(Atom(std::string(256, 'x')), std::length_error);
+}
+
+TEST_CASE("integers are little-endian on the wire", "[codec]") {
+  std::string out;
+  Writer w(out);
+  w.u16(0x0102);
+  w.u32(0x03040506);
+  w.u64(0x0708090a0b0c0d0eULL);
+  CHECK(out == std::string("\x02\x01\x06\x05\x04\x03\x0e\x0d\x0c\x0b\x0a\x09\x08\x07", 14));
+  Reader r(out);
+  CHECK(r.u16() == 0x0102);
+  CHECK(r.u32() == 0x03040506u);
+  CHECK(r.u64() == 0x0708090a0b0c0d0eULL);
+  CHECK(r.at_end());
+}

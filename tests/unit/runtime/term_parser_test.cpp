@@ -39,4 +39,8 @@ TEST_CASE("bad input says what was expected, and where", "[term][parser]") {
   CHECK(round("<1.2.3>") == "error: expected a local pid like <0.42.0> at column 8");
   CHECK(round(std::string(500, '[')).rfind("error: expected less nesting", 0) == 0);
   CHECK(round("") == "error: expected a term at column 1");
+  // an atom is at most 255 bytes (it must cross the wire whole)
+  CHECK(round(std::string(255, 'a')) == std::string(255, 'a'));
+  CHECK(round(std::string(256, 'a')).rfind("error: expected an atom of at most 255 bytes", 0) == 0);
+  CHECK(round("'" + std::string(256, 'b') + "'").rfind("error: expected an atom of at most 255 bytes", 0) == 0);
 }
