@@ -1,4 +1,5 @@
 // The public distribution API (nodus/node.hpp) and the runtime hooks for remote pids.
+#include "frames.hpp"
 #include "node_impl.hpp"
 
 namespace nodus {
@@ -19,13 +20,13 @@ void deliver_remote(const Pid& to, detail::MsgNode* n) {
   if (node && n->type == &detail::type_info_v<runtime::ExitSignal, detail::NodeKind::exit_signal>) {
     auto& sig = static_cast<detail::TypedNode<runtime::ExitSignal>*>(n)->value;
     if (sig.from_link) node->untrack_link(sig.from, to);
-    node->send_control(to.node, control(Op::exit, {Term(sig.from), Term(to), sig.reason}, sig.from_link ? 1 : 0));
+    node->send_control(to.node, frames::Exit{sig.from, to, sig.from_link, sig.reason}.encode());
     n->type->destroy(n);
     return;
   }
   if (node && n->type == &detail::type_info_v<Down>) {
     auto& d = static_cast<detail::TypedNode<Down>*>(n)->value;
-    node->send_control(to.node, control(Op::down, {Term(to), Term(d.pid), Term(d.ref), d.reason}));
+    node->send_control(to.node, frames::Down{to, Term(d.pid), d.ref, d.reason}.encode());
     n->type->destroy(n);
     return;
   }
@@ -41,19 +42,19 @@ void deliver_remote(const Pid& to, detail::MsgNode* n) {
 void hook_link(const Pid& local, const Pid& remote) {
   if (NodeImpl* node = g_node.load(std::memory_order_acquire)) {
     node->track_link(local, remote);
-    node->send_control(remote.node, control(Op::link, {Term(local), Term(remote)}));
+    node->send_control(remote.node, frames::Link{false, local, remote}.encode());
   }
 }
 void hook_unlink(const Pid& local, const Pid& remote) {
   if (NodeImpl* node = g_node.load(std::memory_order_acquire)) {
     node->untrack_link(local, remote);
-    node->send_control(remote.node, control(Op::unlink, {Term(local), Term(remote)}));
+    node->send_control(remote.node, frames::Link{true, local, remote}.encode());
   }
 }
 void hook_monitor(const Pid& watcher, const Pid& target, const Ref& ref) {
   if (NodeImpl* node = g_node.load(std::memory_order_acquire)) {
     node->track_monitor(watcher, target, ref);
-    node->send_control(target.node, control(Op::monitor, {Term(watcher), Term(target), Term(ref)}));
+    node->send_control(target.node, frames::Monitor{false, watcher, Term(target), ref}.encode());
   }
 }
 void hook_demonitor(const Pid& watcher, const Pid& target, const Ref& ref) {
@@ -61,7 +62,7 @@ void hook_demonitor(const Pid& watcher, const Pid& target, const Ref& ref) {
     const auto name = node->name_monitor(ref);
     node->untrack_monitor(ref);
     const Term what = name ? Term(*name) : Term(target);
-    node->send_control(target.node, control(Op::demonitor, {Term(watcher), what, Term(ref)}));
+    node->send_control(target.node, frames::Monitor{true, watcher, what, ref}.encode());
   }
 }
 
@@ -194,19 +195,12 @@ std::uint64_t request_spawn(dist::NodeImpl* node, Atom node_name, const std::str
   if (opts.link) flags |= dist::kSpawnLink;
   if (opts.monitor) flags |= dist::kSpawnMonitor;
   const std::uint64_t req = node->next_request();
-  std::string f;
-  dist::Writer w(f);
-  w.u8(dist::kWireVersion);
-  w.u8(static_cast<std::uint8_t>(dist::Op::spawn_request));
-  w.u64(req);
-  w.u32(me.id);
-  w.u32(me.serial);
-  w.u8(flags & (dist::kSpawnLink | dist::kSpawnMonitor));
-  dist::encode_term(w, Term(gl));
-  w.str8(function);
-  dist::encode_term(w, args);
+  std::string f = dist::frames::SpawnRequest{req, me.id, me.serial,
+                                             static_cast<std::uint8_t>(flags & (dist::kSpawnLink | dist::kSpawnMonitor)),
+                                             gl, function, args, ref}
+                      .encode();
+  if (f.empty()) throw SpawnError("spawn request does not fit the wire (a name longer than 255 bytes)");
   if (opts.monitor) {
-    dist::encode_term(w, Term(ref));
     // the caller's side exists before the request leaves: a DOWN that beats the reply is kept
     detail::adopt_monitor(Pid{node_name, 0, 0, 0}, ref);
   }
@@ -297,7 +291,7 @@ void monitor_name_as(Atom name, Atom node_name, const Ref& ref) {
   const Pid me = self();
   adopt_monitor(Pid{node_name, 0, 0, 0}, ref);  // fires with noconnection if the node goes
   node->track_name_monitor(ref, name);
-  node->send_control(node_name, dist::control(dist::Op::monitor, {Term(me), Term(name), Term(ref)}));
+  node->send_control(node_name, dist::frames::Monitor{false, me, Term(name), ref}.encode());
 }
 
 void remove_monitor(const Ref& ref) {

@@ -1,6 +1,7 @@
 // What each frame means: handshake (both sides), sends, spawns, links and monitors.
 #include "node_impl.hpp"
 #include "../runtime/trace.hpp"
+#include "frames.hpp"
 #include "json.hpp"
 #include "wire_types.hpp"
 
@@ -9,23 +10,6 @@
 namespace nodus::dist {
 
 // ------------------------------------------------------------------------------ encoding
-
-std::string control(Op op, std::initializer_list<Term> terms, int flag) {
-  std::string f;
-  Writer w(f);
-  w.u8(kWireVersion);
-  w.u8(static_cast<std::uint8_t>(op));
-  auto it = terms.begin();
-  encode_term(w, *it++);
-  encode_term(w, *it++);
-  if (flag >= 0) w.u8(static_cast<std::uint8_t>(flag));
-  for (; it != terms.end(); ++it) encode_term(w, *it);
-  if (!w.ok()) {
-    warn_bad("frame", "not sent: a name longer than 255 bytes cannot travel");
-    return {};
-  }
-  return f;
-}
 
 // The payload of a node that can travel (Term or io::Request); false for other types.
 bool encode_payload(Writer& w, detail::MsgNode* n, bool json) {
@@ -61,11 +45,7 @@ bool can_travel(detail::MsgNode* n) {
 void NodeImpl::post_send(const Pid& to, detail::MsgNode* n) {
   const bool json = wants_json(to.node);
   emit(to.node, [&](Writer& w) {
-    w.u8(kWireVersion);
-    w.u8(static_cast<std::uint8_t>(Op::send_pid));
-    w.u32(to.creation);
-    w.u32(to.id);
-    w.u32(to.serial);
+    frames::SendPid{to.creation, to.id, to.serial}.write(w);
     encode_payload(w, n, json);
   });
 }
@@ -73,9 +53,7 @@ void NodeImpl::post_send(const Pid& to, detail::MsgNode* n) {
 void NodeImpl::post_send_name(Atom name, Atom node, detail::MsgNode* n) {
   const bool json = wants_json(node);
   emit(node, [&](Writer& w) {
-    w.u8(kWireVersion);
-    w.u8(static_cast<std::uint8_t>(Op::send_name));
-    w.str8(name.name());
+    frames::SendName{name.name()}.write(w);
     encode_payload(w, n, json);
   });
 }
@@ -181,12 +159,21 @@ void NodeImpl::deliver_frame(const PeerRef& in, std::string_view frame) {
   Pid to;
   Atom to_name;
   if (op == Op::send_pid) {
-    to.creation = r.u32();
-    to.id = r.u32();
-    to.serial = r.u32();
+    auto h = frames::SendPid::read(r);
+    if (!h) {
+      warn_bad("frame", "truncated SEND_PID from " + std::string(in.name()));
+      return;
+    }
+    to.creation = h->creation;
+    to.id = h->id;
+    to.serial = h->serial;
   } else if (op == Op::send_name) {
-    auto n = r.str8();
-    if (r.ok()) to_name = Atom(n);
+    auto h = frames::SendName::read(r);
+    if (!h) {
+      warn_bad("frame", "truncated SEND_NAME from " + std::string(in.name()));
+      return;
+    }
+    to_name = Atom(h->name);
   } else if (op == Op::spawn_request) {
     on_spawn_request(in, r);
     return;
@@ -238,136 +225,99 @@ void NodeImpl::deliver_frame(const PeerRef& in, std::string_view frame) {
 }
 
 void NodeImpl::on_control(const PeerRef& in, Op op, Reader& r) {
-  auto a = decode_term(r);  // from / watcher
-  auto b = decode_term(r);  // to / target
-  const std::uint8_t flag = op == Op::exit ? r.u8() : 0;
-  std::optional<Term> c, d;
-  if (op == Op::exit) c = decode_term(r);
-  if (op == Op::monitor || op == Op::demonitor || op == Op::down) c = decode_term(r);
-  if (op == Op::down) d = decode_term(r);
-  // MONITOR, DEMONITOR and DOWN may name the target by its registered name (an atom)
-  const bool by_name_ok = op == Op::monitor || op == Op::demonitor || op == Op::down;
-  const bool shape = a && b && a->is_pid() && (b->is_pid() || (by_name_ok && b->is_atom())) &&
-                     (op != Op::exit || c) && (op != Op::monitor || (c && c->is_ref())) &&
-                     (op != Op::demonitor || (c && c->is_ref())) && (op != Op::down || (c && c->is_ref() && d));
-  if (!r.ok() || !r.at_end() || !shape) {
-    warn_bad("frame", "malformed link/monitor frame from " + std::string(in.name()));
-    return;
-  }
-  const Pid& x = a->as_pid();
+  const auto bad = [&] { warn_bad("frame", "malformed link/monitor frame from " + std::string(in.name())); };
   if (op == Op::down) {  // remote target went away (a pid, or a name nothing was registered under)
-    const Ref& ref = c->as_ref();
-    const Pid target = b->is_pid() ? b->as_pid() : Pid{in.node, in.creation, 0, 0};
-    untrack_monitor(ref);
+    auto f = frames::Down::decode(r);
+    if (!f) return bad();
+    const Pid target = f->target.is_pid() ? f->target.as_pid() : Pid{in.node, in.creation, 0, 0};
+    untrack_monitor(f->ref);
     // a DOWN that crossed the watcher's demonitor is dropped, as Erlang does (otherwise every
     // call's late DOWN would pile up in the caller's mailbox)
-    if (runtime::remove_monitoring(x, ref)) {
-      runtime::deliver_local(x, detail::make_node(Down{ref, target, std::move(*d)}));
+    if (runtime::remove_monitoring(f->watcher, f->ref)) {
+      runtime::deliver_local(f->watcher, detail::make_node(Down{f->ref, target, std::move(f->reason)}));
     }
     return;
   }
-  // the local target: a pid, or (MONITOR, DEMONITOR: Erlang's monitor(process, {Name, Node}))
-  // whatever is registered under a name
-  std::optional<Pid> target = b->is_pid() ? std::optional<Pid>(b->as_pid()) : whereis(b->as_atom());
-  if (!target) {
-    if (op == Op::monitor) send_control(x.node, control(Op::down, {Term(x), *b, *c, Term(atoms::noproc())}));
+  if (op == Op::monitor || op == Op::demonitor) {
+    auto f = frames::Monitor::decode(op, r);
+    if (!f) return bad();
+    // the local target: a pid, or (Erlang's monitor(process, {Name, Node})) whatever is
+    // registered under a name
+    std::optional<Pid> target = f->target.is_pid() ? std::optional<Pid>(f->target.as_pid()) : whereis(f->target.as_atom());
+    if (f->demonitor) {
+      if (target) runtime::remove_watcher(*target, f->ref);
+      return;
+    }
+    // remote watcher monitors local target (the DOWN names it as the MONITOR did)
+    if (!target || !runtime::add_remote_watcher(*target, f->ref, f->watcher)) {
+      send_control(f->watcher.node, frames::Down{f->watcher, f->target, f->ref, Term(atoms::noproc())}.encode());
+    }
     return;
   }
-  const Pid& y = *target;
-  switch (op) {
-    case Op::link:  // remote x links to local y
-      if (runtime::add_remote_link(y, x)) {
-        track_link(y, x);
-      } else {
-        send_control(x.node, control(Op::exit, {Term(y), Term(x), Term(atoms::noproc())}, 1));
-      }
-      break;
-    case Op::unlink:
-      runtime::remove_remote_link(y, x);
-      untrack_link(y, x);
-      break;
-    case Op::exit:  // remote x's exit signal to local y
-      if (flag) untrack_link(y, x);
-      runtime::send_exit_signal(y, x, std::move(*c), flag != 0);
-      break;
-    case Op::monitor:  // remote watcher x monitors local y (the DOWN names it as the MONITOR did)
-      if (!runtime::add_remote_watcher(y, c->as_ref(), x)) {
-        send_control(x.node, control(Op::down, {Term(x), *b, *c, Term(atoms::noproc())}));
-      }
-      break;
-    case Op::demonitor: runtime::remove_watcher(y, c->as_ref()); break;
-    default: break;
+  if (op == Op::exit) {  // remote from's exit signal to local to
+    auto f = frames::Exit::decode(r);
+    if (!f) return bad();
+    if (f->from_link) untrack_link(f->to, f->from);
+    runtime::send_exit_signal(f->to, f->from, std::move(f->reason), f->from_link);
+    return;
+  }
+  auto f = frames::Link::decode(op, r);  // LINK, UNLINK
+  if (!f) return bad();
+  if (f->unlink) {
+    runtime::remove_remote_link(f->to, f->from);
+    untrack_link(f->to, f->from);
+  } else if (runtime::add_remote_link(f->to, f->from)) {  // remote from links to local to
+    track_link(f->to, f->from);
+  } else {
+    send_control(f->from.node, frames::Exit{f->to, f->from, true, Term(atoms::noproc())}.encode());
   }
 }
 
 void NodeImpl::on_spawn_request(const PeerRef& in, Reader& r) {
-  const std::uint64_t req = r.u64();
-  const std::uint32_t from_id = r.u32(), from_serial = r.u32();
-  const std::uint8_t flags = r.u8();
-  auto gl = decode_term(r);
-  auto fname = r.str8();
-  auto args = decode_term(r);
-  std::optional<Term> ref;
-  if (flags & kSpawnMonitor) ref = decode_term(r);
-  if (!r.ok() || !r.at_end() || !gl || !gl->is_pid() || !args || ((flags & kSpawnMonitor) && !(ref && ref->is_ref()))) {
+  auto req = frames::SpawnRequest::decode(r);
+  if (!req) {
     warn_bad("frame", "malformed spawn request from " + std::string(in.name()));
     return;
   }
-  std::string reply;
-  Writer w(reply);
-  w.u8(kWireVersion);
-  w.u8(static_cast<std::uint8_t>(Op::spawn_reply));
-  w.u64(req);
-  auto f = find_function(fname);
+  auto f = find_function(req->function);
   std::string error;
   Pid pid;
   if (!f) {
-    error = "no function " + std::string(fname) + " on " + std::string(name_.name());
+    error = "no function " + std::string(req->function) + " on " + std::string(name_.name());
   } else {
     try {
-      Proc p = (*f)(std::move(*args));
-      const Pid caller{in.node, in.creation, from_id, from_serial};
-      const bool link = flags & kSpawnLink, mon = flags & kSpawnMonitor;
-      pid = detail::spawn_frame(p.release(), {.group_leader = gl->as_pid()}, {}, nullptr,
-                                link ? caller : Pid{}, mon ? caller : Pid{}, mon ? ref->as_ref() : Ref{});
+      Proc p = (*f)(std::move(req->args));
+      const Pid caller{in.node, in.creation, req->from_id, req->from_serial};
+      const bool link = req->flags & kSpawnLink, mon = req->flags & kSpawnMonitor;
+      pid = detail::spawn_frame(p.release(), {.group_leader = req->group_leader}, {}, nullptr,
+                                link ? caller : Pid{}, mon ? caller : Pid{}, mon ? req->ref : Ref{});
       if (link) track_link(pid, caller);
     } catch (const std::exception& e) {
-      error = std::string("cannot start ") + std::string(fname) + ": " + e.what();
+      error = std::string("cannot start ") + std::string(req->function) + ": " + e.what();
     }
   }
-  if (error.empty()) {
-    w.u8(0);
-    w.u32(pid.id);
-    w.u32(pid.serial);
-  } else {
+  frames::SpawnReply reply{req->request, error.empty(), pid.id, pid.serial, {}};
+  if (!error.empty()) {
     logger().warn("spawn request from {} failed: {}", in.name(), error);
-    w.u8(1);
-    w.str8(error.size() > 255 ? error.substr(0, 252) + "..." : error);  // a text, shortened on purpose
+    if (error.size() > 255) error = error.substr(0, 252) + "...";  // a text, shortened on purpose
+    reply.error = error;
   }
-  send_control(in.node, reply);
+  send_control(in.node, reply.encode());
 }
 
 void NodeImpl::on_spawn_reply(const PeerRef& from, Reader& r) {
-  const std::uint64_t req = r.u64();
-  const std::uint8_t status = r.u8();
-  auto it = spawns_.find(req);
-  if (!r.ok() || it == spawns_.end()) {
-    warn_bad("frame", "unexpected spawn reply");
+  auto reply = frames::SpawnReply::decode(r);
+  auto it = reply ? spawns_.find(reply->request) : spawns_.end();
+  if (it == spawns_.end() || !(it->second.node == from.node)) {
+    warn_bad("frame", "unexpected or malformed spawn reply from " + std::string(from.name()));
     return;
   }
   const PendingSpawn ps = std::move(it->second);
   spawns_.erase(it);
-  if (status == 0) {
-    const std::uint32_t id = r.u32(), serial = r.u32();
-    const std::uint32_t creation = from.creation;
-    if (!r.ok() || !(from.node == ps.node)) {
-      finish_spawn(req, ps, {}, "malformed spawn reply");
-      return;
-    }
-    finish_spawn(req, ps, Pid{ps.node, creation, id, serial}, {});
+  if (reply->ok) {
+    finish_spawn(reply->request, ps, Pid{ps.node, from.creation, reply->id, reply->serial}, {});
   } else {
-    auto why = r.str8();
-    finish_spawn(req, ps, {}, r.ok() ? std::string(why) : std::string("malformed spawn reply"));
+    finish_spawn(reply->request, ps, {}, std::string(reply->error));
   }
 }
 
@@ -378,7 +328,7 @@ void NodeImpl::finish_spawn(std::uint64_t req, const PendingSpawn& ps, const Pid
       if (runtime::add_remote_link(ps.caller, pid)) {
         track_link(ps.caller, pid);
       } else {  // the caller is gone: the new process gets its exit
-        send_control(ps.node, control(Op::exit, {Term(ps.caller), Term(pid), Term(atoms::noproc())}, 1));
+        send_control(ps.node, frames::Exit{ps.caller, pid, true, Term(atoms::noproc())}.encode());
       }
     }
     if (ps.flags & kSpawnMonitor) {
@@ -387,7 +337,7 @@ void NodeImpl::finish_spawn(std::uint64_t req, const PendingSpawn& ps, const Pid
       if (runtime::remove_monitoring(ps.caller, ps.ref) && runtime::add_monitoring(ps.caller, ps.ref, pid)) {
         track_monitor(ps.caller, pid, ps.ref);
       } else if (!is_process_alive(ps.caller)) {
-        send_control(ps.node, control(Op::demonitor, {Term(ps.caller), Term(pid), Term(ps.ref)}));
+        send_control(ps.node, frames::Monitor{true, ps.caller, Term(pid), ps.ref}.encode());
       }
     }
   }

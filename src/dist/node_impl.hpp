@@ -92,8 +92,6 @@ bool numeric_endpoint(std::string_view ep);
 void warn_bad(const char* what, const std::string& detail);
 /// A registered function, if any (node.cpp).
 std::optional<RemoteFunction> find_function(std::string_view name);
-/// A link/monitor control frame: two terms, an optional flag byte, more terms.
-std::string control(Op op, std::initializer_list<Term> terms, int flag = -1);
 /// The payload of a node that can travel (Term or io::Request); false for other types.
 /// `json`: a Term goes as Payload::json (for a peer that asked for it in its HELLO).
 bool encode_payload(Writer& w, detail::MsgNode* n, bool json = false);

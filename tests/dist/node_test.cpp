@@ -229,6 +229,15 @@ TEST_CASE("ping: pong for a live node with our cookie, pang otherwise", "[distri
   std::string why;
   CHECK_FALSE(node::connect(atom("bad name"), &why));
   CHECK(why == "bad node name");
+  // `nodus ping` comes and goes: the pinged node logs it as a peer that left, not as a failure
+  Child p({kNodus, "ping", "kate@localhost", "--sname", "pinger@localhost", "--cookie", "secret"},
+          "pinger" + std::to_string(cl.port));
+  CHECK(p.wait() == 0);
+  CHECK(p.out() == "pong\n");
+  CHECK(eventually([&] { return kate->err().find("node pinger@localhost down") != std::string::npos; }));
+  CHECK(kate->err().find("hung up") == std::string::npos);
+  CHECK(kate->err().find("failed") == std::string::npos);
+  CHECK(kate->err().find("warn") == std::string::npos);
 }
 
 TEST_CASE("a wrong cookie is refused and logged on both sides", "[distributed]") {

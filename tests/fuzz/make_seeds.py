@@ -15,10 +15,12 @@ def term_tuple(*ts): return b'\x06' + struct.pack('<I', len(ts)) + b''.join(ts)
 def term_pid(node, creation, i, serial): return b'\x09' + str8(node) + struct.pack('<III', creation, i, serial)
 def term_ref(node, creation, a, b): return b'\x0a' + str8(node) + struct.pack('<IQ', creation, (a << 32) | b)
 
-V = b'\x01'
+V = b'\x02'  # wire protocol 2
 me = term_pid(b'fuzz@localhost', 7, 1, 0)
 seeds = {
-    'hello': rec(V + b'\x01' + str8(b'fuzz@localhost') + struct.pack('<I', 7) + b'N' * 16),
+    'hello': rec(V + b'\x01' + str8(b'fuzz@localhost') + struct.pack('<I', 7) + b'N' * 16 + b'\x00'),
+    'hello_v1': rec(b'\x01\x01' + str8(b'old@localhost') + struct.pack('<I', 7) + b'N' * 16),
+    'refuse': rec(V + b'\x05' + b'\x01' + str8(b'simultaneous')),
     'reply': rec(V + b'\x03' + b'M' * 32),
     'send_name_term': rec(V + b'\x11' + str8(b'sink') + b'\x01' + term_tuple(term_atom(b'hi'), term_int(42), term_bin(b'x' * 16))),
     'send_pid_term': rec(V + b'\x10' + struct.pack('<III', 1, 1, 0) + b'\x01' + term_atom(b'hello')),
