@@ -134,29 +134,27 @@ Handshake::Step Handshake::bad(std::string why) {
   return s;
 }
 
-std::string Handshake::hello() {
+// HELLO and CHALLENGE: who we are and a fresh nonce of ours (and, acceptor, our proof).
+std::string Handshake::introduce(Op op) {
   ours_ = make_nonce();
-  state_ = State::hello_sent;
-  std::string f = frame_head(Op::hello);
+  std::string f = frame_head(op);
   Writer w(f);
   w.str8(self_);
   w.u32(creation_);
   w.bytes(as_bytes(ours_));
+  if (op == Op::challenge) w.bytes(as_bytes(acceptor_mac(cookie_, theirs_, ours_, peer_, self_)));
   w.u8(flags_);
   return f;
 }
 
+std::string Handshake::hello() {
+  state_ = State::hello_sent;
+  return introduce(Op::hello);
+}
+
 std::string Handshake::challenge() {
-  ours_ = make_nonce();
   state_ = State::challenged;
-  std::string f = frame_head(Op::challenge);
-  Writer w(f);
-  w.str8(self_);
-  w.u32(creation_);
-  w.bytes(as_bytes(ours_));
-  w.bytes(as_bytes(acceptor_mac(cookie_, theirs_, ours_, peer_, self_)));
-  w.u8(flags_);
-  return f;
+  return introduce(Op::challenge);
 }
 
 std::string Handshake::refuse(Code code, std::string_view why) {

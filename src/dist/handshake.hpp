@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "wire.hpp"
+
 namespace nodus::dist {
 
 using Nonce = std::array<std::uint8_t, 16>;
@@ -82,6 +84,7 @@ class Handshake {
  private:
   enum class State { start, hello_sent, hello_seen, challenged, up, over };
   Step bad(std::string why);
+  std::string introduce(Op op);
   Role role_;
   std::string self_, cookie_;
   std::uint32_t creation_;

@@ -36,6 +36,20 @@ int connect_to(std::uint16_t port) {
   return fd;
 }
 
+// A listening socket on 127.0.0.1 (any port); its port in `port`.
+int listen_loopback(std::uint16_t* port) {
+  const int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  REQUIRE(::listen(lfd, 4) == 0);
+  socklen_t len = sizeof(a);
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return lfd;
+}
+
 std::uint16_t port_of(zmq::socket_t& s) {
   const std::string ep = s.get(zmq::sockopt::last_endpoint);
   return static_cast<std::uint16_t>(std::stoi(ep.substr(ep.rfind(':') + 1)));
@@ -149,19 +163,13 @@ TEST_CASE("a native DEALER talks to a libzmq ROUTER: short, long and big message
 
 TEST_CASE("a libzmq DEALER with heartbeats talks to a native ROUTER, which answers its PINGs", "[zmtp]") {
   zmq::context_t ctx;
-  const int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  REQUIRE(::listen(lfd, 4) == 0);
-  socklen_t len = sizeof(a);
-  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+  std::uint16_t port = 0;
+  const int lfd = listen_loopback(&port);
   zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
   dealer.set(zmq::sockopt::linger, 0);
   dealer.set(zmq::sockopt::heartbeat_ivl, 50);
   dealer.set(zmq::sockopt::heartbeat_timeout, 500);
-  dealer.connect("tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port)));
+  dealer.connect("tcp://127.0.0.1:" + std::to_string(port));
   const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK);
   REQUIRE(fd >= 0);
   ::close(lfd);
@@ -363,15 +371,9 @@ TEST_CASE("CURVE: a native client talks to a libzmq CURVE ROUTER, both ways, hea
 
 TEST_CASE("CURVE: a libzmq CURVE DEALER talks to a native server, which checks its key", "[zmtp][curve]") {
   KeyPair server, client, stranger;
-  const int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  REQUIRE(::listen(lfd, 4) == 0);
-  socklen_t len = sizeof(a);
-  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
-  const std::string ep = "tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  std::uint16_t port = 0;
+  const int lfd = listen_loopback(&port);
+  const std::string ep = "tcp://127.0.0.1:" + std::to_string(port);
   auto curve = std::make_shared<Curve>();
   curve->server = true;
   curve->public_key = server.pub_raw;
