@@ -1159,8 +1159,11 @@ TEST_CASE("a peer frozen for over a tick: both sides see nodedown, every gap is 
   StreamLog log;
   spawn(streamer, &log, std::int64_t{40000}, atom("kate@localhost"));
   REQUIRE(eventually([&] { return log.sent >= 4000; }, 20s));
+  const auto frozen_at = std::chrono::steady_clock::now();
   kate.signal(SIGSTOP);
   const bool down = eventually([&] { return log.downs >= 1; }, 10s);
+  // the fault lasts 1.5 ticks (its length, not a synchronisation: the sender keeps sending)
+  std::this_thread::sleep_until(frozen_at + 1500ms);  // NOLINT: the fault's duration
   kate.signal(SIGCONT);
   REQUIRE(down);
   REQUIRE(eventually([&] { return log.done.load(); }, 60s));
