@@ -76,6 +76,8 @@ run_anchor() {  # set:scenario
     erlang)
       command -v erl >/dev/null || "$anchors/run.sh" --help >/dev/null 2>&1 || true
       command -v erl >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq erlang-base erlang-dev >/dev/null; }
+      # the Task.Supervisor anchors are Elixir scripts
+      [[ $s != dist_task_* ]] || command -v elixir >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq elixir >/dev/null; }
       "$anchors/erlang/$s.sh" 2>/dev/null | grep '^RESULT ' | sed 's/^RESULT name=/RESULT name=erlang./' ;;
     zmq)
       "$anchors/zmq/run.sh" 2>/dev/null | grep '^RESULT ' ;;
