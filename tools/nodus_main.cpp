@@ -37,7 +37,7 @@ Proc echo() {
   }
 }
 
-// The anchors' bench processes (../shared/anchors/erlang/src/bench.erl), same messages:
+// The anchors' bench processes (the Erlang anchor benchmark's bench.erl), same messages:
 // sink: {start, From, N}, then N x {seq, I, Bin} -> From ! {done, N, OutOfOrder}
 Proc bench_sink() {
   for (;;) {
@@ -61,7 +61,7 @@ Proc bench_echo() {
   }
 }
 
-// The anchors' task callee (../shared/anchors/erlang/exs/task_b.exs): BenchM.f(x) -> x.
+// The anchors' task callee (the Elixir anchor benchmark's task_b.exs): BenchM.f(x) -> x.
 Async<Term> bench_f(Term args) { co_return args[0]; }
 
 int cmd_ping(const NodeFlags& f, const std::string& target) {

@@ -1,4 +1,4 @@
-// The lesson's Chat application (../shared/seed), in C++: a Chat.TaskSupervisor under
+// The lesson's Chat application (from the Elixir tutorial), in C++: a Chat.TaskSupervisor under
 // Chat.Supervisor; Chat.send_message runs Chat.receive_message (or, for moebi, the moebi
 // clause that answers "chicken?") under the recipient's task supervisor and awaits it.
 #pragma once
