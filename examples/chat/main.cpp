@@ -1,9 +1,9 @@
-// chat: the lesson's node (the Elixir tutorial nodus reproduces).
-// `chat --sname alex@localhost --cookie C` starts the Chat application (Chat.TaskSupervisor
-// under Chat.Supervisor) and registers the lesson's functions. Each stdin line `RECIPIENT TEXT` is Chat.send_message(RECIPIENT, TEXT); messages
-// this node receives are printed alone on their line on stdout; errors go to stderr as
-// `error: no connection to moebi@localhost`. At the end of stdin it keeps serving until
-// SIGINT/SIGTERM, then stops the application in order and exits 0.
+// chat: the lesson's node (the Elixir tutorial nodus reproduces). `chat --sname alex@localhost
+// --cookie C` starts the Chat application (Chat.TaskSupervisor under Chat.Supervisor) and
+// registers the lesson's functions. Each stdin line `RECIPIENT TEXT` is
+// Chat.send_message(RECIPIENT, TEXT); messages this node receives are printed alone on their line
+// on stdout; errors go to stderr as `error: no connection to moebi@localhost`. At the end of stdin
+// it keeps serving until SIGINT/SIGTERM, then stops the application in order and exits 0.
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
