@@ -114,12 +114,13 @@ std::string frame_head(Op op) {
 }
 std::string_view as_bytes(const Nonce& n) { return {reinterpret_cast<const char*>(n.data()), n.size()}; }
 std::string_view as_bytes(const Mac& m) { return {reinterpret_cast<const char*>(m.data()), m.size()}; }
-bool valid_name(std::string_view n) {
+}  // namespace
+
+bool valid_node_name(std::string_view n) {
   const auto at = n.find('@');
   return at != std::string_view::npos && at > 0 && at + 1 < n.size() && n.size() <= 255 &&
          n.find('@', at + 1) == std::string_view::npos;
 }
-}  // namespace
 
 Handshake::Handshake(Role role, std::string self, std::uint32_t creation, std::string cookie, std::uint8_t flags,
                      std::string peer)
@@ -199,7 +200,7 @@ Handshake::Step Handshake::on_frame(std::string_view frame) {
     peer_creation_ = r.u32();
     const std::string_view nonce = r.bytes(16);
     peer_flags_ = r.u8();
-    if (!r.ok() || !r.at_end() || !valid_name(name)) return bad("malformed HELLO");
+    if (!r.ok() || !r.at_end() || !valid_node_name(name)) return bad("malformed HELLO");
     if (name == self_) return bad("a HELLO with this node's own name");
     peer_.assign(name);
     std::memcpy(theirs_.data(), nonce.data(), 16);

@@ -35,6 +35,9 @@ bool mac_equal(const Mac& a, std::string_view b);
 
 namespace nodus::dist {
 
+/// name@host, at most 255 bytes, one '@' with something on both sides.
+bool valid_node_name(std::string_view n);
+
 /// The nodus handshake of wire protocol 2 on one connection (docs/PROTOCOL.md section 4), as a
 /// state machine with no socket: frames in, frames out. The connector sends HELLO; the
 /// acceptor answers CHALLENGE (its proof and its nonce); the connector checks it and answers

@@ -1,5 +1,4 @@
 // The public distribution API (nodus/node.hpp) and the runtime hooks for remote pids.
-#include "frames.hpp"
 #include "node_impl.hpp"
 
 namespace nodus {
@@ -195,10 +194,7 @@ std::uint64_t request_spawn(dist::NodeImpl* node, Atom node_name, const std::str
   if (opts.link) flags |= dist::kSpawnLink;
   if (opts.monitor) flags |= dist::kSpawnMonitor;
   const std::uint64_t req = node->next_request();
-  std::string f = dist::frames::SpawnRequest{req, me.id, me.serial,
-                                             static_cast<std::uint8_t>(flags & (dist::kSpawnLink | dist::kSpawnMonitor)),
-                                             gl, function, args, ref}
-                      .encode();
+  std::string f = dist::frames::SpawnRequest{req, me.id, me.serial, flags, gl, function, args, ref}.encode();
   if (f.empty()) throw SpawnError("spawn request does not fit the wire (a name longer than 255 bytes)");
   if (opts.monitor) {
     // the caller's side exists before the request leaves: a DOWN that beats the reply is kept

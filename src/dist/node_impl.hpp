@@ -25,6 +25,7 @@
 #include "../runtime/context.hpp"
 #include "../runtime/process.hpp"
 #include "channel.hpp"
+#include "frames.hpp"
 #include "peer_links.hpp"
 #include "codec.hpp"
 #include "handshake.hpp"
@@ -80,10 +81,9 @@ struct Command {
   Ref ref;                    // spawn with monitor: the monitor's ref
   std::string key, error;     // resolved: the port mapper's CURVE key, or why the lookup failed
 };
-inline constexpr std::uint8_t kSpawnLink = 1, kSpawnMonitor = 2;  // on the wire
+inline constexpr std::uint8_t kSpawnLink = frames::kLinkFlag, kSpawnMonitor = frames::kMonitorFlag;  // on the wire
 inline constexpr std::uint8_t kSpawnAsync = 0x80;  // local only: answer with a SpawnReply message
 
-bool valid_node_name(std::string_view n);
 inline std::string host_of(std::string_view n) { return std::string(n.substr(n.find('@') + 1)); }
 inline std::string short_of(std::string_view n) { return std::string(n.substr(0, n.find('@'))); }
 /// An endpoint whose host needs no lookup (an IPv4 address or localhost).
@@ -211,7 +211,6 @@ class NodeImpl {
   struct Peer {
     Conn* conn = nullptr;  // null while its address is looked up or after it said it calls us
     bool up = false;
-    std::uint32_t creation = 0;
     std::vector<std::shared_ptr<Waiter>> waiters;
     Clock::time_point deadline;  // not up by then: no connection
   };

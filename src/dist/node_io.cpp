@@ -12,12 +12,6 @@
 
 namespace nodus::dist {
 
-bool valid_node_name(std::string_view n) {
-  const auto at = n.find('@');
-  return at != std::string_view::npos && at > 0 && at + 1 < n.size() && n.size() <= 255 &&
-         n.find('@', at + 1) == std::string_view::npos;
-}
-
 
 // Rate-limited warnings about bad input: at most one line per second per kind.
 void warn_bad(const char* what, const std::string& detail) {

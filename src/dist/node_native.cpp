@@ -274,7 +274,6 @@ void NodeImpl::became_up(Conn& c) {
   Peer& p = peers_[node.id()];
   p.conn = &c;
   p.up = true;
-  p.creation = c.hs.peer_creation();
   c.up = true;
   const auto now = Clock::now();
   c.last_heard = now;

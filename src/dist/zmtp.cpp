@@ -169,6 +169,17 @@ Stream::Stream(int fd, std::string_view socket_type, std::uint64_t max_message, 
   if (connected_) write_out();
 }
 
+// A command's body: str8 name, then its data.
+bool Stream::split_command(std::string_view body, std::string_view* name, std::string_view* data) {
+  if (body.empty() || static_cast<unsigned char>(body[0]) + 1u > body.size()) {
+    fail("malformed command");
+    return false;
+  }
+  *name = body.substr(1, static_cast<unsigned char>(body[0]));
+  *data = body.substr(1 + name->size());
+  return true;
+}
+
 const Key& Stream::peer_key() const {
   static const Key none{};
   return cs_ ? cs_->peer_long : none;
@@ -176,12 +187,8 @@ const Key& Stream::peer_key() const {
 
 // A CURVE handshake command from the peer (the reader); answers go to hs_out_.
 bool Stream::curve_command(std::string_view body) {
-  if (body.empty() || static_cast<unsigned char>(body[0]) + 1u > body.size()) {
-    fail("malformed command");
-    return false;
-  }
-  const std::string_view name = body.substr(1, static_cast<unsigned char>(body[0]));
-  const std::string_view data = body.substr(1 + name.size());
+  std::string_view name, data;
+  if (!split_command(body, &name, &data)) return false;
   CurveState& c = *cs_;
   using E = CurveState::Expect;
   if (name == "ERROR") {
@@ -570,12 +577,8 @@ bool Stream::next(std::string_view* message) {
 }
 
 bool Stream::command(std::string_view body) {
-  if (body.empty() || static_cast<unsigned char>(body[0]) + 1u > body.size()) {
-    fail("malformed command");
-    return false;
-  }
-  const std::string_view name = body.substr(1, static_cast<unsigned char>(body[0]));
-  const std::string_view data = body.substr(1 + name.size());
+  std::string_view name, data;
+  if (!split_command(body, &name, &data)) return false;
   if (state_ == State::handshake) {
     if (name == "ERROR") {
       fail("the peer sent ERROR: " + std::string(data.substr(data.empty() ? 0 : 1)));

@@ -138,6 +138,7 @@ class Stream final : public Connection {
   std::size_t out_end() const { return blocked_ ? std::min(out_.size(), kGreetingSize) : out_.size(); }
   void fail(std::string why);
   bool command(std::string_view body);
+  bool split_command(std::string_view body, std::string_view* name, std::string_view* data);
   // CURVE
   bool curve_command(std::string_view body);       // a handshake command (reader side)
   bool curve_decrypt(char* body, std::size_t size, std::string_view* message, bool* is_command);
