@@ -508,9 +508,9 @@ void NodeImpl::heartbeats(Clock::time_point now, Clock::time_point* wake) {
       c.heard = c.stream->received();
       c.last_heard = now;
     }
-    {
+    if (now >= c.next_ping || now - c.last_heard > tick) {  // (the channel's lock only when due)
       std::lock_guard lock(c.channel->mu);
-      if (c.stream->drained() != c.drained_at) {  // it reads what waited for it: alive
+      if (c.stream->drained() != c.drained_at) {  // it read what waited for it since the last look: alive
         c.drained_at = c.stream->drained();
         c.last_heard = now;
       }
