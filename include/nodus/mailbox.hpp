@@ -42,6 +42,15 @@ class Mailbox {
     wait(r);
     return r.await_resume();
   }
+  /// receive(pred, timeout) for the reply to a request sent since the last receive returned:
+  /// messages earlier receives left in the mailbox are not looked at (they cannot be it).
+  template <class T, class Pred, class Rep, class Period>
+  std::optional<T> receive_reply(Pred pred, std::chrono::duration<Rep, Period> timeout) {
+    detail::ReceiveAwaiter<T, Pred, true> r(
+        std::move(pred), std::chrono::duration_cast<Clock::duration>(timeout), true);
+    wait(r);
+    return r.await_resume();
+  }
   /// The oldest message of any type, or nullopt after `timeout`.
   template <class Rep, class Period>
   std::optional<Message> receive_any(std::chrono::duration<Rep, Period> timeout) {

@@ -23,7 +23,7 @@ struct MsgNode;
 
 /// What a mailbox node is: an ordinary message, a signal the runtime acts on, or a message
 /// still in its wire encoding (EncodedNode), decoded by the receiving process itself.
-enum class NodeKind : std::uint8_t { message, exit_signal, timeout_signal, encoded };
+enum class NodeKind : std::uint8_t { message, exit_signal, encoded };
 
 /// Per-type table: one static instance per message type; its address is the type's identity.
 struct TypeInfo {

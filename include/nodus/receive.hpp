@@ -20,13 +20,19 @@ namespace detail {
 /// A pending receive, type-erased so the runtime can match messages against it while the
 /// process sleeps. Lives in the waiting coroutine's frame.
 struct Receiver {
+  /// Null for a receive that takes nothing (sleep_for): the mailbox is not scanned for it.
   bool (*matches)(const Receiver*, const MsgNode*) = nullptr;
   MsgNode* matched = nullptr;
   bool has_deadline = false;
   bool timed_out = false;
   Clock::time_point deadline{};
   std::uint64_t timer = 0;  ///< runtime's timer id while suspended with a deadline
-  std::uint64_t token = 0;  ///< identifies this receive to its timeout signal
+  std::uint64_t token = 0;  ///< identifies this receive to its timer (`timeout_fired`)
+  /// What is looked for answers a request sent after the last receive returned, so none of
+  /// the messages earlier receives skipped can be it: the scan starts after them (Erlang's
+  /// receive marker for calls), and a call from a process with a long mailbox costs only
+  /// the new arrivals.
+  bool after_saved = false;
 };
 
 /// First attempt, from await_ready: true if a message matched or the timeout is already due.
@@ -45,9 +51,11 @@ template <class T, class Pred, bool Timed>
 class ReceiveAwaiter : public Receiver {
  public:
   explicit ReceiveAwaiter(Pred p) : pred_(std::move(p)) { matches = &match; }
-  ReceiveAwaiter(Pred p, Clock::duration d) : ReceiveAwaiter(std::move(p)) {
+  ReceiveAwaiter(Pred p, Clock::duration d, bool only_after_saved = false)
+      : ReceiveAwaiter(std::move(p)) {
     has_deadline = true;
     deadline = Clock::now() + d;
+    after_saved = only_after_saved;
   }
   ReceiveAwaiter(const ReceiveAwaiter&) = delete;
 
@@ -76,6 +84,20 @@ class ReceiveAwaiter : public Receiver {
     }
   }
   Pred pred_;
+};
+
+/// `receive after D -> ok end`: waits for its deadline only, taking no message (exit signals
+/// are still acted on as they arrive).
+class SleepAwaiter : public Receiver {
+ public:
+  explicit SleepAwaiter(Clock::duration d) {
+    has_deadline = true;
+    deadline = Clock::now() + d;
+  }
+  SleepAwaiter(const SleepAwaiter&) = delete;
+  bool await_ready() { return receive_ready(*this); }
+  void await_suspend(std::coroutine_handle<> h) { receive_suspend(*this, h); }
+  void await_resume() const noexcept {}
 };
 
 struct YieldAwaiter {
@@ -111,6 +133,15 @@ auto receive(Pred pred, std::chrono::duration<Rep, Period> timeout) {
       std::move(pred), std::chrono::duration_cast<Clock::duration>(timeout));
 }
 
+namespace detail {
+/// receive<T>(pred, timeout) for a reply to a request sent since the last receive returned
+/// (see Receiver::after_saved): gen_server::call's wait for its reply.
+template <class T, class Pred>
+auto receive_reply(Pred pred, Clock::duration timeout) {
+  return ReceiveAwaiter<T, Pred, true>(std::move(pred), timeout, true);
+}
+}  // namespace detail
+
 /// The oldest message of any type.
 inline auto receive_any() { return receive<Message>(); }
 /// The oldest message for which `pred(const MessageRef&)` is true.
@@ -124,13 +155,11 @@ auto receive_any(std::chrono::duration<Rep, Period> timeout) {
 }
 
 /// Suspends the process for `d` without taking any message (`receive after D -> ok end`).
+/// The mailbox is not scanned (as Erlang compiles a receive with no clauses), so a sleep takes
+/// its time however many messages are queued or keep arriving.
 template <class Rep, class Period>
 auto sleep_for(std::chrono::duration<Rep, Period> d) {
-  struct Never {
-    bool operator()(const MessageRef&) const noexcept { return false; }
-  };
-  return detail::ReceiveAwaiter<Message, Never, true>(
-      Never{}, std::chrono::duration_cast<Clock::duration>(d));
+  return detail::SleepAwaiter(std::chrono::duration_cast<Clock::duration>(d));
 }
 
 /// Lets other runnable processes run (bodies are cooperative: a long loop should yield).

@@ -133,13 +133,13 @@ Pid start(std::unique_ptr<GenServer> server, StartOptions opts) {
 
 Async<Term> call(ServerRef to, Term request, std::chrono::milliseconds timeout) {
   PendingCall c(to, std::move(request));
-  std::optional<Message> m = co_await receive<Message>([&c](const MessageRef& r) { return c.matches(r); }, timeout);
+  std::optional<Message> m = co_await detail::receive_reply<Message>([&c](const MessageRef& r) { return c.matches(r); }, timeout);
   co_return c.finish(std::move(m));
 }
 
 Term call(Mailbox& mb, ServerRef to, Term request, std::chrono::milliseconds timeout) {
   PendingCall c(to, std::move(request));
-  return c.finish(mb.receive<Message>([&c](const MessageRef& r) { return c.matches(r); }, timeout));
+  return c.finish(mb.receive_reply<Message>([&c](const MessageRef& r) { return c.matches(r); }, timeout));
 }
 
 void cast(ServerRef to, Term msg) {
@@ -192,12 +192,12 @@ Pid start_registered(Proc body, Atom name, bool link) {
 
 Async<Term> call_with(ServerRef to, RequestSender send_request, std::chrono::milliseconds timeout) {
   PendingCall c(to, send_request);
-  std::optional<Message> m = co_await receive<Message>([&c](const MessageRef& r) { return c.matches(r); }, timeout);
+  std::optional<Message> m = co_await detail::receive_reply<Message>([&c](const MessageRef& r) { return c.matches(r); }, timeout);
   co_return c.finish(std::move(m));
 }
 Term call_with(Mailbox& mb, ServerRef to, RequestSender send_request, std::chrono::milliseconds timeout) {
   PendingCall c(to, send_request);
-  return c.finish(mb.receive<Message>([&c](const MessageRef& r) { return c.matches(r); }, timeout));
+  return c.finish(mb.receive_reply<Message>([&c](const MessageRef& r) { return c.matches(r); }, timeout));
 }
 }  // namespace detail
 }  // namespace nodus

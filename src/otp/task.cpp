@@ -367,12 +367,12 @@ supervisor::ChildSpec child_spec(Atom name) {
 namespace {
 Async<Task> async_impl(ServerRef sup, std::string function, Term args, bool link) {
   StartCall c(sup, function, std::move(args), link);
-  auto m = co_await receive<Message>([&c](const MessageRef& r) { return c.matches(r); }, kStartTimeout);
+  auto m = co_await detail::receive_reply<Message>([&c](const MessageRef& r) { return c.matches(r); }, kStartTimeout);
   co_return c.finish(std::move(m), function);
 }
 Task async_impl(Mailbox& mb, ServerRef sup, std::string function, Term args, bool link) {
   StartCall c(sup, function, std::move(args), link);
-  return c.finish(mb.receive<Message>([&c](const MessageRef& r) { return c.matches(r); }, kStartTimeout), function);
+  return c.finish(mb.receive_reply<Message>([&c](const MessageRef& r) { return c.matches(r); }, kStartTimeout), function);
 }
 }  // namespace
 

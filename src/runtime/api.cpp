@@ -103,7 +103,7 @@ std::uint64_t send_after_node(Clock::duration d, const Pid& to, MsgNode* n) {
 
 bool receive_ready(Receiver& r) {
   Process* p = caller("receive");
-  p->cursor = &p->save_head;  // a new receive looks at every message again
+  p->cursor = r.after_saved ? p->save_tail : &p->save_head;  // a new receive looks at every message again
   p->pending = &r;
   const auto s = runtime::scan(p, r);
   if (s == runtime::Scan::matched) {
@@ -125,11 +125,7 @@ void receive_suspend(Receiver& r, std::coroutine_handle<> h) {
   p->resume_point = h;
   if (r.has_deadline && p->exit_reason == nullptr) {
     r.token = ++p->next_token;
-    r.timer = ctx().timers.add(
-        r.deadline, p->pid(),
-        new TypedNode<runtime::TimeoutSignal>(
-            &type_info_v<runtime::TimeoutSignal, NodeKind::timeout_signal>,
-            runtime::TimeoutSignal{r.token}));
+    r.timer = ctx().timers.add_timeout(r.deadline, p->pid(), r.token);
   }
 }
 

@@ -34,7 +34,7 @@ Mailbox::~Mailbox() {
 
 void Mailbox::wait(detail::Receiver& r) {
   if (dead_) throw ProcessExit{atoms::noproc()};
-  p_->cursor = &p_->save_head;
+  p_->cursor = r.after_saved ? p_->save_tail : &p_->save_head;
   p_->pending = &r;
   for (;;) {
     const auto s = runtime::scan(p_, r);

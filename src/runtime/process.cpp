@@ -118,12 +118,6 @@ MsgNode* handle_signal(Process* p, MsgNode* n) {
   switch (n->type->kind) {
     case detail::NodeKind::message: return n;
     case detail::NodeKind::exit_signal: return handle_exit_signal(p, n);
-    case detail::NodeKind::timeout_signal:
-      if (p->pending && p->pending->token == value_of<TimeoutSignal>(n).token) {
-        p->pending->timed_out = true;
-      }
-      destroy(n);
-      return nullptr;
     case detail::NodeKind::encoded: {
       auto* e = static_cast<detail::EncodedNode*>(n);
       MsgNode* m = e->decode(e);
@@ -240,6 +234,16 @@ void push(Process* p, MsgNode* n) noexcept {
   if (waiting) wake(p);  // after publishing, so the woken owner finds the node linked
 }
 
+void fire_timeout(const Pid& to, std::uint64_t token) noexcept {
+  Context* c = ctx_if();
+  Process* p = c ? c->table.lookup(to) : nullptr;
+  if (p == nullptr) return;
+  // Dekker with the owner's park: it stores `waiting` then loads `timeout_fired`; we store
+  // `timeout_fired` then load `state`. A block recycled meanwhile gets a harmless extra look.
+  p->timeout_fired.store(token, std::memory_order_seq_cst);
+  if (p->state.load(std::memory_order_seq_cst) == State::waiting) wake(p);
+}
+
 void drain(Process* p) noexcept {
   while (MsgNode* n = pop(p)) destroy(n);
   destroy_chain(std::exchange(p->save_head, nullptr));
@@ -256,7 +260,6 @@ void prepare(Process* p, bool is_thread, const Pid& group_leader) {
   p->has_late_replies = false;
   p->exit_reason = nullptr;
   p->pending = nullptr;
-  p->next_token = 0;
   p->run_next = nullptr;
   p->root = {};
   // a stale pid holder may be looking at this block under its lock (and will see the old
@@ -364,26 +367,46 @@ void send_exit_signal(const Pid& to, const Pid& from, Term reason, bool from_lin
                         ExitSignal{from, std::move(reason), from_link}));
 }
 
+namespace {
+// How many arrivals a scan takes between looks at the receive's deadline: a flood that keeps
+// the queue non-empty cannot hold a timeout back by more than this many messages.
+constexpr unsigned kDeadlineEvery = 64;
+
+bool deadline_passed(const Process* p, const detail::Receiver& r) {
+  if (!r.has_deadline) return false;
+  if (r.token != 0 && p->timeout_fired.load(std::memory_order_acquire) == r.token) return true;
+  return Clock::now() >= r.deadline;
+}
+}  // namespace
+
 Scan scan(Process* p, detail::Receiver& r) {
-  // messages skipped earlier, from where this receive stopped last time
-  MsgNode** link = p->cursor;
-  for (MsgNode* n = *link; n; link = link_of(n), n = *link) {
-    if (r.matches(&r, n)) {
-      *link = next_of(n);
-      if (p->save_tail == link_of(n)) p->save_tail = link;
-      n->next.store(nullptr, std::memory_order_relaxed);
-      p->cursor = &p->save_head;
-      r.matched = n;
-      return Scan::matched;
+  // messages skipped earlier, from where this receive stopped last time (a receive that can
+  // match nothing, sleep_for, has nothing to look for there)
+  if (r.matches != nullptr) {
+    MsgNode** link = p->cursor;
+    for (MsgNode* n = *link; n; link = link_of(n), n = *link) {
+      if (r.matches(&r, n)) {
+        *link = next_of(n);
+        if (p->save_tail == link_of(n)) p->save_tail = link;
+        n->next.store(nullptr, std::memory_order_relaxed);
+        p->cursor = &p->save_head;
+        r.matched = n;
+        return Scan::matched;
+      }
     }
   }
   // new arrivals: a match is taken straight from the queue, the rest are saved
+  unsigned taken = 0;
   while (p->exit_reason == nullptr) {
+    if (++taken % kDeadlineEvery == 0 && deadline_passed(p, r)) {
+      r.timed_out = true;
+      break;
+    }
     MsgNode* n = pop_own(p);
     if (n == nullptr) break;
     n = admit(p, n);
     if (n == nullptr) continue;
-    if (r.matches(&r, n)) {
+    if (r.matches != nullptr && r.matches(&r, n)) {
       n->next.store(nullptr, std::memory_order_relaxed);
       p->cursor = &p->save_head;
       r.matched = n;
@@ -393,6 +416,10 @@ Scan scan(Process* p, detail::Receiver& r) {
   }
   p->cursor = p->save_tail;  // everything saved so far has been looked at
   if (p->exit_reason) return Scan::must_exit;
+  if (!r.timed_out && r.token != 0 && r.has_deadline &&
+      p->timeout_fired.load(std::memory_order_acquire) == r.token) {
+    r.timed_out = true;
+  }
   return r.timed_out ? Scan::timed_out : Scan::no_match;
 }
 

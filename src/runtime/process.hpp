@@ -51,10 +51,6 @@ struct ExitSignal {
   Term reason;
   bool from_link;
 };
-/// Wakes a process whose receive timed out; `token` names that receive.
-struct TimeoutSignal {
-  std::uint64_t token;
-};
 
 /// Control blocks live in a type-stable pool: once allocated, the memory stays a Process for the
 /// runtime's life. A sender resolves a pid to a block and checks its identity without taking a
@@ -78,6 +74,11 @@ struct Process {
   Pid group_leader;                     ///< guarded by `lock` (set_group_leader may come from anywhere)
   Extras* extras = nullptr;
   ThreadWait* thread_wait = nullptr;  ///< made on first use by a Mailbox; kept with the block
+  /// The token of the last receive whose timeout the timer thread fired. A flag rather than a
+  /// signal in the queue, so a timeout is seen at once however many messages are queued ahead
+  /// of it. Tokens are never reused by a block (`next_token` survives incarnations), so a late
+  /// timer of a former incarnation matches no receive of this one.
+  std::atomic<std::uint64_t> timeout_fired{0};
   // --- the owner's side (the worker running it, or the Mailbox thread), written per message
   alignas(64) detail::MsgNode* inbox_tail = &stub;
   detail::MsgNode stub;
@@ -92,7 +93,7 @@ struct Process {
   detail::Receiver* pending = nullptr;
   std::coroutine_handle<> resume_point;
   Proc::handle root;
-  std::uint64_t next_token = 0;
+  std::uint64_t next_token = 0;  ///< never reset (see `timeout_fired`)
   Process* run_next = nullptr;  ///< intrusive run-queue link
 
   Pid pid() const;
@@ -119,6 +120,17 @@ inline bool push_in_flight(const Process* p) noexcept { return p->inbox_tail != 
 /// atomics may be read): has anything been pushed since the owner last emptied the queue?
 inline bool has_input(const Process* p) noexcept {
   return p->inbox_head.load(std::memory_order_seq_cst) != &p->stub;
+}
+/// Called by the timer thread at a receive's deadline: marks receive `token` of `to` timed
+/// out and wakes the process if it waits.
+void fire_timeout(const Pid& to, std::uint64_t token) noexcept;
+/// Owner only, before parking: the token of the pending receive's timer (0: none). Read it
+/// before publishing `waiting`; after, compare with `timeout_fired` to not park past a timeout.
+inline std::uint64_t pending_timer_token(const Process* p) noexcept {
+  return (p->pending && p->pending->timer != 0) ? p->pending->token : 0;
+}
+inline bool timeout_due(const Process* p, std::uint64_t token) noexcept {
+  return token != 0 && p->timeout_fired.load(std::memory_order_seq_cst) == token;
 }
 /// Owner only: destroys whatever is in the mailbox (new incarnation, or termination).
 void drain(Process* p) noexcept;

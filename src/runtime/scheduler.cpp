@@ -229,7 +229,7 @@ void Scheduler::run(Worker& w, Process* p) {
         break;
       }
       if (s != Scan::no_match) {
-        if (r.timer != 0 && s == Scan::matched) ctx().timers.cancel(r.timer);
+        if (r.timer != 0) ctx().timers.cancel(r.timer);  // a no-op if it fired
         r.timer = 0;
         p->pending = nullptr;
         resume = true;
@@ -271,8 +271,9 @@ void Scheduler::run(Worker& w, Process* p) {
     // process may already be running on another worker: only its atomics may be touched.
     NODUS_MARK(park);
     flush_remote();
+    const std::uint64_t timer_token = pending_timer_token(p);
     p->state.store(State::waiting, std::memory_order_seq_cst);
-    if (!has_input(p)) break;
+    if (!has_input(p) && !timeout_due(p, timer_token)) break;
     State expected = State::waiting;
     if (budget >= kWakeBudget) {
       if (p->state.compare_exchange_strong(expected, State::queued)) shared_.push(p);

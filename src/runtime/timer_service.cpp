@@ -11,7 +11,9 @@ TimerService::TimerService() : thread_([this] { loop(); }) {}
 
 TimerService::~TimerService() {
   stop();
-  for (auto& [k, e] : by_deadline_) e.node->type->destroy(e.node);
+  for (auto& [k, e] : by_deadline_) {
+    if (e.node) e.node->type->destroy(e.node);
+  }
 }
 
 void TimerService::stop() {
@@ -32,12 +34,21 @@ constexpr auto kLinger = std::chrono::seconds(1);
 }  // namespace
 
 std::uint64_t TimerService::add(Clock::time_point deadline, const Pid& to, detail::MsgNode* n) {
+  return insert(deadline, Entry{to, n});
+}
+
+std::uint64_t TimerService::add_timeout(Clock::time_point deadline, const Pid& to,
+                                        std::uint64_t token) {
+  return insert(deadline, Entry{to, nullptr, token});
+}
+
+std::uint64_t TimerService::insert(Clock::time_point deadline, Entry e) {
   bool notify;
   std::uint64_t id;
   {
     std::lock_guard lock(mu_);
     id = next_id_++;
-    by_deadline_.emplace(Key{deadline, id}, Entry{to, n});
+    by_deadline_.emplace(Key{deadline, id}, e);
     deadline_of_.emplace(id, deadline);
     notify = deadline < wake_at_;  // the thread would look too late
     last_add_ = Clock::now();
@@ -57,7 +68,7 @@ bool TimerService::cancel(std::uint64_t id) {
     by_deadline_.erase(it);
     deadline_of_.erase(d);
   }
-  n->type->destroy(n);
+  if (n) n->type->destroy(n);
   return true;
 }
 
@@ -89,7 +100,13 @@ void TimerService::loop() {
       it = by_deadline_.erase(it);
     }
     lock.unlock();
-    for (auto& e : due) deliver_local(e.to, e.node);
+    for (auto& e : due) {
+      if (e.node) {
+        deliver_local(e.to, e.node);
+      } else {
+        fire_timeout(e.to, e.token);
+      }
+    }
     due.clear();
     lock.lock();
   }

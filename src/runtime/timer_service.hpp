@@ -22,6 +22,8 @@ class TimerService {
 
   /// Delivers `n` to `to` at `deadline`. Takes ownership of `n`. Returns the timer id (never 0).
   std::uint64_t add(Clock::time_point deadline, const Pid& to, detail::MsgNode* n);
+  /// At `deadline`, marks receive `token` of `to` timed out (fire_timeout). Returns the id.
+  std::uint64_t add_timeout(Clock::time_point deadline, const Pid& to, std::uint64_t token);
   /// Removes a pending timer and frees its node; false if it fired already or never existed.
   bool cancel(std::uint64_t id);
   void stop();
@@ -30,8 +32,10 @@ class TimerService {
  private:
   struct Entry {
     Pid to;
-    detail::MsgNode* node;
+    detail::MsgNode* node;  ///< null for a receive timeout
+    std::uint64_t token = 0;
   };
+  std::uint64_t insert(Clock::time_point deadline, Entry e);
   using Key = std::pair<Clock::time_point, std::uint64_t>;
   void loop();
 
