@@ -8,7 +8,8 @@
 //
 // --sname NAME@HOST, --cookie C, --ticktime MS, --port P (listen port, default ephemeral),
 // --peer NAME@HOST=tcp://ADDR:PORT[,key=PUB] (repeatable static peer list), --no-portmapper,
-// --curve-key FILE --curve-allow DIR_OR_FILE (CURVE mode, docs/security.md).
+// --curve-key FILE --curve-allow DIR_OR_FILE (CURVE mode, docs/security.md),
+// --dist-buffer BYTES (the send budget per peer, docs/runtime.md).
 // Header-only; needs CLI11 (Debian: libcli11-dev).
 #pragma once
 
@@ -32,6 +33,7 @@ struct NodeFlags {
   bool no_portmapper = false;
   std::string curve_key;
   std::string curve_allow;
+  std::size_t dist_buffer = NodeOptions{}.dist_buffer;
 };
 
 inline void add_node_flags(CLI::App& app, NodeFlags& f, bool sname_required = true) {
@@ -54,6 +56,11 @@ inline void add_node_flags(CLI::App& app, NodeFlags& f, bool sname_required = tr
                                "CURVE mode: a .pub file or a directory of them: the nodes to accept");
   key->needs(allow);
   allow->needs(key);
+  app.add_option("--dist-buffer", f.dist_buffer,
+                 "bytes queued for one peer before processes sending to it are suspended (Erlang's "
+                 "dist_buf_busy_limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t(4096), std::size_t(1) << 34));
 }
 
 /// The NodeOptions the flags describe; std::invalid_argument for a malformed --peer.
@@ -64,6 +71,7 @@ inline NodeOptions node_options(const NodeFlags& f) {
   o.ticktime = std::chrono::milliseconds(f.ticktime_ms);
   o.listen_port = f.port;
   o.use_portmapper = !f.no_portmapper;
+  o.dist_buffer = f.dist_buffer;
   if (!f.curve_key.empty()) o.curve = load_curve(f.curve_key, f.curve_allow);
   for (const auto& p : f.peers) {
     const auto eq = p.find('=');

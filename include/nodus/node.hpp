@@ -59,6 +59,11 @@ struct NodeOptions {
   bool use_portmapper = true;
   /// Set: CURVE mode (the cookie is not used); unset: cookie mode.
   std::optional<CurveOptions> curve;
+  /// The send budget: bytes queued for one peer (not yet taken by the kernel) past which a
+  /// process sending a message to it is suspended until the queue drains to half of it, and a
+  /// plain thread sending blocks (Erlang's dist_buf_busy_limit, 1 MB by default too). Only
+  /// senders to that peer wait; send_nosuspend returns false instead. At least 4096.
+  std::size_t dist_buffer = std::size_t(1) << 20;
 };
 
 /// Makes this OS process a distributed node. Needs a running Runtime; one Node at a time.

@@ -39,6 +39,7 @@ struct Closure {
 Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monitor_ref,
                 const Pid& remote_link = {}, const Pid& remote_watcher = {}, const Ref& remote_ref = {});
 void deliver(const Pid& to, MsgNode* n);
+bool deliver_nosuspend(const Pid& to, MsgNode* n);
 bool deliver_named(Atom name, MsgNode* n);
 std::uint64_t send_after_node(Clock::duration d, const Pid& to, MsgNode* n);
 /// monitor(pid) under a reference the caller chose (a protocol that names the monitor in its
@@ -102,11 +103,22 @@ Pid spawn_opt(const SpawnOptions& opts, F&& f, Args&&... args) {
 /// The calling process (a process body, or a thread owning a Mailbox); null elsewhere.
 Pid self();
 
-/// Sends `msg` to `to`; never blocks, never fails (a dead pid drops it, as in Erlang).
+/// Sends `msg` to `to`; never fails (a dead pid drops it, as in Erlang).
 /// Atoms, numbers, strings, pids and refs travel as Term; other types travel as themselves.
+/// A message to another node whose send budget is passed (NodeOptions::dist_buffer) is still
+/// queued, and then the sender waits for that queue to drain, as Erlang suspends it: a process
+/// at its next suspension point (its worker runs other processes meanwhile), a plain thread
+/// here. Sending only to this node or to other peers never waits.
 template <class M>
 void send(const Pid& to, M&& msg) {
   detail::deliver(to, detail::make_node(std::forward<M>(msg)));
+}
+/// Erlang's `erlang:send(Pid, Msg, [nosuspend])`: sends unless that would make the caller
+/// wait. False, and `msg` is not sent, if `to`'s node is over its send budget; true otherwise
+/// (sent, as `send` sends it).
+template <class M>
+bool send_nosuspend(const Pid& to, M&& msg) {
+  return detail::deliver_nosuspend(to, detail::make_node(std::forward<M>(msg)));
 }
 /// Sends to a registered name; false if no process has that name.
 template <class M>

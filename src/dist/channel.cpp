@@ -1,6 +1,7 @@
 // The channel ownership protocol (channel.hpp).
 #include "channel.hpp"
 
+#include "../runtime/process.hpp"
 #include "../runtime/trace.hpp"
 #include "wire.hpp"
 
@@ -76,19 +77,49 @@ bool Channel::queue(std::string& batch) {
 }
 
 bool Channel::drain() {
-  if (conn == nullptr || !conn->flush()) return false;  // the socket is full: POLLOUT
+  if (conn == nullptr) return false;
+  if (!conn->flush()) {  // the socket is full: POLLOUT
+    release_if_drained();
+    return false;
+  }
   if (state == down) return false;
   while (!pending.empty()) {
     const std::string& b = pending.front();
     const Connection::Put put = conn->put(b);
-    if (put == Connection::Put::none) return false;  // a high-water mark: POLLOUT
+    if (put == Connection::Put::none) {  // a high-water mark: POLLOUT
+      release_if_drained();
+      return false;
+    }
     pending_bytes -= b.size();
     pending.pop_front();
-    if (put == Connection::Put::part) return false;  // in the connection; POLLOUT
+    if (put == Connection::Put::part) {  // in the connection; POLLOUT
+      release_if_drained();
+      return false;
+    }
   }
   state = up;
   io_owns = false;
+  release_if_drained();
   return true;
+}
+
+bool Channel::over_budget() {
+  if (!busy && queued() > high) {
+    busy = true;
+    ++busy_episodes;
+  }
+  return busy;
+}
+
+void Channel::release_if_drained() {
+  if (busy && (state == down || queued() <= low)) release();
+}
+
+void Channel::release() {
+  busy = false;
+  for (auto& [p, ident] : held) runtime::release_held(p, ident);
+  held.clear();
+  drained.notify_all();
 }
 
 std::size_t Channel::fail() {
@@ -98,6 +129,7 @@ std::size_t Channel::fail() {
   pending.clear();
   pending_bytes = 0;
   staged.clear();
+  release();
   return dropped;
 }
 

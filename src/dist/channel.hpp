@@ -4,15 +4,26 @@
 // the output (it polls the socket and drains the queue) until the queue is empty again.
 #pragma once
 
+#include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <mutex>
+#include <utility>
 #include <string>
 #include <vector>
 
 #include "nodus/pid.hpp"
 #include "transport.hpp"
 
+namespace nodus::runtime {
+struct Process;
+}
+
 namespace nodus::dist {
+
+/// The send budget's default: bytes queued for one peer before its senders are suspended
+/// (Erlang's dist_buf_busy_limit is 1 MB too).
+inline constexpr std::size_t kDefaultDistBuffer = 1 << 20;
 
 // Invariants, all under `mu`:
 //  - `io_owns` is true while state != up, or pending is not empty, or the connection holds
@@ -21,7 +32,10 @@ namespace nodus::dist {
 //  - `staged` is not empty only while !io_owns (give_to_io moves it to the end of `pending`),
 //    so records leave in the order they were handed over, whoever writes them;
 //  - `conn` is null unless a connection carries this channel; once the channel is down it
-//    stays null (nobody writes to a closed connection) and nothing is queued any more.
+//    stays null (nobody writes to a closed connection) and nothing is queued any more;
+//  - `busy` is set when queued() passes `high` after a submit and cleared when it falls to
+//    `low` or the channel goes down; while it is set, every process in `held` is suspended
+//    and every thread blocked on `drained` waits; clearing it lets all of them go.
 struct Channel {
   std::mutex mu;
   enum State { connecting, up, down } state = connecting;
@@ -34,6 +48,21 @@ struct Channel {
   std::string staged;
   bool dirty = false;               // on the node's list of channels with staged records
   std::vector<Pid> node_watchers;   // monitor_node: told {nodedown, Node} when this goes down
+  // The send budget (docs/ARCHITECTURE.md, "Send budget").
+  std::size_t high = kDefaultDistBuffer;
+  std::size_t low = kDefaultDistBuffer / 2;
+  bool busy = false;
+  std::vector<std::pair<runtime::Process*, std::uint64_t>> held;  // suspended senders
+  std::condition_variable drained;  // threads (Mailbox owners) blocked on the budget
+  std::uint64_t busy_episodes = 0;  // how often the budget was passed (observability)
+
+  /// Bytes queued for the peer: staged, pending, and inside the connection.
+  std::size_t queued() const { return pending_bytes + staged.size() + (conn ? conn->buffered() : 0); }
+  /// After a submit: true if the channel is over its budget (sets `busy`).
+  bool over_budget();
+  /// Lets every held process and blocked thread go if the channel drained to `low` (or is
+  /// down).
+  void release_if_drained();
 
   /// A sender's batch (whole records; left empty). `stage`: a worker's slice that may wait in
   /// `staged` for more to join it. Returns whether the I/O thread must be woken (it now owns
@@ -49,7 +78,8 @@ struct Channel {
   void give_to_io();
   /// The connection that carries this channel from now on (null: none for now).
   void attach(Connection* c) { conn = c; }
-  /// The channel is down: nothing more is sent. Returns the bytes that were still queued.
+  /// The channel is down: nothing more is sent; senders it held go. Returns the bytes that
+  /// were still queued.
   std::size_t fail();
 
  private:
@@ -57,6 +87,7 @@ struct Channel {
   /// I/O thread.
   bool hand_over(std::string& batch);
   bool queue(std::string& batch);
+  void release();
 };
 
 }  // namespace nodus::dist

@@ -84,8 +84,21 @@ bool hook_poll_inbound() {
   return got;
 }
 
-const runtime::RemoteHooks kHooks{&deliver_remote, &hook_link,      &hook_unlink,       &hook_monitor,
-                                  &hook_demonitor, &hook_flush,     &hook_flush_staged, &hook_poll_inbound};
+bool hook_deliver_nosuspend(const Pid& to, detail::MsgNode* n) {
+  NodeImpl* node = g_node.load(std::memory_order_acquire);
+  if (node != nullptr && node->busy(to.node)) {
+    n->type->destroy(n);
+    return false;
+  }
+  tl_nosuspend = true;  // what this puts in the outbox does not hold the sender
+  deliver_remote(to, n);
+  tl_nosuspend = false;
+  return true;
+}
+
+const runtime::RemoteHooks kHooks{&deliver_remote,    &hook_link,         &hook_unlink,
+                                  &hook_monitor,      &hook_demonitor,    &hook_flush,
+                                  &hook_flush_staged, &hook_poll_inbound, &hook_deliver_nosuspend};
 
 }  // namespace dist
 

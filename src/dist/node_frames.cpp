@@ -47,7 +47,7 @@ void NodeImpl::post_send(const Pid& to, detail::MsgNode* n) {
   emit(to.node, [&](Writer& w) {
     frames::SendPid{to.creation, to.id, to.serial}.write(w);
     encode_payload(w, n, json);
-  });
+  }, !tl_nosuspend);
 }
 
 void NodeImpl::post_send_name(Atom name, Atom node, detail::MsgNode* n) {
@@ -55,7 +55,7 @@ void NodeImpl::post_send_name(Atom name, Atom node, detail::MsgNode* n) {
   emit(node, [&](Writer& w) {
     frames::SendName{name.name()}.write(w);
     encode_payload(w, n, json);
-  });
+  }, true);
 }
 
 namespace {

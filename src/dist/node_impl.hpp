@@ -167,14 +167,20 @@ class NodeImpl {
   /// thread's outbox, sent when the running process's slice ends (or the outbox fills up); on
   /// any other thread sent at once. Either way, records from one thread to one node keep
   /// their order, and so do those of one process (a slice never moves between threads).
+  /// `data`: the record is a message (it counts for the send budget; control frames never
+  /// hold their sender).
   template <class Encode>
-  void emit(Atom node, Encode&& encode);
+  void emit(Atom node, Encode&& encode, bool data = false);
   /// Sends the calling thread's outbox, if it holds anything.
   static void flush_outbox();
   /// Sends `batch` (whole records) to `node` from any thread; leaves `batch` empty. With
   /// `stage` (a worker's process left the thread), the records may wait on the channel for
   /// more to join them, until flush_staged.
-  void send_records(Atom node, std::string& batch, bool stage = false);
+  /// With `data` (the batch holds messages), a channel over its send budget holds the sender
+  /// (a process at its next suspension point; a plain thread here, until it drains).
+  void send_records(Atom node, std::string& batch, bool stage = false, bool data = false);
+  /// send_nosuspend: would a message to `node` now wait on its send budget?
+  bool busy(Atom node);
   /// Sends what every channel has staged (a worker out of work, or every few slices).
   void flush_staged();
   /// An idle worker reads and handles what arrived, unless another thread is at it; true if
@@ -304,6 +310,8 @@ class NodeImpl {
   std::unordered_map<std::uint64_t, PendingSpawn> spawns_;  // under io_mu_
   std::mutex chan_mu_;
   std::unordered_map<std::uint32_t, std::shared_ptr<Channel>> channels_;  // by atom id
+  std::size_t dist_buffer_ = kDefaultDistBuffer;  // each channel's budget (NodeOptions)
+  std::atomic<std::uint64_t> held_total_{0};      // senders the budget held (observability)
   std::mutex dirty_mu_;                                 // after a Channel::mu, never before
   std::vector<std::shared_ptr<Channel>> dirty_;         // channels with staged records
   PeerLinks links_;
@@ -315,6 +323,9 @@ class NodeImpl {
   std::unique_ptr<Conn> fuzz_conn_;
 };
 
+/// Set while send_nosuspend sends: its message does not count for holding the sender.
+extern thread_local bool tl_nosuspend;
+
 /// The running node, or nullptr.
 extern std::atomic<NodeImpl*> g_node;
 
@@ -323,12 +334,13 @@ struct Outbox {
   NodeImpl* owner = nullptr;
   Atom dest;
   std::string buf;
+  bool data = false;  // holds a message (not only control frames)
 };
 Outbox& outbox() noexcept;
 bool on_worker_thread() noexcept;
 
 template <class Encode>
-void NodeImpl::emit(Atom node, Encode&& encode) {
+void NodeImpl::emit(Atom node, Encode&& encode, bool data) {
   Outbox& o = outbox();
   if (!o.buf.empty() && (o.dest != node || o.owner != this)) flush_outbox();
   o.owner = this;
@@ -342,6 +354,7 @@ void NodeImpl::emit(Atom node, Encode&& encode) {
     warn_bad("message", "to " + std::string(node.name()) + ": a name longer than 255 bytes cannot travel");
     return;
   }
+  o.data |= data;
   const auto len = static_cast<std::uint32_t>(o.buf.size() - at - 4);
   for (int i = 0; i < 4; ++i) o.buf[at + i] = static_cast<char>((len >> (8 * i)) & 0xff);  // little-endian
   if (o.buf.size() >= kBatchBytes || !on_worker_thread()) flush_outbox();

@@ -42,6 +42,10 @@ void NodeImpl::start() {
     throw std::runtime_error("bad node name '" + opts_.name + "': expected name@host");
   }
   name_ = Atom(opts_.name);
+  if (opts_.dist_buffer < 4096) {
+    throw std::runtime_error("dist_buffer " + std::to_string(opts_.dist_buffer) + " is too small: at least 4096 bytes");
+  }
+  dist_buffer_ = opts_.dist_buffer;
   std::string error;
   if (opts_.curve) {
     // the keys are the credential; the handshake's MACs only bind the names (PROTOCOL.md 4)
@@ -162,6 +166,7 @@ void NodeImpl::wake_io() {
 namespace {
 NODUS_TLS Outbox* tl_outbox = nullptr;
 }  // namespace
+thread_local bool tl_nosuspend = false;
 
 Outbox& outbox() noexcept {
   if (tl_outbox == nullptr) {
@@ -184,7 +189,8 @@ void NodeImpl::flush_outbox() {
     o->buf.clear();
     return;
   }
-  node->send_records(o->dest, o->buf, on_worker_thread());
+  const bool data = std::exchange(o->data, false);
+  node->send_records(o->dest, o->buf, on_worker_thread(), data);
 }
 
 std::shared_ptr<Channel> NodeImpl::channel(Atom node) {
@@ -195,6 +201,8 @@ std::shared_ptr<Channel> NodeImpl::channel(Atom node) {
     auto& slot = channels_[node.id()];
     if (!slot) {
       slot = std::make_shared<Channel>();
+      slot->high = dist_buffer_;
+      slot->low = dist_buffer_ / 2;
       opened = true;
     }
     ch = slot;
@@ -209,7 +217,11 @@ std::shared_ptr<Channel> NodeImpl::channel(Atom node) {
   return ch;
 }
 
-void NodeImpl::send_records(Atom node, std::string& batch, bool stage) {
+// How far past its budget a channel may grow while the process sending to it keeps running
+// without a suspension point (a loop that never waits): then its worker thread waits too.
+constexpr std::size_t kHardBudgetFactor = 4;
+
+void NodeImpl::send_records(Atom node, std::string& batch, bool stage, bool data) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::shared_ptr<Channel> ch = channel(node);
     std::unique_lock lock(ch->mu);
@@ -218,14 +230,52 @@ void NodeImpl::send_records(Atom node, std::string& batch, bool stage) {
     const bool wake = ch->submit(batch, stage, &newly_staged);
     if (newly_staged) {
       std::lock_guard dirty(dirty_mu_);
-      dirty_.push_back(std::move(ch));
+      dirty_.push_back(ch);
       runtime::g_remote_staged.store(true, std::memory_order_release);
     }
-    lock.unlock();
-    if (wake) wake_io();
+    // the send budget: the message is queued (never dropped); its sender waits for the queue
+    // to drain to the low-water mark, or for the channel to go down
+    bool block = false;
+    if (data && ch->over_budget()) {
+      if (const std::uint64_t id = runtime::hold_current()) {
+        ch->held.emplace_back(runtime::current(), id);  // held at its next suspension point
+        held_total_.fetch_add(1, std::memory_order_relaxed);
+      } else if (runtime::on_internal_thread()) {
+        // the timer's, the I/O thread's, the resolver's sends never wait
+      } else if (!on_worker_thread()) {
+        block = true;  // a plain thread (a Mailbox owner): waits here
+      } else {
+        // a process that keeps sending without a suspension point: its worker waits once
+        // the queue is far past the budget
+        block = runtime::current() != nullptr && ch->queued() > kHardBudgetFactor * ch->high;
+      }
+    }
+    if (!block) {
+      lock.unlock();
+      if (wake) wake_io();
+      return;
+    }
+    if (wake) {
+      lock.unlock();
+      wake_io();
+      lock.lock();
+    }
+    held_total_.fetch_add(1, std::memory_order_relaxed);
+    ch->drained.wait(lock, [&] { return !ch->busy || ch->state == Channel::down; });
     return;
   }
   batch.clear();
+}
+
+bool NodeImpl::busy(Atom node) {
+  std::shared_ptr<Channel> ch;
+  {
+    std::lock_guard lock(chan_mu_);
+    if (auto it = channels_.find(node.id()); it != channels_.end()) ch = it->second;
+  }
+  if (!ch) return false;
+  std::lock_guard lock(ch->mu);
+  return ch->state != Channel::down && (ch->busy || ch->queued() > ch->high);
 }
 
 bool NodeImpl::poll_inbound() {
@@ -310,6 +360,7 @@ void NodeImpl::fail_channel(Atom node, const std::string& why) {
 // ------------------------------------------------------------------------------ I/O thread
 
 void NodeImpl::loop() {
+  runtime::mark_internal_thread();  // its sends never wait on a send budget
   std::vector<pollfd> items;
   std::vector<std::uint64_t> owners;  // connection of items[i], 0 for the others
   std::unique_lock io(io_mu_);
@@ -501,6 +552,7 @@ std::string resolve_endpoint(const std::string& host, const std::string& port, s
 // Port mapper lookups and host names of static peers, one at a time, each with its own deadline
 // (portmapper.cpp, the system resolver's); answers go back to the I/O thread as commands.
 void NodeImpl::resolver_loop() {
+  runtime::mark_internal_thread();
   for (;;) {
     Atom node;
     {

@@ -3,6 +3,7 @@
 // zmtp::Stream (ZMTP 3.1 over TCP, NULL or CURVE) implements it; the channel's tests use a fake.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -20,6 +21,8 @@ class Connection {
   /// Writes what waits inside; true once nothing does (under the owner's lock).
   virtual bool flush() = 0;
   virtual bool has_output() const = 0;
+  /// Bytes handed to put that wait inside for the socket (they count toward the send budget).
+  virtual std::size_t buffered() const { return 0; }
 };
 
 }  // namespace nodus::dist

@@ -123,6 +123,7 @@ class Stream final : public Connection {
   /// Writes what waits; true once nothing does (that may leave yet).
   bool flush() override;
   bool has_output() const override { return out_pos_ < out_end(); }
+  std::size_t buffered() const override { return out_.size() - out_pos_; }
   /// Connection: send, as the channel sees it.
   Put put(std::string_view message) override { return send(message) ? Put::all : Put::part; }
   /// Bytes of a backlog written so far: bytes that waited because the socket was full, so

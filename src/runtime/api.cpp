@@ -87,6 +87,14 @@ Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monito
 
 void deliver(const Pid& to, MsgNode* n) { runtime::deliver_any(to, n); }
 
+bool deliver_nosuspend(const Pid& to, MsgNode* n) {
+  if (!to.is_local()) {
+    if (const runtime::RemoteHooks* h = runtime::remote_hooks()) return h->deliver_nosuspend(to, n);
+  }
+  runtime::deliver_any(to, n);
+  return true;
+}
+
 bool deliver_named(Atom name, MsgNode* n) {
   auto pid = ctx().registry.find(name);
   if (!pid) {

@@ -244,6 +244,39 @@ void fire_timeout(const Pid& to, std::uint64_t token) noexcept {
   if (p->state.load(std::memory_order_seq_cst) == State::waiting) wake(p);
 }
 
+namespace {
+NODUS_TLS bool tl_internal = false;
+}
+void mark_internal_thread() noexcept { tl_internal = true; }
+bool on_internal_thread() noexcept { return tl_internal; }
+
+std::uint64_t hold_current() noexcept {
+  if (!on_worker()) return 0;
+  Process* p = tl_current;
+  if (p == nullptr || p->is_thread.load(std::memory_order_relaxed)) return 0;
+  if (p->held.exchange(true, std::memory_order_relaxed)) return 0;  // on another list already
+  return p->ident.load(std::memory_order_relaxed);
+}
+
+void release_held(Process* p, std::uint64_t ident) noexcept {
+  if (p->ident.load(std::memory_order_relaxed) != ident) return;
+  // Dekker with park_held: it stores `held` state then loads the flag; we clear the flag then
+  // load the state. Whoever wins the CAS out of `held` owns the process.
+  p->held.store(false, std::memory_order_seq_cst);
+  State expected = State::held;
+  if (p->state.load(std::memory_order_seq_cst) == State::held &&
+      p->state.compare_exchange_strong(expected, State::queued, std::memory_order_acq_rel)) {
+    ctx().sched.enqueue(p);
+  }
+}
+
+bool park_held(Process* p) noexcept {
+  p->state.store(State::held, std::memory_order_seq_cst);
+  if (p->held.load(std::memory_order_seq_cst)) return true;
+  State expected = State::held;
+  return !p->state.compare_exchange_strong(expected, State::running, std::memory_order_acq_rel);
+}
+
 void drain(Process* p) noexcept {
   while (MsgNode* n = pop(p)) destroy(n);
   destroy_chain(std::exchange(p->save_head, nullptr));
@@ -258,6 +291,7 @@ void prepare(Process* p, bool is_thread, const Pid& group_leader) {
   p->started = is_thread;
   p->yielding = false;
   p->has_late_replies = false;
+  p->held.store(false, std::memory_order_relaxed);
   p->exit_reason = nullptr;
   p->pending = nullptr;
   p->run_next = nullptr;

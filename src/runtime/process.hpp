@@ -23,7 +23,9 @@
 namespace nodus::runtime {
 
 /// Scheduling state. A sender that finds `waiting` and wins the CAS to `queued` schedules it.
-enum class State : std::uint8_t { queued, running, waiting, exited };
+/// `held`: suspended because a node it sends to is over its send budget (messages do not wake
+/// it; the channel does, once drained or lost: release_held).
+enum class State : std::uint8_t { queued, running, waiting, exited, held };
 
 /// How a plain thread owning a Mailbox sleeps.
 struct ThreadWait {
@@ -68,6 +70,10 @@ struct Process {
   std::atomic<detail::MsgNode*> inbox_head{nullptr};
   std::atomic<State> state{State::exited};
   std::atomic<bool> is_thread{false};
+  /// Set by the owner when a send found the destination node over its send budget (and put
+  /// the process on that channel's list); cleared by the channel once it drained. The
+  /// scheduler holds the process at its next suspension point while it is set.
+  std::atomic<bool> held{false};
   SpinLock lock;  ///< guards `alive`, `extras`, `group_leader`
   bool alive = false;
   std::atomic<std::uint64_t> ident{0};  ///< (slot << 32) | serial
@@ -132,6 +138,19 @@ inline std::uint64_t pending_timer_token(const Process* p) noexcept {
 inline bool timeout_due(const Process* p, std::uint64_t token) noexcept {
   return token != 0 && p->timeout_fired.load(std::memory_order_seq_cst) == token;
 }
+/// The calling worker's process must be held (hold_current) until release_held: its identity,
+/// or 0 if the caller is not a process on a worker (or is already held elsewhere).
+std::uint64_t hold_current() noexcept;
+/// A channel that drained (or went down) lets a held process go; `ident` is what hold_current
+/// returned (a block recycled meanwhile is left alone).
+void release_held(Process* p, std::uint64_t ident) noexcept;
+/// Owner, at a suspension point with `held` set: parks the process as held. False if it was
+/// released meanwhile (it goes on running); true if it parked (the caller must let it go).
+bool park_held(Process* p) noexcept;
+/// Marks the calling thread as one of the runtime's or the node's own (timer, I/O, resolver):
+/// a send from it never blocks, whatever the budget.
+void mark_internal_thread() noexcept;
+bool on_internal_thread() noexcept;
 /// Owner only: destroys whatever is in the mailbox (new incarnation, or termination).
 void drain(Process* p) noexcept;
 /// Readies a block from the pool for a new process (not yet published).
@@ -176,6 +195,9 @@ struct RemoteHooks {
   /// An idle worker handles what arrived from other nodes, if the I/O thread is not at it;
   /// true if anything came.
   bool (*poll_inbound)();
+  /// send_nosuspend to a pid of another node: false (and `n` freed) if its node is over its
+  /// send budget; else sent as `deliver` sends it, except that it never holds the sender.
+  bool (*deliver_nosuspend)(const Pid& to, detail::MsgNode* n);
 };
 /// Set while records that processes sent on some worker wait on a channel for the records of
 /// more processes to join them in one message; a worker that runs out of work, or has run

@@ -255,6 +255,7 @@ void Scheduler::run(Worker& w, Process* p) {
       }
       if (p->yielding) {
         flush_remote();
+        if (p->held.load(std::memory_order_relaxed) && park_held(p)) break;  // resumed when released
         p->state.store(State::queued, std::memory_order_relaxed);
         shared_.push(p);  // behind everyone else, for fairness
         break;
@@ -263,6 +264,7 @@ void Scheduler::run(Worker& w, Process* p) {
     if (push_in_flight(p)) {  // a sender is mid-push: look again (bounded), do not park
       if (budget < kWakeBudget) continue;
       flush_remote();
+      if (p->held.load(std::memory_order_relaxed) && park_held(p)) break;
       p->state.store(State::queued, std::memory_order_relaxed);
       shared_.push(p);
       break;
@@ -271,6 +273,7 @@ void Scheduler::run(Worker& w, Process* p) {
     // process may already be running on another worker: only its atomics may be touched.
     NODUS_MARK(park);
     flush_remote();
+    if (p->held.load(std::memory_order_relaxed) && park_held(p)) break;  // a send budget holds it
     const std::uint64_t timer_token = pending_timer_token(p);
     p->state.store(State::waiting, std::memory_order_seq_cst);
     if (!has_input(p) && !timeout_due(p, timer_token)) break;

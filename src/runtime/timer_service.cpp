@@ -78,6 +78,7 @@ std::size_t TimerService::pending() const {
 }
 
 void TimerService::loop() {
+  mark_internal_thread();  // a timer's send never waits on a send budget
   std::vector<Entry> due;
   std::unique_lock lock(mu_);
   while (!stop_) {

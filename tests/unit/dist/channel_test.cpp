@@ -34,6 +34,7 @@ struct Fake final : Connection {
     return true;
   }
   bool has_output() const override { return !inside.empty(); }
+  std::size_t buffered() const override { return inside.size(); }
 };
 
 // A channel whose connection is up and in the senders' hands.
@@ -171,4 +172,39 @@ TEST_CASE("channel: any mix of senders, stagers, flushes and socket states keeps
   (void)ch.flush_staged();
   REQUIRE(f.flush());
   CHECK(f.wire == expected);
+}
+
+TEST_CASE("channel: the send budget counts queued, staged and buffered bytes; busy until drained to low water",
+          "[channel][budget]") {
+  Channel ch;
+  Fake f;
+  ch.high = 1000;
+  ch.low = 500;
+  bring_up(ch, f);
+  f.mode = Fake::part;
+  CHECK(submit(ch, std::string(400, 'a')));  // half reaches the wire, half waits inside
+  CHECK(ch.queued() == 200);
+  CHECK_FALSE(ch.over_budget());
+  f.mode = Fake::none;
+  for (int i = 0; i < 4; ++i) (void)submit(ch, std::string(200, 'b'));
+  CHECK(ch.queued() == 1000);
+  CHECK_FALSE(ch.over_budget());  // at the mark, not past it
+  (void)submit(ch, "c");
+  CHECK(ch.over_budget());
+  CHECK(ch.busy_episodes == 1);
+  ch.release_if_drained();  // nothing left yet
+  CHECK(ch.busy);
+  f.mode = Fake::all;
+  CHECK(ch.drain());  // everything leaves, in order
+  CHECK_FALSE(ch.busy);
+  CHECK(ch.queued() == 0);
+  // a channel that goes down lets its senders go too
+  f.mode = Fake::none;
+  ch.io_owns = true;
+  for (int i = 0; i < 6; ++i) (void)submit(ch, std::string(200, 'd'));
+  CHECK(ch.over_budget());
+  CHECK(ch.busy_episodes == 2);
+  CHECK(ch.fail() == 1200);
+  CHECK_FALSE(ch.busy);
+  CHECK(f.wire == std::string(400, 'a') + std::string(800, 'b') + "c");
 }

@@ -1,0 +1,244 @@
+// Overload across OS-process nodes: a frozen peer (SIGSTOP) and the send budget. Senders to it
+// are suspended once the budget is passed (memory stays flat), resume after SIGCONT losing
+// and reordering nothing; processes that talk only locally are never slowed; send_nosuspend
+// says busy instead of waiting; a plain thread blocks.
+#include <catch2/catch.hpp>
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "harness.hpp"
+#include "nodus/nodus.hpp"
+
+using namespace nodus;
+using namespace nodus::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// The peer and this test use a long tick: a 20 s freeze must not end in a nodedown (that is
+// the partition tests' subject), so the budget alone has to hold the senders.
+constexpr auto kTick = 120s;
+constexpr std::size_t kBudget = std::size_t(1) << 20;  // NodeOptions' default
+
+// ------------------------------------------------------------------------------ the peer
+
+// {seq, Sender, N, _}: checks each sender's numbers come in order with no gap or duplicate;
+// {report, From} -> {report, Count, Bad, self()}; anything else is dropped.
+Proc seqsink() {
+  std::vector<std::pair<Pid, std::int64_t>> last;
+  std::int64_t count = 0, bad = 0;
+  for (;;) {
+    Term t = co_await receive<Term>();
+    if (t.is_tuple(4, "seq")) {
+      const Pid from = t[1].as_pid();
+      const std::int64_t n = t[2].as_int();
+      auto it = std::find_if(last.begin(), last.end(), [&](auto& e) { return e.first == from; });
+      if (it == last.end()) {
+        last.emplace_back(from, 0);
+        it = last.end() - 1;
+      }
+      if (n != it->second + 1) ++bad;
+      it->second = n;
+      ++count;
+    } else if (t.is_tuple(2, "report")) {
+      send(t[1].as_pid(), tuple(atom("report"), count, bad, self()));
+    }
+  }
+}
+
+// <binary> --nodus-peer NAME COOKIE
+int overload_peer(int argc, char** argv) {
+  if (argc < 4) return 2;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  Runtime rt;
+  Node node({.name = argv[2], .cookie = argv[3], .ticktime = kTick});
+  register_name(atom("seqsink"), spawn(seqsink));
+  int sig = 0;
+  sigwait(&set, &sig);
+  return 0;
+}
+const bool kPeerInstalled = (peer_main = &overload_peer, watchdog_seconds = 400, true);
+
+// ------------------------------------------------------------------------------ helpers
+
+std::size_t rss_bytes() {
+  std::ifstream in("/proc/self/statm");
+  std::size_t pages = 0, resident = 0;
+  in >> pages >> resident;
+  return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+struct Cluster {
+  std::uint16_t port = next_portmapper_port();
+  Child pm{{NODUS_PORTMAPPER_TOOL, "--port", std::to_string(port)}, "pm" + std::to_string(port)};
+  Cluster() { ::setenv("NODUS_PORTMAPPER_PORT", std::to_string(port).c_str(), 1); }
+};
+
+// What the streaming senders share with the test.
+struct Stream {
+  std::atomic<std::int64_t> sent{0};          // messages, all senders
+  std::atomic<std::int64_t> longest_wait_ms{0};  // the longest a sender's yield took
+  std::atomic<std::int64_t> local_rounds{0};  // the local ping-pong's round trips
+  std::atomic<bool> stop{false};
+};
+
+// Streams ~100-byte {seq, self(), N, Pad} to {seqsink, peer}, yielding every 50 messages and
+// timing each yield: a sender the budget holds sees one yield take as long as the freeze.
+Proc sender(Stream* s, Atom peer) {
+  const Term pad = Term(std::string(64, 'x'));
+  std::int64_t n = 0;
+  while (!s->stop.load()) {
+    for (int i = 0; i < 50; ++i) send(atom("seqsink"), peer, tuple(atom("seq"), self(), ++n, pad));
+    s->sent.fetch_add(50);
+    const auto t0 = Clock::now();
+    co_await yield();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    if (ms > s->longest_wait_ms.load()) s->longest_wait_ms.store(ms);
+  }
+}
+
+Proc ponger() {
+  for (;;) {
+    Term from = co_await receive<Term>();  // a pid travels as a Term
+    send(from.as_pid(), atom("pong"));
+  }
+}
+Proc pinger(Stream* s) {
+  Pid p = spawn(ponger);
+  while (!s->stop.load()) {
+    send(p, self());
+    (void)co_await receive<Term>();
+    s->local_rounds.fetch_add(1);
+  }
+  exit(p, atom("kill"));
+}
+
+}  // namespace
+
+TEST_CASE("a frozen peer: its senders are held within the send budget, resume after SIGCONT, lose nothing; local work goes on",
+          "[distributed][budget]") {
+  const int senders = GENERATE(1, 64);
+  INFO(senders << " senders");
+  Cluster cl;
+  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret"}, "stall-kate" + std::to_string(cl.port));
+  Runtime rt;
+  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = kTick});
+  const Atom peer = atom("kate@localhost");
+  REQUIRE(eventually([&] { return node::ping(peer, 1s); }, 20s));
+  Stream s;
+  spawn(pinger, &s);
+  for (int i = 0; i < senders; ++i) spawn(sender, &s, peer);
+  REQUIRE(eventually([&] { return s.sent >= 200'000; }, 60s));  // flowing
+  const std::size_t rss0 = rss_bytes();
+  const auto frozen_at = Clock::now();
+  kate.signal(SIGSTOP);
+  // 20 s of freeze (the fault's length, not a synchronisation), sampling our RSS meanwhile
+  std::size_t rss_max = rss0;
+  std::int64_t rounds_at = -1;
+  while (Clock::now() < frozen_at + 20s) {
+    std::this_thread::sleep_for(100ms);  // NOLINT: the sampling pace during the fault
+    rss_max = std::max(rss_max, rss_bytes());
+    if (rounds_at < 0 && Clock::now() > frozen_at + 2s) rounds_at = s.local_rounds;  // the budget holds by now
+  }
+  const std::int64_t local_during = s.local_rounds - rounds_at;
+  const std::int64_t sent_at_resume = s.sent;
+  kate.signal(SIGCONT);
+  const bool resumed = eventually([&] { return s.sent >= sent_at_resume + 200'000; }, 60s);
+  s.stop = true;
+  INFO("RSS before " << rss0 / 1024 << " KiB, at most " << rss_max / 1024 << " KiB during the freeze");
+  CHECK(rss_max <= rss0 + kBudget + (32u << 20));
+  INFO("longest yield " << s.longest_wait_ms << " ms");
+  CHECK(s.longest_wait_ms >= 10'000);  // held for most of the freeze
+  INFO("local round trips in the last 18 s of the freeze: " << local_during);
+  CHECK(local_during >= 1000);
+  CHECK(resumed);
+  // nothing lost, reordered or duplicated (the peer was never declared down)
+  CHECK(node::list() == std::vector<Atom>{peer});
+  Mailbox mb;
+  const std::int64_t total = s.sent;
+  std::optional<Term> r;
+  REQUIRE(eventually([&] {
+    send(atom("seqsink"), peer, tuple(atom("report"), mb.pid()));
+    r = mb.receive<Term>(5s);
+    return r && (*r)[1].as_int() >= total;
+  }, 60s));
+  CHECK((*r)[2].as_int() == 0);
+}
+
+TEST_CASE("send_nosuspend says busy to a frozen peer, not to local processes; a plain thread's send blocks until SIGCONT",
+          "[distributed][budget]") {
+  Cluster cl;
+  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret"}, "nosusp-kate" + std::to_string(cl.port));
+  Runtime rt;
+  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = kTick});
+  const Atom peer = atom("kate@localhost");
+  REQUIRE(eventually([&] { return node::ping(peer, 1s); }, 20s));
+  Mailbox mb;
+  send(atom("seqsink"), peer, tuple(atom("report"), mb.pid()));
+  auto rep = mb.receive<Term>(10s);
+  REQUIRE(rep);
+  const Pid sink = (*rep)[3].as_pid();  // kate's
+  const std::size_t rss0 = rss_bytes();
+  kate.signal(SIGSTOP);
+  // a process sends 1 KB messages with send_nosuspend until one is refused
+  spawn([](Pid to, Pid report) -> Proc {
+    const Term pad = Term(std::string(1000, 'y'));
+    std::int64_t ok = 0;
+    bool busy = false;
+    while (!busy) {
+      for (int i = 0; i < 100 && !busy; ++i) {
+        if (send_nosuspend(to, tuple(atom("pad"), pad))) {
+          ++ok;
+        } else {
+          busy = true;
+        }
+      }
+      co_await yield();
+    }
+    const bool local_ok = send_nosuspend(self(), atom("local"));
+    send(report, tuple(atom("busy"), ok, local_ok));
+  }, sink, mb.pid());
+  auto busy = mb.receive<Term>(60s);
+  REQUIRE(busy);
+  INFO(busy->to_string());
+  CHECK((*busy)[1].as_int() * 1000 < std::int64_t(64) << 20);  // the budget and the kernel's buffers
+  CHECK((*busy)[2].to_string() == "true");
+  // a plain thread sending 100 MB to the frozen peer: blocked in send, not buffering it all
+  std::atomic<std::int64_t> thread_sent{0};
+  std::atomic<bool> thread_done{false};
+  std::thread t([&] {
+    Mailbox own;
+    const Term pad = Term(std::string(1000, 'z'));
+    for (int i = 0; i < 100'000; ++i) {
+      send(sink, tuple(atom("pad"), pad));
+      ++thread_sent;
+    }
+    thread_done = true;
+  });
+  std::this_thread::sleep_for(3s);  // NOLINT: the freeze's length: unblocked, 100 MB takes well under a second
+  const bool done_while_frozen = thread_done;
+  const std::size_t rss_frozen = rss_bytes();
+  kate.signal(SIGCONT);
+  const bool finished = eventually([&] { return thread_done.load(); }, 120s);
+  if (!finished) kate.signal(SIGKILL);  // (lets the thread go: the channel fails)
+  t.join();
+  INFO("thread sent " << thread_sent << " while frozen; RSS +" << (rss_frozen - rss0) / 1024 << " KiB");
+  CHECK_FALSE(done_while_frozen);
+  CHECK(rss_frozen <= rss0 + kBudget + (32u << 20));
+  CHECK(finished);
+}
