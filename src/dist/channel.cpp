@@ -129,7 +129,6 @@ std::size_t Channel::fail() {
   pending.clear();
   pending_bytes = 0;
   staged.clear();
-  release();
   return dropped;
 }
 

@@ -78,16 +78,17 @@ struct Channel {
   void give_to_io();
   /// The connection that carries this channel from now on (null: none for now).
   void attach(Connection* c) { conn = c; }
-  /// The channel is down: nothing more is sent; senders it held go. Returns the bytes that
-  /// were still queued.
+  /// The channel is down: nothing more is sent. Returns the bytes that were still queued.
+  /// The senders it held go with release() (after the peer's links and monitors fired, so a
+  /// released sender finds its DOWN).
   std::size_t fail();
+  void release();
 
  private:
   /// `batch` onto the connection if the output is ours, else into the queue; true: wake the
   /// I/O thread.
   bool hand_over(std::string& batch);
   bool queue(std::string& batch);
-  void release();
 };
 
 }  // namespace nodus::dist

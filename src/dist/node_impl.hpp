@@ -258,7 +258,9 @@ class NodeImpl {
   Peer* open_peer(Atom node, std::string* error);
   void deliver_frame(const PeerRef& from, std::string_view frame);
   void peer_down(Atom node, const std::string& why);
-  void fail_channel(Atom node, const std::string& why);
+  /// Returns the failed channel, whose held senders the caller lets go (release) once the
+  /// peer's links and monitors fired.
+  std::shared_ptr<Channel> fail_channel(Atom node, const std::string& why);
   void wake_io();
   void mark_up(Atom node, bool up);
   void on_spawn_request(const PeerRef& from, Reader& r);

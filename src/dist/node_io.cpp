@@ -132,6 +132,7 @@ void NodeImpl::stop() {
     for (auto& [id, ch] : channels_) {
       std::lock_guard l(ch->mu);
       (void)ch->fail();
+      ch->release();
     }
   }
   peers_.clear();
@@ -333,7 +334,7 @@ void NodeImpl::monitor_node(Atom node, const Pid& watcher, bool on) {
 
 // The connection to `node` cannot be made, or is lost: drop what was queued for it and tell
 // the node's monitors.
-void NodeImpl::fail_channel(Atom node, const std::string& why) {
+std::shared_ptr<Channel> NodeImpl::fail_channel(Atom node, const std::string& why) {
   std::shared_ptr<Channel> ch;
   {
     std::lock_guard lock(chan_mu_);
@@ -342,7 +343,7 @@ void NodeImpl::fail_channel(Atom node, const std::string& why) {
       channels_.erase(it);
     }
   }
-  if (!ch) return;
+  if (!ch) return ch;
   std::size_t dropped = 0;
   std::vector<Pid> watchers;
   {
@@ -354,6 +355,7 @@ void NodeImpl::fail_channel(Atom node, const std::string& why) {
   if (dropped) {
     warn_bad("message", std::to_string(dropped) + " bytes queued for " + std::string(node.name()) + " (" + why + ")");
   }
+  return ch;
 }
 
 
@@ -459,8 +461,12 @@ void NodeImpl::drain_commands() {
           // like Erlang, a send to a node that cannot be reached is dropped quietly; links and
           // monitors of it fire with noconnection
           logger().debug("no connection to {}: {}", c.node.name(), error);
-          fail_channel(c.node, error);
+          const std::shared_ptr<Channel> failed = fail_channel(c.node, error);
           fire_noconnection(c.node);
+          if (failed) {
+            std::lock_guard lock(failed->mu);
+            failed->release();
+          }
         }
         break;
       }
@@ -617,7 +623,7 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
   Peer p = std::move(it->second);
   peers_.erase(it);
   for (auto& w : p.waiters) w->finish(false, why);
-  fail_channel(node, why);
+  const std::shared_ptr<Channel> failed = fail_channel(node, why);
   if (p.conn) close_conn(*p.conn);
   if (p.up) logger().info("node {} down: {}", node.name(), why);
   for (auto sp = spawns_.begin(); sp != spawns_.end();) {
@@ -632,6 +638,10 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
   }
   set_json_peer(node, false);
   fire_noconnection(node);
+  if (failed) {  // its held senders go now: their DOWNs and exit signals are in their mailboxes
+    std::lock_guard lock(failed->mu);
+    failed->release();
+  }
   mark_up(node, false);
 }
 

@@ -113,6 +113,9 @@ bool receive_ready(Receiver& r) {
   Process* p = caller("receive");
   p->cursor = r.after_saved ? p->save_tail : &p->save_head;  // a new receive looks at every message again
   p->pending = &r;
+  // a send budget holds the process: even a receive that would not wait (a match at hand, a
+  // zero timeout) suspends it, to be held; it looks at its mailbox once released
+  if (p->held.load(std::memory_order_relaxed)) return false;
   const auto s = runtime::scan(p, r);
   if (s == runtime::Scan::matched) {
     p->pending = nullptr;

@@ -57,7 +57,7 @@ Proc seqsink() {
   }
 }
 
-// <binary> --nodus-peer NAME COOKIE
+// <binary> --nodus-peer NAME COOKIE [TICK_MS]
 int overload_peer(int argc, char** argv) {
   if (argc < 4) return 2;
   sigset_t set;
@@ -66,7 +66,8 @@ int overload_peer(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   Runtime rt;
-  Node node({.name = argv[2], .cookie = argv[3], .ticktime = kTick});
+  const auto tick = argc > 4 ? std::chrono::milliseconds(std::stol(argv[4])) : std::chrono::milliseconds(kTick);
+  Node node({.name = argv[2], .cookie = argv[3], .ticktime = tick});
   register_name(atom("seqsink"), spawn(seqsink));
   int sig = 0;
   sigwait(&set, &sig);
@@ -241,4 +242,53 @@ TEST_CASE("send_nosuspend says busy to a frozen peer, not to local processes; a 
   CHECK_FALSE(done_while_frozen);
   CHECK(rss_frozen <= rss0 + kBudget + (32u << 20));
   CHECK(finished);
+}
+
+TEST_CASE("a frozen peer is still declared down within its tick while senders are held; they resume and see noconnection",
+          "[distributed][budget]") {
+  Cluster cl;
+  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret", "1000"}, "held-down-kate" + std::to_string(cl.port));
+  Runtime rt;
+  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  const Atom peer = atom("kate@localhost");
+  REQUIRE(eventually([&] { return node::ping(peer, 1s); }, 20s));
+  Mailbox mb;
+  send(atom("seqsink"), peer, tuple(atom("report"), mb.pid()));
+  auto rep = mb.receive<Term>(10s);
+  REQUIRE(rep);
+  const Pid sink = (*rep)[3].as_pid();
+  node::monitor(peer);
+  std::atomic<std::int64_t> longest_ms{0};
+  // 16 senders stream to the sink with a monitor on it; each reports the reason of its Down
+  for (int i = 0; i < 16; ++i) {
+    spawn([](Pid to, Pid report, std::atomic<std::int64_t>* longest) -> Proc {
+      const Ref mref = monitor(to);
+      const Term pad = Term(std::string(200, 'p'));
+      std::int64_t n = 0;
+      for (;;) {
+        for (int k = 0; k < 50; ++k) send(to, tuple(atom("seq"), self(), ++n, pad));
+        const auto t0 = Clock::now();
+        auto d = co_await receive<Down>([&](const Down& x) { return x.ref == mref; }, 0ms);
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+        if (ms > longest->load()) longest->store(ms);
+        if (d) {
+          send(report, tuple(atom("sender_down"), d->reason));
+          co_return;
+        }
+      }
+    }, sink, mb.pid(), &longest_ms);
+  }
+  REQUIRE(eventually([&] { return longest_ms.load() >= 0; }));
+  kate.signal(SIGSTOP);
+  auto nodedown = mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "nodedown"); }, 30s);
+  int noconnection = 0;
+  for (int i = 0; i < 16; ++i) {
+    auto d = mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "sender_down"); }, 30s);
+    if (d && (*d)[1].is_atom("noconnection")) ++noconnection;
+  }
+  kate.signal(SIGCONT);
+  REQUIRE(nodedown);
+  CHECK(noconnection == 16);
+  INFO("the longest a sender waited: " << longest_ms << " ms");
+  CHECK(longest_ms >= 200);  // held: the budget filled long before the tick ran out
 }

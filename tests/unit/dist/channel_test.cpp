@@ -205,6 +205,7 @@ TEST_CASE("channel: the send budget counts queued, staged and buffered bytes; bu
   CHECK(ch.over_budget());
   CHECK(ch.busy_episodes == 2);
   CHECK(ch.fail() == 1200);
+  ch.release_if_drained();
   CHECK_FALSE(ch.busy);
   CHECK(f.wire == std::string(400, 'a') + std::string(800, 'b') + "c");
 }
