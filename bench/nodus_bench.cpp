@@ -459,6 +459,121 @@ int dist_detect(const char* name, int sig, long tick_ms) {
 int dist_detect_kill(const Options&) { return dist_detect("dist_detect_kill", SIGKILL, 1000); }
 int dist_detect_stop(const Options&) { return dist_detect("dist_detect_stop", SIGSTOP, 1000); }
 
+// ---------------------------------------------------------------- overload
+// dist_stall: one process streams ~100-byte {seq, <<100 bytes>>} to {bench_echo, b} (which
+// drops them); after 2 s of flow b is stopped (SIGSTOP) for 10 s. dist_stall_rss_mb: how far
+// this node's RSS rose above where it was before the stop; dist_stall_resume: messages sent in
+// the second after SIGCONT. The Erlang anchor (bench/anchors/erlang/dist_stall.sh) is the same
+// scenario. Both nodes keep the default tick (60 s): the budget alone must hold the sender.
+struct StallCount {
+  std::atomic<long> sent{0};
+  std::atomic<bool> stop{false};
+};
+Proc stall_sender(StallCount* c) {
+  const Term bin(std::string(100, 'x'));
+  while (!c->stop.load(std::memory_order_relaxed)) {
+    for (int i = 0; i < 50; ++i) send(atom("bench_echo"), atom("b@localhost"), tuple(atom("seq"), bin));
+    c->sent.fetch_add(50, std::memory_order_relaxed);
+    co_await yield();
+  }
+}
+
+int dist_stall(const Options& o) {
+  DistRun run(o);
+  if (!wait_for_peer(run.mb)) return 1;
+  StallCount c;
+  spawn(stall_sender, &c);
+  std::this_thread::sleep_for(2s);  // flowing
+  const long rss0 = rss_bytes();
+  const long before = c.sent;
+  ::kill(run.peer.node, SIGSTOP);
+  long rss_max = rss0;
+  const auto t0 = BenchClock::now();
+  while (BenchClock::now() - t0 < 10s) {
+    std::this_thread::sleep_for(50ms);
+    rss_max = std::max(rss_max, rss_bytes());
+  }
+  const long at_cont = c.sent;
+  ::kill(run.peer.node, SIGCONT);
+  std::this_thread::sleep_for(1s);
+  const long resumed = c.sent - at_cont;
+  c.stop = true;
+  const long rss_after = rss_bytes();
+  std::fprintf(stderr, "detail: dist_stall: %ld msgs in the 2 s before the stop; %ld sent during the 10 s stop; RSS %.1f MB before, %.1f MB at most during, %.1f MB 1 s after SIGCONT\n",
+               before, at_cont - before, rss0 / 1048576.0, rss_max / 1048576.0, rss_after / 1048576.0);
+  result("dist_stall_rss_mb", (rss_max - rss0) / 1048576.0, "MB");
+  result("dist_stall_resume", static_cast<double>(resumed), "msgs/s");
+  return 0;
+}
+
+// flood_sleep: a process receiving a steady flood (a plain thread sends ~16-byte messages as fast
+// as it can, up to 8M) does sleep_for(1ms) 1000 times; p50/p99 of how long each took.
+int flood_sleep(const Options& o) {
+  Runtime rt({.schedulers = o.schedulers});
+  Mailbox mb;
+  std::atomic<bool> stop{false};
+  Pid p = spawn([](Pid report) -> Proc {
+    co_await receive<Term>([](const Term& t) { return t.is_atom("go"); });
+    std::vector<double> us;
+    for (int i = 0; i < 1000; ++i) {
+      const auto s = BenchClock::now();
+      co_await sleep_for(1ms);
+      us.push_back(std::chrono::duration<double, std::micro>(BenchClock::now() - s).count());
+    }
+    std::sort(us.begin(), us.end());
+    send(report, tuple(us[us.size() / 2], us[us.size() * 99 / 100]));
+  }, self());
+  std::thread flood([&] {
+    for (long i = 0; i < 8'000'000 && !stop.load(std::memory_order_relaxed); ++i) send(p, Term(i));
+  });
+  send(p, atom("go"));
+  auto r = mb.receive<Term>(120s);
+  stop = true;
+  flood.join();
+  if (!r) return 1;
+  std::fprintf(stderr, "detail: flood_sleep: sleep_for(1ms) x1000 in a flooded process: p50 %.0f us, p99 %.0f us\n",
+               (*r)[0].as_double(), (*r)[1].as_double());
+  result("flood_sleep_p50", (*r)[0].as_double() / 1000.0, "ms");
+  result("flood_sleep_p99", (*r)[1].as_double() / 1000.0, "ms");
+  return 0;
+}
+
+// dist_hol: one process streams large binaries (32 MiB: a message must stay under the 64 MiB
+// frame limit) to {bench_echo, b} while another does sequential small round trips to
+// bench_echo; p50/p99 of those round trips.
+Proc hol_streamer(std::atomic<bool>* stop, std::atomic<long>* sent) {
+  const Term big(std::string(32u << 20, 'x'));
+  while (!stop->load()) {
+    send(atom("bench_echo"), atom("b@localhost"), tuple(atom("big"), big));
+    sent->fetch_add(1);
+    co_await yield();
+  }
+}
+int dist_hol(const Options& o) {
+  DistRun run(o);
+  Mailbox& mb = run.mb;
+  if (!wait_for_peer(mb)) return 1;
+  std::atomic<bool> stop{false};
+  std::atomic<long> big_sent{0};
+  spawn(hol_streamer, &stop, &big_sent);
+  std::vector<double> us;
+  const auto t0 = BenchClock::now();
+  for (long i = 0; BenchClock::now() - t0 < 5s; ++i) {
+    const auto s = BenchClock::now();
+    send(atom("bench_echo"), atom("b@localhost"), tuple(atom("ping"), self(), i));
+    if (!mb.receive<Term>([i](const Term& t) { return t.is_tuple(2, "pong") && t[1].as_int() == i; }, 30s)) return 1;
+    us.push_back(std::chrono::duration<double, std::micro>(BenchClock::now() - s).count());
+  }
+  stop = true;
+  std::sort(us.begin(), us.end());
+  const double p50 = us[us.size() / 2], p99 = us[std::min(us.size() - 1, us.size() * 99 / 100)];
+  std::fprintf(stderr, "detail: dist_hol: %zu round trips in 5 s while %ld x 32 MiB messages went the same way; p50 %.0f us, p99 %.0f us, max %.0f us\n",
+               us.size(), big_sent.load(), p50, p99, us.back());
+  result("dist_hol_p50", p50 / 1000.0, "ms");
+  result("dist_hol_p99", p99 / 1000.0, "ms");
+  return 0;
+}
+
 const std::map<std::string, std::function<int(const Options&)>>& scenarios() {
   static const std::map<std::string, std::function<int(const Options&)>> s{
       {"local_send", local_send},
@@ -474,6 +589,9 @@ const std::map<std::string, std::function<int(const Options&)>>& scenarios() {
       {"dist_task_async_await", dist_task_async_await},
       {"dist_task_async_await_c64", dist_task_async_await_c64},
       {"dist_detect_stop", dist_detect_stop},
+      {"dist_stall", dist_stall},
+      {"flood_sleep", flood_sleep},
+      {"dist_hol", dist_hol},
   };
   return s;
 }

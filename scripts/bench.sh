@@ -60,6 +60,8 @@ pairs=(
   "dist_pingpong_curve_p99|zmq_pingpong_curve_p99|zmq:all|lower"
   "dist_task_async_await|erlang.dist_task_async_await|erlang:dist_task_async_await|higher"
   "dist_task_async_await_c64|erlang.dist_task_async_await_c64|erlang:dist_task_async_await_c64|higher"
+  "dist_stall_rss_mb|erlang.dist_stall_rss_mb|own:dist_stall|lower"
+  "dist_stall_resume|erlang.dist_stall_resume|own:dist_stall|higher"
 )
 
 out=$dir/bench-results.txt
@@ -79,6 +81,9 @@ run_anchor() {  # set:scenario
       # the Task.Supervisor anchors are Elixir scripts
       [[ $s != dist_task_* ]] || command -v elixir >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq elixir >/dev/null; }
       "$anchors/erlang/$s.sh" 2>/dev/null | grep '^RESULT ' | sed 's/^RESULT name=/RESULT name=erlang./' ;;
+    own)  # the anchors this project carries (bench/anchors/erlang)
+      command -v erl >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq erlang-base erlang-dev >/dev/null; }
+      bench/anchors/erlang/$s.sh 2>/dev/null | grep '^RESULT ' | sed 's/^RESULT name=/RESULT name=erlang./' ;;
     zmq)
       "$anchors/zmq/run.sh" 2>/dev/null | grep '^RESULT ' ;;
     caf)

@@ -450,10 +450,9 @@ Scan scan(Process* p, detail::Receiver& r) {
   }
   p->cursor = p->save_tail;  // everything saved so far has been looked at
   if (p->exit_reason) return Scan::must_exit;
-  if (!r.timed_out && r.token != 0 && r.has_deadline &&
-      p->timeout_fired.load(std::memory_order_acquire) == r.token) {
-    r.timed_out = true;
-  }
+  // (the clock too, not only the timer: a process a flood keeps waking sees its deadline
+  // without waiting for the timer thread to get a core)
+  if (!r.timed_out && deadline_passed(p, r)) r.timed_out = true;
   return r.timed_out ? Scan::timed_out : Scan::no_match;
 }
 
