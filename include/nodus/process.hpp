@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <type_traits>
@@ -16,10 +17,25 @@
 
 namespace nodus {
 
+/// An optional bound on a process's mailbox (`SpawnOptions::max_mailbox`), off by default:
+/// messages in it (arrived and not yet taken by a receive, including the ones receives skipped).
+struct MailboxLimit {
+  /// What a message past the limit does.
+  enum class Policy : std::uint8_t {
+    exit,    ///< the process exits with reason `mailbox_overflow` (logged at error level), as
+             ///< Erlang's max_heap_size kills a process that outgrows it
+    refuse,  ///< the message is not delivered: send_nosuspend returns false, a plain send drops
+             ///< it (one warning per overflow), a message from another node is dropped there
+  };
+  std::uint32_t messages = 0;  ///< 0: no limit
+  Policy policy = Policy::exit;
+};
+
 struct SpawnOptions {
   bool link = false;     ///< link the new process to the caller (spawn_link)
   bool monitor = false;  ///< monitor it from the caller (spawn_monitor)
   Pid group_leader{};    ///< null: inherit the caller's group leader
+  MailboxLimit max_mailbox{};  ///< off by default
 };
 
 /// Thrown by `exit_self(reason)` inside a process body: ends the process with `reason` (no crash
@@ -114,8 +130,9 @@ void send(const Pid& to, M&& msg) {
   detail::deliver(to, detail::make_node(std::forward<M>(msg)));
 }
 /// Erlang's `erlang:send(Pid, Msg, [nosuspend])`: sends unless that would make the caller
-/// wait. False, and `msg` is not sent, if `to`'s node is over its send budget; true otherwise
-/// (sent, as `send` sends it).
+/// wait. False, and `msg` is not sent, if `to`'s node is over its send budget (or `to` is a
+/// local process whose `max_mailbox` with the `refuse` policy is full); true otherwise (sent,
+/// as `send` sends it).
 template <class M>
 bool send_nosuspend(const Pid& to, M&& msg) {
   return detail::deliver_nosuspend(to, detail::make_node(std::forward<M>(msg)));

@@ -48,6 +48,8 @@ Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monito
                                                 : cx.io_server);
   p->root = h;
   p->resume_point = h;
+  p->limit_policy.store(opts.max_mailbox.policy, std::memory_order_relaxed);
+  p->max_messages.store(opts.max_mailbox.messages, std::memory_order_relaxed);
   if (c.object) {
     std::lock_guard lock(p->lock);
     p->ext().closure = c;
@@ -91,6 +93,7 @@ bool deliver_nosuspend(const Pid& to, MsgNode* n) {
   if (!to.is_local()) {
     if (const runtime::RemoteHooks* h = runtime::remote_hooks()) return h->deliver_nosuspend(to, n);
   }
+  if (to.is_local()) return runtime::deliver_local(to, n);
   runtime::deliver_any(to, n);
   return true;
 }

@@ -9,6 +9,7 @@
 #include <typeinfo>
 
 #include "context.hpp"
+#include "nodus/log.hpp"
 
 namespace nodus::runtime {
 namespace {
@@ -21,6 +22,16 @@ T& value_of(MsgNode* n) {
 }
 
 void destroy(MsgNode* n) noexcept { n->type->destroy(n); }
+
+// max_mailbox bookkeeping (owner): a node left the mailbox.
+inline void taken(Process* p) noexcept {
+  const std::uint32_t max = p->max_messages.load(std::memory_order_relaxed);
+  if (max == 0) return;
+  const std::int64_t len = p->mailbox_len.fetch_sub(1, std::memory_order_relaxed) - 1;
+  if (len < max && p->limit_policy.load(std::memory_order_relaxed) == MailboxLimit::Policy::refuse) {
+    p->overflowed.store(false, std::memory_order_relaxed);  // a later refusal warns again
+  }
+}
 
 void append(Process* p, MsgNode* n) {
   n->next.store(nullptr, std::memory_order_relaxed);
@@ -71,6 +82,7 @@ MsgNode* pop_own(Process* p) noexcept {
     MsgNode* n = pop(p);
     if (n == nullptr || n->stamp == me) return n;
     destroy(n);
+    taken(p);
   }
 }
 
@@ -146,8 +158,9 @@ MsgNode* admit(Process* p, MsgNode* n) {
   n = handle_signal(p, n);
   if (n != nullptr && p->has_late_replies && is_late_reply(p, n)) {
     destroy(n);
-    return nullptr;
+    n = nullptr;
   }
+  if (n == nullptr) taken(p);
   return n;
 }
 
@@ -227,11 +240,37 @@ void destroy_chain(MsgNode* n) noexcept {
   }
 }
 
-void push(Process* p, MsgNode* n) noexcept {
+namespace {
+// max_mailbox (sender): counts the node in; false if the refuse policy turns it away. Signals
+// (exit signals, DOWNs) are counted but never refused.
+bool within_limit(Process* p, MsgNode* n, std::uint32_t max) noexcept {
+  const std::int64_t len = p->mailbox_len.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (len <= max) return true;
+  const bool signal = n->type->kind == detail::NodeKind::exit_signal || n->type == &detail::type_info_v<Down>;
+  if (signal) return true;
+  if (p->limit_policy.load(std::memory_order_relaxed) == MailboxLimit::Policy::refuse) {
+    p->mailbox_len.fetch_sub(1, std::memory_order_relaxed);
+    if (!p->overflowed.exchange(true, std::memory_order_relaxed)) {
+      logger().warn("process {} refused a message: its mailbox holds its max_mailbox ({} messages)",
+                       to_string(p->pid()), max);
+    }
+    destroy(n);
+    return false;
+  }
+  p->overflowed.store(true, std::memory_order_relaxed);  // the owner exits at its next look
+  return true;
+}
+}  // namespace
+
+bool push(Process* p, MsgNode* n) noexcept {
+  if (const std::uint32_t max = p->max_messages.load(std::memory_order_relaxed); max != 0) {
+    if (!within_limit(p, n, max)) return false;
+  }
   MsgNode* prev = claim(p, n);
   const bool waiting = p->state.load(std::memory_order_seq_cst) == State::waiting;
   publish(prev, n);
   if (waiting) wake(p);  // after publishing, so the woken owner finds the node linked
+  return true;
 }
 
 void fire_timeout(const Pid& to, std::uint64_t token) noexcept {
@@ -279,6 +318,7 @@ bool park_held(Process* p) noexcept {
 
 void drain(Process* p) noexcept {
   while (MsgNode* n = pop(p)) destroy(n);
+  p->mailbox_len.store(0, std::memory_order_relaxed);
   destroy_chain(std::exchange(p->save_head, nullptr));
   p->save_tail = &p->save_head;
   p->cursor = &p->save_head;
@@ -292,6 +332,8 @@ void prepare(Process* p, bool is_thread, const Pid& group_leader) {
   p->yielding = false;
   p->has_late_replies = false;
   p->held.store(false, std::memory_order_relaxed);
+  p->max_messages.store(0, std::memory_order_relaxed);
+  p->overflowed.store(false, std::memory_order_relaxed);
   p->exit_reason = nullptr;
   p->pending = nullptr;
   p->run_next = nullptr;
@@ -326,15 +368,15 @@ void wake(Process* p) noexcept {
   }
 }
 
-void deliver_local(const Pid& to, MsgNode* n) noexcept {
+bool deliver_local(const Pid& to, MsgNode* n) noexcept {
   Context* c = ctx_if();
   Process* p = (c && !c->shutting_down.load(std::memory_order_relaxed)) ? c->table.lookup(to) : nullptr;
   if (p == nullptr) {
     destroy(n);
-    return;
+    return true;  // gone: dropped, as Erlang drops it (not a refusal)
   }
   n->stamp = ident_of(to);
-  push(p, n);
+  return push(p, n);
 }
 
 namespace {
@@ -411,9 +453,24 @@ bool deadline_passed(const Process* p, const detail::Receiver& r) {
   if (r.token != 0 && p->timeout_fired.load(std::memory_order_acquire) == r.token) return true;
   return Clock::now() >= r.deadline;
 }
+
+
+// max_mailbox, exit policy: a sender saw the mailbox pass the limit (it set the flag before it
+// linked its node, so the owner sees the flag once it has popped that node).
+bool overflow_exit(Process* p) {
+  if (!p->overflowed.load(std::memory_order_relaxed) ||
+      p->limit_policy.load(std::memory_order_relaxed) != MailboxLimit::Policy::exit || p->exit_reason != nullptr) {
+    return false;
+  }
+  logger().error("process {} exceeded its max_mailbox ({} messages): exiting with mailbox_overflow",
+                 to_string(p->pid()), p->max_messages.load(std::memory_order_relaxed));
+  set_exit(p, atom("mailbox_overflow"));
+  return true;
+}
 }  // namespace
 
 Scan scan(Process* p, detail::Receiver& r) {
+  if (overflow_exit(p)) return Scan::must_exit;
   // messages skipped earlier, from where this receive stopped last time (a receive that can
   // match nothing, sleep_for, has nothing to look for there)
   if (r.matches != nullptr) {
@@ -425,14 +482,15 @@ Scan scan(Process* p, detail::Receiver& r) {
         n->next.store(nullptr, std::memory_order_relaxed);
         p->cursor = &p->save_head;
         r.matched = n;
+        taken(p);
         return Scan::matched;
       }
     }
   }
   // new arrivals: a match is taken straight from the queue, the rest are saved
-  unsigned taken = 0;
+  unsigned popped = 0;
   while (p->exit_reason == nullptr) {
-    if (++taken % kDeadlineEvery == 0 && deadline_passed(p, r)) {
+    if (++popped % kDeadlineEvery == 0 && deadline_passed(p, r)) {
       r.timed_out = true;
       break;
     }
@@ -444,12 +502,13 @@ Scan scan(Process* p, detail::Receiver& r) {
       n->next.store(nullptr, std::memory_order_relaxed);
       p->cursor = &p->save_head;
       r.matched = n;
+      taken(p);
       return Scan::matched;
     }
     append(p, n);
   }
   p->cursor = p->save_tail;  // everything saved so far has been looked at
-  if (p->exit_reason) return Scan::must_exit;
+  if (p->exit_reason || overflow_exit(p)) return Scan::must_exit;
   // (the clock too, not only the timer: a process a flood keeps waking sees its deadline
   // without waiting for the timer thread to get a core)
   if (!r.timed_out && deadline_passed(p, r)) r.timed_out = true;
@@ -475,6 +534,7 @@ void remove_down(Process* p, const Ref& ref) {
       *link = next_of(n);
       if (p->save_tail == link_of(n)) p->save_tail = link;
       destroy(n);
+      taken(p);
       break;
     }
   }
@@ -488,6 +548,7 @@ std::vector<Message> take_all(Process* p) {
     MsgNode* next = next_of(n);
     n->next.store(nullptr, std::memory_order_relaxed);
     out.emplace_back(n);
+    taken(p);
     n = next;
   }
   p->save_head = nullptr;

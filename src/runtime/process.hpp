@@ -74,6 +74,11 @@ struct Process {
   /// the process on that channel's list); cleared by the channel once it drained. The
   /// scheduler holds the process at its next suspension point while it is set.
   std::atomic<bool> held{false};
+  // max_mailbox (set before the process is published; 0: no limit, and nothing below is kept)
+  std::atomic<MailboxLimit::Policy> limit_policy{MailboxLimit::Policy::exit};
+  std::atomic<std::uint32_t> max_messages{0};
+  std::atomic<std::int64_t> mailbox_len{0};  ///< pushed minus taken out (only with a limit)
+  std::atomic<bool> overflowed{false};       ///< exit policy: passed the limit; refuse: warned
   SpinLock lock;  ///< guards `alive`, `extras`, `group_leader`
   bool alive = false;
   std::atomic<std::uint64_t> ident{0};  ///< (slot << 32) | serial
@@ -117,8 +122,9 @@ enum class Scan { matched, timed_out, no_match, must_exit };
 Process* current() noexcept;
 void set_current(Process* p) noexcept;
 
-/// Pushes `n` into `p`'s mailbox and wakes `p` if it waits. Takes ownership of `n`.
-void push(Process* p, detail::MsgNode* n) noexcept;
+/// Pushes `n` into `p`'s mailbox and wakes `p` if it waits. Takes ownership of `n`. False if
+/// `p`'s max_mailbox refuses it (then `n` is freed).
+bool push(Process* p, detail::MsgNode* n) noexcept;
 /// Owner only, before parking: a push is half done (its sender claimed a place and has not
 /// linked it yet), so the owner should look again rather than park.
 inline bool push_in_flight(const Process* p) noexcept { return p->inbox_tail != &p->stub; }
@@ -223,8 +229,9 @@ void remove_remote_link(const Pid& target, const Pid& remote);
 bool add_remote_watcher(const Pid& target, const Ref& ref, const Pid& remote_watcher);
 /// Local `watcher` now monitors remote `target` under `ref` (false if watcher is gone).
 bool add_monitoring(const Pid& watcher, const Ref& ref, const Pid& target);
-/// Delivers to a local pid; frees `n` if the process is gone.
-void deliver_local(const Pid& to, detail::MsgNode* n) noexcept;
+/// Delivers to a local pid; frees `n` if the process is gone. False only if the process's
+/// max_mailbox refused it.
+bool deliver_local(const Pid& to, detail::MsgNode* n) noexcept;
 /// Sends an exit signal (from links or exit/2).
 void send_exit_signal(const Pid& to, const Pid& from, Term reason, bool from_link);
 /// Drop one side of a monitor: the target's watcher entry / the watcher's monitoring entry.

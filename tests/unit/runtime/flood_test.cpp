@@ -151,3 +151,74 @@ TEST_CASE("a call from a process with a long mailbox does not rescan it for each
   REQUIRE(first);
   CHECK(first->as_int() == 0);
 }
+
+namespace {
+struct Take {
+  int n;
+};
+// Waits for Take{n}, then takes n messages of any other kind, reports how many it got, again.
+Proc taker(Pid report) {
+  for (;;) {
+    Take t = co_await receive<Take>();
+    int got = 0;
+    for (int i = 0; i < t.n; ++i) {
+      if (co_await receive<Term>(kWait)) ++got;
+    }
+    send(report, tuple(atom("took"), got));
+  }
+}
+}  // namespace
+
+TEST_CASE("max_mailbox exit: a process whose mailbox passes the limit exits with mailbox_overflow", "[receive][max_mailbox]") {
+  Runtime rt;
+  Mailbox mb;
+  Pid p = spawn_opt({.max_mailbox = {.messages = 100}}, taker, self());
+  const Ref ref = monitor(p);
+  // the limit counts what is in the mailbox, not what ever came: taking messages makes room
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 99; ++i) send(p, Term(i));  // 99 + the Take: at the limit, not past it
+    send(p, Take{99});
+    auto r = mb.receive<Term>(kWait);
+    REQUIRE(r);
+    CHECK(r->to_string() == "{took, 99}");
+  }
+  CHECK(is_process_alive(p));
+  for (int i = 0; i < 101; ++i) send(p, Term(i));  // skipped by its receive<Take>: still in its mailbox
+  Down d = wait_down(mb, ref);
+  CHECK(d.reason.to_string() == "mailbox_overflow");
+}
+
+TEST_CASE("max_mailbox refuse: send_nosuspend says false past the limit and true once there is room", "[receive][max_mailbox]") {
+  Runtime rt;
+  Mailbox mb;
+  std::atomic<bool> take{false};
+  // takes 50 messages once `take` is set (it looks every millisecond: no message can tell it,
+  // its mailbox is full)
+  Pid p = spawn_opt({.max_mailbox = {.messages = 50, .policy = MailboxLimit::Policy::refuse}},
+                    [](Pid report, std::atomic<bool>* go) -> Proc {
+                      while (!go->load()) co_await sleep_for(1ms);  // NOLINT: the process's own pace
+                      int got = 0;
+                      for (int i = 0; i < 50; ++i) {
+                        if (co_await receive<Term>(kWait)) ++got;
+                      }
+                      send(report, tuple(atom("took"), got));
+                      (void)co_await receive<Take>();
+                    },
+                    self(), &take);
+  int accepted = 0;
+  for (int i = 0; i < 80; ++i) accepted += send_nosuspend(p, Term(i)) ? 1 : 0;
+  CHECK(accepted == 50);
+  send(p, Term(999));  // a plain send past the limit is dropped (logged once)
+  CHECK_FALSE(send_nosuspend(p, Term(1000)));
+  take = true;
+  auto r = mb.receive<Term>(kWait);
+  REQUIRE(r);
+  CHECK(r->to_string() == "{took, 50}");
+  CHECK(send_nosuspend(p, Term(1)));  // room again
+  // exit signals are never refused
+  const Ref ref = monitor(p);
+  for (int i = 0; i < 60; ++i) (void)send_nosuspend(p, Term(i));
+  exit(p, atom("kill"));
+  Down d = wait_down(mb, ref);
+  CHECK(d.reason.to_string() == "killed");
+}
