@@ -26,7 +26,13 @@ bool Channel::submit(std::string& batch, bool stage, bool* newly_staged) {
       dirty = true;
       return false;
     }
-    // ours to use: straight onto the connection, after what is staged
+    // ours to use: straight onto the connection, after what is staged (as one message, unless
+    // together they would be too big for one)
+    if (!staged.empty() && staged.size() + batch.size() > kMaxRecord) {
+      bool wake = hand_over(staged);
+      staged.clear();
+      return hand_over(batch) || wake;
+    }
     if (!staged.empty()) {
       staged += batch;
       batch.swap(staged);

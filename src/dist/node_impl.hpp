@@ -347,7 +347,7 @@ void NodeImpl::emit(Atom node, Encode&& encode, bool data) {
   if (!o.buf.empty() && (o.dest != node || o.owner != this)) flush_outbox();
   o.owner = this;
   o.dest = node;
-  const std::size_t at = o.buf.size();
+  std::size_t at = o.buf.size();
   o.buf.append(4, '\0');
   Writer w(o.buf);
   encode(w);
@@ -355,6 +355,24 @@ void NodeImpl::emit(Atom node, Encode&& encode, bool data) {
     o.buf.resize(at);
     warn_bad("message", "to " + std::string(node.name()) + ": a name longer than 255 bytes cannot travel");
     return;
+  }
+  const std::size_t record = o.buf.size() - at;
+  if (record > kMaxRecord) {  // the peer would refuse the ZMTP message and drop the connection
+    o.buf.resize(at);
+    warn_bad("message", "to " + std::string(node.name()) + ": " + std::to_string(record) +
+                            " bytes is over the largest message a node takes (" + std::to_string(kMaxRecord) +
+                            " bytes); not sent");
+    return;
+  }
+  if (o.buf.size() > kMaxRecord) {  // with what was batched before it, too big for one message
+    std::string rec = o.buf.substr(at);
+    o.buf.resize(at);
+    flush_outbox();
+    o.owner = this;
+    o.dest = node;
+    o.buf = std::move(rec);
+    at = 0;
+    (void)outbox();  // (marks the thread's outbox pending again)
   }
   o.data |= data;
   const auto len = static_cast<std::uint32_t>(o.buf.size() - at - 4);

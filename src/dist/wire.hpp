@@ -11,6 +11,9 @@ namespace nodus::dist {
 inline constexpr std::uint8_t kWireVersion = 2;
 /// Frames larger than this are refused by ZeroMQ itself (ZMQ_MAXMSGSIZE): the connection drops.
 inline constexpr std::int64_t kMaxFrame = 64 << 20;
+/// The largest record (and batch of records) a node sends: a ZMTP message with room for the
+/// CURVE box around it stays within kMaxFrame.
+inline constexpr std::size_t kMaxRecord = static_cast<std::size_t>(kMaxFrame) - 256;
 /// A sending thread's outbox is sent once it holds this many bytes (or its slice ends).
 inline constexpr std::size_t kBatchBytes = 64 << 10;
 /// In CURVE mode the handshake MACs are keyed with this instead of a cookie: the CURVE keys

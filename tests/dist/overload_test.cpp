@@ -34,7 +34,8 @@ constexpr std::size_t kBudget = std::size_t(1) << 20;  // NodeOptions' default
 // ------------------------------------------------------------------------------ the peer
 
 // {seq, Sender, N, _}: checks each sender's numbers come in order with no gap or duplicate;
-// {report, From} -> {report, Count, Bad, self()}; anything else is dropped.
+// {report, From} -> {report, Count, Bad, self()}; {size, From, Bin} -> {size, byte_size(Bin)};
+// anything else is dropped.
 Proc seqsink() {
   std::vector<std::pair<Pid, std::int64_t>> last;
   std::int64_t count = 0, bad = 0;
@@ -53,6 +54,8 @@ Proc seqsink() {
       ++count;
     } else if (t.is_tuple(2, "report")) {
       send(t[1].as_pid(), tuple(atom("report"), count, bad, self()));
+    } else if (t.is_tuple(3, "size")) {
+      send(t[1].as_pid(), tuple(atom("size"), static_cast<std::int64_t>(t[2].as_binary().size())));
     }
   }
 }
@@ -291,4 +294,30 @@ TEST_CASE("a frozen peer is still declared down within its tick while senders ar
   CHECK(noconnection == 16);
   INFO("the longest a sender waited: " << longest_ms << " ms");
   CHECK(longest_ms >= 200);  // held: the budget filled long before the tick ran out
+}
+
+TEST_CASE("large messages: 40 MiB arrives whole; one over the 64 MiB limit is refused with a log line, the connection stays",
+          "[distributed][budget]") {
+  Cluster cl;
+  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret", "1000"}, "big-kate" + std::to_string(cl.port));
+  Runtime rt;
+  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  const Atom peer = atom("kate@localhost");
+  REQUIRE(eventually([&] { return node::ping(peer, 1s); }, 20s));
+  Mailbox mb;
+  send(atom("seqsink"), peer, tuple(atom("report"), mb.pid()));  // so the log below is ours
+  REQUIRE(mb.receive<Term>(10s));
+  send(atom("seqsink"), peer, tuple(atom("size"), mb.pid(), Term(std::string(100, 's'))));
+  send(atom("seqsink"), peer, tuple(atom("size"), mb.pid(), Term(std::string(40u << 20, 'm'))));
+  send(atom("seqsink"), peer, tuple(atom("size"), mb.pid(), Term(std::string(70u << 20, 'l'))));
+  send(atom("seqsink"), peer, tuple(atom("size"), mb.pid(), Term(std::string(200, 's'))));
+  std::vector<std::string> got;
+  for (int i = 0; i < 3; ++i) {
+    auto r = mb.receive<Term>(30s);
+    REQUIRE(r);
+    got.push_back(r->to_string());
+  }
+  CHECK(got == std::vector<std::string>{"{size, 100}", "{size, 41943040}", "{size, 200}"});
+  CHECK_FALSE(mb.receive<Term>(0ms));
+  CHECK(node::list() == std::vector<Atom>{peer});  // never dropped
 }
