@@ -3,6 +3,9 @@
 
 #include "../runtime/process.hpp"
 #include "../runtime/trace.hpp"
+#include <algorithm>
+
+#include "codec.hpp"
 #include "wire.hpp"
 
 namespace nodus::dist {
@@ -11,6 +14,7 @@ void Channel::give_to_io() {
   io_owns = true;
   if (!staged.empty()) {
     pending_bytes += staged.size();
+    enq_total += staged.size();
     pending.push_back(std::move(staged));
     staged = std::string();
   }
@@ -69,9 +73,10 @@ bool Channel::hand_over(std::string& batch) {
 
 bool Channel::queue(std::string& batch) {
   give_to_io();  // (already so, unless a sender found the socket full)
-  const bool was_empty = pending.empty();
+  const bool was_empty = pending.empty() && bulk.empty();
   pending_bytes += batch.size();
-  if (!was_empty && pending.back().size() + batch.size() <= kBatchBytes) {
+  enq_total += batch.size();
+  if (!pending.empty() && pending.back().size() + batch.size() <= kBatchBytes) {
     pending.back() += batch;  // small batches coalesce while they wait
     batch.clear();
   } else {
@@ -82,6 +87,57 @@ bool Channel::queue(std::string& batch) {
   return was_empty;
 }
 
+std::string encode_fragment(std::uint64_t id, std::string_view record, std::size_t offset) {
+  const std::size_t n = std::min(kFragmentBytes, record.size() - offset);
+  std::string f;
+  f.reserve(4 + 25 + n);
+  const auto len = static_cast<std::uint32_t>(25 + n);
+  for (int i = 0; i < 4; ++i) f.push_back(static_cast<char>((len >> (8 * i)) & 0xff));  // the record's length
+  Writer w(f);
+  w.u8(static_cast<std::uint8_t>(Op::fragment));
+  w.u64(id);
+  w.u64(offset);
+  w.u64(record.size());
+  w.bytes(record.substr(offset, n));
+  return f;
+}
+
+std::uint64_t Channel::add_bulk(std::string record, bool* wake) {
+  const bool was_idle = !io_owns || (pending.empty() && bulk.empty());
+  give_to_io();
+  const std::uint64_t id = next_bulk++;
+  bulk_bytes += record.size();
+  bulk.push_back(Bulk{id, std::move(record), 0, enq_total, {}, nullptr, 0});
+  *wake = was_idle;
+  return id;
+}
+
+Channel::Bulk* Channel::find_bulk(std::uint64_t id) {
+  for (Bulk& b : bulk) {
+    if (b.id == id) return &b;
+  }
+  return nullptr;
+}
+
+Connection::Put Channel::put_fragment(bool* done_one) {
+  Bulk& b = bulk.front();
+  const std::string f = encode_fragment(b.id, b.record, b.offset);
+  const Connection::Put put = conn->put(f);
+  if (put == Connection::Put::none) return put;
+  const std::size_t n = std::min(kFragmentBytes, b.record.size() - b.offset);
+  b.offset += n;
+  bulk_bytes -= n;
+  if (b.offset < b.record.size()) return put;
+  // the last fragment went: then what its sender sent after it, then its sender goes on
+  Connection::Put tail = Connection::Put::all;
+  if (!b.trailer.empty()) tail = conn->put(b.trailer);  // (a connection that takes a message whole or in part takes the next too)
+  if (b.holder) runtime::release_held(b.holder, b.holder_ident);
+  bulk_done = b.id;
+  bulk.pop_front();
+  *done_one = true;
+  return put == Connection::Put::part ? put : tail;
+}
+
 bool Channel::drain() {
   if (conn == nullptr) return false;
   if (!conn->flush()) {  // the socket is full: POLLOUT
@@ -89,20 +145,34 @@ bool Channel::drain() {
     return false;
   }
   if (state == down) return false;
-  while (!pending.empty()) {
-    const std::string& b = pending.front();
-    const Connection::Put put = conn->put(b);
-    if (put == Connection::Put::none) {  // a high-water mark: POLLOUT
-      release_if_drained();
-      return false;
+  bool bulk_finished = false;
+  while (!pending.empty() || !bulk.empty()) {
+    // a pending batch and a fragment in turn; a bulk message's last fragment waits until what
+    // was queued before it has gone
+    Connection::Put put;
+    if (!pending.empty()) {
+      const std::string& b = pending.front();
+      put = conn->put(b);
+      if (put != Connection::Put::none) {
+        pending_bytes -= b.size();
+        out_total += b.size();
+        pending.pop_front();
+      }
+      if (put == Connection::Put::all && !bulk.empty()) {
+        const Bulk& f = bulk.front();
+        const bool last = f.record.size() - f.offset <= kFragmentBytes;
+        if (!last || out_total >= f.after) put = put_fragment(&bulk_finished);
+      }
+    } else {
+      put = put_fragment(&bulk_finished);
     }
-    pending_bytes -= b.size();
-    pending.pop_front();
-    if (put == Connection::Put::part) {  // in the connection; POLLOUT
+    if (put != Connection::Put::all) {  // the socket is full (or a high-water mark): POLLOUT
+      if (bulk_finished) drained.notify_all();
       release_if_drained();
       return false;
     }
   }
+  if (bulk_finished) drained.notify_all();
   state = up;
   io_owns = false;
   release_if_drained();
@@ -123,7 +193,11 @@ void Channel::release_if_drained() {
 
 void Channel::release() {
   busy = false;
-  for (auto& [p, ident] : held) runtime::release_held(p, ident);
+  for (auto& [p, ident] : held) {
+    // a sender whose large message is still going stays held until it is all gone
+    const bool in_bulk = std::any_of(bulk.begin(), bulk.end(), [&](const Bulk& b) { return b.holder == p && b.holder_ident == ident; });
+    if (!in_bulk) runtime::release_held(p, ident);
+  }
   held.clear();
   drained.notify_all();
 }
@@ -131,10 +205,16 @@ void Channel::release() {
 std::size_t Channel::fail() {
   state = down;
   conn = nullptr;
-  const std::size_t dropped = pending_bytes + staged.size();
+  const std::size_t dropped = pending_bytes + staged.size() + bulk_bytes;
   pending.clear();
   pending_bytes = 0;
   staged.clear();
+  for (Bulk& b : bulk) {
+    if (b.holder) runtime::release_held(b.holder, b.holder_ident);
+  }
+  bulk.clear();
+  bulk_bytes = 0;
+  drained.notify_all();  // threads waiting for a bulk message to go
   return dropped;
 }
 

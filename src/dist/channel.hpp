@@ -33,6 +33,12 @@ inline constexpr std::size_t kDefaultDistBuffer = 1 << 20;
 //    so records leave in the order they were handed over, whoever writes them;
 //  - `conn` is null unless a connection carries this channel; once the channel is down it
 //    stays null (nobody writes to a closed connection) and nothing is queued any more;
+//  - `bulk` (large messages, sent as fragments) is not empty only while io_owns; the I/O
+//    thread writes a pending batch and a fragment in turn, so a large message delays others
+//    by one fragment at most; a bulk message's last fragment leaves only once every pending
+//    byte queued before it has (`after`), and its `trailer` (what its sender sent after it
+//    before it could be held) right after its last fragment: one sender's records keep
+//    their order;
 //  - `busy` is set when queued() passes `high` after a submit and cleared when it falls to
 //    `low` or the channel goes down; while it is set, every process in `held` is suspended
 //    and every thread blocked on `drained` waits; clearing it lets all of them go.
@@ -55,9 +61,31 @@ struct Channel {
   std::vector<std::pair<runtime::Process*, std::uint64_t>> held;  // suspended senders
   std::condition_variable drained;  // threads (Mailbox owners) blocked on the budget
   std::uint64_t busy_episodes = 0;  // how often the budget was passed (observability)
+  // Large messages (over kFragmentBytes), oldest first.
+  struct Bulk {
+    std::uint64_t id;
+    std::string record;  // the whole record (its frame), without the length prefix
+    std::size_t offset = 0;
+    std::uint64_t after;  // enq_total when it was queued
+    std::string trailer;  // records (a batch) its sender sent after it, before it was held
+    runtime::Process* holder = nullptr;  // the sending process, held until it is all written
+    std::uint64_t holder_ident = 0;
+  };
+  std::deque<Bulk> bulk;
+  std::size_t bulk_bytes = 0;        // what is left of them
+  std::uint64_t bulk_done = 0;       // the id of the last one written out (ids grow)
+  std::uint64_t next_bulk = 1;
+  std::uint64_t enq_total = 0, out_total = 0;  // pending bytes ever queued / written
 
-  /// Bytes queued for the peer: staged, pending, and inside the connection.
-  std::size_t queued() const { return pending_bytes + staged.size() + (conn ? conn->buffered() : 0); }
+  /// Bytes queued for the peer: staged, pending, large messages, inside the connection.
+  std::size_t queued() const {
+    return pending_bytes + staged.size() + bulk_bytes + (conn ? conn->buffered() : 0);
+  }
+  /// Queues a large message (sent in fragments, interleaved with the rest); the I/O thread owns
+  /// the output from now on. Returns its id; true in `*wake`: wake the I/O thread.
+  std::uint64_t add_bulk(std::string record, bool* wake);
+  /// The bulk message `id` if it is still queued (to append a trailer to it).
+  Bulk* find_bulk(std::uint64_t id);
   /// After a submit: true if the channel is over its budget (sets `busy`).
   bool over_budget();
   /// Lets every held process and blocked thread go if the channel drained to `low` (or is
@@ -89,6 +117,15 @@ struct Channel {
   /// I/O thread.
   bool hand_over(std::string& batch);
   bool queue(std::string& batch);
+  /// One fragment of the oldest bulk message (or its last, and its trailer, when its turn
+  /// came); Put::all if it went whole.
+  Connection::Put put_fragment(bool* done_one);
 };
+
+/// A record over this size goes as fragments of it (as Erlang fragments since OTP 22).
+inline constexpr std::size_t kFragmentBytes = 64 << 10;
+/// A FRAGMENT record: u8 op, u64 id, u64 offset, u64 total, then up to kFragmentBytes of the
+/// message's record. Encodes the fragment of `b` at its offset.
+std::string encode_fragment(std::uint64_t id, std::string_view record, std::size_t offset);
 
 }  // namespace nodus::dist

@@ -181,6 +181,13 @@ class NodeImpl {
   void send_records(Atom node, std::string& batch, bool stage = false, bool data = false);
   /// send_nosuspend: would a message to `node` now wait on its send budget?
   bool busy(Atom node);
+  /// A record over kFragmentBytes (without its length prefix): queued whole on the channel and
+  /// written in fragments between other records; the sending process is held (a plain thread
+  /// waits) until it is all written, and what it sends meanwhile follows it.
+  void send_large(Atom node, std::string record);
+  /// May a record to `node` from this thread go in fragments? (Not to a JSON peer, which
+  /// reads whole records; not from the node's own threads, which must never wait.)
+  bool may_fragment(Atom node) { return !wants_json(node) && !runtime::on_internal_thread(); }
   /// Sends what every channel has staged (a worker out of work, or every few slices).
   void flush_staged();
   /// An idle worker reads and handles what arrived, unless another thread is at it; true if
@@ -210,6 +217,10 @@ class NodeImpl {
     std::string hint;                  // why a failed handshake most likely failed, if known
     Clock::time_point since, next_ping, last_heard;
     std::uint64_t heard = 0, drained_at = 0;  // stream->received() / drained() when last looked
+    // large messages arriving in fragments: id -> what came so far (bounded: kMaxPartials,
+    // kMaxMessageBytes in all)
+    std::unordered_map<std::uint64_t, std::string> partial;
+    std::size_t partial_bytes = 0;
     Conn(Handshake h) : hs(std::move(h)) {}
     bool ours() const { return hs.role() == Handshake::Role::connector; }
   };
@@ -257,6 +268,8 @@ class NodeImpl {
   /// Opens (or finds) the connection to `node`; nullptr + error if it cannot be tried at all.
   Peer* open_peer(Atom node, std::string* error);
   void deliver_frame(const PeerRef& from, std::string_view frame);
+  /// A FRAGMENT record on `c`: kept until its message is whole, then delivered.
+  void on_fragment(Conn& c, const PeerRef& from, std::string_view frame);
   void peer_down(Atom node, const std::string& why);
   /// Returns the failed channel, whose held senders the caller lets go (release) once the
   /// peer's links and monitors fired.
@@ -327,6 +340,15 @@ class NodeImpl {
 
 /// Set while send_nosuspend sends: its message does not count for holding the sender.
 extern thread_local bool tl_nosuspend;
+/// The large message the process running on this thread just queued (send_large): what it
+/// sends until it leaves the thread becomes that message's trailer.
+struct BulkMark {
+  std::shared_ptr<Channel> ch;
+  std::uint64_t id = 0;
+  Atom node;
+  const void* process = nullptr;
+};
+extern thread_local BulkMark tl_bulk_mark;
 
 /// The running node, or nullptr.
 extern std::atomic<NodeImpl*> g_node;
@@ -357,6 +379,13 @@ void NodeImpl::emit(Atom node, Encode&& encode, bool data) {
     return;
   }
   const std::size_t record = o.buf.size() - at;
+  if (record - 4 > kFragmentBytes && record - 4 <= kMaxMessageBytes && may_fragment(node)) {
+    std::string rec = o.buf.substr(at + 4);
+    o.buf.resize(at);
+    flush_outbox();  // what this thread sent before goes first
+    send_large(node, std::move(rec));
+    return;
+  }
   if (record > kMaxRecord) {  // the peer would refuse the ZMTP message and drop the connection
     o.buf.resize(at);
     warn_bad("message", "to " + std::string(node.name()) + ": " + std::to_string(record) +

@@ -168,6 +168,7 @@ namespace {
 NODUS_TLS Outbox* tl_outbox = nullptr;
 }  // namespace
 thread_local bool tl_nosuspend = false;
+thread_local BulkMark tl_bulk_mark;
 
 Outbox& outbox() noexcept {
   if (tl_outbox == nullptr) {
@@ -191,7 +192,48 @@ void NodeImpl::flush_outbox() {
     return;
   }
   const bool data = std::exchange(o->data, false);
+  if (BulkMark& m = tl_bulk_mark; m.ch) {
+    // what the process that queued a large message sent after it, before it left the thread
+    if (m.process == runtime::current() && m.node == o->dest) {
+      std::lock_guard lock(m.ch->mu);
+      if (Channel::Bulk* b = m.ch->find_bulk(m.id)) {
+        b->trailer += o->buf;
+        m.ch->bulk_bytes += o->buf.size();
+        o->buf.clear();
+        return;
+      }
+    }
+    if (m.process != runtime::current()) m = BulkMark{};  // another process runs here now
+  }
   node->send_records(o->dest, o->buf, on_worker_thread(), data);
+}
+
+void NodeImpl::send_large(Atom node, std::string record) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::shared_ptr<Channel> ch = channel(node);
+    std::unique_lock lock(ch->mu);
+    if (ch->state == Channel::down) continue;  // lost just now: a fresh channel reconnects
+    bool wake = false;
+    const std::uint64_t id = ch->add_bulk(std::move(record), &wake);
+    runtime::Process* p = runtime::current();
+    bool block = false;
+    if (p != nullptr && on_worker_thread() && !p->is_thread.load(std::memory_order_relaxed)) {
+      (void)runtime::hold_current();  // (0 if a budget holds it already: the bulk keeps it held)
+      Channel::Bulk& b = ch->bulk.back();
+      b.holder = p;
+      b.holder_ident = p->ident.load(std::memory_order_relaxed);
+      tl_bulk_mark = BulkMark{ch, id, node, p};
+    } else if (!on_worker_thread()) {
+      block = true;  // a plain thread waits until it is all written
+    }
+    lock.unlock();
+    if (wake) wake_io();
+    if (block) {
+      lock.lock();
+      ch->drained.wait(lock, [&] { return ch->bulk_done >= id || ch->state == Channel::down; });
+    }
+    return;
+  }
 }
 
 std::shared_ptr<Channel> NodeImpl::channel(Atom node) {

@@ -152,7 +152,11 @@ bool NodeImpl::on_message(Conn& c, std::string_view m) {
   if (c.up) {
     const PeerRef from{c.peer, c.hs.peer_creation()};
     for_each_record(m, from.name(), [&](std::string_view rec) {
-      deliver_frame(from, rec);
+      if (!rec.empty() && static_cast<Op>(rec[0]) == Op::fragment) {
+        on_fragment(c, from, rec);
+      } else {
+        deliver_frame(from, rec);
+      }
       return true;
     });
     return !c.closed;
@@ -167,6 +171,42 @@ bool NodeImpl::on_message(Conn& c, std::string_view m) {
     return open;
   });
   return open && !c.closed;
+}
+
+void NodeImpl::on_fragment(Conn& c, const PeerRef& from, std::string_view frame) {
+  Reader r(frame.substr(1));
+  const std::uint64_t id = r.u64(), offset = r.u64(), total = r.u64();
+  const std::string_view chunk = r.rest();
+  auto bad = [&](const char* why) {
+    warn_bad("frame", std::string("FRAGMENT from ") + std::string(from.name()) + ": " + why);
+    if (auto it = c.partial.find(id); it != c.partial.end()) {
+      c.partial_bytes -= it->second.size();
+      c.partial.erase(it);
+    }
+  };
+  if (!r.ok() || chunk.empty() || chunk.size() > kFragmentBytes || total <= kFragmentBytes ||
+      total > kMaxMessageBytes || offset + chunk.size() > total) {
+    return bad("malformed");
+  }
+  auto it = c.partial.find(id);
+  if (offset == 0) {
+    if (it != c.partial.end()) return bad("a message restarted");
+    if (c.partial.size() >= kMaxPartials || c.partial_bytes + total > kMaxMessageBytes) {
+      return bad("too many unfinished messages");
+    }
+    it = c.partial.emplace(id, std::string()).first;
+    it->second.reserve(total);
+  } else if (it == c.partial.end() || it->second.size() != offset) {
+    return bad("a fragment out of place");
+  }
+  it->second.append(chunk);
+  c.partial_bytes += chunk.size();
+  if (it->second.size() < total) return;
+  const std::string whole = std::move(it->second);
+  c.partial_bytes -= whole.size();
+  c.partial.erase(it);
+  if (!whole.empty() && static_cast<Op>(whole[0]) == Op::fragment) return bad("a fragment of fragments");
+  deliver_frame(from, whole);
 }
 
 void NodeImpl::write_frame(Conn& c, std::string_view frame) {

@@ -14,6 +14,11 @@ inline constexpr std::int64_t kMaxFrame = 64 << 20;
 /// The largest record (and batch of records) a node sends: a ZMTP message with room for the
 /// CURVE box around it stays within kMaxFrame.
 inline constexpr std::size_t kMaxRecord = static_cast<std::size_t>(kMaxFrame) - 256;
+/// The largest message (its record) that may travel in fragments, and what one connection may
+/// hold of unfinished ones.
+inline constexpr std::size_t kMaxMessageBytes = std::size_t(1) << 30;
+/// How many fragmented messages one connection may have unfinished at once.
+inline constexpr std::size_t kMaxPartials = 4096;
 /// A sending thread's outbox is sent once it holds this many bytes (or its slice ends).
 inline constexpr std::size_t kBatchBytes = 64 << 10;
 /// In CURVE mode the handshake MACs are keyed with this instead of a cookie: the CURVE keys
@@ -37,6 +42,7 @@ enum class Op : std::uint8_t {
   monitor = 0x33,    ///< term watcher (sender's), term target (receiver's), term ref
   demonitor = 0x34,  ///< term watcher, term target, term ref
   down = 0x35,       ///< term watcher (receiver's), term target (sender's), term ref, term reason
+  fragment = 0x40,   ///< u64 id, u64 offset, u64 total, bytes: part of a record over 64 KiB
 };
 
 /// Payload encodings (first payload byte).

@@ -209,3 +209,76 @@ TEST_CASE("channel: the send budget counts queued, staged and buffered bytes; bu
   CHECK_FALSE(ch.busy);
   CHECK(f.wire == std::string(400, 'a') + std::string(800, 'b') + "c");
 }
+
+namespace {
+// Splits what reached the fake wire into records: each as "F<id>:<offset>" for a fragment, or
+// its bytes for any other record.
+std::vector<std::string> records(const std::string& wire) {
+  std::vector<std::string> out;
+  for (std::size_t at = 0; at + 4 <= wire.size();) {
+    std::uint32_t len = 0;
+    for (int i = 0; i < 4; ++i) len |= std::uint32_t(static_cast<unsigned char>(wire[at + i])) << (8 * i);
+    const std::string rec = wire.substr(at + 4, len);
+    at += 4 + len;
+    if (!rec.empty() && static_cast<unsigned char>(rec[0]) == 0x40) {
+      std::uint64_t id = 0, off = 0;
+      for (int i = 0; i < 8; ++i) id |= std::uint64_t(static_cast<unsigned char>(rec[1 + i])) << (8 * i);
+      for (int i = 0; i < 8; ++i) off |= std::uint64_t(static_cast<unsigned char>(rec[9 + i])) << (8 * i);
+      out.push_back("F" + std::to_string(id) + ":" + std::to_string(off / nodus::dist::kFragmentBytes));
+    } else {
+      out.push_back(rec);
+    }
+  }
+  return out;
+}
+std::string record(const std::string& body) {
+  std::string r;
+  for (int i = 0; i < 4; ++i) r.push_back(static_cast<char>((body.size() >> (8 * i)) & 0xff));
+  return r + body;
+}
+}  // namespace
+
+TEST_CASE("channel: a large message goes in fragments between other records; its last waits for what came before it, its trailer follows it",
+          "[channel][fragment]") {
+  Channel ch;
+  Fake f;
+  bring_up(ch, f);
+  f.mode = Fake::none;  // the socket is full for now: everything queues
+  (void)submit(ch, record("a"));
+  bool wake = false;
+  const std::string big(3 * nodus::dist::kFragmentBytes + 10, 'B');  // 4 fragments
+  const auto id = ch.add_bulk(big, &wake);
+  ch.find_bulk(id)->trailer = record("after-big");
+  CHECK(ch.queued() == 5 + big.size());
+  (void)submit(ch, record("b"));
+  (void)submit(ch, record("c"));
+  f.mode = Fake::all;
+  CHECK(ch.drain());
+  CHECK(ch.bulk_done == id);
+  CHECK(ch.queued() == 0);
+  // small batches coalesce while they wait (a, b, c: one batch), then the fragments, then the
+  // trailer right after the last
+  CHECK(records(f.wire) == std::vector<std::string>{"a", "b", "c", "F1:0", "F1:1", "F1:2", "F1:3", "after-big"});
+}
+
+TEST_CASE("channel: a large message's last fragment waits behind records queued before it", "[channel][fragment]") {
+  Channel ch;
+  Fake f;
+  bring_up(ch, f);
+  f.mode = Fake::none;
+  const std::string small(60 << 10, 's');  // batches do not coalesce past 64 KiB
+  (void)submit(ch, record(small + "1"));
+  (void)submit(ch, record(small + "2"));
+  (void)submit(ch, record(small + "3"));
+  bool wake = false;
+  (void)ch.add_bulk(std::string(nodus::dist::kFragmentBytes + 1, 'B'), &wake);  // 2 fragments
+  f.mode = Fake::all;
+  CHECK(ch.drain());
+  auto r = records(f.wire);
+  REQUIRE(r.size() == 5);
+  CHECK(r[0].back() == '1');
+  CHECK(r[1] == "F1:0");
+  CHECK(r[2].back() == '2');
+  CHECK(r[3].back() == '3');  // not the last fragment yet: 3 was queued before the message
+  CHECK(r[4] == "F1:1");
+}
