@@ -374,3 +374,39 @@ TEST_CASE("a remote task's large result comes before its exit: await gets it, 20
   }
   CHECK(ok == 20);
 }
+
+TEST_CASE("64 MiB messages streaming to a peer with a 1 s tick: small round trips keep going, the connection stays up",
+          "[distributed][fragment]") {
+  Cluster cl;
+  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret", "1000"}, "hol-kate" + std::to_string(cl.port));
+  Runtime rt;
+  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
+  const Atom peer = atom("kate@localhost");
+  REQUIRE(eventually([&] { return node::ping(peer, 1s); }, 20s));
+  Mailbox mb;
+  node::monitor(peer);
+  std::atomic<bool> stop{false};
+  std::atomic<int> bigs{0};
+  spawn([](std::atomic<bool>* stop, std::atomic<int>* bigs, Atom to) -> Proc {
+    const Term big(std::string(64u << 20, 'x'));
+    while (!stop->load()) {
+      send(atom("seqsink"), to, tuple(atom("big"), big));  // dropped there
+      ++*bigs;
+      co_await yield();
+    }
+  }, &stop, &bigs, peer);
+  // round trips until 8 large messages have gone (several ticks' worth), each answered
+  int rounds = 0;
+  bool all_answered = true;
+  while (bigs < 8 && all_answered) {
+    send(atom("seqsink"), peer, tuple(atom("size"), mb.pid(), Term("x")));
+    all_answered = mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "size"); }, 30s).has_value();
+    ++rounds;
+  }
+  stop = true;
+  INFO(rounds << " round trips while " << bigs << " x 64 MiB went");
+  CHECK(all_answered);
+  CHECK(rounds >= 100);
+  CHECK_FALSE(mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "nodedown"); }, 0ms));
+  CHECK(node::list() == std::vector<Atom>{peer});
+}
