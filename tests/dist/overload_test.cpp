@@ -84,6 +84,10 @@ const bool kPeerInstalled = (peer_main = &overload_peer, watchdog_seconds = 400,
 
 // ------------------------------------------------------------------------------ helpers
 
+// Under ASan, freed memory waits in a quarantine (256 MB by default) before it is reused, which
+// the RSS bounds below would count as ours: keep it small (unused without ASan).
+extern "C" const char* __asan_default_options() { return "quarantine_size_mb=4:thread_local_quarantine_size_kb=64"; }
+
 std::size_t rss_bytes() {
   std::ifstream in("/proc/self/statm");
   std::size_t pages = 0, resident = 0;
