@@ -6,8 +6,12 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
+#include <sstream>
+#include <thread>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
@@ -67,8 +71,64 @@ Proc driver(std::vector<Atom> peers) {
   }
 }
 
+// {seq, N}: prints `gap A B` (N jumped from A to B > A + 1), `dup N`, `back N` as they come;
+// {seq_end, N} prints `sink done COUNT LAST`.
+Proc seqsink() {
+  std::int64_t last = 0, count = 0;
+  for (;;) {
+    Term t = co_await receive<Term>();
+    if (t.is_tuple(2, "seq")) {
+      const std::int64_t n = t[1].as_int();
+      ++count;
+      if (n == last) {
+        std::printf("dup %lld\n", static_cast<long long>(n));
+      } else if (n < last) {
+        std::printf("back %lld\n", static_cast<long long>(n));
+      } else {
+        if (n > last + 1) std::printf("gap %lld %lld\n", static_cast<long long>(last), static_cast<long long>(n));
+        last = n;
+      }
+      std::fflush(stdout);
+    } else if (t.is_tuple(2, "seq_end")) {
+      std::printf("sink done %lld %lld\n", static_cast<long long>(count), static_cast<long long>(last));
+      std::fflush(stdout);
+    }
+  }
+}
+
+// Streams {seq, 1..total} to {seqsink, peer}: windows of 100, each closed by an ack round trip
+// through the peer's echo, then 10 ms of pause (~10k messages/s). A nodedown ends the window at
+// once and prints `down_at N` (the first number sent after it); starts once the peer answers a
+// ping, ends with {seq_end, total}
+// and `stream done`.
+Proc streamer(Atom peer, std::int64_t total) {
+  while (!node::ping(peer, 1s)) co_await sleep_for(100ms);  // the peer is up first
+  node::monitor(peer);
+  std::int64_t n = 0;
+  while (n < total) {
+    for (int i = 0; i < 100 && n < total; ++i) send(atom("seqsink"), peer, tuple(atom("seq"), ++n));
+    send(atom("echo"), peer, tuple(self(), atom("ack")));
+    for (;;) {
+      auto t = co_await receive<Term>(30s);
+      if (!t) break;  // (the sink's report shows what was lost)
+      if (t->is_tuple(2, "echo")) break;
+      if (t->is_tuple(2, "nodedown")) {
+        std::printf("down_at %lld\n", static_cast<long long>(n + 1));
+        std::fflush(stdout);
+        node::monitor(peer);
+        break;
+      }
+    }
+    co_await sleep_for(10ms);  // the stream's pace
+  }
+  send(atom("seqsink"), peer, tuple(atom("seq_end"), total));
+  std::printf("stream done\n");
+  std::fflush(stdout);
+}
+
 // <binary> --nodus-peer NAME SECRET PORT [PEER=tcp://ADDR:PORT ...]; SECRET is a cookie or
-// curve=KEYFILE,ALLOW.
+// curve=KEYFILE,ALLOW. $NODUS_TEST_TICK: the tick in ms (1000); $NODUS_TEST_STREAM=TOTAL: stream
+// that many {seq, N} to the first peer's seqsink.
 int fault_peer(int argc, char** argv) {
   if (argc < 5) return 2;
   sigset_t set;
@@ -77,7 +137,8 @@ int fault_peer(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   Runtime rt;
-  NodeOptions o{.name = argv[2], .cookie = argv[3], .ticktime = 1000ms,
+  const char* tick = std::getenv("NODUS_TEST_TICK");
+  NodeOptions o{.name = argv[2], .cookie = argv[3], .ticktime = std::chrono::milliseconds(tick ? std::atol(tick) : 1000),
                 .listen_port = static_cast<std::uint16_t>(std::stoi(argv[4])), .use_portmapper = false};
   if (std::string_view(argv[3]).rfind("curve=", 0) == 0) {
     const std::string spec = std::string(argv[3]).substr(6);
@@ -92,7 +153,11 @@ int fault_peer(int argc, char** argv) {
   }
   Node node(o);
   register_name(atom("echo"), spawn(echo));
+  register_name(atom("seqsink"), spawn(seqsink));
   spawn(driver, peers);
+  if (const char* total = std::getenv("NODUS_TEST_STREAM"); total && !peers.empty()) {
+    spawn(streamer, peers[0], static_cast<std::int64_t>(std::atoll(total)));
+  }
   std::fprintf(stderr, "peer %s ready\n", argv[2]);
   int sig = 0;
   sigwait(&set, &sig);
@@ -249,4 +314,106 @@ TEST_CASE("kill -9 churn over four nodes: every restart is seen and reconnected 
     CHECK(n->running());
     CHECK(n->err().find("Assertion") == std::string::npos);
   }
+}
+
+namespace {
+// kate on host a, alex on host b, alex streaming `total` {seq, N} to kate; both with `tick_ms`.
+struct StreamPair {
+  std::unique_ptr<Child> kate, alex;
+  std::string kate_name, alex_name;
+  StreamPair(Hosts& hosts, long tick_ms, long total, const std::string& tag) {
+    kate_name = "kate@" + hosts.ip_a;
+    alex_name = "alex@" + hosts.ip_b;
+    const std::string tick = "NODUS_TEST_TICK=" + std::to_string(tick_ms);
+    kate = std::make_unique<Child>(
+        std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", hosts.a, "/usr/bin/env", tick, self_exe(),
+                                 "--nodus-peer", kate_name, "secret", "4000",
+                                 alex_name + "=tcp://" + hosts.ip_b + ":4000"},
+        tag + "-kate");
+    alex = std::make_unique<Child>(
+        std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", hosts.b, "/usr/bin/env", tick,
+                                 "NODUS_TEST_STREAM=" + std::to_string(total), self_exe(), "--nodus-peer", alex_name,
+                                 "secret", "4000", kate_name + "=tcp://" + hosts.ip_a + ":4000"},
+        tag + "-alex");
+  }
+  // the numbers after `word` on each line that starts with it
+  static std::vector<std::vector<long long>> lines(const std::string& out, const std::string& word) {
+    std::vector<std::vector<long long>> r;
+    std::istringstream in(out);
+    for (std::string l; std::getline(in, l);) {
+      if (l.rfind(word + " ", 0) != 0) continue;
+      std::istringstream nums(l.substr(word.size()));
+      std::vector<long long> v;
+      for (long long x; nums >> x;) v.push_back(x);
+      r.push_back(v);
+    }
+    return r;
+  }
+};
+}  // namespace
+
+TEST_CASE("cuts shorter than the tick: no nodedown, nothing lost, reordered or duplicated", "[distributed][netns]") {
+  Hosts hosts;
+  if (!hosts.ok) {
+    std::printf("Excluding tags: [netns] (%s)\n", hosts.why.c_str());
+    WARN("Excluding tags: [netns]: " << hosts.why);
+    return;
+  }
+  constexpr long kTotal = 60000;
+  StreamPair p(hosts, 3000, kTotal, "short-cuts");
+  REQUIRE(eventually([&] { return p.kate->out().find("up " + p.alex_name) != std::string::npos; }, 20s));
+  for (int cut = 0; cut < 4; ++cut) {
+    std::this_thread::sleep_for(1s);  // NOLINT: flow between the faults (their schedule)
+    hosts.link(false);
+    std::this_thread::sleep_for(500ms);  // NOLINT: the fault's length, a sixth of the tick
+    hosts.link(true);
+  }
+  REQUIRE(eventually([&] { return p.kate->out().find("sink done") != std::string::npos; }, 120s));
+  const std::string k = p.kate->out(), a = p.alex->out();
+  INFO("kate:\n" << k << "alex:\n" << a);
+  CHECK(StreamPair::lines(k, "down").empty());
+  CHECK(StreamPair::lines(a, "down").empty());
+  CHECK(StreamPair::lines(a, "down_at").empty());
+  CHECK(StreamPair::lines(k, "gap").empty());
+  CHECK(StreamPair::lines(k, "dup").empty());
+  CHECK(StreamPair::lines(k, "back").empty());
+  CHECK(k.find("sink done " + std::to_string(kTotal) + " " + std::to_string(kTotal)) != std::string::npos);
+}
+
+TEST_CASE("cuts longer than the tick: every gap in a stream is covered by a nodedown its sender saw; no reorder, no duplicate",
+          "[distributed][netns]") {
+  Hosts hosts;
+  if (!hosts.ok) {
+    std::printf("Excluding tags: [netns] (%s)\n", hosts.why.c_str());
+    WARN("Excluding tags: [netns]: " << hosts.why);
+    return;
+  }
+  constexpr long kTotal = 80000;
+  StreamPair p(hosts, 1000, kTotal, "long-cuts");
+  REQUIRE(eventually([&] { return p.kate->out().find("up " + p.alex_name) != std::string::npos; }, 20s));
+  for (std::size_t cut = 1; cut <= 3; ++cut) {
+    std::this_thread::sleep_for(2s);  // NOLINT: flow between the faults (their schedule)
+    hosts.link(false);
+    const bool down = eventually([&] {
+      return StreamPair::lines(p.alex->out(), "down").size() == cut && StreamPair::lines(p.kate->out(), "down").size() == cut;
+    }, 20s);
+    hosts.link(true);
+    REQUIRE(down);  // once on each side
+  }
+  REQUIRE(eventually([&] { return p.kate->out().find("sink done") != std::string::npos; }, 180s));
+  const std::string k = p.kate->out(), a = p.alex->out();
+  INFO("kate:\n" << k << "alex:\n" << a);
+  CHECK(StreamPair::lines(k, "dup").empty());
+  CHECK(StreamPair::lines(k, "back").empty());
+  CHECK(StreamPair::lines(a, "down").size() == 3);
+  CHECK(StreamPair::lines(k, "down").size() == 3);
+  const auto downs = StreamPair::lines(a, "down_at");
+  CHECK(!downs.empty());
+  for (const auto& g : StreamPair::lines(k, "gap")) {
+    REQUIRE(g.size() == 2);
+    const bool covered = std::any_of(downs.begin(), downs.end(), [&](const auto& d) { return g[0] < d[0] && d[0] <= g[1]; });
+    INFO("gap " << g[0] << " -> " << g[1]);
+    CHECK(covered);
+  }
+  CHECK(k.find("sink done") != std::string::npos);
 }
