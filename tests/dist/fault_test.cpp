@@ -74,23 +74,20 @@ Proc driver(std::vector<Atom> peers) {
 // {seq, N}: prints `gap A B` (N jumped from A to B > A + 1), `dup N`, `back N` as they come;
 // {seq_end, N} prints `sink done COUNT LAST`.
 Proc seqsink() {
-  std::int64_t last = 0, count = 0;
+  SeqCheck seq;
   for (;;) {
     Term t = co_await receive<Term>();
     if (t.is_tuple(2, "seq")) {
-      const std::int64_t n = t[1].as_int();
-      ++count;
-      if (n == last) {
-        std::printf("dup %lld\n", static_cast<long long>(n));
-      } else if (n < last) {
-        std::printf("back %lld\n", static_cast<long long>(n));
-      } else {
-        if (n > last + 1) std::printf("gap %lld %lld\n", static_cast<long long>(last), static_cast<long long>(n));
-        last = n;
+      const std::int64_t n = t[1].as_int(), before = seq.last;
+      switch (seq.see(n)) {
+        case SeqCheck::Seen::next: break;
+        case SeqCheck::Seen::gap: std::printf("gap %lld %lld\n", static_cast<long long>(before), static_cast<long long>(n)); break;
+        case SeqCheck::Seen::dup: std::printf("dup %lld\n", static_cast<long long>(n)); break;
+        case SeqCheck::Seen::back: std::printf("back %lld\n", static_cast<long long>(n)); break;
       }
       std::fflush(stdout);
     } else if (t.is_tuple(2, "seq_end")) {
-      std::printf("sink done %lld %lld\n", static_cast<long long>(count), static_cast<long long>(last));
+      std::printf("sink done %lld %lld\n", static_cast<long long>(seq.count), static_cast<long long>(seq.last));
       std::fflush(stdout);
     }
   }
@@ -131,11 +128,7 @@ Proc streamer(Atom peer, std::int64_t total) {
 // that many {seq, N} to the first peer's seqsink.
 int fault_peer(int argc, char** argv) {
   if (argc < 5) return 2;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  TermSignals term;
   Runtime rt;
   const char* tick = std::getenv("NODUS_TEST_TICK");
   NodeOptions o{.name = argv[2], .cookie = argv[3], .ticktime = std::chrono::milliseconds(tick ? std::atol(tick) : 1000),
@@ -159,8 +152,7 @@ int fault_peer(int argc, char** argv) {
     spawn(streamer, peers[0], static_cast<std::int64_t>(std::atoll(total)));
   }
   std::fprintf(stderr, "peer %s ready\n", argv[2]);
-  int sig = 0;
-  sigwait(&set, &sig);
+  term.wait();
   return 0;
 }
 const bool kPeerInstalled = (peer_main = &fault_peer, true);
@@ -209,6 +201,14 @@ struct Hosts {
   void link(bool up) { REQUIRE(run("ip -n " + a + " link set " + va + (up ? " up" : " down")) == 0); }
 };
 
+// Where namespaces cannot be made, says so (the "Excluding tags" line) and the test returns.
+bool netns_or_skip(const Hosts& hosts) {
+  if (hosts.ok) return true;
+  std::printf("Excluding tags: [netns] (%s)\n", hosts.why.c_str());
+  WARN("Excluding tags: [netns]: " << hosts.why);
+  return false;
+}
+
 std::vector<std::string> curve_or_cookie(bool curve, const CurveKeys& keys, const std::string& who) {
   return {curve ? "curve=" + keys.key_file(who) + "," + keys.allow() : "secret"};
 }
@@ -218,11 +218,7 @@ std::vector<std::string> curve_or_cookie(bool curve, const CurveKeys& keys, cons
 TEST_CASE("partitions between two hosts: both sides see nodedown, and the pair reconnects (5 runs)",
           "[distributed][netns]") {
   Hosts hosts;
-  if (!hosts.ok) {
-    std::printf("Excluding tags: [netns] (%s)\n", hosts.why.c_str());
-    WARN("Excluding tags: [netns]: " << hosts.why);
-    return;
-  }
+  if (!netns_or_skip(hosts)) return;
   const bool curve = GENERATE(false, true);
   INFO((curve ? "CURVE" : "cookie"));
   CurveKeys keys({"kate", "alex"});
@@ -354,11 +350,7 @@ struct StreamPair {
 
 TEST_CASE("cuts shorter than the tick: no nodedown, nothing lost, reordered or duplicated", "[distributed][netns]") {
   Hosts hosts;
-  if (!hosts.ok) {
-    std::printf("Excluding tags: [netns] (%s)\n", hosts.why.c_str());
-    WARN("Excluding tags: [netns]: " << hosts.why);
-    return;
-  }
+  if (!netns_or_skip(hosts)) return;
   constexpr long kTotal = 60000;
   StreamPair p(hosts, 3000, kTotal, "short-cuts");
   REQUIRE(eventually([&] { return p.kate->out().find("up " + p.alex_name) != std::string::npos; }, 20s));
@@ -383,11 +375,7 @@ TEST_CASE("cuts shorter than the tick: no nodedown, nothing lost, reordered or d
 TEST_CASE("cuts longer than the tick: every gap in a stream is covered by a nodedown its sender saw; no reorder, no duplicate",
           "[distributed][netns]") {
   Hosts hosts;
-  if (!hosts.ok) {
-    std::printf("Excluding tags: [netns] (%s)\n", hosts.why.c_str());
-    WARN("Excluding tags: [netns]: " << hosts.why);
-    return;
-  }
+  if (!netns_or_skip(hosts)) return;
   constexpr long kTotal = 80000;
   StreamPair p(hosts, 1000, kTotal, "long-cuts");
   REQUIRE(eventually([&] { return p.kate->out().find("up " + p.alex_name) != std::string::npos; }, 20s));

@@ -146,25 +146,17 @@ Async<Term> crash_task(Term) {
 // from A to B > A + 1). {report, From} answers {report, Count, Dups, Backwards, [{A, B}...]};
 // {ack, From} answers {ack, Last}.
 Proc seqsink() {
-  std::int64_t last = 0, count = 0, dups = 0, back = 0;
+  SeqCheck seq;
   std::vector<Term> gaps;
   for (;;) {
     Term t = co_await receive<Term>();
     if (t.is_tuple(2, "seq")) {
-      const std::int64_t n = t[1].as_int();
-      ++count;
-      if (n == last) {
-        ++dups;
-      } else if (n < last) {
-        ++back;
-      } else {
-        if (n > last + 1) gaps.push_back(tuple(last, n));
-        last = n;
-      }
+      const std::int64_t before = seq.last;
+      if (seq.see(t[1].as_int()) == SeqCheck::Seen::gap) gaps.push_back(tuple(before, seq.last));
     } else if (t.is_tuple(2, "report")) {
-      send(t[1].as_pid(), tuple(atom("report"), count, dups, back, Term::list(gaps)));
+      send(t[1].as_pid(), tuple(atom("report"), seq.count, seq.dups, seq.back, Term::list(gaps)));
     } else if (t.is_tuple(2, "ack")) {
-      send(t[1].as_pid(), tuple(atom("ack"), last));
+      send(t[1].as_pid(), tuple(atom("ack"), seq.last));
     }
   }
 }
@@ -180,11 +172,7 @@ void stdin_trigger() {
 
 int typed_peer(int argc, char** argv) {
   if (argc < 4) return 2;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  TermSignals term;
   register_type<Greeting>("test.Greeting");
   Runtime rt;
   NodeOptions opts{.name = argv[2], .cookie = argv[3], .ticktime = 1000ms};
@@ -202,8 +190,7 @@ int typed_peer(int argc, char** argv) {
   task::register_function("Test.crash", crash_task);
   task::register_function("Test.wait", wait_task);
   task_supervisor::start({.name = atom("Test.TaskSupervisor")});
-  int sig = 0;
-  sigwait(&set, &sig);
+  term.wait();
   return 0;
 }
 const bool kPeerInstalled = (peer_main = &typed_peer, true);

@@ -63,11 +63,7 @@ Proc seqsink() {
 // <binary> --nodus-peer NAME COOKIE [TICK_MS]
 int overload_peer(int argc, char** argv) {
   if (argc < 4) return 2;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  TermSignals term;
   Runtime rt;
   const auto tick = argc > 4 ? std::chrono::milliseconds(std::stol(argv[4])) : std::chrono::milliseconds(kTick);
   Node node({.name = argv[2], .cookie = argv[3], .ticktime = tick});
@@ -76,8 +72,7 @@ int overload_peer(int argc, char** argv) {
     co_return Term(std::string(static_cast<std::size_t>(args[0].as_int()), 'r'));
   });
   task_supervisor::start({.name = atom("Test.TaskSupervisor")});
-  int sig = 0;
-  sigwait(&set, &sig);
+  term.wait();
   return 0;
 }
 const bool kPeerInstalled = (peer_main = &overload_peer, watchdog_seconds = 400, true);
@@ -99,6 +94,22 @@ struct Cluster {
   std::uint16_t port = next_portmapper_port();
   Child pm{{NODUS_PORTMAPPER_TOOL, "--port", std::to_string(port)}, "pm" + std::to_string(port)};
   Cluster() { ::setenv("NODUS_PORTMAPPER_PORT", std::to_string(port).c_str(), 1); }
+};
+
+// This test process as alex@localhost and this binary as the peer kate@localhost, both with
+// `tick`, on a private port mapper; up once kate answers a ping.
+struct Pair {
+  Cluster cl;
+  Child kate;
+  Runtime rt;
+  Node node;
+  const Atom peer = atom("kate@localhost");
+  Pair(const std::string& tag, std::chrono::milliseconds tick)
+      : kate({self_exe(), "--nodus-peer", "kate@localhost", "secret", std::to_string(tick.count())},
+             tag + std::to_string(cl.port)),
+        node({.name = "alex@localhost", .cookie = "secret", .ticktime = tick}) {
+    REQUIRE(eventually([&] { return node::ping(peer, 1s); }, 20s));
+  }
 };
 
 // What the streaming senders share with the test.
@@ -146,19 +157,15 @@ TEST_CASE("a frozen peer: its senders are held within the send budget, resume af
           "[distributed][budget]") {
   const int senders = GENERATE(1, 64);
   INFO(senders << " senders");
-  Cluster cl;
-  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret"}, "stall-kate" + std::to_string(cl.port));
-  Runtime rt;
-  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = kTick});
-  const Atom peer = atom("kate@localhost");
-  REQUIRE(eventually([&] { return node::ping(peer, 1s); }, 20s));
+  Pair pair("stall-kate", kTick);
+  const Atom peer = pair.peer;
   Stream s;
   spawn(pinger, &s);
   for (int i = 0; i < senders; ++i) spawn(sender, &s, peer);
   REQUIRE(eventually([&] { return s.sent >= 200'000; }, 60s));  // flowing
   const std::size_t rss0 = rss_bytes();
   const auto frozen_at = Clock::now();
-  kate.signal(SIGSTOP);
+  pair.kate.signal(SIGSTOP);
   // 20 s of freeze (the fault's length, not a synchronisation), sampling our RSS meanwhile
   std::size_t rss_max = rss0;
   std::int64_t rounds_at = -1;
@@ -169,7 +176,7 @@ TEST_CASE("a frozen peer: its senders are held within the send budget, resume af
   }
   const std::int64_t local_during = s.local_rounds - rounds_at;
   const std::int64_t sent_at_resume = s.sent;
-  kate.signal(SIGCONT);
+  pair.kate.signal(SIGCONT);
   const bool resumed = eventually([&] { return s.sent >= sent_at_resume + 200'000; }, 60s);
   s.stop = true;
   INFO("RSS before " << rss0 / 1024 << " KiB, at most " << rss_max / 1024 << " KiB during the freeze");
@@ -194,19 +201,15 @@ TEST_CASE("a frozen peer: its senders are held within the send budget, resume af
 
 TEST_CASE("send_nosuspend says busy to a frozen peer, not to local processes; a plain thread's send blocks until SIGCONT",
           "[distributed][budget]") {
-  Cluster cl;
-  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret"}, "nosusp-kate" + std::to_string(cl.port));
-  Runtime rt;
-  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = kTick});
-  const Atom peer = atom("kate@localhost");
-  REQUIRE(eventually([&] { return node::ping(peer, 1s); }, 20s));
+  Pair pair("nosusp-kate", kTick);
+  const Atom peer = pair.peer;
   Mailbox mb;
   send(atom("seqsink"), peer, tuple(atom("report"), mb.pid()));
   auto rep = mb.receive<Term>(10s);
   REQUIRE(rep);
   const Pid sink = (*rep)[3].as_pid();  // kate's
   const std::size_t rss0 = rss_bytes();
-  kate.signal(SIGSTOP);
+  pair.kate.signal(SIGSTOP);
   // a process sends 1 KB messages with send_nosuspend until one is refused
   spawn([](Pid to, Pid report) -> Proc {
     const Term pad = Term(std::string(1000, 'y'));
@@ -245,9 +248,9 @@ TEST_CASE("send_nosuspend says busy to a frozen peer, not to local processes; a 
   std::this_thread::sleep_for(3s);  // NOLINT: the freeze's length: unblocked, 100 MB takes well under a second
   const bool done_while_frozen = thread_done;
   const std::size_t rss_frozen = rss_bytes();
-  kate.signal(SIGCONT);
+  pair.kate.signal(SIGCONT);
   const bool finished = eventually([&] { return thread_done.load(); }, 120s);
-  if (!finished) kate.signal(SIGKILL);  // (lets the thread go: the channel fails)
+  if (!finished) pair.kate.signal(SIGKILL);  // (lets the thread go: the channel fails)
   t.join();
   INFO("thread sent " << thread_sent << " while frozen; RSS +" << (rss_frozen - rss0) / 1024 << " KiB");
   CHECK_FALSE(done_while_frozen);
@@ -257,12 +260,8 @@ TEST_CASE("send_nosuspend says busy to a frozen peer, not to local processes; a 
 
 TEST_CASE("a frozen peer is still declared down within its tick while senders are held; they resume and see noconnection",
           "[distributed][budget]") {
-  Cluster cl;
-  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret", "1000"}, "held-down-kate" + std::to_string(cl.port));
-  Runtime rt;
-  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
-  const Atom peer = atom("kate@localhost");
-  REQUIRE(eventually([&] { return node::ping(peer, 1s); }, 20s));
+  Pair pair("held-down-kate", 1000ms);
+  const Atom peer = pair.peer;
   Mailbox mb;
   send(atom("seqsink"), peer, tuple(atom("report"), mb.pid()));
   auto rep = mb.receive<Term>(10s);
@@ -290,14 +289,14 @@ TEST_CASE("a frozen peer is still declared down within its tick while senders ar
     }, sink, mb.pid(), &longest_ms);
   }
   REQUIRE(eventually([&] { return longest_ms.load() >= 0; }));
-  kate.signal(SIGSTOP);
+  pair.kate.signal(SIGSTOP);
   auto nodedown = mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "nodedown"); }, 30s);
   int noconnection = 0;
   for (int i = 0; i < 16; ++i) {
     auto d = mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "sender_down"); }, 30s);
     if (d && (*d)[1].is_atom("noconnection")) ++noconnection;
   }
-  kate.signal(SIGCONT);
+  pair.kate.signal(SIGCONT);
   REQUIRE(nodedown);
   CHECK(noconnection == 16);
   INFO("the longest a sender waited: " << longest_ms << " ms");
@@ -306,12 +305,8 @@ TEST_CASE("a frozen peer is still declared down within its tick while senders ar
 
 TEST_CASE("large messages go in fragments: 40 and 70 MiB arrive whole and in order with small ones; the connection stays",
           "[distributed][fragment]") {
-  Cluster cl;
-  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret", "1000"}, "big-kate" + std::to_string(cl.port));
-  Runtime rt;
-  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
-  const Atom peer = atom("kate@localhost");
-  REQUIRE(eventually([&] { return node::ping(peer, 1s); }, 20s));
+  Pair pair("big-kate", 1000ms);
+  const Atom peer = pair.peer;
   Mailbox mb;
   send(atom("seqsink"), peer, tuple(atom("size"), mb.pid(), Term(std::string(100, 's'))));
   send(atom("seqsink"), peer, tuple(atom("size"), mb.pid(), Term(std::string(40u << 20, 'm'))));
@@ -329,12 +324,8 @@ TEST_CASE("large messages go in fragments: 40 and 70 MiB arrive whole and in ord
 
 TEST_CASE("fragments keep each sender's order: 8 processes mixing 1 MiB and small messages, nothing lost or reordered",
           "[distributed][fragment]") {
-  Cluster cl;
-  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret", "1000"}, "mix-kate" + std::to_string(cl.port));
-  Runtime rt;
-  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
-  const Atom peer = atom("kate@localhost");
-  REQUIRE(eventually([&] { return node::ping(peer, 1s); }, 20s));
+  Pair pair("mix-kate", 1000ms);
+  const Atom peer = pair.peer;
   Mailbox mb;
   constexpr int kSenders = 8, kEach = 300;
   for (int s = 0; s < kSenders; ++s) {
@@ -361,12 +352,8 @@ TEST_CASE("fragments keep each sender's order: 8 processes mixing 1 MiB and smal
 }
 
 TEST_CASE("a remote task's large result comes before its exit: await gets it, 20 times", "[distributed][fragment]") {
-  Cluster cl;
-  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret", "1000"}, "task-kate" + std::to_string(cl.port));
-  Runtime rt;
-  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
-  const Atom peer = atom("kate@localhost");
-  REQUIRE(eventually([&] { return node::ping(peer, 1s); }, 20s));
+  Pair pair("task-kate", 1000ms);
+  const Atom peer = pair.peer;
   Mailbox mb;
   const ServerRef sup(atom("Test.TaskSupervisor"), peer);
   int ok = 0;
@@ -381,12 +368,8 @@ TEST_CASE("a remote task's large result comes before its exit: await gets it, 20
 
 TEST_CASE("64 MiB messages streaming to a peer with a 1 s tick: small round trips keep going, the connection stays up",
           "[distributed][fragment]") {
-  Cluster cl;
-  Child kate({self_exe(), "--nodus-peer", "kate@localhost", "secret", "1000"}, "hol-kate" + std::to_string(cl.port));
-  Runtime rt;
-  Node node({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
-  const Atom peer = atom("kate@localhost");
-  REQUIRE(eventually([&] { return node::ping(peer, 1s); }, 20s));
+  Pair pair("hol-kate", 1000ms);
+  const Atom peer = pair.peer;
   Mailbox mb;
   node::monitor(peer);
   std::atomic<bool> stop{false};

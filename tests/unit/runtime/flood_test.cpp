@@ -47,6 +47,17 @@ class Flood {
   std::atomic<std::uint64_t> sent_{0};
   std::thread thread_;
 };
+// Starts `p` (waiting for Go) under a flood; its report to the test's mailbox, and whether the
+// flood still ran when it came.
+std::pair<std::optional<Term>, bool> flooded(Mailbox& mb, Pid p) {
+  send(p, Go{});
+  Flood flood(p);
+  auto r = mb.receive<Term>(60s);
+  const bool still_flooding = flood.running();
+  INFO("messages sent before the report: " << flood.sent());
+  flood.stop();
+  return {r, still_flooding};
+}
 }  // namespace
 
 TEST_CASE("100 sleep_for(1ms) in a flooded process complete while the flood runs", "[receive][flood]") {
@@ -57,15 +68,9 @@ TEST_CASE("100 sleep_for(1ms) in a flooded process complete while the flood runs
     for (int i = 0; i < 100; ++i) co_await sleep_for(1ms);  // NOLINT: the behaviour under test
     send(to, atom("slept"));
   }, self());
-  send(p, Go{});
-  Flood flood(p);
-  auto r = mb.receive<Term>(60s);
-  const bool still_flooding = flood.running();
-  const auto sent = flood.sent();
-  flood.stop();
+  auto [r, still_flooding] = flooded(mb, p);
   REQUIRE(r);
   CHECK(r->to_string() == "slept");
-  INFO("messages sent before the sleeps completed: " << sent);
   CHECK(still_flooding);
 }
 
@@ -80,11 +85,7 @@ TEST_CASE("a process that handles one message per sleep keeps handling them unde
     }
     send(to, atom("handled"));
   }, self());
-  send(p, Go{});
-  Flood flood(p);
-  auto r = mb.receive<Term>(60s);
-  const bool still_flooding = flood.running();
-  flood.stop();
+  auto [r, still_flooding] = flooded(mb, p);
   REQUIRE(r);
   CHECK(r->to_string() == "handled");
   CHECK(still_flooding);
@@ -110,11 +111,7 @@ TEST_CASE("receive after and a GenServer call time out in a flooded process", "[
     }
     send(to, tuple(atom("done"), timeouts, call_timed_out));
   }, self(), silent);
-  send(p, Go{});
-  Flood flood(p);
-  auto r = mb.receive<Term>(60s);
-  const bool still_flooding = flood.running();
-  flood.stop();
+  auto [r, still_flooding] = flooded(mb, p);
   REQUIRE(r);
   CHECK(r->to_string() == "{done, 20, true}");
   CHECK(still_flooding);
