@@ -35,6 +35,7 @@ constexpr std::size_t kBudget = std::size_t(1) << 20;  // NodeOptions' default
 
 // {seq, Sender, N, _}: checks each sender's numbers come in order with no gap or duplicate;
 // {report, From} -> {report, Count, Bad, self()}; {size, From, Bin} -> {size, byte_size(Bin)};
+// {whereis, From, Name} -> {whereis, Pid};
 // anything else is dropped.
 Proc seqsink() {
   std::vector<std::pair<Pid, std::int64_t>> last;
@@ -54,6 +55,8 @@ Proc seqsink() {
       ++count;
     } else if (t.is_tuple(2, "report")) {
       send(t[1].as_pid(), tuple(atom("report"), count, bad, self()));
+    } else if (t.is_tuple(3, "whereis")) {
+      send(t[1].as_pid(), tuple(atom("whereis"), whereis(t[2].as_atom()).value_or(Pid{})));
     } else if (t.is_tuple(3, "size")) {
       send(t[1].as_pid(), tuple(atom("size"), static_cast<std::int64_t>(t[2].as_binary().size())));
     }
@@ -68,6 +71,13 @@ int overload_peer(int argc, char** argv) {
   const auto tick = argc > 4 ? std::chrono::milliseconds(std::stol(argv[4])) : std::chrono::milliseconds(kTick);
   Node node({.name = argv[2], .cookie = argv[3], .ticktime = tick});
   register_name(atom("seqsink"), spawn(seqsink));
+  // a slow receiver with a bounded mailbox: one message per millisecond, at most 2000 waiting
+  register_name(atom("slow"), spawn_opt({.max_mailbox = {.messages = 2000}}, []() -> Proc {
+    for (;;) {
+      (void)co_await receive<Term>();
+      co_await sleep_for(1ms);  // NOLINT: its pace
+    }
+  }));
   task::register_function("Test.big", [](Term args) -> Async<Term> {
     co_return Term(std::string(static_cast<std::size_t>(args[0].as_int()), 'r'));
   });
@@ -395,5 +405,24 @@ TEST_CASE("64 MiB messages streaming to a peer with a 1 s tick: small round trip
   CHECK(all_answered);
   CHECK(rounds >= 100);
   CHECK_FALSE(mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "nodedown"); }, 0ms));
+  CHECK(node::list() == std::vector<Atom>{peer});
+}
+
+TEST_CASE("a slow remote receiver with max_mailbox exits with mailbox_overflow; the sender's memory stays bounded",
+          "[distributed][budget][max_mailbox]") {
+  Pair pair("slow-kate", 1000ms);
+  const Atom peer = pair.peer;
+  Mailbox mb;
+  send(atom("seqsink"), peer, tuple(atom("whereis"), mb.pid(), atom("slow")));
+  auto w = mb.receive<Term>(10s);
+  REQUIRE(w);
+  const Ref ref = monitor((*w)[1].as_pid());
+  const std::size_t rss0 = rss_bytes();
+  const Term pad(std::string(100, 'w'));
+  for (int i = 0; i < 20'000; ++i) send(atom("slow"), peer, tuple(atom("w"), i, pad));
+  auto d = mb.receive<Down>([&](const Down& x) { return x.ref == ref; }, 60s);
+  REQUIRE(d);
+  CHECK(d->reason.to_string() == "mailbox_overflow");
+  CHECK(rss_bytes() <= rss0 + kBudget + (32u << 20));
   CHECK(node::list() == std::vector<Atom>{peer});
 }
