@@ -90,10 +90,11 @@ bool Channel::queue(std::string& batch) {
 std::string encode_fragment(std::uint64_t id, std::string_view record, std::size_t offset) {
   const std::size_t n = std::min(kFragmentBytes, record.size() - offset);
   std::string f;
-  f.reserve(4 + 25 + n);
-  const auto len = static_cast<std::uint32_t>(25 + n);
+  f.reserve(4 + 26 + n);
+  const auto len = static_cast<std::uint32_t>(26 + n);
   for (int i = 0; i < 4; ++i) f.push_back(static_cast<char>((len >> (8 * i)) & 0xff));  // the record's length
   Writer w(f);
+  w.u8(kWireVersion);
   w.u8(static_cast<std::uint8_t>(Op::fragment));
   w.u64(id);
   w.u64(offset);
@@ -119,6 +120,15 @@ Channel::Bulk* Channel::find_bulk(std::uint64_t id) {
   return nullptr;
 }
 
+bool Channel::add_trailer(std::uint64_t id, std::string& batch) {
+  Bulk* b = find_bulk(id);
+  if (b == nullptr) return false;
+  b->trailer += batch;
+  bulk_bytes += batch.size();
+  batch.clear();
+  return true;
+}
+
 Connection::Put Channel::put_fragment(bool* done_one) {
   Bulk& b = bulk.front();
   const std::string f = encode_fragment(b.id, b.record, b.offset);
@@ -130,7 +140,16 @@ Connection::Put Channel::put_fragment(bool* done_one) {
   if (b.offset < b.record.size()) return put;
   // the last fragment went: then what its sender sent after it, then its sender goes on
   Connection::Put tail = Connection::Put::all;
-  if (!b.trailer.empty()) tail = conn->put(b.trailer);  // (a connection that takes a message whole or in part takes the next too)
+  if (!b.trailer.empty()) {
+    bulk_bytes -= b.trailer.size();
+    tail = conn->put(b.trailer);
+    if (tail == Connection::Put::none) {  // a high-water mark: it leaves first, next time
+      pending_bytes += b.trailer.size();
+      enq_total += b.trailer.size();
+      pending.push_front(std::move(b.trailer));
+      tail = Connection::Put::part;  // (stop here: POLLOUT)
+    }
+  }
   if (b.holder) runtime::release_held(b.holder, b.holder_ident);
   bulk_done = b.id;
   bulk.pop_front();

@@ -84,8 +84,11 @@ struct Channel {
   /// Queues a large message (sent in fragments, interleaved with the rest); the I/O thread owns
   /// the output from now on. Returns its id; true in `*wake`: wake the I/O thread.
   std::uint64_t add_bulk(std::string record, bool* wake);
-  /// The bulk message `id` if it is still queued (to append a trailer to it).
+  /// The bulk message `id` if it is still queued.
   Bulk* find_bulk(std::uint64_t id);
+  /// Appends `batch` (whole records) to the trailer of bulk message `id` and empties it; false
+  /// (and `batch` untouched) if that message is gone.
+  bool add_trailer(std::uint64_t id, std::string& batch);
   /// After a submit: true if the channel is over its budget (sets `busy`).
   bool over_budget();
   /// Lets every held process and blocked thread go if the channel drained to `low` (or is
@@ -124,7 +127,7 @@ struct Channel {
 
 /// A record over this size goes as fragments of it (as Erlang fragments since OTP 22).
 inline constexpr std::size_t kFragmentBytes = 64 << 10;
-/// A FRAGMENT record: u8 op, u64 id, u64 offset, u64 total, then up to kFragmentBytes of the
+/// A FRAGMENT record: u8 version, u8 op, u64 id, u64 offset, u64 total, then up to kFragmentBytes of the
 /// message's record. Encodes the fragment of `b` at its offset.
 std::string encode_fragment(std::uint64_t id, std::string_view record, std::size_t offset);
 

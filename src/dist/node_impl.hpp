@@ -217,9 +217,13 @@ class NodeImpl {
     std::string hint;                  // why a failed handshake most likely failed, if known
     Clock::time_point since, next_ping, last_heard;
     std::uint64_t heard = 0, drained_at = 0;  // stream->received() / drained() when last looked
-    // large messages arriving in fragments: id -> what came so far (bounded: kMaxPartials,
-    // kMaxMessageBytes in all)
-    std::unordered_map<std::uint64_t, std::string> partial;
+    // large messages arriving in fragments: id -> what came so far (bounded: kMaxPartials of
+    // them, kMaxMessageBytes of declared totals in all)
+    struct Partial {
+      std::string bytes;
+      std::uint64_t total;
+    };
+    std::unordered_map<std::uint64_t, Partial> partial;
     std::size_t partial_bytes = 0;
     Conn(Handshake h) : hs(std::move(h)) {}
     bool ours() const { return hs.role() == Handshake::Role::connector; }

@@ -193,17 +193,17 @@ void NodeImpl::flush_outbox() {
   }
   const bool data = std::exchange(o->data, false);
   if (BulkMark& m = tl_bulk_mark; m.ch) {
-    // what the process that queued a large message sent after it, before it left the thread
-    if (m.process == runtime::current() && m.node == o->dest) {
+    // what the process that queued a large message sends after it, until it leaves the thread,
+    // follows that message
+    bool pending = false;
+    if (m.process == runtime::current()) {
       std::lock_guard lock(m.ch->mu);
-      if (Channel::Bulk* b = m.ch->find_bulk(m.id)) {
-        b->trailer += o->buf;
-        m.ch->bulk_bytes += o->buf.size();
-        o->buf.clear();
-        return;
+      if (m.ch->find_bulk(m.id) != nullptr) {
+        pending = true;
+        if (m.node == o->dest && m.ch->add_trailer(m.id, o->buf)) return;
       }
     }
-    if (m.process != runtime::current()) m = BulkMark{};  // another process runs here now
+    if (!pending) m = BulkMark{};  // it went (or its channel did), or another process runs here
   }
   node->send_records(o->dest, o->buf, on_worker_thread(), data);
 }

@@ -152,7 +152,8 @@ bool NodeImpl::on_message(Conn& c, std::string_view m) {
   if (c.up) {
     const PeerRef from{c.peer, c.hs.peer_creation()};
     for_each_record(m, from.name(), [&](std::string_view rec) {
-      if (!rec.empty() && static_cast<Op>(rec[0]) == Op::fragment) {
+      if (rec.size() >= 2 && static_cast<std::uint8_t>(rec[0]) == kWireVersion &&
+          static_cast<Op>(rec[1]) == Op::fragment) {
         on_fragment(c, from, rec);
       } else {
         deliver_frame(from, rec);
@@ -174,15 +175,18 @@ bool NodeImpl::on_message(Conn& c, std::string_view m) {
 }
 
 void NodeImpl::on_fragment(Conn& c, const PeerRef& from, std::string_view frame) {
-  Reader r(frame.substr(1));
+  Reader r(frame.substr(2));  // (version and op checked by the caller)
   const std::uint64_t id = r.u64(), offset = r.u64(), total = r.u64();
   const std::string_view chunk = r.rest();
+  // c.partial_bytes is the sum of the unfinished messages' declared totals (what their buffers
+  // are reserved for), so the bound holds for memory, not only for what came
+  auto forget = [&](std::unordered_map<std::uint64_t, Conn::Partial>::iterator it) {
+    c.partial_bytes -= it->second.total;
+    c.partial.erase(it);
+  };
   auto bad = [&](const char* why) {
     warn_bad("frame", std::string("FRAGMENT from ") + std::string(from.name()) + ": " + why);
-    if (auto it = c.partial.find(id); it != c.partial.end()) {
-      c.partial_bytes -= it->second.size();
-      c.partial.erase(it);
-    }
+    if (auto it = c.partial.find(id); it != c.partial.end()) forget(it);
   };
   if (!r.ok() || chunk.empty() || chunk.size() > kFragmentBytes || total <= kFragmentBytes ||
       total > kMaxMessageBytes || offset + chunk.size() > total) {
@@ -192,20 +196,20 @@ void NodeImpl::on_fragment(Conn& c, const PeerRef& from, std::string_view frame)
   if (offset == 0) {
     if (it != c.partial.end()) return bad("a message restarted");
     if (c.partial.size() >= kMaxPartials || c.partial_bytes + total > kMaxMessageBytes) {
-      return bad("too many unfinished messages");
+      warn_bad("frame", "FRAGMENT from " + std::string(from.name()) + ": too many unfinished messages");
+      return;
     }
-    it = c.partial.emplace(id, std::string()).first;
-    it->second.reserve(total);
-  } else if (it == c.partial.end() || it->second.size() != offset) {
+    it = c.partial.emplace(id, Conn::Partial{std::string(), total}).first;
+    c.partial_bytes += total;
+    it->second.bytes.reserve(total);
+  } else if (it == c.partial.end() || it->second.bytes.size() != offset || it->second.total != total) {
     return bad("a fragment out of place");
   }
-  it->second.append(chunk);
-  c.partial_bytes += chunk.size();
-  if (it->second.size() < total) return;
-  const std::string whole = std::move(it->second);
-  c.partial_bytes -= whole.size();
-  c.partial.erase(it);
-  if (!whole.empty() && static_cast<Op>(whole[0]) == Op::fragment) return bad("a fragment of fragments");
+  it->second.bytes.append(chunk);
+  if (it->second.bytes.size() < total) return;
+  const std::string whole = std::move(it->second.bytes);
+  forget(it);
+  if (whole.size() >= 2 && static_cast<Op>(whole[1]) == Op::fragment) return bad("a fragment of fragments");
   deliver_frame(from, whole);
 }
 

@@ -34,6 +34,10 @@ seeds = {
     'exit': rec(V + b'\x32' + me + term_pid(b'kate@localhost', 1, 1, 0) + b'\x01' + term_atom(b'boom')),
     'batch': rec(V + b'\x11' + str8(b'sink') + b'\x01' + term_int(1)) * 3,
 }
+# a SEND_NAME over 64 KiB in two FRAGMENTs (id 1), in one message
+big = V + b'\x11' + str8(b'sink') + b'\x01' + term_bin(b'f' * (70 << 10))
+frag = lambda off, chunk: rec(V + b'\x40' + struct.pack('<QQQ', 1, off, len(big)) + chunk)
+seeds['fragments'] = frag(0, big[:64 << 10]) + frag(64 << 10, big[64 << 10:])
 for name, data in seeds.items():
     with open(os.path.join(out, name), 'wb') as f:
         f.write(data)
