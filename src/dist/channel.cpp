@@ -212,10 +212,12 @@ void Channel::release_if_drained() {
 
 void Channel::release() {
   busy = false;
-  for (auto& [p, ident] : held) {
+  for (const auto& h : held) {
     // a sender whose large message is still going stays held until it is all gone
-    const bool in_bulk = std::any_of(bulk.begin(), bulk.end(), [&](const Bulk& b) { return b.holder == p && b.holder_ident == ident; });
-    if (!in_bulk) runtime::release_held(p, ident);
+    const bool in_bulk = std::any_of(bulk.begin(), bulk.end(), [&](const Bulk& b) {
+      return b.holder == h.first && b.holder_ident == h.second;
+    });
+    if (!in_bulk) runtime::release_held(h.first, h.second);
   }
   held.clear();
   drained.notify_all();
