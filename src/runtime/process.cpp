@@ -267,9 +267,15 @@ bool push(Process* p, MsgNode* n) noexcept {
     if (!within_limit(p, n, max)) return false;
   }
   MsgNode* prev = claim(p, n);
-  const bool waiting = p->state.load(std::memory_order_seq_cst) == State::waiting;
+  const State st = p->state.load(std::memory_order_seq_cst);
   publish(prev, n);
-  if (waiting) wake(p);  // after publishing, so the woken owner finds the node linked
+  if (st == State::waiting) {
+    wake(p);  // after publishing, so the woken owner finds the node linked
+  } else if (st == State::held && n->type->kind == detail::NodeKind::exit_signal) {
+    // a send budget holds it, but an exit signal acts at once (it stays held unless it dies)
+    State expected = State::held;
+    if (p->state.compare_exchange_strong(expected, State::queued, std::memory_order_acq_rel)) ctx().sched.enqueue(p);
+  }
   return true;
 }
 
@@ -311,9 +317,16 @@ void release_held(Process* p, std::uint64_t ident) noexcept {
 
 bool park_held(Process* p) noexcept {
   p->state.store(State::held, std::memory_order_seq_cst);
-  if (p->held.load(std::memory_order_seq_cst)) return true;
+  // input that came before `held` was published may hold an exit signal whose sender saw us
+  // running: look at it first (held_look) instead of sleeping on it
+  if (p->held.load(std::memory_order_seq_cst) && !has_input(p)) return true;
   State expected = State::held;
   return !p->state.compare_exchange_strong(expected, State::running, std::memory_order_acq_rel);
+}
+
+bool held_look(Process* p) {
+  take_arrivals(p);  // exit signals act (a receive pending finds the rest in the save list)
+  return p->exit_reason != nullptr;
 }
 
 void drain(Process* p) noexcept {

@@ -153,6 +153,9 @@ void release_held(Process* p, std::uint64_t ident) noexcept;
 /// Owner, at a suspension point with `held` set: parks the process as held. False if it was
 /// released meanwhile (it goes on running); true if it parked (the caller must let it go).
 bool park_held(Process* p) noexcept;
+/// Owner, a held process that runs (an exit signal woke it, or park_held saw input): acts on
+/// what arrived; true if it must exit now, else it parks held again.
+bool held_look(Process* p);
 /// Marks the calling thread as one of the runtime's or the node's own (timer, I/O, resolver):
 /// a send from it never blocks, whatever the budget.
 void mark_internal_thread() noexcept;

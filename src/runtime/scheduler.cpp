@@ -214,6 +214,16 @@ void Scheduler::run(Worker& w, Process* p) {
   p->state.store(State::running, std::memory_order_relaxed);
   for (int budget = 0;; ++budget) {
     bool resume = false;
+    if (p->started && p->held.load(std::memory_order_relaxed)) {
+      // held by a send budget, running only to act on exit signals
+      if (held_look(p)) {
+        Term reason = *p->exit_reason;
+        terminate(p, std::move(reason));
+        break;
+      }
+      if (park_held(p)) break;
+      if (p->held.load(std::memory_order_relaxed)) continue;  // more input came: look again
+    }
     if (!p->started) {
       p->started = true;
       resume = true;

@@ -426,3 +426,35 @@ TEST_CASE("a slow remote receiver with max_mailbox exits with mailbox_overflow; 
   CHECK(rss_bytes() <= rss0 + kBudget + (32u << 20));
   CHECK(node::list() == std::vector<Atom>{peer});
 }
+
+TEST_CASE("a sender held on a frozen peer still acts on exit signals: kill ends it at once", "[distributed][budget]") {
+  Pair pair("kill-held-kate", kTick);
+  const Atom peer = pair.peer;
+  Mailbox mb;
+  Stream s;
+  std::vector<std::pair<Pid, Ref>> senders;
+  for (int i = 0; i < 4; ++i) {
+    const Pid p = spawn(sender, &s, peer);
+    senders.emplace_back(p, monitor(p));
+  }
+  REQUIRE(eventually([&] { return s.sent >= 100'000; }, 60s));
+  pair.kate.signal(SIGSTOP);
+  // held once the budget is full (their yields stop coming back)
+  const bool held = eventually([&] {
+    const auto before = s.sent.load();
+    std::this_thread::sleep_for(300ms);  // NOLINT: a window to see the count stand still
+    return s.sent.load() == before;
+  }, 30s);
+  for (auto& [p, ref] : senders) exit(p, atom("kill"));
+  int killed = 0;
+  for (auto& [p, ref] : senders) {
+    auto d = mb.receive<Down>([&](const Down& x) { return x.ref == ref; }, 20s);
+    if (d && d->reason.is_atom("killed")) ++killed;
+  }
+  const bool still_up = node::list() == std::vector<Atom>{peer};  // the tick is 120 s: not down yet
+  pair.kate.signal(SIGCONT);
+  s.stop = true;
+  CHECK(held);
+  CHECK(killed == 4);
+  CHECK(still_up);
+}
