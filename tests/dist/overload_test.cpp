@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "../../src/dist/portmapper.hpp"
 #include "harness.hpp"
 #include "nodus/nodus.hpp"
 
@@ -103,7 +104,11 @@ std::size_t rss_bytes() {
 struct Cluster {
   std::uint16_t port = next_portmapper_port();
   Child pm{{NODUS_PORTMAPPER_TOOL, "--port", std::to_string(port)}, "pm" + std::to_string(port)};
-  Cluster() { ::setenv("NODUS_PORTMAPPER_PORT", std::to_string(port).c_str(), 1); }
+  Cluster() {
+    ::setenv("NODUS_PORTMAPPER_PORT", std::to_string(port).c_str(), 1);
+    // up before any node starts, or a node would start (and leave behind) one of its own
+    REQUIRE(eventually([&] { return dist::PortmapperClient("127.0.0.1", port).names(nullptr).has_value(); }));
+  }
 };
 
 // This test process as alex@localhost and this binary as the peer kate@localhost, both with
