@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs nodus-bench and the anchors (../shared/anchors) in the same run and prints, for each
+# Runs nodus-bench and the reference benchmarks (the anchors) in the same run and prints, for each
 # pair, nodus's value, the anchor's, and the ratio nodus/anchor.
 #   ./scripts/bench.sh                    every scenario nodus-bench has, with its anchors
 #   ./scripts/bench.sh local_send         only these nodus scenarios
-#   NODUS_ANCHORS=/path ./scripts/bench.sh   anchors elsewhere (default: ../shared/anchors)
+#   NODUS_ANCHORS=/path ./scripts/bench.sh   where the anchors are (default: shared/anchors beside
+#                                         this repository); bench/anchors holds the ones it carries
 #   --no-anchors                          nodus-bench only
 #   --repeat N                            N rounds (nodus, then its anchors, N times over);
 #                                         each value is the median of its N results, with
@@ -18,7 +19,7 @@ anchors=${NODUS_ANCHORS:-$(cd .. && pwd)/shared/anchors}
 with_anchors=1 scenarios=() repeat=1
 while (($#)); do
   case $1 in
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --no-anchors) with_anchors=0 ;;
     --repeat)
       [[ ${2:-} =~ ^[1-9][0-9]?$ ]] || { echo "--repeat needs a number of rounds, 1-99 (see --help)" >&2; exit 2; }

@@ -94,12 +94,13 @@ Proc seqsink() {
 }
 
 // Streams {seq, 1..total} to {seqsink, peer}: windows of 100, each closed by an ack round trip
-// through the peer's echo, then 10 ms of pause (~10k messages/s). A nodedown ends the window at
+// through the peer's echo, then the next after a 10 ms timer (~10k messages/s). A nodedown ends the window at
 // once and prints `down_at N` (the first number sent after it); starts once the peer answers a
 // ping, ends with {seq_end, total}
 // and `stream done`.
 Proc streamer(Atom peer, std::int64_t total) {
-  while (!node::ping(peer, 1s)) co_await sleep_for(100ms);  // the peer is up first
+  // the peer is up first (each ping waits up to 1 s for its answer)
+  for (const auto until = Clock::now() + 60s; !node::ping(peer, 1s) && Clock::now() < until;) co_await yield();
   node::monitor(peer);
   std::int64_t n = 0;
   while (n < total) {
@@ -116,7 +117,9 @@ Proc streamer(Atom peer, std::int64_t total) {
         break;
       }
     }
-    co_await sleep_for(10ms);  // the stream's pace
+    // the stream's rate: the next window when a 10 ms timer says so
+    send_after(10ms, self(), atom("next_window"));
+    (void)co_await receive<Term>([](const Term& t) { return t.is_atom("next_window"); });
   }
   send(atom("seqsink"), peer, tuple(atom("seq_end"), total));
   std::printf("stream done\n");
