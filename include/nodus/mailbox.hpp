@@ -37,19 +37,13 @@ class Mailbox {
   }
   template <class T, class Pred, class Rep, class Period>
   std::optional<T> receive(Pred pred, std::chrono::duration<Rep, Period> timeout) {
-    detail::ReceiveAwaiter<T, Pred, true> r(std::move(pred),
-                                           std::chrono::duration_cast<Clock::duration>(timeout));
-    wait(r);
-    return r.await_resume();
+    return take<T>(std::move(pred), std::chrono::duration_cast<Clock::duration>(timeout), false);
   }
   /// receive(pred, timeout) for the reply to a request sent since the last receive returned:
   /// messages earlier receives left in the mailbox are not looked at (they cannot be it).
   template <class T, class Pred, class Rep, class Period>
   std::optional<T> receive_reply(Pred pred, std::chrono::duration<Rep, Period> timeout) {
-    detail::ReceiveAwaiter<T, Pred, true> r(
-        std::move(pred), std::chrono::duration_cast<Clock::duration>(timeout), true);
-    wait(r);
-    return r.await_resume();
+    return take<T>(std::move(pred), std::chrono::duration_cast<Clock::duration>(timeout), true);
   }
   /// The oldest message of any type, or nullopt after `timeout`.
   template <class Rep, class Period>
@@ -67,6 +61,12 @@ class Mailbox {
 
  private:
   void wait(detail::Receiver& r);
+  template <class T, class Pred>
+  std::optional<T> take(Pred pred, Clock::duration timeout, bool after_saved) {
+    detail::ReceiveAwaiter<T, Pred, true> r(std::move(pred), timeout, after_saved);
+    wait(r);
+    return r.await_resume();
+  }
   runtime::Process* p_;
   Pid pid_;
   bool dead_ = false;

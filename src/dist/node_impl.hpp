@@ -278,6 +278,8 @@ class NodeImpl {
   /// Returns the failed channel, whose held senders the caller lets go (release) once the
   /// peer's links and monitors fired.
   std::shared_ptr<Channel> fail_channel(Atom node, const std::string& why);
+  /// Lets the senders a failed channel held go (after the peer's links and monitors fired).
+  void release_senders(const std::shared_ptr<Channel>& ch);
   void wake_io();
   void mark_up(Atom node, bool up);
   void on_spawn_request(const PeerRef& from, Reader& r);
@@ -405,7 +407,7 @@ void NodeImpl::emit(Atom node, Encode&& encode, bool data) {
     o.dest = node;
     o.buf = std::move(rec);
     at = 0;
-    (void)outbox();  // (marks the thread's outbox pending again)
+    runtime::tl_remote_pending = true;  // (flush_outbox cleared it; the record waits in the outbox)
   }
   o.data |= data;
   const auto len = static_cast<std::uint32_t>(o.buf.size() - at - 4);

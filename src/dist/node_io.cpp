@@ -318,7 +318,7 @@ bool NodeImpl::busy(Atom node) {
   }
   if (!ch) return false;
   std::lock_guard lock(ch->mu);
-  return ch->state != Channel::down && (ch->busy || ch->queued() > ch->high);
+  return ch->state != Channel::down && (ch->busy || ch->queued() > ch->high);  // (over_budget, without setting busy)
 }
 
 bool NodeImpl::poll_inbound() {
@@ -376,6 +376,12 @@ void NodeImpl::monitor_node(Atom node, const Pid& watcher, bool on) {
 
 // The connection to `node` cannot be made, or is lost: drop what was queued for it and tell
 // the node's monitors.
+void NodeImpl::release_senders(const std::shared_ptr<Channel>& ch) {
+  if (!ch) return;
+  std::lock_guard lock(ch->mu);
+  ch->release();
+}
+
 std::shared_ptr<Channel> NodeImpl::fail_channel(Atom node, const std::string& why) {
   std::shared_ptr<Channel> ch;
   {
@@ -505,10 +511,7 @@ void NodeImpl::drain_commands() {
           logger().debug("no connection to {}: {}", c.node.name(), error);
           const std::shared_ptr<Channel> failed = fail_channel(c.node, error);
           fire_noconnection(c.node);
-          if (failed) {
-            std::lock_guard lock(failed->mu);
-            failed->release();
-          }
+          release_senders(failed);
         }
         break;
       }
@@ -680,10 +683,7 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
   }
   set_json_peer(node, false);
   fire_noconnection(node);
-  if (failed) {  // its held senders go now: their DOWNs and exit signals are in their mailboxes
-    std::lock_guard lock(failed->mu);
-    failed->release();
-  }
+  release_senders(failed);  // now: their DOWNs and exit signals are in their mailboxes
   mark_up(node, false);
 }
 
