@@ -1,6 +1,7 @@
 // nodus: command-line tools for nodes: ping, names, and a plain node to talk to.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -99,6 +100,19 @@ int cmd_keygen(const std::string& dir) {
     std::fprintf(stderr, "error: this libzmq has no CURVE support\n");
     return 1;
   }
+  // the directory and its missing parents, private (0700): it holds a secret key
+  for (std::size_t at = 1; at <= dir.size(); ++at) {
+    if (at != dir.size() && dir[at] != '/') continue;
+    const std::string part = dir.substr(0, at);
+    if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
+      std::fprintf(stderr, "error: cannot create directory %s: %s\n", part.c_str(), std::strerror(errno));
+      return 1;
+    }
+  }
+  if (struct stat st{}; ::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "error: %s is not a directory\n", dir.c_str());
+    return 1;
+  }
   const std::string key = dir + "/node.key", pubfile = dir + "/node.pub";
   for (const auto& f : {key, pubfile}) {
     if (::access(f.c_str(), F_OK) == 0) {
@@ -167,7 +181,7 @@ int main(int argc, char** argv) {
 
   std::string keydir;
   auto* keygen = app.add_subcommand("keygen", "write a CURVE key pair: DIR/node.key (secret, mode 0400) and DIR/node.pub");
-  keygen->add_option("--out", keydir, "directory for the key files")->required()->check(CLI::ExistingDirectory);
+  keygen->add_option("--out", keydir, "directory for the key files (created, mode 0700, if missing)")->required();
 
   auto* nodecmd = app.add_subcommand(
       "node",

@@ -161,7 +161,10 @@ class Bridge:
                 paths = [os.path.join(args.curve_allow, f) for f in sorted(os.listdir(args.curve_allow))
                          if f.endswith(".pub")]
             for p in paths:
-                allowed[read_key(p)] = os.path.basename(p)[:-4]
+                # a key is bound to the node names listed after it, else to the file's name
+                names = [l.strip() for l in open(p).read().splitlines()[1:]
+                         if l.strip() and not l.strip().startswith("#")]
+                allowed.setdefault(read_key(p), set()).update(names or [os.path.basename(p)[:-4]])
             self.curve = {"secret": secret, "public": zmq.curve_public(secret), "allowed": allowed}
             self.key = CURVE_HANDSHAKE_KEY
         else:
@@ -209,8 +212,9 @@ class Bridge:
         c.dealer.reconnect_ivl = -1  # a lost connection is lost: the next send makes a new one
         if self.curve:
             key = parts[3].encode() if len(parts) > 3 else None
-            if key is None or key not in self.curve["allowed"]:
-                c.error = f"no connection to {node} (its CURVE key is missing or not allowed)"
+            names = self.curve["allowed"].get(key, set()) if key else set()
+            if node not in names and node.split("@")[0] not in names:
+                c.error = f"no connection to {node} (its CURVE key is missing, not allowed, or not bound to its name)"
                 return c
             c.dealer.curve_serverkey = key
             c.dealer.curve_publickey = self.curve["public"]

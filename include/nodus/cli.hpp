@@ -9,7 +9,9 @@
 // --sname NAME@HOST, --cookie C, --ticktime MS, --port P (listen port, default ephemeral),
 // --peer NAME@HOST=tcp://ADDR:PORT[,key=PUB] (repeatable static peer list), --no-portmapper,
 // --curve-key FILE --curve-allow DIR_OR_FILE (CURVE mode, docs/security.md),
-// --dist-buffer BYTES (the send budget per peer, docs/runtime.md).
+// --dist-buffer BYTES (the send budget per peer, docs/runtime.md), --name NAME@FQDN (instead of
+// --sname), --handshake-timeout MS, --max-handshakes N, --max-handshakes-per-address N,
+// --max-network-atoms N (what the network can make a node hold, docs/security.md).
 // Header-only; needs CLI11 (Debian: libcli11-dev).
 #pragma once
 
@@ -34,11 +36,23 @@ struct NodeFlags {
   std::string curve_key;
   std::string curve_allow;
   std::size_t dist_buffer = NodeOptions{}.dist_buffer;
+  long handshake_timeout_ms = NodeOptions{}.handshake_timeout.count();
+  std::size_t max_handshakes = NodeOptions{}.max_handshakes;
+  std::size_t max_handshakes_per_address = NodeOptions{}.max_handshakes_per_address;
+  std::size_t max_network_atoms = NodeOptions{}.max_network_atoms;
 };
 
 inline void add_node_flags(CLI::App& app, NodeFlags& f, bool sname_required = true) {
-  auto* o = app.add_option("--sname", f.sname, "this node's name, name@host");
-  if (sname_required) o->required();
+  auto* names = app.add_option_group("Node name", "one of them");
+  names->add_option("--sname", f.sname, "this node's name, name@host (host: a short host name or localhost)");
+  names->add_option("--name", f.sname,
+                    "this node's name with a fully qualified host or an address: name@host.example.com or "
+                    "name@192.0.2.10 (as Erlang's -name)");
+  if (sname_required) {
+    names->require_option(1);
+  } else {
+    names->require_option(0, 1);
+  }
   app.add_option("--cookie", f.cookie, "shared secret (default: $NODUS_COOKIE, else ~/.nodus.cookie)");
   app.add_option("--ticktime", f.ticktime_ms, "ms of silence before a peer is declared down")
       ->capture_default_str()
@@ -61,6 +75,21 @@ inline void add_node_flags(CLI::App& app, NodeFlags& f, bool sname_required = tr
                  "dist_buf_busy_limit)")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t(4096), std::size_t(1) << 34));
+  app.add_option("--handshake-timeout", f.handshake_timeout_ms,
+                 "ms an accepted connection has to complete its handshake, whatever it sends")
+      ->capture_default_str()
+      ->check(CLI::Range(100L, 600000L));
+  app.add_option("--max-handshakes", f.max_handshakes, "accepted connections in their handshake at once, at most")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t(1), std::size_t(1) << 20));
+  app.add_option("--max-handshakes-per-address", f.max_handshakes_per_address,
+                 "accepted connections in their handshake from one IP address, at most")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t(1), std::size_t(1) << 20));
+  app.add_option("--max-network-atoms", f.max_network_atoms,
+                 "new atoms this node takes from the network in all; a peer sending more is disconnected")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t(0), std::size_t(1) << 24));
 }
 
 /// The NodeOptions the flags describe; std::invalid_argument for a malformed --peer.
@@ -72,6 +101,10 @@ inline NodeOptions node_options(const NodeFlags& f) {
   o.listen_port = f.port;
   o.use_portmapper = !f.no_portmapper;
   o.dist_buffer = f.dist_buffer;
+  o.handshake_timeout = std::chrono::milliseconds(f.handshake_timeout_ms);
+  o.max_handshakes = f.max_handshakes;
+  o.max_handshakes_per_address = f.max_handshakes_per_address;
+  o.max_network_atoms = f.max_network_atoms;
   if (!f.curve_key.empty()) o.curve = load_curve(f.curve_key, f.curve_allow);
   for (const auto& p : f.peers) {
     const auto eq = p.find('=');

@@ -65,11 +65,13 @@ struct EncodedNode final : MsgNode {
   using Decode = MsgNode* (*)(const EncodedNode*);
   Decode decode;
   std::uint32_t size;
+  std::uint32_t from = 0;  ///< the sending node (an atom id), for what its bytes may cost it
   const char* bytes() const { return reinterpret_cast<const char*>(this + 1); }
 
-  static EncodedNode* make(const TypeInfo* ti, Decode d, const char* data, std::uint32_t size) {
+  static EncodedNode* make(const TypeInfo* ti, Decode d, const char* data, std::uint32_t size, std::uint32_t from = 0) {
     void* mem = node_alloc(sizeof(EncodedNode) + size);
     auto* n = new (mem) EncodedNode(ti, d, size);
+    n->from = from;
     std::memcpy(reinterpret_cast<char*>(n + 1), data, size);
     return n;
   }
@@ -150,6 +152,8 @@ class MessageRef {
   std::string_view type_name() const { return node_ ? node_->type->name : std::string_view(); }
   /// Printed value: Erlang syntax for terms, operator<< when the type has one.
   std::string to_string() const { return node_ ? node_->type->print(node_) : std::string(); }
+  /// At most `max_bytes` of it, then "..." (a Term is printed no further than that).
+  std::string to_string(std::size_t max_bytes) const;
 
  protected:
   const detail::MsgNode* node_;

@@ -27,20 +27,30 @@ namespace nodus {
 struct CurveOptions {
   /// This node's secret key, Z85 (40 characters).
   std::string secret_key;
-  /// Accepted public keys (Z85) with a label each: the .pub file's name without `.pub`. A
-  /// static peer's server key is the one labelled with its name (`kate@hostB` or `kate`).
+  /// Accepted public keys (Z85), each with a node name it may use: `kate@hostB` (that node
+  /// only) or `kate` (kate on any host). A key bound to several names has one entry per name.
+  /// From a .pub file: the names listed on the lines after the key, else the file's name
+  /// without `.pub`. A node refuses a peer whose key is not bound to the name it claims, and
+  /// connects to `kate` only with a key bound to kate (a static peer's key is the one bound
+  /// to its name).
   std::vector<std::pair<std::string, std::string>> allowed;
 };
 
 /// Reads `--curve-key FILE` (a secret key file only its owner can read) and `--curve-allow
-/// DIR_OR_FILE` (a `.pub` file, or a directory of them). Throws std::invalid_argument naming
-/// the file and the problem.
+/// DIR_OR_FILE` (a `.pub` file, or a directory of them: the key on the first line, then
+/// optionally the node names it may use, one a line; `#` starts a comment line). Throws
+/// std::invalid_argument naming the file and the problem.
 CurveOptions load_curve(const std::string& key_file, const std::string& allow);
 /// A Z85 public key from a `.pub` file, or the key itself; std::invalid_argument if neither.
 std::string read_public_key(const std::string& file_or_key);
 /// The public key of a Z85 secret key.
 std::string curve_public_key(const std::string& secret_z85);
 bool valid_z85_key(std::string_view z85);
+/// May the CURVE key `z85` be used by node `name` (name@host)? True if an `allowed` entry binds
+/// it to `name` or to its short name.
+bool curve_key_bound(const CurveOptions& c, std::string_view z85, std::string_view name);
+/// The names `allowed` binds `z85` to, comma-separated (empty if it is not allowed).
+std::string curve_key_names(const CurveOptions& c, std::string_view z85);
 
 struct NodeOptions {
   /// `name@host`; the node listens on `host`, port `listen_port`.
@@ -64,6 +74,20 @@ struct NodeOptions {
   /// plain thread sending blocks (Erlang's dist_buf_busy_limit, 1 MB by default too). Only
   /// senders to that peer wait; send_nosuspend returns false instead. At least 4096.
   std::size_t dist_buffer = std::size_t(1) << 20;
+  /// Limits on what the network can make a node hold (docs/security.md). A connection that has
+  /// not completed its handshake (authenticated) this long after it was accepted is closed,
+  /// whatever it sends meanwhile.
+  std::chrono::milliseconds handshake_timeout{10000};
+  /// At most this many accepted connections may be in their handshake at once, and at most
+  /// `max_handshakes_per_address` from one IP address; more are closed when accepted (with a
+  /// log line that rate-limits itself). Connections that completed theirs do not count.
+  std::size_t max_handshakes = 128;
+  std::size_t max_handshakes_per_address = 32;
+  /// New atoms the node takes from the network (atoms in messages, pids and node names it
+  /// never saw before), in all: the atom table never shrinks, so this bounds what peers can
+  /// add to it (about 100 MB at most). A peer whose message would pass it is disconnected,
+  /// with a log line. Erlang's whole table holds 1,048,576 atoms and the node dies when full.
+  std::size_t max_network_atoms = 100000;
 };
 
 /// Makes this OS process a distributed node. Needs a running Runtime; one Node at a time.

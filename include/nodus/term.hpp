@@ -91,6 +91,9 @@ class Term {
   const Term* find(const Term& key) const;
 
   std::string to_string() const;
+  /// At most `max_bytes` of the printed term, then "..." if it is longer; prints no more than
+  /// that (a log line about a 60 MiB message costs what the line holds).
+  std::string to_string(std::size_t max_bytes) const;
 
   friend bool operator==(const Term& a, const Term& b) { return compare(a, b) == 0; }
   friend std::strong_ordering operator<=>(const Term& a, const Term& b) {

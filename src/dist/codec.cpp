@@ -79,7 +79,12 @@ std::optional<Term> decode(Reader& r, int depth) {
     case kAtom: {
       auto s = r.str8();
       if (!r.ok()) return std::nullopt;
-      return Term(Atom(s));
+      auto a = detail::network_atom(s);  // (past the network atom budget: refused)
+      if (!a) {
+        r.fail();
+        return std::nullopt;
+      }
+      return Term(*a);
     }
     case kJson: {
       auto text = r.str32();
@@ -121,14 +126,18 @@ std::optional<Term> decode(Reader& r, int depth) {
       auto node = r.str8();
       const auto creation = r.u32(), id = r.u32(), serial = r.u32();
       if (!r.ok() || node.empty()) return std::nullopt;
-      return Term(pid_from_wire(node, creation, id, serial));
+      auto p = pid_from_wire(node, creation, id, serial);
+      if (!p) r.fail();
+      return p ? std::optional<Term>(Term(*p)) : std::nullopt;
     }
     case kRef: {
       auto node = r.str8();
       const auto creation = r.u32();
       const auto id = r.u64();
       if (!r.ok() || node.empty()) return std::nullopt;
-      return Term(ref_from_wire(node, creation, id));
+      auto ref = ref_from_wire(node, creation, id);
+      if (!ref) r.fail();
+      return ref ? std::optional<Term>(Term(*ref)) : std::nullopt;
     }
     default: r.fail(); return std::nullopt;
   }
@@ -211,16 +220,20 @@ WireNode wire_node(const Ref& r) {
   return {me.name.name(), me.creation};
 }
 
-Pid pid_from_wire(std::string_view node, std::uint32_t creation, std::uint32_t id, std::uint32_t serial) {
+std::optional<Pid> pid_from_wire(std::string_view node, std::uint32_t creation, std::uint32_t id, std::uint32_t serial) {
   const auto me = detail::local_node();
   if (node == me.name.name() && creation == me.creation) return Pid{Atom(), 0, id, serial};  // one of ours
-  return Pid{Atom(node), creation, id, serial};
+  auto n = detail::network_atom(node);
+  if (!n) return std::nullopt;
+  return Pid{*n, creation, id, serial};
 }
 
-Ref ref_from_wire(std::string_view node, std::uint32_t creation, std::uint64_t id) {
+std::optional<Ref> ref_from_wire(std::string_view node, std::uint32_t creation, std::uint64_t id) {
   const auto me = detail::local_node();
   if (node == me.name.name() && creation == me.creation) return Ref{Atom(), 0, id};
-  return Ref{Atom(node), creation, id};
+  auto n = detail::network_atom(node);
+  if (!n) return std::nullopt;
+  return Ref{*n, creation, id};
 }
 
 }  // namespace nodus::dist

@@ -116,8 +116,9 @@ WireNode wire_node(const Pid& p);
 WireNode wire_node(const Ref& r);
 /// The pid / ref a wire identity stands for: local again when it names this node's name and
 /// creation, so pids made here before the node got its name keep working.
-Pid pid_from_wire(std::string_view node, std::uint32_t creation, std::uint32_t id, std::uint32_t serial);
-Ref ref_from_wire(std::string_view node, std::uint32_t creation, std::uint64_t id);
+/// nullopt if `node` is a new atom past the network atom budget.
+std::optional<Pid> pid_from_wire(std::string_view node, std::uint32_t creation, std::uint32_t id, std::uint32_t serial);
+std::optional<Ref> ref_from_wire(std::string_view node, std::uint32_t creation, std::uint64_t id);
 
 /// Limits applied to untrusted input.
 inline constexpr int kMaxTermDepth = 100;

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <fstream>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "nodus/node.hpp"
 
@@ -23,6 +25,29 @@ std::string first_line(const std::string& path, std::size_t max) {
   while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
   if (line.size() > max) line.resize(max + 1);
   return line;
+}
+
+// The node names a .pub file binds its key to: its lines after the first (the key), without
+// blank and `#` lines. Each is `name` or `name@host`.
+std::vector<std::string> bound_names(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);  // the key
+  std::vector<std::string> names;
+  for (int n = 2; std::getline(in, line); ++n) {
+    const auto b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos || line[b] == '#') continue;
+    line = line.substr(b, line.find_last_not_of(" \t\r") - b + 1);
+    const auto at = line.find('@');
+    const bool ok = !line.empty() && line.size() <= 255 && line.find_first_of(" \t") == std::string::npos &&
+                    at != 0 && (at == std::string::npos || (at + 1 < line.size() && line.find('@', at + 1) == std::string::npos));
+    if (!ok) {
+      throw std::invalid_argument(path + " line " + std::to_string(n) +
+                                  ": not a node name (expected NAME or NAME@HOST, one a line after the key)");
+    }
+    names.push_back(line);
+  }
+  return names;
 }
 
 std::string stem(const std::string& path) {
@@ -76,8 +101,31 @@ CurveOptions load_curve(const std::string& key_file, const std::string& allow) {
   } else {
     files.push_back(allow);
   }
-  for (const auto& f : files) c.allowed.emplace_back(read_public_key(f), stem(f));
+  for (const auto& f : files) {
+    const std::string key = read_public_key(f);
+    const std::vector<std::string> names = bound_names(f);
+    if (names.empty()) c.allowed.emplace_back(key, stem(f));
+    for (const auto& n : names) c.allowed.emplace_back(key, n);
+  }
   return c;
+}
+
+bool curve_key_bound(const CurveOptions& c, std::string_view z85, std::string_view name) {
+  const std::string_view short_name = name.substr(0, name.find('@'));
+  for (const auto& [key, label] : c.allowed) {
+    if (key == z85 && (label == name || label == short_name)) return true;
+  }
+  return false;
+}
+
+std::string curve_key_names(const CurveOptions& c, std::string_view z85) {
+  std::string out;
+  for (const auto& [key, label] : c.allowed) {
+    if (key != z85) continue;
+    if (!out.empty()) out += ", ";
+    out += label;
+  }
+  return out;
 }
 
 std::string curve_public_key(const std::string& secret_z85) {

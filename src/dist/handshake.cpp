@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -50,6 +51,18 @@ std::optional<std::string> resolve_cookie(const std::string& explicit_cookie, st
     return std::nullopt;
   }
   const std::string path = std::string(home) + "/.nodus.cookie";
+  if (struct stat st{}; ::stat(path.c_str(), &st) == 0) {
+    // as Erlang refuses an ~/.erlang.cookie others can read: the cookie is the cluster's password
+    if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      if (error) {
+        *error = "cookie file " + path + " has mode " + mode +
+                 ": it must be readable by its owner only (chmod 400 " + path + ")";
+      }
+      return std::nullopt;
+    }
+  }
   std::ifstream in(path);
   if (in) {
     std::string c;

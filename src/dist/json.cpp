@@ -292,7 +292,9 @@ class Builder {
     Term& v = f.items[0];
     if (k == "$atom") {
       if (!v.is_binary() || v.as_binary().size() > 255) return bad("$atom needs a string of at most 255 bytes");
-      return Term(Atom(v.as_binary()));
+      auto a = detail::network_atom(v.as_binary());
+      if (!a) return bad("too many new atoms from the network (the network atom budget)");
+      return Term(*a);
     }
     if (k == "$tuple") {
       if (!v.is_list()) return bad("$tuple needs an array");
@@ -327,15 +329,19 @@ class Builder {
       if (!node || !creation || !id || !serial) {
         return bad("$pid needs {\"node\": \"name@host\", \"creation\", \"id\", \"serial\": unsigned 32-bit}");
       }
-      return Term(pid_from_wire(*node, static_cast<std::uint32_t>(*creation), static_cast<std::uint32_t>(*id),
-                                static_cast<std::uint32_t>(*serial)));
+      auto p = pid_from_wire(*node, static_cast<std::uint32_t>(*creation), static_cast<std::uint32_t>(*id),
+                             static_cast<std::uint32_t>(*serial));
+      if (!p) return bad("too many new atoms from the network (the network atom budget)");
+      return Term(*p);
     }
     if (k == "$ref") {
       auto node = node_field(v);
       auto creation = uint_field(v, "creation", UINT32_MAX);
       auto id = uint_field(v, "id", static_cast<std::uint64_t>(INT64_MAX));
       if (!node || !creation || !id) return bad("$ref needs {\"node\": \"name@host\", \"creation\", \"id\"}");
-      return Term(ref_from_wire(*node, static_cast<std::uint32_t>(*creation), *id));
+      auto ref = ref_from_wire(*node, static_cast<std::uint32_t>(*creation), *id);
+      if (!ref) return bad("too many new atoms from the network (the network atom budget)");
+      return Term(*ref);
     }
     return bad("unknown reserved key " + k.substr(0, 32));
   }

@@ -58,13 +58,29 @@ void NodeImpl::post_send_name(Atom name, Atom node, detail::MsgNode* n) {
   }, true);
 }
 
+bool atom_budget_spent(Atom node) {
+  if (!detail::take_atom_budget_hit()) return false;
+  NodeImpl* self = g_node.load(std::memory_order_acquire);
+  if (self == nullptr || node == Atom()) return true;
+  const std::string why = "it sent more new atoms than this node takes from the network (" +
+                          std::to_string(detail::network_atom_budget()) + ", max_network_atoms)";
+  warn_bad("atoms", "a message from " + std::string(node.name()) + ": " + why + "; disconnecting it");
+  Command c{Command::disconnect, node};
+  c.error = why;
+  self->enqueue(std::move(c));
+  return true;
+}
+
 namespace {
 // A Term payload, decoded by the process that receives it.
 detail::MsgNode* decode_wire_term(const detail::EncodedNode* e) {
   Reader r(std::string_view(e->bytes(), e->size));
   auto term = decode_term(r);
   if (!term || !r.at_end()) {
-    warn_bad("message", "malformed term from another node (" + std::to_string(e->size) + " bytes)");
+    if (!atom_budget_spent(Atom::from_id(e->from))) {
+      warn_bad("message", "malformed term from " + std::string(Atom::from_id(e->from).name()) + " (" +
+                              std::to_string(e->size) + " bytes)");
+    }
     return nullptr;
   }
   return detail::make_node(std::move(*term));
@@ -86,6 +102,7 @@ detail::MsgNode* decode_wire_typed(const detail::EncodedNode* e) {
   try {
     return wt->type.decode(r.rest());
   } catch (const std::exception& ex) {
+    if (atom_budget_spent(Atom::from_id(e->from))) return nullptr;
     warn_bad("message", "malformed '" + std::string(name) + "' from another node: " + ex.what());
     return nullptr;
   }
@@ -95,7 +112,8 @@ detail::MsgNode* decode_wire_json(const detail::EncodedNode* e) {
   std::string why;
   auto term = json_to_term(std::string_view(e->bytes(), e->size), &why);
   if (!term) {
-    warn_bad("message", "malformed JSON payload from another node: " + why);
+    if (atom_budget_spent(Atom::from_id(e->from))) return nullptr;
+    warn_bad("message", "malformed JSON payload from " + std::string(Atom::from_id(e->from).name()) + ": " + why);
     return nullptr;
   }
   return detail::make_node(std::move(*term));
@@ -173,15 +191,26 @@ void NodeImpl::deliver_frame(const PeerRef& in, std::string_view frame) {
       warn_bad("frame", "truncated SEND_NAME from " + std::string(in.name()));
       return;
     }
-    to_name = Atom(h->name);
+    // a name nothing was ever registered under is not an atom: nothing to deliver to, and
+    // nothing kept for it
+    const std::optional<Atom> known = Atom::find(h->name);
+    if (!known) {
+      warn_bad("message", "to " + std::string(h->name.substr(0, 64)) + " (no process is registered under that "
+                          "name) from " + std::string(in.name()));
+      return;
+    }
+    to_name = *known;
   } else if (op == Op::spawn_request) {
     on_spawn_request(in, r);
+    (void)atom_budget_spent(in.node);
     return;
   } else if (op == Op::spawn_reply) {
     on_spawn_reply(in, r);
+    (void)atom_budget_spent(in.node);
     return;
   } else if (op >= Op::link && op <= Op::down) {
     on_control(in, op, r);
+    (void)atom_budget_spent(in.node);
     return;
   } else {
     warn_bad("frame", "unknown operation " + std::to_string(static_cast<int>(op)) + " from " + std::string(in.name()));
@@ -193,15 +222,15 @@ void NodeImpl::deliver_frame(const PeerRef& in, std::string_view frame) {
     // decoded by the receiving process (decode_wire_term), on its own thread
     const std::string_view body = r.rest();
     n = detail::EncodedNode::make(&kEncodedTerm, &decode_wire_term, body.data(),
-                                  static_cast<std::uint32_t>(body.size()));
+                                  static_cast<std::uint32_t>(body.size()), in.node.id());
   } else if (r.ok() && enc == Payload::json) {
     const std::string_view body = r.rest();
     n = detail::EncodedNode::make(&kEncodedJson, &decode_wire_json, body.data(),
-                                  static_cast<std::uint32_t>(body.size()));
+                                  static_cast<std::uint32_t>(body.size()), in.node.id());
   } else if (r.ok() && enc == Payload::typed) {
     const std::string_view body = r.rest();
     n = detail::EncodedNode::make(&kEncodedTyped, &decode_wire_typed, body.data(),
-                                  static_cast<std::uint32_t>(body.size()));
+                                  static_cast<std::uint32_t>(body.size()), in.node.id());
   } else if (r.ok() && enc == Payload::io_request) {
     auto text = r.str32();
     if (!r.ok() || !r.at_end()) {

@@ -88,8 +88,11 @@ inline std::string host_of(std::string_view n) { return std::string(n.substr(n.f
 inline std::string short_of(std::string_view n) { return std::string(n.substr(0, n.find('@'))); }
 /// An endpoint whose host needs no lookup (an IPv4 address or localhost).
 bool numeric_endpoint(std::string_view ep);
-/// Rate-limited warnings about bad input: at most one line per second per kind.
+/// Rate-limited warnings about bad input ("dropped WHAT: DETAIL"), as nodus::log_limited.
 void warn_bad(const char* what, const std::string& detail);
+/// A decode on this thread was refused a new atom (the network atom budget): logs it and
+/// disconnects `node`, the sender; true if so.
+bool atom_budget_spent(Atom node);
 /// A registered function, if any (node.cpp).
 std::optional<RemoteFunction> find_function(std::string_view name);
 /// The payload of a node that can travel (Term or io::Request); false for other types.
@@ -215,6 +218,8 @@ class NodeImpl {
     bool closed = false;               // closed (in graveyard_): ignore events still seen for it
     std::string addr;                  // the peer's address, for logs
     std::string hint;                  // why a failed handshake most likely failed, if known
+    std::uint32_t ip = 0;              // theirs: the peer's IPv4 address (network order)
+    bool counted = false;              // theirs: counts among the handshakes in progress
     Clock::time_point since, next_ping, last_heard;
     std::uint64_t heard = 0, drained_at = 0;  // stream->received() / drained() when last looked
     // large messages arriving in fragments: id -> what came so far (bounded: kMaxPartials of
@@ -307,6 +312,13 @@ class NodeImpl {
   std::vector<std::unique_ptr<Conn>> graveyard_;  // closed; freed by the I/O thread between polls
   std::uint64_t next_conn_ = 0;
   std::map<std::uint32_t, Peer> peers_;  // by atom id
+  // theirs, in handshake, whose HELLO named a node that is not an atom yet (on_hello)
+  std::unordered_map<std::string, Conn*> unnamed_;
+  // accepted connections in their handshake: in all, and by IPv4 address
+  std::size_t handshaking_ = 0;
+  std::unordered_map<std::uint32_t, std::size_t> handshaking_from_;
+  int spare_fd_ = -1;  // closed to accept (and close) a connection when out of descriptors
+  void uncount(Conn& c);
   std::mutex qmu_;
   std::vector<Command> queue_;
   std::mutex list_mu_;

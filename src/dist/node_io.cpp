@@ -13,24 +13,8 @@
 namespace nodus::dist {
 
 
-// Rate-limited warnings about bad input: at most one line per second per kind.
 void warn_bad(const char* what, const std::string& detail) {
-  static std::mutex mu;
-  static std::map<std::string, std::pair<Clock::time_point, long>> last;
-  std::lock_guard lock(mu);
-  auto& [t, suppressed] = last[what];
-  const auto now = Clock::now();
-  if (now - t < std::chrono::seconds(1)) {
-    ++suppressed;
-    return;
-  }
-  if (suppressed) {
-    logger().warn("dropped {}: {} ({} more since the last report)", what, detail, suppressed);
-  } else {
-    logger().warn("dropped {}: {}", what, detail);
-  }
-  t = now;
-  suppressed = 0;
+  log_limited(spdlog::level::warn, what, "dropped " + std::string(what) + ": " + detail);
 }
 
 std::atomic<NodeImpl*> g_node{nullptr};
@@ -42,6 +26,7 @@ void NodeImpl::start() {
     throw std::runtime_error("bad node name '" + opts_.name + "': expected name@host");
   }
   name_ = Atom(opts_.name);
+  detail::set_network_atom_budget(opts_.max_network_atoms);
   if (opts_.dist_buffer < 4096) {
     throw std::runtime_error("dist_buffer " + std::to_string(opts_.dist_buffer) + " is too small: at least 4096 bytes");
   }
@@ -98,7 +83,7 @@ void NodeImpl::start() {
   if (opts_.use_portmapper) {
     const std::uint16_t pmport = opts_.portmapper_port ? opts_.portmapper_port : portmapper_port();
     pm_ = std::make_unique<PortmapperClient>("127.0.0.1", pmport);
-    auto c = pm_->register_node(short_of(opts_.name), port_, curve_public_, &error);
+    auto c = pm_->register_node(short_of(opts_.name), port_, curve_public_, &error, bind_host);
     if (!c) {
       throw std::runtime_error("cannot register " + opts_.name + " with the port mapper: " + error);
     }
@@ -139,6 +124,7 @@ void NodeImpl::stop() {
   conns_.clear();
   graveyard_.clear();
   if (listen_fd_ >= 0) ::close(std::exchange(listen_fd_, -1));
+  if (spare_fd_ >= 0) ::close(std::exchange(spare_fd_, -1));
   if (epfd_ >= 0) ::close(std::exchange(epfd_, -1));
   pm_.reset();
   ::close(wake_fd_);
@@ -424,11 +410,21 @@ void NodeImpl::loop() {
       if (!p.up && now > p.deadline) expired.push_back(Atom::from_id(id));
     }
     for (Atom a : expired) peer_down(a, "connection timed out");
-    std::vector<Conn*> stale;  // accepted connections that never finish a handshake
+    // accepted connections that do not finish their handshake in time, whatever they send
+    std::vector<Conn*> stale;
     for (auto& [id, c] : conns_) {
-      if (!c->up && !c->ours() && now - c->since > std::chrono::seconds(10)) stale.push_back(c.get());
+      if (!c->up && !c->ours() && now - c->since > opts_.handshake_timeout) stale.push_back(c.get());
     }
-    for (Conn* c : stale) conn_lost(*c, "handshake not finished in 10 s");
+    for (Conn* c : stale) {
+      const std::string why = "no handshake within " + std::to_string(opts_.handshake_timeout.count()) + " ms";
+      log_limited(spdlog::level::warn, "handshake-timeout",
+                  "** Connection attempt from " + c->addr + " closed: " + why + " **");
+      if (auto it = c->peer == Atom() ? peers_.end() : peers_.find(c->peer.id()); it != peers_.end() && it->second.conn == c) {
+        peer_down(c->peer, why);
+      } else {
+        close_conn(*c);
+      }
+    }
     Clock::time_point next_beat = Clock::time_point::max();
     heartbeats(now, &next_beat);
 
@@ -527,7 +523,7 @@ void NodeImpl::drain_commands() {
         }
         break;
       }
-      case Command::disconnect: peer_down(c.node, "disconnected"); break;
+      case Command::disconnect: peer_down(c.node, c.error.empty() ? "disconnected" : c.error); break;
       case Command::spawn: {
         std::string error;
         const PendingSpawn ps{c.node, c.waiter, c.link_from, c.flags, c.ref};
@@ -554,6 +550,15 @@ NodeImpl::Peer* NodeImpl::open_peer(Atom node, std::string* error) {
   if (node == name_) {
     *error = "that is this node";
     return nullptr;
+  }
+  if (auto u = unnamed_.find(name); u != unnamed_.end()) {
+    // it is calling us (its HELLO came before this node knew its name): wait for that connection
+    Peer& p = peers_[node.id()];
+    p.conn = u->second;
+    p.conn->peer = node;
+    p.deadline = Clock::now() + std::chrono::seconds(10);
+    unnamed_.erase(u);
+    return &p;
   }
   Peer& p = peers_[node.id()];
   p.deadline = Clock::now() + std::chrono::seconds(7);
@@ -714,7 +719,12 @@ std::string NodeImpl::server_key_for(const std::string& name, const std::string&
     if (label == name || label == short_name) return key;
   }
   if (!from_portmapper.empty()) {
-    if (!allowed_label(from_portmapper).empty()) return from_portmapper;
+    if (curve_key_bound(*opts_.curve, from_portmapper, name)) return from_portmapper;
+    if (!allowed_label(from_portmapper).empty()) {  // allowed, as another node: an impostor's entry
+      *error = "its CURVE key " + from_portmapper + " (from the port mapper) is allowed only as " +
+               curve_key_names(*opts_.curve, from_portmapper) + ", not as " + name;
+      return {};
+    }
     *error = "its CURVE key " + from_portmapper + " (from the port mapper) is not in --curve-allow";
     return {};
   }

@@ -14,6 +14,8 @@
 #include <sys/epoll.h>
 #include <zmq.h>
 
+#include <fcntl.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -83,6 +85,7 @@ void NodeImpl::listen(const std::string& host) {
   socklen_t len = sizeof(a);
   ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
   port_ = ntohs(a.sin_port);
+  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);  // (accept_all: out of descriptors)
   epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -94,20 +97,69 @@ void NodeImpl::listen(const std::string& host) {
 
 void NodeImpl::accept_all() {
   for (;;) {
-    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;
+    sockaddr_in from{};
+    socklen_t len = sizeof(from);
+    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&from), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if ((errno == EMFILE || errno == ENFILE) && spare_fd_ >= 0) {
+        // out of descriptors: the listening socket would stay readable (a busy loop) and the
+        // connection wait in the backlog; take it with the spare descriptor and close it
+        ::close(std::exchange(spare_fd_, -1));
+        const int taken = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (taken >= 0) ::close(taken);
+        spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        log_limited(spdlog::level::warn, "accept",
+                    "** Connection attempt closed: this process is out of file descriptors **");
+        continue;
+      }
+      return;
+    }
+    const std::uint32_t ip = from.sin_addr.s_addr;
+    std::size_t& from_ip = handshaking_from_[ip];
+    if (handshaking_ >= opts_.max_handshakes || from_ip >= opts_.max_handshakes_per_address) {
+      // unauthenticated connections are bounded, in all and per address: closed at once
+      const bool per_address = handshaking_ < opts_.max_handshakes;
+      if (from_ip == 0) handshaking_from_.erase(ip);
+      char buf[INET_ADDRSTRLEN] = {};
+      ::inet_ntop(AF_INET, &from.sin_addr, buf, sizeof(buf));
+      ::close(fd);
+      log_limited(spdlog::level::warn, "handshakes",
+                  "** Connection attempt from " + std::string(buf) + " closed: " +
+                      (per_address ? std::to_string(opts_.max_handshakes_per_address) +
+                                         " connections from that address are in their handshake "
+                                         "(max_handshakes_per_address) **"
+                                   : std::to_string(opts_.max_handshakes) +
+                                         " connections are in their handshake (max_handshakes) **"));
+      continue;
+    }
     tune(fd);
     auto c = std::make_unique<Conn>(Handshake(Handshake::Role::acceptor, std::string(name_.name()), creation_,
                                               cookie_, 0));
     c->id = ++next_conn_;
     c->since = Clock::now();
     c->addr = address_of(fd);
+    c->ip = ip;
+    c->counted = true;
+    ++from_ip;
+    ++handshaking_;
     c->stream = std::make_unique<zmtp::Stream>(fd, "ROUTER", kMaxFrame, true, curve_server_);
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.ptr = c.get();
-    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) continue;  // closed with c
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      uncount(*c);
+      continue;  // closed with c
+    }
     conns_.emplace(c->id, std::move(c));
+  }
+}
+
+void NodeImpl::uncount(Conn& c) {
+  if (!c.counted) return;
+  c.counted = false;
+  --handshaking_;
+  if (auto it = handshaking_from_.find(c.ip); it != handshaking_from_.end() && --it->second == 0) {
+    handshaking_from_.erase(it);
   }
 }
 
@@ -250,9 +302,10 @@ bool NodeImpl::on_handshake_frame(Conn& c, std::string_view frame) {
       if (c.ours()) {
         logger().error("** Connection to node {} refused: {} **", who, st.why);
       } else if (st.why == "invalid challenge reply") {
-        logger().error("** Connection attempt from node {} rejected. Invalid challenge reply. **", c.hs.peer());
+        log_limited(spdlog::level::err, "refusal",
+                    "** Connection attempt from node " + c.hs.peer() + " rejected. Invalid challenge reply. **");
       } else {
-        logger().error("** Connection attempt from {} rejected: {} **", who, st.why);
+        log_limited(spdlog::level::err, "refusal", "** Connection attempt from " + who + " rejected: " + st.why + " **");
       }
       conn_lost(c, c.ours() ? "refused: " + st.why : st.why);
       return false;
@@ -271,7 +324,38 @@ bool NodeImpl::on_handshake_frame(Conn& c, std::string_view frame) {
 // this one has proved itself (became_up).
 bool NodeImpl::on_hello(Conn& c) {
   const std::string& name = c.hs.peer();
-  const Atom node(name);
+  if (opts_.curve && c.stream) {
+    // the allow list says who is who: the key the peer proved must be bound to the name it
+    // claims (checked before anything about that name is looked at)
+    char z85[41] = {};
+    zmq_z85_encode(z85, c.stream->peer_key().data(), 32);
+    if (!curve_key_bound(*opts_.curve, z85, name)) {
+      const std::string bound = curve_key_names(*opts_.curve, z85);
+      log_limited(spdlog::level::err, "refusal",
+                  "** Connection attempt from " + c.addr + " rejected: it claims to be " + name + ", but its CURVE key " +
+                      z85 + " is allowed only as " + bound + " **");
+      write_frame(c, Handshake::refuse(Handshake::kRefused, "its CURVE key is not bound to the name " +
+                                                                name.substr(0, 120) + " here (allowed as " +
+                                                                bound.substr(0, 80) + ")"));
+      close_conn(c);
+      return false;
+    }
+  }
+  const std::optional<Atom> known = Atom::find(name);
+  if (!known) {
+    // a name this node never heard of: no Peer can exist for it, and it becomes an atom only
+    // once the peer proved itself (became_up), so unauthenticated peers cannot grow the atom
+    // table. A call to it meanwhile waits for this connection (open_peer).
+    if (auto u = unnamed_.find(name); u != unnamed_.end() && u->second != &c) {
+      Conn& older = *u->second;  // an older attempt of theirs that never finished
+      unnamed_.erase(u);
+      close_conn(older);
+    }
+    unnamed_[name] = &c;
+    write_frame(c, c.hs.challenge());
+    return true;
+  }
+  const Atom node = *known;
   c.peer = node;
   auto it = peers_.find(node.id());
   if (it != peers_.end() && it->second.conn != nullptr && it->second.conn != &c) {
@@ -311,6 +395,24 @@ bool NodeImpl::on_hello(Conn& c) {
 }
 
 void NodeImpl::became_up(Conn& c) {
+  if (c.peer == Atom()) {  // theirs, named by a HELLO with a new name: now an atom
+    if (auto u = unnamed_.find(c.hs.peer()); u != unnamed_.end() && u->second == &c) unnamed_.erase(u);
+    const std::optional<Atom> a = detail::network_atom(c.hs.peer());
+    if (!a) {
+      logger().error("** Connection from node {} dropped: this node holds {} atoms from the network, its "
+                     "budget (max_network_atoms); its name would be one more **",
+                     c.hs.peer(), detail::network_atoms());
+      close_conn(c);
+      return;
+    }
+    c.peer = *a;
+    if (auto it = peers_.find(a->id()); it == peers_.end()) {
+      peers_[a->id()].conn = &c;
+    } else if (!it->second.up && it->second.conn != &c) {
+      if (it->second.conn != nullptr) close_conn(*it->second.conn);  // (ours, started meanwhile: yields)
+      it->second.conn = &c;
+    }
+  }
   const Atom node = c.peer;
   if (auto it = peers_.find(node.id()); it != peers_.end() && it->second.up && it->second.conn != &c) {
     peer_down(node, "it connected again (it restarted, or lost the connection first)");
@@ -319,6 +421,7 @@ void NodeImpl::became_up(Conn& c) {
   p.conn = &c;
   p.up = true;
   c.up = true;
+  uncount(c);
   const auto now = Clock::now();
   c.last_heard = now;
   c.heard = c.stream ? c.stream->received() : 0;
@@ -477,13 +580,15 @@ std::string NodeImpl::handshake_failure(Conn& c) {
   if (s.refused()) {
     char z85[41] = {};
     zmq_z85_encode(z85, s.peer_key().data(), 32);
-    logger().error("** Connection attempt from {} rejected: its CURVE key {} is not in --curve-allow **", c.addr, z85);
+    log_limited(spdlog::level::err, "refusal",
+                "** Connection attempt from " + c.addr + " rejected: its CURVE key " + z85 + " is not in --curve-allow **");
     return "refused CURVE key";
   }
   if (mismatch) {
-    logger().error("** Connection attempt from {} rejected: {} **", c.addr,
-                   curve ? "the peer does not use CURVE (a cookie-mode node?); this node requires it"
-                         : "the peer uses CURVE; this node is in cookie mode");
+    log_limited(spdlog::level::err, "refusal",
+                "** Connection attempt from " + c.addr + " rejected: " +
+                    (curve ? "the peer does not use CURVE (a cookie-mode node?); this node requires it"
+                           : "the peer uses CURVE; this node is in cookie mode") + " **");
     return "mechanism mismatch";
   }
   if (s.failed()) {
@@ -491,7 +596,8 @@ std::string NodeImpl::handshake_failure(Conn& c) {
     return s.error();
   }
   if (!s.ready()) {
-    logger().error("** Connection attempt from {} rejected: the peer hung up during the ZeroMQ handshake **", c.addr);
+    log_limited(spdlog::level::err, "refusal",
+                "** Connection attempt from " + c.addr + " rejected: the peer hung up during the ZeroMQ handshake **");
   }
   return "closed during the handshake";
 }
@@ -522,6 +628,10 @@ void NodeImpl::conn_lost(Conn& c, const std::string& why) {
 void NodeImpl::close_conn(Conn& c) {
   if (c.closed) return;
   c.closed = true;
+  uncount(c);
+  if (c.peer == Atom() && !c.ours()) {
+    if (auto u = unnamed_.find(c.hs.peer()); u != unnamed_.end() && u->second == &c) unnamed_.erase(u);
+  }
   if (c.channel) {
     std::lock_guard lock(c.channel->mu);
     if (c.channel->conn == c.stream.get()) c.channel->attach(nullptr);

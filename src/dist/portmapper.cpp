@@ -15,9 +15,11 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <random>
+#include <utility>
 #include <sstream>
 
 #include "nodus/log.hpp"
@@ -151,6 +153,93 @@ std::uint16_t portmapper_port() {
 
 // ------------------------------------------------------------------------------ the daemon
 
+namespace {
+
+bool loopback(std::uint32_t ip_network_order) { return (ntohl(ip_network_order) >> 24) == 127; }
+
+std::string ip_text(std::uint32_t ip_network_order) {
+  in_addr a{};
+  a.s_addr = ip_network_order;
+  char buf[INET_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET, &a, buf, sizeof(buf));
+  return buf;
+}
+
+// The IPv4 TCP sockets of this network namespace, as /proc/net/tcp lists them.
+struct TcpSocket {
+  std::uint32_t local_ip = 0, remote_ip = 0;  // network order
+  std::uint16_t local_port = 0, remote_port = 0;
+  int state = 0;  // 0x0A: listening
+  long uid = -1;
+};
+std::vector<TcpSocket> tcp_sockets() {
+  std::vector<TcpSocket> out;
+  FILE* f = std::fopen("/proc/net/tcp", "re");
+  if (f == nullptr) return out;
+  char line[512];
+  if (std::fgets(line, sizeof(line), f) == nullptr) {  // the header
+    std::fclose(f);
+    return out;
+  }
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    unsigned lip = 0, lport = 0, rip = 0, rport = 0, st = 0;
+    long uid = -1;
+    // sl local rem st tx:rx tr:when retrnsmt uid ...
+    if (std::sscanf(line, " %*d: %8X:%4X %8X:%4X %2X %*X:%*X %*X:%*X %*X %ld", &lip, &lport, &rip, &rport, &st,
+                    &uid) == 6) {
+      out.push_back({lip, rip, static_cast<std::uint16_t>(lport), static_cast<std::uint16_t>(rport),
+                     static_cast<int>(st), uid});
+    }
+  }
+  std::fclose(f);
+  return out;
+}
+
+// The user owning the other end of an accepted loopback connection (peer -> us), or -1.
+long owner_of(const sockaddr_in& peer, const sockaddr_in& us) {
+  for (const TcpSocket& t : tcp_sockets()) {
+    if (t.local_ip == peer.sin_addr.s_addr && t.local_port == ntohs(peer.sin_port) &&
+        t.remote_ip == us.sin_addr.s_addr && t.remote_port == ntohs(us.sin_port)) {
+      return t.uid;
+    }
+  }
+  return -1;
+}
+
+// Does `uid` have a TCP socket listening on `port` (any local address)?
+bool listening(std::uint16_t port, long uid) {
+  for (const TcpSocket& t : tcp_sockets()) {
+    if (t.state == 0x0A && t.local_port == port && t.uid == uid) return true;
+  }
+  return false;
+}
+
+// Lines about what clients do (connecting is free for anyone who can reach the port).
+void log_limited(const char* kind, const std::string& line) {
+  nodus::log_limited(spdlog::level::warn, kind, "port mapper: " + line);
+}
+
+int listen_on(const std::string& addr, std::uint16_t port, std::string* error) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  if (::inet_pton(AF_INET, addr.c_str(), &a.sin_addr) != 1) {
+    *error = "bad bind address " + addr + " (expected an IPv4 address)";
+    return -1;
+  }
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0 || ::listen(fd, 128) < 0) {
+    *error = "cannot listen on " + addr + ":" + std::to_string(port) + ": " + std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
 int run_portmapper(const PortmapperOptions& opts) {
   struct sigaction sa{};
   sa.sa_handler = on_signal;
@@ -163,47 +252,63 @@ int run_portmapper(const PortmapperOptions& opts) {
   sigaddset(&stop_signals, SIGINT);
   ::sigprocmask(SIG_UNBLOCK, &stop_signals, nullptr);
   const std::uint16_t port = opts.port ? opts.port : portmapper_port();
-  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int one = 1;
-  ::setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  if (::inet_pton(AF_INET, opts.bind.c_str(), &a.sin_addr) != 1) {
-    logger().error("port mapper: bad bind address {}", opts.bind);
-    return 1;
+  const bool check_owner = opts.check_owner && ::access("/proc/net/tcp", R_OK) == 0;
+  if (opts.check_owner && !check_owner) {
+    logger().warn("port mapper: cannot read /proc/net/tcp: registrations are not checked against their port's owner");
   }
-  if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0 || ::listen(lfd, 128) < 0) {
-    const int err = errno;  // before the logger can touch it
-    logger().error("port mapper: cannot listen on {}:{}: {}", opts.bind, port, std::strerror(err));
-    ::close(lfd);
-    return 1;
+  std::vector<std::pair<int, std::string>> listeners;  // fd, address
+  for (const std::string& b : opts.bind.empty() ? std::vector<std::string>{"127.0.0.1"} : opts.bind) {
+    std::string error;
+    const int fd = listen_on(b, port, &error);
+    if (fd < 0) {
+      logger().error("port mapper: {}", error);
+      for (auto& [l, a] : listeners) ::close(l);
+      return 1;
+    }
+    listeners.emplace_back(fd, b);
+    logger().info("port mapper listening on {}:{}", b, port);
   }
-  logger().info("port mapper listening on {}:{}", opts.bind, port);
 
   struct Client {
     std::string buf;
     std::string name;  // set once registered
+    sockaddr_in peer{}, us{};
+    Clock::time_point since;
   };
   struct Entry {
     std::uint16_t port;
     std::uint32_t creation;
     std::string key;  // CURVE public key (Z85), or empty
+    long uid = -1;    // who registered it
+    int fd = -1;      // its registration connection
   };
   std::map<int, Client> clients;
   std::map<std::string, Entry> names;
   std::map<std::string, std::uint32_t> creations;
+  std::map<std::uint32_t, std::size_t> pending_from;  // unregistered clients by address
+  std::size_t pending = 0;
   std::mt19937 rng(std::random_device{}());
   auto idle_since = Clock::now();
+  auto next_check = Clock::now() + opts.check_interval;
 
+  auto uncount = [&](Client& c) {
+    if (!c.name.empty()) return;
+    --pending;
+    if (auto it = pending_from.find(c.peer.sin_addr.s_addr); it != pending_from.end() && --it->second == 0) {
+      pending_from.erase(it);
+    }
+  };
   auto drop = [&](int fd) {
     auto it = clients.find(fd);
-    if (it != clients.end() && !it->second.name.empty()) {
+    if (it == clients.end()) return;
+    if (!it->second.name.empty()) {
       names.erase(it->second.name);
       logger().info("port mapper: {} went away", it->second.name);
       if (names.empty()) idle_since = Clock::now();
+    } else {
+      uncount(it->second);
     }
-    clients.erase(fd);
+    clients.erase(it);
     ::close(fd);
   };
 
@@ -219,18 +324,65 @@ int run_portmapper(const PortmapperOptions& opts) {
         write_all(fd, "ERR bad_request\n");
         return false;
       }
-      if (names.count(name)) {
+      if (!loopback(c.peer.sin_addr.s_addr)) {  // as epmd: nodes register with their own host's mapper
+        log_limited("register", "refused REGISTER " + name + " from " + ip_text(c.peer.sin_addr.s_addr) +
+                                    ": registrations come from this host only");
+        write_all(fd, "ERR not_local\n");
+        return false;
+      }
+      if (names.size() >= opts.max_names) {
+        log_limited("register", "refused REGISTER " + name + ": " + std::to_string(opts.max_names) + " names registered");
+        write_all(fd, "ERR too_many_names\n");
+        return false;
+      }
+      const long uid = owner_of(c.peer, c.us);
+      if (auto taken = names.find(name); taken != names.end()) {
+        if (taken->second.uid != uid) {
+          log_limited("register", "refused REGISTER " + name + " by uid " + std::to_string(uid) +
+                                      ": it is registered by uid " + std::to_string(taken->second.uid));
+        }
         write_all(fd, "ERR name_taken\n");
+        return false;
+      }
+      // the node must be listening on the port it names, as the same user
+      if (check_owner && !listening(static_cast<std::uint16_t>(p), uid)) {
+        log_limited("register", "refused REGISTER " + name + " " + std::to_string(p) + " by uid " +
+                                    std::to_string(uid) + ": that user has no socket listening on port " +
+                                    std::to_string(p));
+        write_all(fd, "ERR not_listening\n");
         return false;
       }
       auto [it, fresh] = creations.try_emplace(name, 0);
       it->second = fresh ? (rng() | 1u) : it->second + 1;
       if (it->second == 0) it->second = 1;
-      names[name] = Entry{static_cast<std::uint16_t>(p), it->second, key};
+      uncount(c);
+      names[name] = Entry{static_cast<std::uint16_t>(p), it->second, key, uid, fd};
       c.name = name;
       write_all(fd, "OK " + std::to_string(it->second) + "\n");
       logger().info("port mapper: {} registered at port {}{}", name, p, key.empty() ? "" : " (CURVE)");
       return true;
+    }
+    if (cmd == "BIND" && c.name.empty()) {  // a node on this host asks to be found on ADDR too
+      std::string addr, extra;
+      in >> addr >> extra;
+      if (!loopback(c.peer.sin_addr.s_addr) || addr.empty() || !extra.empty()) {
+        write_all(fd, "ERR bad_request\n");
+        return false;
+      }
+      bool have = false;
+      for (auto& [l, a] : listeners) have = have || a == addr || a == "0.0.0.0";
+      std::string error;
+      if (!have) {
+        const int l = listen_on(addr, port, &error);
+        if (l < 0) {
+          write_all(fd, "ERR " + error + "\n");
+          return false;
+        }
+        listeners.emplace_back(l, addr);
+        logger().info("port mapper listening on {}:{} too", addr, port);
+      }
+      write_all(fd, "OK\n");
+      return false;
     }
     if (cmd == "LOOKUP") {
       in >> name;
@@ -251,25 +403,84 @@ int run_portmapper(const PortmapperOptions& opts) {
     return false;
   };
 
+  int spare = ::open("/dev/null", O_RDONLY | O_CLOEXEC);  // taken when out of descriptors
+  auto accept_from = [&](int lfd) {
+    for (;;) {
+      Client c;
+      socklen_t len = sizeof(c.peer);
+      const int cfd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&c.peer), &len, SOCK_CLOEXEC);
+      if (cfd < 0 && (errno == EMFILE || errno == ENFILE) && spare >= 0) {
+        // the connection would wait in the backlog and the socket stay readable: close it
+        ::close(std::exchange(spare, -1));
+        const int taken = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (taken >= 0) ::close(taken);
+        spare = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        log_limited("connections", "closed a connection: out of file descriptors");
+        continue;
+      }
+      if (cfd < 0) return;
+      const std::uint32_t ip = c.peer.sin_addr.s_addr;
+      if (pending >= opts.max_pending || pending_from[ip] >= opts.max_pending_per_address) {
+        if (pending_from[ip] == 0) pending_from.erase(ip);
+        ::close(cfd);
+        log_limited("connections", "closed a connection from " + ip_text(ip) + ": " +
+                                       (pending >= opts.max_pending ? std::to_string(pending) + " requests are open"
+                                                                    : "that address has " +
+                                                                          std::to_string(opts.max_pending_per_address) +
+                                                                          " requests open"));
+        continue;
+      }
+      const int one = 1;
+      ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      len = sizeof(c.us);
+      ::getsockname(cfd, reinterpret_cast<sockaddr*>(&c.us), &len);
+      c.since = Clock::now();
+      ++pending;
+      ++pending_from[ip];
+      clients.emplace(cfd, std::move(c));
+    }
+  };
+
   while (!g_stop) {
-    std::vector<pollfd> fds{{lfd, POLLIN, 0}};
+    std::vector<pollfd> fds;
+    for (auto& [l, a] : listeners) fds.push_back({l, POLLIN, 0});
+    const std::size_t first = fds.size();
     for (auto& [fd, c] : clients) fds.push_back({fd, POLLIN, 0});
-    const int rc = ::poll(fds.data(), fds.size(), 1000);
+    const int rc = ::poll(fds.data(), fds.size(), 250);
     if (rc < 0 && errno != EINTR) break;
-    if (opts.idle_exit.count() > 0 && names.empty() && clients.empty() &&
-        Clock::now() - idle_since > opts.idle_exit) {
+    const auto now = Clock::now();
+    if (opts.idle_exit.count() > 0 && names.empty() && clients.empty() && now - idle_since > opts.idle_exit) {
       logger().info("port mapper: idle for {} s, exiting", opts.idle_exit.count());
       break;
     }
-    if (rc <= 0) continue;
-    if (fds[0].revents & POLLIN) {
-      int cfd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-      if (cfd >= 0) {
-        ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        clients[cfd];
+    // a request must be whole within request_timeout, however slowly its bytes come
+    std::vector<int> late;
+    for (auto& [fd, c] : clients) {
+      if (c.name.empty() && now - c.since > opts.request_timeout) late.push_back(fd);
+    }
+    for (int fd : late) {
+      log_limited("connections", "closed a connection from " + ip_text(clients[fd].peer.sin_addr.s_addr) +
+                                     ": no request within " + std::to_string(opts.request_timeout.count()) + " ms");
+      drop(fd);
+    }
+    // a registration whose node no longer listens (it hung, or a squatter named a port it
+    // does not serve) is dropped
+    if (check_owner && now >= next_check) {
+      next_check = now + opts.check_interval;
+      std::vector<int> gone;
+      for (const auto& [n, e] : names) {
+        if (!listening(e.port, e.uid)) gone.push_back(e.fd);
+      }
+      for (int fd : gone) {
+        log_limited("register", "dropped " + clients[fd].name + ": nothing listens on its port any more");
+        drop(fd);
       }
     }
-    for (std::size_t i = 1; i < fds.size(); ++i) {
+    if (rc <= 0) continue;
+    for (std::size_t i = 0; i < first; ++i) {
+      if (fds[i].revents & POLLIN) accept_from(fds[i].fd);
+    }
+    for (std::size_t i = first; i < fds.size(); ++i) {
       if (!fds[i].revents) continue;
       const int fd = fds[i].fd;
       auto it = clients.find(fd);
@@ -292,7 +503,8 @@ int run_portmapper(const PortmapperOptions& opts) {
     }
   }
   for (auto& [fd, c] : clients) ::close(fd);
-  ::close(lfd);
+  for (auto& [l, a] : listeners) ::close(l);
+  if (spare >= 0) ::close(spare);
   return 0;
 }
 
@@ -308,8 +520,8 @@ void PortmapperClient::unregister() {
 std::optional<std::uint32_t> PortmapperClient::register_node(const std::string& name,
                                                              std::uint16_t node_port,
                                                              const std::string& curve_key,
-                                                             std::string* error) {
-  if (!ensure_portmapper(port_, error)) return std::nullopt;
+                                                             std::string* error, const std::string& listen_addr) {
+  if (!ensure_portmapper(port_, error, listen_addr)) return std::nullopt;
   int fd = connect_to(host_, port_, std::chrono::seconds(2), error);
   if (fd < 0) return std::nullopt;
   write_all(fd, "REGISTER " + name + " " + std::to_string(node_port) + (curve_key.empty() ? "" : " " + curve_key) + "\n");
@@ -364,19 +576,45 @@ std::optional<std::vector<std::string>> PortmapperClient::names(std::string* err
   return lines;
 }
 
-bool ensure_portmapper(std::uint16_t port, std::string* error) {
+namespace {
+// Asks the running port mapper to listen on `addr` too (a node there must be found from other
+// hosts); false with `error` if it cannot.
+bool ask_bind(std::uint16_t port, const std::string& addr, std::string* error) {
+  const int fd = connect_to("127.0.0.1", port, std::chrono::seconds(1), error);
+  if (fd < 0) return false;
+  write_all(fd, "BIND " + addr + "\n");
+  auto reply = read_reply(fd, true, std::chrono::seconds(2));
+  ::close(fd);
+  if (reply && reply->rfind("OK", 0) == 0) return true;
+  if (error) {
+    *error = reply ? "the port mapper cannot listen on " + addr + ": " + reply->substr(0, reply->find('\n'))
+                   : "no answer from the port mapper";
+  }
+  return false;
+}
+}  // namespace
+
+bool ensure_portmapper(std::uint16_t port, std::string* error, const std::string& listen_addr) {
+  const bool remote = !listen_addr.empty() && listen_addr.rfind("127.", 0) != 0;
   int err = 0;
   int fd = connect_to("127.0.0.1", port, std::chrono::seconds(1), error, &err);
   if (fd >= 0) {
     ::close(fd);
-    return true;
+    return !remote || ask_bind(port, listen_addr, error);
   }
   if (err != ECONNREFUSED) return false;
-  // nobody listens: start the daemon, in its own session so it outlives this node
+  // nobody listens: start the daemon, in its own session so it outlives this node; on
+  // 127.0.0.1, and on the node's address when other hosts must find it there
   const std::string bin = find_daemon_binary();
   const std::string port_arg = std::to_string(port);
-  char* argv[] = {const_cast<char*>(bin.c_str()), const_cast<char*>("--port"),
-                  const_cast<char*>(port_arg.c_str()), nullptr};
+  std::vector<char*> argv{const_cast<char*>(bin.c_str()), const_cast<char*>("--port"),
+                          const_cast<char*>(port_arg.c_str()), const_cast<char*>("--bind"),
+                          const_cast<char*>("127.0.0.1")};
+  if (remote) {
+    argv.push_back(const_cast<char*>("--bind"));
+    argv.push_back(const_cast<char*>(listen_addr.c_str()));
+  }
+  argv.push_back(nullptr);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   // its own session, default signal handling and an empty signal mask (the spawning node may
@@ -396,7 +634,7 @@ bool ensure_portmapper(std::uint16_t port, std::string* error) {
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
   pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, bin.c_str(), &fa, &attr, argv, environ);
+  const int rc = posix_spawnp(&pid, bin.c_str(), &fa, &attr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {

@@ -16,8 +16,18 @@ std::uint16_t portmapper_port();
 
 struct PortmapperOptions {
   std::uint16_t port = 0;             ///< 0: portmapper_port()
-  std::string bind = "127.0.0.1";
+  std::vector<std::string> bind{"127.0.0.1"};  ///< IPv4 addresses to listen on
   std::chrono::seconds idle_exit{0};  ///< exit after this long with no names (0: never)
+  /// A connection must send a whole request within this (a registration then stays open).
+  std::chrono::milliseconds request_timeout{5000};
+  /// Connections that have not registered: at most this many, and this many per address.
+  std::size_t max_pending = 256;
+  std::size_t max_pending_per_address = 64;
+  std::size_t max_names = 4096;
+  /// REGISTER NAME PORT needs a socket listening on PORT owned by the registering user, and
+  /// a registration is dropped once nothing of its user listens there (checked this often).
+  bool check_owner = true;
+  std::chrono::milliseconds check_interval{2000};
 };
 
 /// Runs the port mapper in this thread until SIGTERM/SIGINT (or idle exit). Returns the exit
@@ -40,8 +50,11 @@ class PortmapperClient {
   /// Registers `name` -> `node_port`, keeping the connection open (the registration). Starts
   /// the port mapper daemon if none answers on this host. The creation the mapper assigns is
   /// returned; an error text otherwise ("name_taken", "unreachable: ...").
+  /// `listen_addr`: the node's address; unless it is a loopback one, the port mapper listens
+  /// there too, so that other hosts find the node.
   std::optional<std::uint32_t> register_node(const std::string& name, std::uint16_t node_port,
-                                             const std::string& curve_key, std::string* error);
+                                             const std::string& curve_key, std::string* error,
+                                             const std::string& listen_addr = {});
   /// Drops the registration (closes the connection).
   void unregister();
   /// The registration's socket (the node polls it: if it closes, the mapper went away).
@@ -57,7 +70,8 @@ class PortmapperClient {
 };
 
 /// Starts the port mapper daemon (detached, in its own session) if none answers on
-/// 127.0.0.1:`port`, and waits until it does. False with `error` set if it cannot.
-bool ensure_portmapper(std::uint16_t port, std::string* error);
+/// 127.0.0.1:`port`, and waits until it does; it listens on 127.0.0.1 and on `listen_addr`
+/// (a running one is asked to listen there too). False with `error` set if it cannot.
+bool ensure_portmapper(std::uint16_t port, std::string* error, const std::string& listen_addr = {});
 
 }  // namespace nodus::dist

@@ -19,7 +19,9 @@ GenServer::CallResult GenServer::handle_call(const Term& request, const From&) {
 }
 void GenServer::handle_cast(const Term& msg) { stop_after(tuple(atom("bad_cast"), msg)); }
 void GenServer::handle_info(Message& msg) {
-  logger().warn("{}: unexpected message {}", to_string(self()), msg.to_string());
+  // (rate-limited per server and cut: whoever can send to it chooses what is logged)
+  const std::string who = to_string(self());
+  log_limited(spdlog::level::warn, who, who + ": unexpected message " + msg.to_string(200));
 }
 void GenServer::terminate(const Term&) {}
 

@@ -83,7 +83,7 @@ bool start_one(State& s, std::size_t i, Term* why = nullptr) {
     return true;
   } catch (...) {
     const Term r = why_of(std::current_exception());
-    logger().error("Supervisor {}: child {} failed to start: {}", s.name, c.spec.id, r.to_string());
+    logger().error("Supervisor {}: child {} failed to start: {}", s.name, c.spec.id, r.to_string(1000));
     if (why) *why = r;
     return false;
   }
@@ -121,7 +121,7 @@ Async<void> on_child_exit(State& s, std::size_t i, Term reason) {
   Child& c = s.children[i];
   c.pid = Pid{};
   if (!normal_exit(reason)) {
-    logger().error("Supervisor {}: child {} terminated with reason {}", s.name, c.spec.id, reason.to_string());
+    logger().error("Supervisor {}: child {} terminated with reason {}", s.name, c.spec.id, reason.to_string(1000));
   }
   const bool restart = c.spec.restart == Restart::permanent ||
                        (c.spec.restart == Restart::transient && !normal_exit(reason));
@@ -258,7 +258,7 @@ Proc supervisor_loop(std::shared_ptr<State> state) {
       Term answer = co_await handle(s, r);
       gen_server::reply(r.from, std::move(answer));
     } else {
-      logger().warn("Supervisor {}: unexpected message {}", s.name, m.to_string());
+      log_limited(spdlog::level::warn, s.name, "Supervisor " + s.name + ": unexpected message " + m.to_string(200));
     }
   }
 }

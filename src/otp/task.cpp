@@ -177,7 +177,8 @@ Proc task_supervisor_loop(std::shared_ptr<SupState> state) {
     const Term& t = m.get<Term>();
     if (!(t.is_tuple() && t.size() == 3 && t[0].is_atom("$gen_call") && t[1].is_tuple() && t[1].size() == 2 &&
           t[1][0].is_pid() && t[1][1].is_ref())) {
-      logger().warn("task supervisor {}: unexpected message {}", to_string(self()), t.to_string());
+      const std::string who = to_string(self());
+      log_limited(spdlog::level::warn, who, "task supervisor " + who + ": unexpected message " + t.to_string(200));
       continue;
     }
     const From from{t[1][0].as_pid(), t[1][1].as_ref()};

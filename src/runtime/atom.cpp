@@ -10,6 +10,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
+#include <utility>
 
 namespace nodus {
 namespace {
@@ -82,6 +83,44 @@ Atom::Atom(std::string_view text) {
   const std::string* chunk = t.chunks[id_ >> kChunkBits].load(std::memory_order_acquire);
   slot = {&chunk[id_ & (kChunk - 1)], id_};
 }
+
+std::optional<Atom> Atom::find(std::string_view text) {
+  if (text.size() > kMaxAtomBytes) return std::nullopt;
+  auto& slot = t_cache[std::hash<std::string_view>{}(text) & 255];
+  if (slot.name != nullptr && *slot.name == text) return from_id(slot.id);
+  auto& t = table();
+  std::shared_lock lock(t.mu);
+  if (auto it = t.ids.find(text); it != t.ids.end()) return from_id(it->second);
+  return std::nullopt;
+}
+
+namespace detail {
+namespace {
+std::atomic<std::size_t> g_network_budget{100000};
+std::atomic<std::size_t> g_network_made{0};
+thread_local bool t_budget_hit = false;
+}  // namespace
+
+std::optional<Atom> network_atom(std::string_view text) {
+  if (text.size() > kMaxAtomBytes) return std::nullopt;
+  if (auto a = Atom::find(text)) return a;
+  auto& t = table();
+  std::unique_lock lock(t.mu);
+  if (auto it = t.ids.find(text); it != t.ids.end()) return Atom::from_id(it->second);
+  if (g_network_made.load(std::memory_order_relaxed) >= g_network_budget.load(std::memory_order_relaxed) ||
+      t.count >= kMaxChunks * kChunk - 1) {
+    t_budget_hit = true;
+    return std::nullopt;
+  }
+  g_network_made.fetch_add(1, std::memory_order_relaxed);
+  return Atom::from_id(t.add(text));
+}
+
+void set_network_atom_budget(std::size_t n) { g_network_budget.store(n, std::memory_order_relaxed); }
+std::size_t network_atom_budget() { return g_network_budget.load(std::memory_order_relaxed); }
+std::size_t network_atoms() { return g_network_made.load(std::memory_order_relaxed); }
+bool take_atom_budget_hit() { return std::exchange(t_budget_hit, false); }
+}  // namespace detail
 
 std::string_view Atom::name() const {
   // an Atom with this id was made after its name was stored (and reached this thread through

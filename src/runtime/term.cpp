@@ -1,7 +1,9 @@
 // Term ordering and Erlang-syntax printing.
 #include "nodus/term.hpp"
+#include "nodus/message.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <ostream>
 #include <stdexcept>
 
@@ -139,16 +141,18 @@ bool printable(const std::string& s) {
   return true;
 }
 
-void print(std::string& out, const Term& t);
+// Printing stops once `out` holds `limit` bytes (to_string(max_bytes)): the caller cuts it.
+void print(std::string& out, const Term& t, std::size_t limit);
 
-void print_seq(std::string& out, const std::vector<Term>& v) {
-  for (std::size_t i = 0; i < v.size(); ++i) {
+void print_seq(std::string& out, const std::vector<Term>& v, std::size_t limit) {
+  for (std::size_t i = 0; i < v.size() && out.size() < limit; ++i) {
     if (i) out += ", ";
-    print(out, v[i]);
+    print(out, v[i], limit);
   }
 }
 
-void print(std::string& out, const Term& t) {
+void print(std::string& out, const Term& t, std::size_t limit) {
+  if (out.size() >= limit) return;
   switch (t.kind()) {
     case Term::Kind::integer: out += fmt::format("{}", t.as_int()); break;
     case Term::Kind::floating: {
@@ -162,23 +166,24 @@ void print(std::string& out, const Term& t) {
     case Term::Kind::pid: out += to_string(t.as_pid()); break;
     case Term::Kind::tuple:
       out += '{';
-      print_seq(out, t.elems());
+      print_seq(out, t.elems(), limit);
       out += '}';
       break;
     case Term::Kind::list:
       out += '[';
-      print_seq(out, t.elems());
+      print_seq(out, t.elems(), limit);
       out += ']';
       break;
     case Term::Kind::map: {
       out += "#{";
       bool first = true;
       for (const auto& [k, v] : t.entries()) {
+        if (out.size() >= limit) break;
         if (!first) out += ", ";
         first = false;
-        print(out, k);
+        print(out, k, limit);
         out += " => ";
-        print(out, v);
+        print(out, v, limit);
       }
       out += '}';
       break;
@@ -188,6 +193,7 @@ void print(std::string& out, const Term& t) {
       if (printable(s)) {
         out += '"';
         for (char c : s) {
+          if (out.size() >= limit) break;
           switch (c) {
             case '"': out += "\\\""; break;
             case '\\': out += "\\\\"; break;
@@ -200,7 +206,7 @@ void print(std::string& out, const Term& t) {
         out += '"';
       } else {
         out += "<<";
-        for (std::size_t i = 0; i < s.size(); ++i) {
+        for (std::size_t i = 0; i < s.size() && out.size() < limit; ++i) {
           if (i) out += ',';
           out += fmt::format("{}", static_cast<unsigned char>(s[i]));
         }
@@ -214,10 +220,39 @@ void print(std::string& out, const Term& t) {
 
 std::string Term::to_string() const {
   std::string out;
-  print(out, *this);
+  print(out, *this, SIZE_MAX);
+  return out;
+}
+
+std::string Term::to_string(std::size_t max_bytes) const {
+  std::string out;
+  print(out, *this, max_bytes);
+  if (out.size() > max_bytes) {
+    out.resize(max_bytes);
+    out += "...";
+  } else if (out.size() == max_bytes) {
+    // (it may have stopped just there: say so only if something was left out)
+    std::string whole;
+    print(whole, *this, max_bytes + 1);
+    if (whole.size() > max_bytes) out += "...";
+  }
   return out;
 }
 
 std::ostream& operator<<(std::ostream& os, const Term& t) { return os << t.to_string(); }
+
+}  // namespace nodus
+
+namespace nodus {
+
+std::string MessageRef::to_string(std::size_t max_bytes) const {
+  if (is<Term>()) return get<Term>().to_string(max_bytes);
+  std::string s = to_string();
+  if (s.size() > max_bytes) {
+    s.resize(max_bytes);
+    s += "...";
+  }
+  return s;
+}
 
 }  // namespace nodus

@@ -990,7 +990,7 @@ TEST_CASE("CURVE: unknown keys and cookie/CURVE mixes are refused and logged on 
   CHECK(pinned->out() == "pang\n");
 
   // kate kept serving
-  auto again = ping("kate@localhost", "alex4", keys.flags("alex"));
+  auto again = ping("kate@localhost", "alex", keys.flags("alex"));  // (alex's key is bound to the name alex)
   CHECK(again->out() == "pong\n");
 }
 
