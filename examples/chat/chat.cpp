@@ -9,7 +9,11 @@ namespace chat {
 namespace {
 
 std::atomic<bool> g_remote{true};
-const Atom kMoebi = atom("moebi@localhost");
+// the lesson's `def send_message(:moebi@localhost, message)` clause, for moebi on any host
+bool is_moebi(Atom node) {
+  const std::string_view n = node.name();
+  return n.substr(0, n.find('@')) == "moebi";
+}
 const Atom kTaskSupervisor = atom("Chat.TaskSupervisor");
 
 // def receive_message(message), do: IO.puts message
@@ -40,9 +44,9 @@ Proc reply_sup(Term) {
   send(m[1].as_pid(), atom("sup?"));
 }
 
-// send_message(:moebi@localhost, message) -> the moebi clause; anyone else -> receive_message
+// send_message(:moebi@HOST, message) -> the moebi clause; anyone else -> receive_message
 std::pair<std::string, Term> task_for(Atom recipient, std::string message) {
-  if (recipient == kMoebi) {
+  if (is_moebi(recipient)) {
     return {"Chat.receive_message_for_moebi", Term::list({Term(std::move(message)), Term(node::self())})};
   }
   return {"Chat.receive_message", Term::list({Term(std::move(message))})};
