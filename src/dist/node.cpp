@@ -111,16 +111,19 @@ dist::NodeImpl* impl() { return dist::g_node.load(std::memory_order_acquire); }
 Node::Node(NodeOptions opts) {
   runtime::ctx();  // throws if no Runtime
   auto* n = new dist::NodeImpl(std::move(opts));
-  try {
-    n->start();
-  } catch (...) {
-    delete n;
-    throw;
-  }
+  // claimed before it starts: its I/O thread may accept a peer and answer it (a spawn reply)
+  // before start() returns, and what it sends goes through g_node
   dist::NodeImpl* expected = nullptr;
   if (!dist::g_node.compare_exchange_strong(expected, n)) {
     delete n;
     throw std::logic_error("a Node is already running in this OS process");
+  }
+  try {
+    n->start();
+  } catch (...) {
+    dist::g_node.store(nullptr, std::memory_order_seq_cst);
+    delete n;
+    throw;
   }
   runtime::set_remote_hooks(&dist::kHooks);
 }

@@ -140,6 +140,7 @@ void NodeImpl::start_offline() {
 void NodeImpl::fuzz_feed(std::string_view message, bool authenticated) {
   std::lock_guard io(io_mu_);
   if (!fuzz_conn_ || fuzz_conn_->closed || authenticated != fuzz_conn_->up) {
+    if (fuzz_conn_) close_conn(*fuzz_conn_);  // (forgets it wherever it is known: unnamed_)
     fuzz_conn_ = std::make_unique<Conn>(Handshake(Handshake::Role::acceptor, std::string(name_.name()), creation_,
                                                   cookie_, 0));
     fuzz_conn_->addr = "fuzz";
@@ -153,7 +154,9 @@ void NodeImpl::fuzz_feed(std::string_view message, bool authenticated) {
 
 void NodeImpl::fuzz_reset() {
   std::lock_guard io(io_mu_);
+  if (fuzz_conn_) close_conn(*fuzz_conn_);
   fuzz_conn_.reset();
+  unnamed_.clear();
   spawns_.clear();
   peers_.clear();
   graveyard_.clear();
@@ -327,7 +330,7 @@ void NodeImpl::on_spawn_request(const PeerRef& in, Reader& r) {
   }
   frames::SpawnReply reply{req->request, error.empty(), pid.id, pid.serial, {}};
   if (!error.empty()) {
-    logger().warn("spawn request from {} failed: {}", in.name(), error);
+    log_limited(spdlog::level::warn, "spawn-request", "spawn request from " + std::string(in.name()) + " failed: " + error);
     if (error.size() > 255) error = error.substr(0, 252) + "...";  // a text, shortened on purpose
     reply.error = error;
   }

@@ -121,6 +121,7 @@ void NodeImpl::stop() {
     }
   }
   peers_.clear();
+  unnamed_.clear();
   conns_.clear();
   graveyard_.clear();
   if (listen_fd_ >= 0) ::close(std::exchange(listen_fd_, -1));
