@@ -215,10 +215,14 @@ inline bool distributed_excluded(std::string* why = nullptr) {
 /// port, which it also exports as $NODUS_PORTMAPPER_PORT to nodes started afterwards.
 class PortMapper {
  public:
-  explicit PortMapper(const std::string& binary, std::uint16_t port = next_portmapper_port())
-      : port_(port), child_({binary, "--port", std::to_string(port)}, "portmapper-" + std::to_string(port)) {
+  /// `extra`: more nodus-portmapper flags (`--request-timeout 2000`...).
+  explicit PortMapper(const std::string& binary, std::uint16_t port = next_portmapper_port(),
+                      std::vector<std::string> extra = {})
+      : port_(port), child_(args(binary, port, std::move(extra)), "portmapper-" + std::to_string(port)) {
     ::setenv("NODUS_PORTMAPPER_PORT", std::to_string(port).c_str(), 1);
   }
+  /// Its log (stderr).
+  std::string err() const { return child_.err(); }
   std::uint16_t port() const { return port_; }
   /// True once it answers (a name list request) within `timeout`.
   bool ready(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
@@ -247,16 +251,24 @@ class PortMapper {
     for (std::string l; std::getline(in, l);) lines.push_back(l);
     return lines;
   }
-  bool lists(const std::string& short_name) {
+  bool lists(const std::string& short_name) { return port_of(short_name) != 0; }
+  /// The port `short_name` is registered at, from the NAMES answer; 0 if it is not.
+  std::uint16_t port_of(const std::string& short_name) {
     auto n = names();
-    if (!n) return false;
+    if (!n) return 0;
+    const std::string head = "name " + short_name + " at port ";
     for (const auto& l : *n) {
-      if (l.rfind("name " + short_name + " at port ", 0) == 0) return true;
+      if (l.rfind(head, 0) == 0) return static_cast<std::uint16_t>(std::stoul(l.substr(head.size())));
     }
-    return false;
+    return 0;
   }
 
  private:
+  static std::vector<std::string> args(const std::string& binary, std::uint16_t port, std::vector<std::string> extra) {
+    std::vector<std::string> a{binary, "--port", std::to_string(port)};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
   std::uint16_t port_;
   Child child_;
 };

@@ -205,12 +205,7 @@ struct Hosts {
 };
 
 // Where namespaces cannot be made, says so (the "Excluding tags" line) and the test returns.
-bool netns_or_skip(const Hosts& hosts) {
-  if (hosts.ok) return true;
-  std::printf("Excluding tags: [netns] (%s)\n", hosts.why.c_str());
-  WARN("Excluding tags: [netns]: " << hosts.why);
-  return false;
-}
+bool netns_or_skip(const Hosts& hosts) { return nodus::test::netns_or_skip(hosts.ok, hosts.why); }
 
 std::vector<std::string> curve_or_cookie(bool curve, const CurveKeys& keys, const std::string& who) {
   return {curve ? "curve=" + keys.key_file(who) + "," + keys.allow() : "secret"};

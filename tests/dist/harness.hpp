@@ -4,6 +4,9 @@
 #include <signal.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
 
 #include "nodus/testing.hpp"
 
@@ -12,6 +15,21 @@ using namespace nodus::testing;
 /// Seconds after which test_main.cpp's watchdog aborts a hung binary ($NODUS_TEST_WATCHDOG
 /// wins); a binary with long tests raises it at static initialisation.
 inline int watchdog_seconds = 120;
+
+/// `a` followed by `b` (argument lists).
+inline std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+/// Where network namespaces could not be made (`ok` false, `why` says which step failed),
+/// says so with the "Excluding tags: [netns]" line; the test then returns.
+inline bool netns_or_skip(bool ok, const std::string& why) {
+  if (ok) return true;
+  std::printf("Excluding tags: [netns] (%s)\n", why.c_str());
+  WARN("Excluding tags: [netns]: " << why);
+  return false;
+}
 
 /// A peer's main: made first, blocks SIGTERM and SIGINT in this thread and every thread started
 /// after it (the runtime's), so wait() can take the one that ends the peer.

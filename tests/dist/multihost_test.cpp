@@ -29,10 +29,6 @@ const std::string kChat = NODUS_CHAT;
   return true;
 }();
 
-std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
 
 int run(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
 
@@ -107,12 +103,7 @@ struct Hosts {
   std::string fqdn(int i) const { return name[i] + ".nodus.test"; }
 };
 
-bool netns_or_skip(const Hosts& hosts) {
-  if (hosts.ok) return true;
-  std::printf("Excluding tags: [netns] (%s)\n", hosts.why.c_str());
-  WARN("Excluding tags: [netns]: " << hosts.why);
-  return false;
-}
+bool netns_or_skip(const Hosts& hosts) { return nodus::test::netns_or_skip(hosts.ok, hosts.why); }
 
 bool ready(Child& c) {
   return eventually([&] { return c.err().find(" ready") != std::string::npos || !c.running(); }, 20s) && c.running();
@@ -197,8 +188,18 @@ TEST_CASE("static peers on two hosts, no port mapper anywhere", "[distributed][n
 TEST_CASE("a port mapper answers other hosts but takes registrations from its own host only", "[distributed][netns]") {
   Hosts hosts;
   if (!netns_or_skip(hosts)) return;
+  // a localhost node starts host B's port mapper (on 127.0.0.1 only); kate, on B's address,
+  // has it listen there too
+  Child zed(hosts.on(1, {kNodus, "node", "--sname", "zed@localhost", "--cookie", "c"}), "mh-reg-zed");
+  REQUIRE(ready(zed));
+  Child early(hosts.on(0, {kNodus, "names", hosts.name[1]}), "mh-reg-early");
+  CHECK(early.wait(20s) == 1);  // not yet reachable from host A
   Child k(hosts.on(1, {kNodus, "node", "--sname", "kate@" + hosts.name[1], "--cookie", "c"}), "mh-reg-kate");
   REQUIRE(ready(k));
+  Child names(hosts.on(0, {kNodus, "names", hosts.name[1]}), "mh-reg-names");
+  CHECK(names.wait(20s) == 0);
+  CHECK(names.out().find("name kate at port ") != std::string::npos);
+  CHECK(names.out().find("name zed at port ") != std::string::npos);
   const std::string port = std::getenv("NODUS_PORTMAPPER_PORT");
   auto from_a = [&](const std::string& request) {
     Child c(hosts.on(0, {"/bin/bash", "-c",

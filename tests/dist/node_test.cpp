@@ -890,13 +890,6 @@ TEST_CASE("the lesson through `nodus shell`: say_name prints here; {hi, self()} 
   CHECK(kate->out().empty());                       // nothing printed on kate
 }
 
-namespace {
-std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-}  // namespace
-
 TEST_CASE("CURVE: allowed nodes talk, and a sniffer sees neither names nor messages", "[distributed][curve]") {
   Cluster cl;
   CurveKeys keys({"kate", "alex"});

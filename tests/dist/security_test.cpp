@@ -14,7 +14,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include "../../src/dist/portmapper.hpp"
 #include "harness.hpp"
 #include "nodus/nodus.hpp"
 
@@ -32,37 +31,11 @@ const std::string kPortmapper = NODUS_PORTMAPPER_TOOL;
   return true;
 }();
 
-std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
 
-// A private port mapper (its log in err()), and the nodes' lookups.
-struct Mapper {
-  std::uint16_t port = next_portmapper_port();
-  Child child;
-  explicit Mapper(std::vector<std::string> extra = {})
-      : child(std::vector<std::string>{kPortmapper, "--port", std::to_string(port)} + extra,
-              "sec-pm" + std::to_string(port)) {
-    ::setenv("NODUS_PORTMAPPER_PORT", std::to_string(port).c_str(), 1);
-    REQUIRE(eventually([&] { return names().has_value(); }));
-  }
-  std::optional<std::vector<std::string>> names() {
-    dist::PortmapperClient c("127.0.0.1", port);
-    return c.names(nullptr);
-  }
-  bool lists(const std::string& short_name) {
-    auto n = names();
-    if (!n) return false;
-    for (auto& l : *n) {
-      if (l.rfind("name " + short_name + " at port ", 0) == 0) return true;
-    }
-    return false;
-  }
-  std::uint16_t port_of(const std::string& short_name) {
-    dist::PortmapperClient c("127.0.0.1", port);
-    auto a = c.lookup(short_name, nullptr);
-    return a ? a->port : 0;
+// A private port mapper (nodus/testing.hpp), ready.
+struct Mapper : PortMapper {
+  explicit Mapper(std::vector<std::string> extra = {}) : PortMapper(kPortmapper, next_portmapper_port(), std::move(extra)) {
+    REQUIRE(ready());
   }
 };
 
@@ -71,7 +44,7 @@ std::unique_ptr<Child> start_node(Mapper& pm, const std::string& name, std::vect
                                   std::vector<std::string> prefix = {}) {
   auto c = std::make_unique<Child>(
       prefix + std::vector<std::string>{kNodus, "node", "--sname", name + "@localhost", "--ticktime", "1000"} + extra,
-      "sec-" + name + std::to_string(pm.port));
+      "sec-" + name + std::to_string(pm.port()));
   REQUIRE(eventually([&] { return pm.lists(name) || !c->running(); }));
   INFO(c->err());
   REQUIRE(c->running());
@@ -166,6 +139,15 @@ void raise_fd_limit(rlim_t want) {
   }
 }
 
+// This test process as alex@localhost (cookie "secret"), connected to kate@localhost.
+struct Alex {
+  Runtime rt;
+  Node node{NodeOptions{.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms}};
+  Mailbox mb;
+  const Atom kate = atom("kate@localhost");
+  Alex() { REQUIRE(node::connect(kate)); }
+};
+
 // An echo round trip to `kate`'s `echo` process from this thread's mailbox.
 bool echo(Mailbox& mb, Atom kate, std::int64_t i) {
   send(atom("echo"), kate, tuple(self(), i));
@@ -207,7 +189,7 @@ TEST_CASE("CURVE: an allowed key claiming another node's name is refused and log
   // calling side: a port mapper entry for bob carrying mallory's (allowed) key is not bob's key
   auto bob = start_node(pm, "bob", keys.flags("mallory"));
   Child call_bob(std::vector<std::string>{kNodus, "ping", "bob@localhost", "--sname", "alex@localhost"} + keys.flags("alex"),
-                 "sec-call-bob" + std::to_string(pm.port));
+                 "sec-call-bob" + std::to_string(pm.port()));
   CHECK(call_bob.wait(20s) == 1);
   CHECK(call_bob.out() == "pang\n");
   CHECK(call_bob.err().find("** Not connecting to node bob@localhost: its CURVE key " + keys.pub("mallory") +
@@ -230,7 +212,7 @@ TEST_CASE("CURVE: an allowed key claiming another node's name is refused and log
                                          "--no-portmapper", "--peer",
                                          "kate@localhost=tcp://127.0.0.1:" + std::to_string(kate_port)} +
                     keys.flags("mallory"),
-                "sec-mallory" + std::to_string(pm.port));
+                "sec-mallory" + std::to_string(pm.port()));
   CHECK(mallory.wait(20s) == 1);
   CHECK(mallory.out() == "pang\n");
   INFO("mallory: " << mallory.err());
@@ -247,7 +229,7 @@ TEST_CASE("CURVE: an allowed key claiming another node's name is refused and log
   // and mallory as herself is welcome
   Child herself(std::vector<std::string>{kNodus, "ping", "kate@localhost", "--sname", "mallory@localhost"} +
                     keys.flags("mallory"),
-                "sec-herself" + std::to_string(pm.port));
+                "sec-herself" + std::to_string(pm.port()));
   CHECK(herself.wait(20s) == 0);
   CHECK(herself.out() == "pong\n");
 }
@@ -263,11 +245,9 @@ TEST_CASE("2,000 unauthenticated connections are bounded and closed within the h
   auto kate = start_node(pm, "kate", {"--cookie", "secret", "--handshake-timeout", "3000"},
                          {"/usr/bin/prlimit", "--nofile=1024", "--"});
   const std::uint16_t kate_port = pm.port_of("kate");
-  Runtime rt;
-  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
-  Mailbox mb;
-  const Atom k = atom("kate@localhost");
-  REQUIRE(node::connect(k));
+  Alex alex;
+  Mailbox& mb = alex.mb;
+  const Atom k = alex.kate;
 
   std::vector<int> idle, trickle;
   std::int64_t i = 0, failed = 0;
@@ -284,7 +264,7 @@ TEST_CASE("2,000 unauthenticated connections are bounded and closed within the h
   CHECK(trickle.size() == 5);
   // a new authenticated peer from another address during the flood
   Child bob({kNodus, "ping", "kate@localhost", "--sname", "bob@localhost", "--cookie", "secret"},
-            "sec-flood-bob" + std::to_string(pm.port));
+            "sec-flood-bob" + std::to_string(pm.port()));
   // every connection closed by kate, the trickling ones too (a byte of ZMTP greeting each round)
   const unsigned char greeting[] = {0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3};
   std::size_t sent = 0;
@@ -318,11 +298,11 @@ TEST_CASE("the port mapper closes idle and slow connections, bounds them, and ke
   Mapper pm({"--request-timeout", "2000"});
   std::vector<int> idle;
   for (int n = 0; n < 2000; ++n) {
-    const int fd = raw_connect(pm.port, "127.0.0.2");
+    const int fd = raw_connect(pm.port(), "127.0.0.2");
     if (fd >= 0) idle.push_back(fd);
   }
   CHECK(idle.size() == 2000);
-  const int slow = raw_connect(pm.port, "127.0.0.3");
+  const int slow = raw_connect(pm.port(), "127.0.0.3");
   // a node registers meanwhile, and is found
   auto zed = start_node(pm, "zed", {"--cookie", "secret"});
   std::size_t sent = 0;
@@ -336,7 +316,7 @@ TEST_CASE("the port mapper closes idle and slow connections, bounds them, and ke
   CHECK(pm.lists("zed"));
   for (int fd : idle) ::close(fd);
   ::close(slow);
-  const std::string err = pm.child.err();
+  const std::string err = pm.err();
   CHECK(err.find("that address has 64 requests open") != std::string::npos);
   CHECK(err.find("no request within 2000 ms") != std::string::npos);
   CHECK(count(err, "closed a connection") < 200);
@@ -348,16 +328,16 @@ TEST_CASE("port mapper: a name needs a port its user listens on, stays its user'
           "[distributed][security]") {
   Mapper pm;
   // a registration naming a port nobody listens on
-  CHECK(mapper_request(pm.port, "REGISTER kate 9\n") == "ERR not_listening");
+  CHECK(mapper_request(pm.port(), "REGISTER kate 9\n") == "ERR not_listening");
   // one whose listener closes afterwards is dropped, though its connection stays
   std::uint16_t lport = 0;
   const int lfd = listener(&lport);
   int held = -1;
-  CHECK(mapper_request(pm.port, "REGISTER kate " + std::to_string(lport) + "\n", &held).rfind("OK ", 0) == 0);
+  CHECK(mapper_request(pm.port(), "REGISTER kate " + std::to_string(lport) + "\n", &held).rfind("OK ", 0) == 0);
   CHECK(pm.lists("kate"));
   ::close(lfd);
   CHECK(eventually([&] { return !pm.lists("kate"); }, 15s));
-  CHECK(eventually([&] { return pm.child.err().find("dropped kate: nothing listens on its port any more") != std::string::npos; }));
+  CHECK(eventually([&] { return pm.err().find("dropped kate: nothing listens on its port any more") != std::string::npos; }));
   ::close(held);
 
   // the real kate registers; another user's process cannot take the name, with its own port
@@ -372,7 +352,7 @@ TEST_CASE("port mapper: a name needs a port its user listens on, stays its user'
       if (::setresgid(65534, 65534, 65534) == 0 && ::setresuid(65534, 65534, 65534) == 0) {
         std::uint16_t p = 0;
         const int l = listener(&p);  // a socket of nobody's
-        answer = mapper_request(pm.port, "REGISTER " + name + " " + std::to_string(p) + "\n");
+        answer = mapper_request(pm.port(), "REGISTER " + name + " " + std::to_string(p) + "\n");
         ::close(l);
       }
       (void)!::write(fds[1], answer.data(), answer.size());
@@ -388,11 +368,11 @@ TEST_CASE("port mapper: a name needs a port its user listens on, stays its user'
     return answer;
   };
   CHECK(as_nobody("kate") == "ERR name_taken");
-  CHECK(eventually([&] { return pm.child.err().find("refused REGISTER kate by uid 65534: it is registered by uid 0") != std::string::npos; }));
+  CHECK(eventually([&] { return pm.err().find("refused REGISTER kate by uid 65534: it is registered by uid 0") != std::string::npos; }));
   CHECK(as_nobody("nobodys-node").rfind("OK ", 0) == 0);  // a free name, with its own port: fine
   CHECK(pm.lists("kate"));
   Child ping({kNodus, "ping", "kate@localhost", "--sname", "alex@localhost", "--cookie", "secret"},
-             "sec-squat-ping" + std::to_string(pm.port));
+             "sec-squat-ping" + std::to_string(pm.port()));
   CHECK(ping.wait(20s) == 0);
 }
 
@@ -402,11 +382,9 @@ TEST_CASE("the network atom budget: a peer sending too many new atoms is disconn
           "[distributed][security]") {
   Mapper pm;
   auto kate = start_node(pm, "kate", {"--cookie", "secret", "--max-network-atoms", "2000"});
-  Runtime rt;
-  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
-  Mailbox mb;
-  const Atom k = atom("kate@localhost");
-  REQUIRE(node::connect(k));
+  Alex alex;
+  Mailbox& mb = alex.mb;
+  const Atom k = alex.kate;
   REQUIRE(echo(mb, k, 0));
   node::monitor(k);
   const long before = rss_kb(kate->pid());
@@ -428,11 +406,9 @@ TEST_CASE("sends to names nothing is registered under keep nothing and are logge
           "[distributed][security]") {
   Mapper pm;
   auto kate = start_node(pm, "kate", {"--cookie", "secret"});
-  Runtime rt;
-  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
-  Mailbox mb;
-  const Atom k = atom("kate@localhost");
-  REQUIRE(node::connect(k));
+  Alex alex;
+  Mailbox& mb = alex.mb;
+  const Atom k = alex.kate;
   REQUIRE(echo(mb, k, 0));
   const long before = rss_kb(kate->pid());
   const std::string pad(200, 'y');
@@ -452,11 +428,9 @@ TEST_CASE("sends to names nothing is registered under keep nothing and are logge
 TEST_CASE("log lines about unexpected messages are cut and rate-limited", "[distributed][security]") {
   Mapper pm;
   auto kate = start_node(pm, "kate", {"--cookie", "secret"});
-  Runtime rt;
-  Node alex({.name = "alex@localhost", .cookie = "secret", .ticktime = 1000ms});
-  Mailbox mb;
-  const Atom k = atom("kate@localhost");
-  REQUIRE(node::connect(k));
+  Alex alex;
+  Mailbox& mb = alex.mb;
+  const Atom k = alex.kate;
   const std::string big(200 * 1024, 'z');
   for (int n = 0; n < 300; ++n) send(atom("BenchSup"), k, Term(big));  // 60 MB of unexpected messages
   REQUIRE(echo(mb, k, 1));
