@@ -148,12 +148,13 @@ int cmd_node(const NodeFlags& f) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread: only sigwait sees them
   Runtime rt;
   try {
-    Node n(options(f));
+    // everything registered before the node is up: whoever finds it finds them
     register_name(atom("echo"), spawn(echo));
     register_name(atom("bench_sink"), spawn(bench_sink));
     register_name(atom("bench_echo"), spawn(bench_echo));
     task::register_function("BenchM.f", bench_f);
     task_supervisor::start({.name = atom("BenchSup")});
+    Node n(options(f));
     std::fprintf(stderr, "node %s ready (port %u)\n", f.sname.c_str(), n.port());
     int sig = 0;
     sigwait(&set, &sig);

@@ -107,9 +107,11 @@ int main(int argc, char** argv) {
     chat::configure(config);
     Runtime rt;
     std::optional<Node> node;
-    if (!flags.sname.empty()) node.emplace(cli::node_options(flags));
     chat::register_functions();
     application::Running running(chat::application());
+    // up (and in the port mapper) once its functions and its supervision tree are there: a
+    // node that can reach it finds them
+    if (!flags.sname.empty()) node.emplace(cli::node_options(flags));
     const std::string me(node::self().name());
     logger().info("chat {} ready (env {})", me, config.env());
     std::thread reader(conversation, me);

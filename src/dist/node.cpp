@@ -15,7 +15,7 @@ std::optional<RemoteFunction> find_function(std::string_view name) {
 }
 
 void deliver_remote(const Pid& to, detail::MsgNode* n) {
-  NodeImpl* node = g_node.load(std::memory_order_acquire);
+  const NodeUse node;
   if (node && n->type == &detail::type_info_v<runtime::ExitSignal, detail::NodeKind::exit_signal>) {
     auto& sig = static_cast<detail::TypedNode<runtime::ExitSignal>*>(n)->value;
     if (sig.from_link) node->untrack_link(sig.from, to);
@@ -29,7 +29,7 @@ void deliver_remote(const Pid& to, detail::MsgNode* n) {
     n->type->destroy(n);
     return;
   }
-  if (node == nullptr || !can_travel(n)) {
+  if (!node || !can_travel(n)) {
     if (node) warn_bad("message", "type " + std::string(n->type->name) + " has no wire name (nodus::register_type) and cannot go to another node");
     n->type->destroy(n);
     return;
@@ -39,25 +39,25 @@ void deliver_remote(const Pid& to, detail::MsgNode* n) {
 }
 
 void hook_link(const Pid& local, const Pid& remote) {
-  if (NodeImpl* node = g_node.load(std::memory_order_acquire)) {
+  if (const NodeUse node; node) {
     node->track_link(local, remote);
     node->send_control(remote.node, frames::Link{false, local, remote}.encode());
   }
 }
 void hook_unlink(const Pid& local, const Pid& remote) {
-  if (NodeImpl* node = g_node.load(std::memory_order_acquire)) {
+  if (const NodeUse node; node) {
     node->untrack_link(local, remote);
     node->send_control(remote.node, frames::Link{true, local, remote}.encode());
   }
 }
 void hook_monitor(const Pid& watcher, const Pid& target, const Ref& ref) {
-  if (NodeImpl* node = g_node.load(std::memory_order_acquire)) {
+  if (const NodeUse node; node) {
     node->track_monitor(watcher, target, ref);
     node->send_control(target.node, frames::Monitor{false, watcher, Term(target), ref}.encode());
   }
 }
 void hook_demonitor(const Pid& watcher, const Pid& target, const Ref& ref) {
-  if (NodeImpl* node = g_node.load(std::memory_order_acquire)) {
+  if (const NodeUse node; node) {
     const auto name = node->name_monitor(ref);
     node->untrack_monitor(ref);
     const Term what = name ? Term(*name) : Term(target);
@@ -67,7 +67,7 @@ void hook_demonitor(const Pid& watcher, const Pid& target, const Ref& ref) {
 
 void hook_flush() { NodeImpl::flush_outbox(); }
 void hook_flush_staged() {
-  if (NodeImpl* node = g_node.load(std::memory_order_acquire)) {
+  if (const NodeUse node; node) {
     node->flush_staged();
   } else {
     runtime::g_remote_staged.store(false, std::memory_order_relaxed);
@@ -78,15 +78,15 @@ void hook_flush_staged() {
 std::atomic<int> g_pollers{0};
 bool hook_poll_inbound() {
   g_pollers.fetch_add(1, std::memory_order_seq_cst);
-  NodeImpl* node = g_node.load(std::memory_order_seq_cst);
-  const bool got = node != nullptr && node->poll_inbound();
+  const NodeUse node;
+  const bool got = node && node->poll_inbound();
   g_pollers.fetch_sub(1, std::memory_order_seq_cst);
   return got;
 }
 
 bool hook_deliver_nosuspend(const Pid& to, detail::MsgNode* n) {
-  NodeImpl* node = g_node.load(std::memory_order_acquire);
-  if (node != nullptr && node->busy(to.node)) {
+  const NodeUse node;
+  if (node && node->busy(to.node)) {
     n->type->destroy(n);
     return false;
   }
@@ -105,7 +105,7 @@ const runtime::RemoteHooks kHooks{&deliver_remote,    &hook_link,         &hook_
 // ------------------------------------------------------------------------------ public API
 
 namespace {
-dist::NodeImpl* impl() { return dist::g_node.load(std::memory_order_acquire); }
+dist::NodeImpl* impl() { return dist::g_node.load(std::memory_order_acquire); }  // (Node's own methods)
 }  // namespace
 
 Node::Node(NodeOptions opts) {
@@ -132,6 +132,10 @@ Node::~Node() {
   runtime::set_remote_hooks(nullptr);
   dist::NodeImpl* n = dist::g_node.exchange(nullptr, std::memory_order_seq_cst);
   while (dist::g_pollers.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  // stopped first (the sockets close, held senders and waiting callers are let go), freed once
+  // no thread is inside it any more: processes may still be sending as the Node goes
+  n->stop();
+  dist::wait_node_unused();
   delete n;
 }
 
@@ -143,17 +147,22 @@ namespace node {
 Atom self() { return detail::local_node().name; }
 bool alive() { return impl() != nullptr; }
 
-std::vector<Atom> list() { return impl() ? impl()->connected() : std::vector<Atom>{}; }
+std::vector<Atom> list() {
+  const dist::NodeUse node;
+  return node ? node->connected() : std::vector<Atom>{};
+}
 
 bool connect(Atom n, std::string* error, std::chrono::milliseconds timeout) {
-  auto* node = impl();
-  if (node == nullptr) {
-    if (error) *error = "this node is not alive (no Node)";
-    return false;
-  }
   auto w = std::make_shared<dist::Waiter>();
-  node->enqueue({dist::Command::connect, n, {}, w});
-  std::unique_lock lock(w->mu);
+  {
+    const dist::NodeUse node;
+    if (!node) {
+      if (error) *error = "this node is not alive (no Node)";
+      return false;
+    }
+    node->enqueue({dist::Command::connect, n, {}, w});
+  }
+  std::unique_lock lock(w->mu);  // (outside the NodeUse: a stopping node finishes the waiter)
   if (!w->cv.wait_for(lock, timeout, [&] { return w->done; })) {
     if (error) *error = "timeout";
     return false;
@@ -163,7 +172,7 @@ bool connect(Atom n, std::string* error, std::chrono::milliseconds timeout) {
 }
 
 void disconnect(Atom n) {
-  if (auto* node = impl()) node->enqueue({dist::Command::disconnect, n, {}, nullptr});
+  if (const dist::NodeUse node; node) node->enqueue({dist::Command::disconnect, n, {}, nullptr});
 }
 
 bool ping(Atom n, std::chrono::milliseconds timeout) { return connect(n, nullptr, timeout); }
@@ -171,8 +180,8 @@ bool ping(Atom n, std::chrono::milliseconds timeout) { return connect(n, nullptr
 void monitor(Atom n, bool on) {
   const Pid me = nodus::self();
   if (me.is_null()) throw std::logic_error("node::monitor needs a calling process");
-  auto* node = impl();
-  if (node == nullptr) {
+  const dist::NodeUse node;
+  if (!node) {
     if (on) send(me, tuple(atom("nodedown"), n));
     return;
   }
@@ -238,38 +247,47 @@ Pid await_spawn(dist::Waiter& w, Atom node_name, std::chrono::milliseconds timeo
 Pid spawn(Atom node_name, const std::string& function, Term args, const SpawnOptions& opts,
           std::chrono::milliseconds timeout) {
   if (opts.monitor) throw SpawnError("spawn with monitor: use spawn_monitor(node, ...), which returns the ref");
-  auto* node = impl();
-  if (node == nullptr || node_name == node::self()) return spawn_here(function, std::move(args), opts, nullptr);
   auto waiter = std::make_shared<dist::Waiter>();
-  request_spawn(node, node_name, function, args, opts, 0, {}, waiter);
+  {
+    const dist::NodeUse node;
+    if (!node || node_name == node::self()) return spawn_here(function, std::move(args), opts, nullptr);
+    request_spawn(node.get(), node_name, function, args, opts, 0, {}, waiter);
+  }
   return await_spawn(*waiter, node_name, timeout);
 }
 
 std::pair<Pid, Ref> spawn_monitor(Atom node_name, const std::string& function, Term args,
                                   SpawnOptions opts, std::chrono::milliseconds timeout) {
   opts.monitor = true;
-  auto* node = impl();
-  if (node == nullptr || node_name == node::self()) {
-    Ref ref;
-    Pid pid = spawn_here(function, std::move(args), opts, &ref);
-    return {pid, ref};
-  }
   const Ref ref = make_ref();
   auto waiter = std::make_shared<dist::Waiter>();
-  request_spawn(node, node_name, function, args, opts, 0, ref, waiter);
+  {
+    const dist::NodeUse node;
+    if (!node || node_name == node::self()) {
+      Ref local;
+      Pid pid = spawn_here(function, std::move(args), opts, &local);
+      return {pid, local};
+    }
+    request_spawn(node.get(), node_name, function, args, opts, 0, ref, waiter);
+  }
   return {await_spawn(*waiter, node_name, timeout), ref};
 }
 
 Async<Spawned> spawn_request(Atom node_name, std::string function, Term args, SpawnOptions opts,
                              std::chrono::milliseconds timeout) {
-  auto* node = impl();
-  if (node == nullptr || node_name == node::self()) {
+  const Ref ref = opts.monitor ? make_ref() : Ref{};
+  std::uint64_t req = 0;
+  {
+    const dist::NodeUse node;  // (not across the co_await: the process may move threads)
+    if (node && !(node_name == node::self())) {
+      req = request_spawn(node.get(), node_name, function, args, opts, dist::kSpawnAsync, ref, nullptr);
+    }
+  }
+  if (req == 0) {
     Spawned s;
     s.pid = spawn_here(function, std::move(args), opts, &s.monitor);
     co_return s;
   }
-  const Ref ref = opts.monitor ? make_ref() : Ref{};
-  const std::uint64_t req = request_spawn(node, node_name, function, args, opts, dist::kSpawnAsync, ref, nullptr);
   auto reply = co_await receive<detail::SpawnReply>(
       [req](const detail::SpawnReply& r) { return r.request == req; }, timeout);
   if (!reply) throw SpawnError("timeout waiting for " + std::string(node_name.name()));
@@ -281,7 +299,7 @@ namespace detail {
 void adopt_monitor(const Pid& target, const Ref& ref) {
   const Pid me = self();
   if (!runtime::add_monitoring(me, ref, target)) return;
-  if (auto* node = impl(); node && !(target.node == Atom()) && !(target.node == node::self())) {
+  if (const dist::NodeUse node; node && !(target.node == Atom()) && !(target.node == node::self())) {
     node->track_monitor(me, target, ref);
   }
 }
@@ -291,8 +309,8 @@ Ref monitor_name(Atom name, Atom node_name) {
   return ref;
 }
 void monitor_name_as(Atom name, Atom node_name, const Ref& ref) {
-  auto* node = impl();
-  if (node == nullptr || node_name == node::self()) {
+  const dist::NodeUse node;
+  if (!node || node_name == node::self()) {
     if (auto pid = whereis(name)) {
       monitor_as(*pid, ref);
     } else {
@@ -310,7 +328,7 @@ void remove_monitor(const Ref& ref) {
   runtime::Process* me = runtime::current();
   if (me == nullptr) throw std::logic_error("remove_monitor needs a calling process");
   runtime::remove_monitoring(me->pid(), ref);
-  if (auto* node = impl()) node->untrack_monitor(ref);
+  if (const dist::NodeUse node; node) node->untrack_monitor(ref);
   runtime::remove_down(me, ref);
 }
 void retarget_monitor(const Ref& ref, const Pid& target) {
@@ -318,12 +336,12 @@ void retarget_monitor(const Ref& ref, const Pid& target) {
   // already. (Removing and adding it again lost a DOWN that the I/O thread handled in between,
   // the crash of a task whose answer had just woken its owner.)
   if (!runtime::retarget_monitoring(self(), ref, target)) return;
-  if (auto* node = impl()) node->retrack_monitor(ref, target);
+  if (const dist::NodeUse node; node) node->retrack_monitor(ref, target);
 }
 
 void deliver_remote_name(Atom name, Atom node_name, MsgNode* n) {
-  auto* node = impl();
-  if (node_name == node::self() || node == nullptr) {
+  const dist::NodeUse node;
+  if (node_name == node::self() || !node) {
     deliver_named(name, n);
     return;
   }

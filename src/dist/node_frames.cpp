@@ -60,8 +60,8 @@ void NodeImpl::post_send_name(Atom name, Atom node, detail::MsgNode* n) {
 
 bool atom_budget_spent(Atom node) {
   if (!detail::take_atom_budget_hit()) return false;
-  NodeImpl* self = g_node.load(std::memory_order_acquire);
-  if (self == nullptr || node == Atom()) return true;
+  const NodeUse self;
+  if (!self || node == Atom()) return true;
   const std::string why = "it sent more new atoms than this node takes from the network (" +
                           std::to_string(detail::network_atom_budget()) + ", max_network_atoms)";
   warn_bad("atoms", "a message from " + std::string(node.name()) + ": " + why + "; disconnecting it");

@@ -110,7 +110,10 @@ struct PeerRef {
 class NodeImpl {
  public:
   explicit NodeImpl(NodeOptions o) : opts_(std::move(o)) {}
-  ~NodeImpl() { stop(); }
+  ~NodeImpl() {
+    stop();
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+  }
 
   void start();
   void stop();
@@ -368,8 +371,30 @@ struct BulkMark {
 };
 extern thread_local BulkMark tl_bulk_mark;
 
-/// The running node, or nullptr.
+/// The running node, or nullptr. Threads other than the node's own reach it through NodeUse.
 extern std::atomic<NodeImpl*> g_node;
+
+/// The running node (or nullptr), held for the length of a call into it from a worker or any
+/// other thread (a runtime hook, the public API): ~Node frees the node only once every
+/// NodeUse that found it has ended (wait_node_unused). Cheap (two stores to this thread's own
+/// slot); nests. Never wait for the network inside one: ~Node would wait too.
+class NodeUse {
+ public:
+  NodeUse();
+  ~NodeUse();
+  NodeUse(const NodeUse&) = delete;
+  NodeUse& operator=(const NodeUse&) = delete;
+  NodeImpl* get() const { return node_; }
+  NodeImpl* operator->() const { return node_; }
+  explicit operator bool() const { return node_ != nullptr; }
+
+ private:
+  std::atomic<int>* depth_;
+  NodeImpl* node_;
+};
+/// Waits until no thread is inside a NodeUse (g_node is null by then, so none starts again
+/// on the old node).
+void wait_node_unused();
 
 /// Records written by a worker thread during a process slice, for one destination node.
 struct Outbox {

@@ -19,6 +19,57 @@ void warn_bad(const char* what, const std::string& detail) {
 
 std::atomic<NodeImpl*> g_node{nullptr};
 
+// ------------------------------------------------------------------------------ NodeUse
+
+namespace {
+// One slot per thread that ever used the node: how deep in NodeUses it is. Only its thread
+// writes it; wait_node_unused reads them all, under the registry's mutex (a thread that ends
+// takes its slot out under it).
+std::mutex g_slots_mu;
+std::vector<std::atomic<int>*> g_slots;
+struct SlotHolder {
+  std::atomic<int> depth{0};
+  SlotHolder() {
+    std::lock_guard lock(g_slots_mu);
+    g_slots.push_back(&depth);
+  }
+  ~SlotHolder() {
+    std::lock_guard lock(g_slots_mu);
+    g_slots.erase(std::find(g_slots.begin(), g_slots.end(), &depth));
+  }
+};
+NODUS_TLS std::atomic<int>* tl_slot = nullptr;
+std::atomic<int>* my_slot() {
+  if (tl_slot == nullptr) {
+    static thread_local SlotHolder holder;
+    tl_slot = &holder.depth;
+  }
+  return tl_slot;
+}
+}  // namespace
+
+NodeUse::NodeUse() : depth_(my_slot()) {
+  // the slot is marked before g_node is read (both seq_cst): wait_node_unused, which runs
+  // after g_node was cleared, sees the mark of every NodeUse that found the old node
+  depth_->store(depth_->load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+  node_ = g_node.load(std::memory_order_seq_cst);
+}
+
+NodeUse::~NodeUse() { depth_->store(depth_->load(std::memory_order_relaxed) - 1, std::memory_order_release); }
+
+void wait_node_unused() {
+  const std::atomic<int>* mine = my_slot();  // (the thread running ~Node is not inside one)
+  for (;;) {
+    bool used = false;
+    {
+      std::lock_guard lock(g_slots_mu);
+      for (const std::atomic<int>* d : g_slots) used = used || (d != mine && d->load(std::memory_order_seq_cst) != 0);
+    }
+    if (!used) return;
+    std::this_thread::yield();
+  }
+}
+
 // ------------------------------------------------------------------------------ start / stop
 
 void NodeImpl::start() {
@@ -120,6 +171,13 @@ void NodeImpl::stop() {
       ch->release();
     }
   }
+  for (auto& [id, p] : peers_) {
+    for (auto& w : p.waiters) w->finish(false, "this node stopped");
+  }
+  for (auto& [req, ps] : spawns_) {
+    if (ps.waiter) ps.waiter->finish(false, "this node stopped");
+  }
+  spawns_.clear();
   peers_.clear();
   unnamed_.clear();
   conns_.clear();
@@ -127,8 +185,7 @@ void NodeImpl::stop() {
   if (listen_fd_ >= 0) ::close(std::exchange(listen_fd_, -1));
   if (spare_fd_ >= 0) ::close(std::exchange(spare_fd_, -1));
   if (epfd_ >= 0) ::close(std::exchange(epfd_, -1));
-  pm_.reset();
-  ::close(wake_fd_);
+  pm_.reset();  // (wake_fd_ stays open until the destructor: a sender may still nudge it)
   detail::set_local_node(Atom("nonode@nohost"), 0);
 }
 
@@ -173,7 +230,8 @@ void NodeImpl::flush_outbox() {
   runtime::tl_remote_pending = false;
   Outbox* o = tl_outbox;
   if (o == nullptr || o->buf.empty()) return;
-  NodeImpl* node = g_node.load(std::memory_order_acquire);
+  const NodeUse use;
+  NodeImpl* node = use.get();
   if (node != o->owner || node == nullptr) {  // the node stopped meanwhile
     o->buf.clear();
     return;

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,7 +71,8 @@ int overload_peer(int argc, char** argv) {
   TermSignals term;
   Runtime rt;
   const auto tick = argc > 4 ? std::chrono::milliseconds(std::stol(argv[4])) : std::chrono::milliseconds(kTick);
-  Node node({.name = argv[2], .cookie = argv[3], .ticktime = tick});
+  // everything registered before the node is up: whoever can ping it finds it all
+  std::optional<Node> node;
   register_name(atom("seqsink"), spawn(seqsink));
   // a slow receiver with a bounded mailbox: one message per millisecond, at most 2000 waiting
   register_name(atom("slow"), spawn_opt({.max_mailbox = {.messages = 2000}}, []() -> Proc {
@@ -83,6 +85,7 @@ int overload_peer(int argc, char** argv) {
     co_return Term(std::string(static_cast<std::size_t>(args[0].as_int()), 'r'));
   });
   task_supervisor::start({.name = atom("Test.TaskSupervisor")});
+  node.emplace(NodeOptions{.name = argv[2], .cookie = argv[3], .ticktime = tick});
   term.wait();
   return 0;
 }
