@@ -92,6 +92,9 @@ struct NodeOptions {
 
 /// Makes this OS process a distributed node. Needs a running Runtime; one Node at a time.
 /// Throws std::runtime_error with the reason when it cannot start (bad name, name taken...).
+/// It is found by other nodes (port mapper) as soon as it starts: register the names and
+/// functions they should find first. Destroying it while processes still send to other nodes
+/// is safe: it stops, and their later messages to other nodes are dropped.
 class Node {
  public:
   explicit Node(NodeOptions opts);
