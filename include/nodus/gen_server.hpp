@@ -47,7 +47,8 @@ struct ServerRef {
 };
 
 /// A call that did not get its reply. `reason` is what Erlang's gen_server:call exits with:
-/// `noproc` (no such process or name), `noconnection` (its node cannot be reached), `timeout`,
+/// `noproc` (no such process or name), `{nodedown, Node}` (its node cannot be reached, or went
+/// away), `calling_self` (the server is the caller: it fails at once, as in OTP), `timeout`,
 /// or the server's exit reason if it ended while serving the call. what() says it in words,
 /// e.g. "no connection to moebi@localhost".
 struct CallError : std::runtime_error {
@@ -135,7 +136,8 @@ Pid start_registered(Proc body, Atom name, bool link);
 /// `tag`; the node it runs on. CallError noproc if `to` names no process registered here.
 Atom send_call(const ServerRef& to, const Ref& tag, Term request);
 /// How a call to `what` (on `node`) that ended with a Down of `reason` fails: noproc,
-/// noconnection ("no connection to moebi@localhost") or the server's exit reason.
+/// {nodedown, Node} for a Down of noconnection ("no connection to moebi@localhost"), or the
+/// server's exit reason.
 CallError call_failure(const Term& reason, const std::string& what, Atom node);
 }  // namespace detail
 }  // namespace nodus

@@ -37,7 +37,7 @@ struct Task {
 };
 
 /// A task that produced no result. `reason` is the task's exit reason (its exception as
-/// {exception, Type, What}, `noproc`, `noconnection`, `killed`...) or `timeout`; what() says it in
+/// {exception, Type, What}, `noproc`, `{nodedown, Node}` for a lost node, `killed`...) or `timeout`; what() says it in
 /// words, as Elixir does: "no connection to moebi@localhost".
 struct TaskError : std::runtime_error {
   TaskError(Term why, const std::string& text) : std::runtime_error(text), reason(std::move(why)) {}
@@ -56,7 +56,8 @@ void register_function(std::string name, TaskFunction f);
 Task async(std::function<Async<Term>()> f);
 
 /// Waits for the result (default 5 s, like Elixir). Throws TaskError if the task ended
-/// without one or the time ran out (the task keeps running then, as in Elixir).
+/// without one or the time ran out (the task keeps running then, as in Elixir, but is no
+/// longer watched: its late result and Down are dropped, not left in the caller's mailbox).
 Async<Term> await(const Task& t, std::chrono::milliseconds timeout = std::chrono::seconds(5));
 Term await(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout = std::chrono::seconds(5));
 /// Like await, as a value: {ok, Result}, {exit, Reason}, or `nil` if no answer yet (the task

@@ -100,6 +100,7 @@ struct PendingCall {
     const Pid target = local_target(to);
     if (target.is_null()) throw CallError(atom("badarg"), "only Term requests go to a name on another node");
     const Pid me = calling_process();
+    if (target == me) throw CallError(atom("calling_self"), "calling_self: " + to.to_string() + " is the calling process");
     detail::monitor_as(target, tag);
     target_node = target.node;
     sender(target, From{me, tag});
@@ -162,7 +163,12 @@ void reply(const From& to, Term value) { send(to.pid, tuple(Term(to.tag), std::m
 namespace detail {
 Atom send_call(const ServerRef& to, const Ref& tag, Term request) {
   const Pid target = local_target(to);
-  Term call = tuple(kCall, tuple(calling_process(), tag), std::move(request));
+  const Pid me = calling_process();
+  if (target == me) {
+    // OTP exits the caller at once with calling_self (the request would wait behind this call)
+    throw CallError(atom("calling_self"), "calling_self: " + to.to_string() + " is the calling process");
+  }
+  Term call = tuple(kCall, tuple(me, tag), std::move(request));
   if (target.is_null()) {
     // monitor the name there (noproc if it is not registered, noconnection if the node goes)
     monitor_name_as(to.name, to.node, tag);
@@ -176,8 +182,11 @@ Atom send_call(const ServerRef& to, const Ref& tag, Term request) {
 
 CallError call_failure(const Term& r, const std::string& what, Atom node) {
   if (r.is_atom("noproc")) return CallError(r, "no process: " + what + " is not alive or not registered");
-  if (r.is_atom("noconnection")) return CallError(r, "no connection to " + std::string(node.name()));
-  return CallError(r, what + " exited while serving the call: " + r.to_string());
+  if (r.is_atom("noconnection")) {
+    // as gen:call turns the monitor's noconnection into {nodedown, Node}
+    return CallError(tuple(atom("nodedown"), node), "no connection to " + std::string(node.name()));
+  }
+  return CallError(r, what + " exited while serving the call: " + r.to_string(1000));
 }
 
 Pid start_registered(Proc body, Atom name, bool link) {

@@ -110,10 +110,17 @@ struct Outcome {
     return tuple(atom("ok"), m->get<Term>()[1]);
   }
   Term as_await(std::optional<Message> m) const {
-    if (!m) throw TaskError(atom("timeout"), "time out: task " + to_string(t.pid) + " gave no result in time");
+    if (!m) {
+      // as Elixir: the task is no longer watched, and its late result (and Down) are dropped
+      // rather than left in the caller's mailbox
+      demonitor(t.mref, true);
+      detail::ignore_reply(t.tag);
+      throw TaskError(atom("timeout"), "time out: task " + to_string(t.pid) + " gave no result in time");
+    }
     if (m->is<Down>()) {
       const Term& r = m->get<Down>().reason;
-      throw TaskError(r, reason_text(r, t.pid));
+      // as Elixir's Task.await: a lost node is {nodedown, Node}
+      throw TaskError(r.is_atom("noconnection") ? tuple(atom("nodedown"), t.pid.node) : r, reason_text(r, t.pid));
     }
     release_monitor(t);
     return m->get<Term>()[1];
@@ -322,30 +329,52 @@ Term shutdown_answer(Term y) {
 }
 }  // namespace
 
+namespace {
+// Stopping a task: its outcome, or the Down of a monitor of our own (the task's may be gone: an
+// await that timed out dropped it).
+struct Stopping {
+  const Task& t;
+  Ref watch;
+  explicit Stopping(const Task& task) : t(task), watch(monitor(task.pid)) {
+    unlink(t.pid);
+    exit(t.pid, atom("shutdown"));
+  }
+  bool matches(const MessageRef& m) const {
+    return Outcome{t}.matches(m) || (m.is<Down>() && m.get<Down>().ref == watch);
+  }
+  Term finish(std::optional<Message> m) const {
+    demonitor(watch, true);
+    if (m->is<Down>() && m->get<Down>().ref == watch) {
+      demonitor(t.mref, true);  // (if it is still there, its Down comes to nobody)
+      const Term& r = m->get<Down>().reason;
+      return shutdown_answer(tuple(atom("exit"), r));
+    }
+    return shutdown_answer(Outcome{t}.as_yield(std::move(m)));
+  }
+};
+}  // namespace
+
 Async<Term> shutdown(const Task& t, std::chrono::milliseconds timeout) {
   check_owner(t);
-  unlink(t.pid);
-  exit(t.pid, atom("shutdown"));
-  Outcome o{t};
-  auto m = co_await receive<Message>([&o](const MessageRef& r) { return o.matches(r); }, timeout);
+  const Stopping s(t);
+  auto pred = [&s](const MessageRef& r) { return s.matches(r); };
+  auto m = co_await receive<Message>(pred, timeout);
   if (!m) {
     exit(t.pid, atom("kill"));
-    m = co_await receive<Message>([&o](const MessageRef& r) { return o.matches(r); });
+    m = co_await receive<Message>(pred);
   }
-  co_return shutdown_answer(o.as_yield(std::move(m)));
+  co_return s.finish(std::move(m));
 }
 Term shutdown(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout) {
   check_owner(t);
-  unlink(t.pid);
-  exit(t.pid, atom("shutdown"));
-  Outcome o{t};
-  auto pred = [&o](const MessageRef& r) { return o.matches(r); };
+  const Stopping s(t);
+  auto pred = [&s](const MessageRef& r) { return s.matches(r); };
   auto m = mb.receive<Message>(pred, timeout);
   if (!m) {
     exit(t.pid, atom("kill"));
     m = mb.receive<Message>(pred, std::chrono::hours(24));
   }
-  return shutdown_answer(o.as_yield(std::move(m)));
+  return s.finish(std::move(m));
 }
 
 }  // namespace task

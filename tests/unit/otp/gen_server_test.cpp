@@ -154,3 +154,40 @@ TEST_CASE("a reply that comes after its call timed out is dropped, not left in t
   REQUIRE(kept);
   CHECK(kept->is<Term>());
 }
+
+namespace {
+// Calls itself, by pid or by its registered name: OTP exits the caller at once with calling_self.
+Proc self_call(Pid report, bool by_name) {
+  if (by_name) register_name(atom("me_myself"), self());
+  Term reason = atom("none");
+  try {
+    (void)co_await gen_server::call(by_name ? ServerRef(atom("me_myself")) : ServerRef(self()), atom("x"), 5s);
+  } catch (const CallError& e) {
+    reason = e.reason;
+  }
+  // its own request is not waiting in its mailbox
+  const bool empty = !(co_await receive<Term>([](const Term&) { return true; }, 0ms)).has_value();
+  send(report, tuple(atom("error"), reason, atom(empty ? "empty" : "not_empty")));
+}
+}  // namespace
+
+TEST_CASE("a call to the calling process itself fails at once with calling_self, as in OTP", "[otp][gen_server]") {
+  Runtime rt({.schedulers = 2});
+  Mailbox mb;
+  for (bool by_name : {false, true}) {
+    spawn(self_call, self(), by_name);
+    // at once: well within the call's 5 s, and no request of its own waiting in its mailbox
+    auto r = mb.receive<Term>([](const Term& t) { return t.is_tuple() && t.size() == 3; }, 2s);
+    REQUIRE(r);
+    CHECK((*r)[0].is_atom("error"));
+    CHECK((*r)[1].is_atom("calling_self"));
+    CHECK((*r)[2].is_atom("empty"));
+  }
+  try {  // a Mailbox thread calling its own pid
+    gen_server::call(mb, mb.pid(), atom("x"), 2s);
+    FAIL("no error");
+  } catch (const CallError& e) {
+    CHECK(e.reason == Term(atom("calling_self")));
+  }
+  CHECK_FALSE(mb.receive_any(0ms).has_value());
+}

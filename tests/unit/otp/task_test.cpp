@@ -192,3 +192,37 @@ TEST_CASE_METHOD(Fixture, "a task supervisor's start errors: noproc, undef, a de
   // failed starts leave no monitor and no message behind
   CHECK_FALSE(mb.receive<Message>(50ms).has_value());
 }
+
+TEST_CASE_METHOD(Fixture, "a timed-out await leaves nothing behind: the late result and the Down are dropped",
+                 "[otp][task]") {
+  for (int round = 0; round < 3; ++round) {
+    Task slow = task::async([]() -> Async<Term> { co_return co_await gated(Term()); });
+    const Ref watch = monitor(slow.pid);  // (ours: to know when the task is gone)
+    try {
+      task::await(mb, slow, 30ms);
+      FAIL("no timeout");
+    } catch (const TaskError& e) {
+      CHECK(e.reason == Term(atom("timeout")));
+    }
+    unlink(slow.pid);
+    send(slow.pid, atom("go"));  // it answers now, too late, and ends
+    auto down = mb.receive<Down>([&](const Down& d) { return d.ref == watch; }, 10s);
+    REQUIRE(down);  // its result came before its Down (one sender): all is in by now
+    CHECK_FALSE(mb.receive_any(0ms).has_value());
+  }
+}
+
+TEST_CASE_METHOD(Fixture, "shutdown after a yield or a timed-out await stops the task and leaves nothing behind",
+                 "[otp][task]") {
+  for (bool awaited : {false, true}) {
+    Task t = task::async([]() -> Async<Term> { co_return co_await gated(Term()); });
+    if (awaited) {
+      CHECK_THROWS_AS(task::await(mb, t, 20ms), TaskError);
+    } else {
+      CHECK(task::yield(mb, t, 20ms) == Term(atom("nil")));
+    }
+    CHECK(task::shutdown(mb, t, 1s) == Term(atom("nil")));
+    CHECK_FALSE(is_process_alive(t.pid));
+    CHECK_FALSE(mb.receive_any(0ms).has_value());
+  }
+}
