@@ -89,9 +89,17 @@ std::optional<Atom> Atom::find(std::string_view text) {
   auto& slot = t_cache[std::hash<std::string_view>{}(text) & 255];
   if (slot.name != nullptr && *slot.name == text) return from_id(slot.id);
   auto& t = table();
-  std::shared_lock lock(t.mu);
-  if (auto it = t.ids.find(text); it != t.ids.end()) return from_id(it->second);
-  return std::nullopt;
+  std::uint32_t id = 0;
+  {
+    std::shared_lock lock(t.mu);
+    auto it = t.ids.find(text);
+    if (it == t.ids.end()) return std::nullopt;
+    id = it->second;
+  }
+  // cached, as the constructor does: decoders look the same few atoms up over and over
+  const std::string* chunk = t.chunks[id >> kChunkBits].load(std::memory_order_acquire);
+  slot = {&chunk[id & (kChunk - 1)], id};
+  return from_id(id);
 }
 
 namespace detail {
