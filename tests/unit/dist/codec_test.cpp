@@ -108,3 +108,29 @@ TEST_CASE("integers are little-endian on the wire", "[codec]") {
   CHECK(r.u64() == 0x0708090a0b0c0d0eULL);
   CHECK(r.at_end());
 }
+
+TEST_CASE("atoms from the network: known ones always, new ones within the budget; find never interns", "[codec][atoms]") {
+  CHECK_FALSE(Atom::find("never-interned-anywhere-xyz").has_value());
+  CHECK_FALSE(Atom::find("never-interned-anywhere-xyz").has_value());  // (and still not)
+  const Atom known = atom("known_atom_for_budget");
+  CHECK(Atom::find("known_atom_for_budget") == known);
+  const std::size_t saved = detail::network_atom_budget();
+  detail::set_network_atom_budget(detail::network_atoms() + 2);
+  CHECK(decode(encode(Term(atom("known_atom_for_budget")))).has_value());
+  // the wire form of new atoms: made from bytes, so this test does not intern them first
+  auto new_atom = [](const std::string& name) {
+    std::string bytes = encode(Term(atom("x")));
+    bytes.replace(bytes.size() - 1, 1, name);       // (tag, length 1, 'x') -> the new name
+    bytes[bytes.size() - name.size() - 1] = static_cast<char>(name.size());
+    return bytes;
+  };
+  CHECK(decode(new_atom("budget_new_1")).has_value());
+  CHECK(decode(new_atom("budget_new_2")).has_value());
+  CHECK_FALSE(detail::take_atom_budget_hit());
+  CHECK_FALSE(decode(new_atom("budget_new_3")).has_value());  // past the budget: refused
+  CHECK(detail::take_atom_budget_hit());
+  CHECK_FALSE(detail::take_atom_budget_hit());  // (once)
+  CHECK_FALSE(Atom::find("budget_new_3").has_value());
+  CHECK(decode(new_atom("budget_new_1")).has_value());  // made already: fine
+  detail::set_network_atom_budget(saved);
+}
