@@ -83,7 +83,7 @@ ChildSpec supervisor_child(std::string id, Flags flags, std::vector<ChildSpec> c
 // Managing a running supervisor, from a process (co_await) or a thread's Mailbox. Results are
 // Terms, as in Erlang: start_child -> {ok, Pid} | {error, Reason}; terminate_child,
 // restart_child, delete_child -> ok | {ok, Pid} | {error, not_found | running | restarting};
-// which_children -> [{Id, Pid | undefined, worker | supervisor}] in start order;
+// which_children -> [{Id, Pid | undefined, worker | supervisor}], newest first (as OTP's);
 // count_children -> [{specs, N}, {active, N}, {supervisors, N}, {workers, N}].
 Async<Term> start_child(ServerRef sup, ChildSpec spec);
 Async<Term> terminate_child(ServerRef sup, std::string id);

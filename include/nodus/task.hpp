@@ -34,6 +34,9 @@ struct Task {
   /// The task drops the owner's monitor as it sends its result (a supervised task does), so
   /// taking the result ends the monitor here without telling the task's node.
   bool monitor_ends_with_result = false;
+  /// False once an await of this Task timed out: its monitor is gone (shutdown then watches
+  /// it with a monitor of its own).
+  mutable bool watched = true;
 };
 
 /// A task that produced no result. `reason` is the task's exit reason (its exception as

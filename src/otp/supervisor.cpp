@@ -207,10 +207,10 @@ Async<Term> handle(State& s, Request& r) {
       co_return atom("ok");
     }
     case Request::which_children: {
-      std::vector<Term> out;
-      for (const Child& c : s.children) {
-        out.push_back(tuple(c.spec.id, c.pid.is_null() ? Term(atom("undefined")) : Term(c.pid),
-                            atom(c.spec.type == ChildType::worker ? "worker" : "supervisor")));
+      std::vector<Term> out;  // newest first, as OTP answers
+      for (auto c = s.children.rbegin(); c != s.children.rend(); ++c) {
+        out.push_back(tuple(c->spec.id, c->pid.is_null() ? Term(atom("undefined")) : Term(c->pid),
+                            atom(c->spec.type == ChildType::worker ? "worker" : "supervisor")));
       }
       co_return Term::list(std::move(out));
     }

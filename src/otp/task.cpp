@@ -115,6 +115,7 @@ struct Outcome {
       // rather than left in the caller's mailbox
       demonitor(t.mref, true);
       detail::ignore_reply(t.tag);
+      t.watched = false;
       throw TaskError(atom("timeout"), "time out: task " + to_string(t.pid) + " gave no result in time");
     }
     if (m->is<Down>()) {
@@ -330,25 +331,24 @@ Term shutdown_answer(Term y) {
 }  // namespace
 
 namespace {
-// Stopping a task: its outcome, or the Down of a monitor of our own (the task's may be gone: an
-// await that timed out dropped it).
+// Stopping a task: its outcome, or, when an await that timed out dropped the task's monitor,
+// the Down of a monitor of our own (only then: two monitors would give two Downs, and one could
+// still be on its way when the other is flushed).
 struct Stopping {
   const Task& t;
   Ref watch;
-  explicit Stopping(const Task& task) : t(task), watch(monitor(task.pid)) {
+  explicit Stopping(const Task& task) : t(task), watch(task.watched ? Ref{} : monitor(task.pid)) {
     unlink(t.pid);
     exit(t.pid, atom("shutdown"));
   }
   bool matches(const MessageRef& m) const {
-    return Outcome{t}.matches(m) || (m.is<Down>() && m.get<Down>().ref == watch);
+    return Outcome{t}.matches(m) || (!t.watched && m.is<Down>() && m.get<Down>().ref == watch);
   }
   Term finish(std::optional<Message> m) const {
-    demonitor(watch, true);
-    if (m->is<Down>() && m->get<Down>().ref == watch) {
-      demonitor(t.mref, true);  // (if it is still there, its Down comes to nobody)
-      const Term& r = m->get<Down>().reason;
-      return shutdown_answer(tuple(atom("exit"), r));
+    if (!t.watched && m->is<Down>() && m->get<Down>().ref == watch) {
+      return shutdown_answer(tuple(atom("exit"), m->get<Down>().reason));
     }
+    if (!t.watched) demonitor(watch, true);  // (a late result came first)
     return shutdown_answer(Outcome{t}.as_yield(std::move(m)));
   }
 };

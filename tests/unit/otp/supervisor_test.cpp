@@ -237,3 +237,18 @@ TEST_CASE_METHOD(Fixture, "a child that cannot start at first stops the supervis
   REQUIRE(s);  // the child started before it was shut down
   CHECK((*s)[1] == Term("a"));
 }
+
+TEST_CASE_METHOD(Fixture, "which_children lists the newest child first, as OTP's does", "[otp][supervisor]") {
+  // Erlang 25: children a, b, c -> [c, b, a]; after start_child(d) -> [d, c, b, a]
+  Pid me = self();
+  Pid sup = start({}, {child(me, "a"), child(me, "b"), child(me, "c")});
+  auto ids = [&] {
+    const Term kids = which_children(mb, sup);
+    std::string out;
+    for (std::size_t i = 0; i < kids.size(); ++i) out += kids[i][0].as_binary();
+    return out;
+  };
+  CHECK(ids() == "cba");
+  CHECK(start_child(mb, sup, child(me, "d")).is_tuple(2, "ok"));
+  CHECK(ids() == "dcba");
+}

@@ -223,6 +223,8 @@ TEST_CASE_METHOD(Fixture, "shutdown after a yield or a timed-out await stops the
     }
     CHECK(task::shutdown(mb, t, 1s) == Term(atom("nil")));
     CHECK_FALSE(is_process_alive(t.pid));
-    CHECK_FALSE(mb.receive_any(0ms).has_value());
+    auto left = mb.receive_any(0ms);
+    INFO("left behind: " << (left ? std::string(left->type_name()) + " " + left->to_string() : std::string("nothing")));
+    CHECK_FALSE(left.has_value());
   }
 }
