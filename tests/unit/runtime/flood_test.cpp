@@ -1,4 +1,4 @@
-// Timeouts under a flood: a receive's `after`, sleep_for and a GenServer call time out while
+// Timeouts under a flood: a receive's `after`, a process's timed pause and a GenServer call time out while
 // messages keep arriving faster than the process looks at them (the timeout is not a message
 // queued behind them).
 #include <atomic>
@@ -15,7 +15,7 @@ struct Never {};
 
 // A steady flood of small messages from a plain thread: up to kPerMs a millisecond (about 10M/s
 // is what one thread reaches here), at most kCap in all (most of a second), or until stopped.
-// Before timeouts were flags, a process handling one message per sleep_for(1ms) under this
+// Before timeouts were flags, a process handling one message per 1 ms pause under this
 // flood did not finish its 100 rounds before the flood ended. The pacing sets the rate; it is
 // not synchronization.
 class Flood {
@@ -60,7 +60,7 @@ std::pair<std::optional<Term>, bool> flooded(Mailbox& mb, Pid p) {
 }
 }  // namespace
 
-TEST_CASE("100 sleep_for(1ms) in a flooded process complete while the flood runs", "[receive][flood]") {
+TEST_CASE("100 pauses of 1 ms in a flooded process complete while the flood runs", "[receive][flood]") {
   Runtime rt;
   Mailbox mb;
   Pid p = spawn([](Pid to) -> Proc {
@@ -188,12 +188,12 @@ TEST_CASE("max_mailbox exit: a process whose mailbox passes the limit exits with
 TEST_CASE("max_mailbox refuse: send_nosuspend says false past the limit and true once there is room", "[receive][max_mailbox]") {
   Runtime rt;
   Mailbox mb;
-  std::atomic<bool> take{false};
-  // takes 50 messages once `take` is set (it looks every millisecond: no message can tell it,
-  // its mailbox is full)
+  // takes 50 messages once told to by an exit signal, which it traps (a message could not tell
+  // it: its mailbox is full; exit signals are never refused)
   Pid p = spawn_opt({.max_mailbox = {.messages = 50, .policy = MailboxLimit::Policy::refuse}},
-                    [](Pid report, std::atomic<bool>* go) -> Proc {
-                      while (!go->load()) co_await sleep_for(1ms);  // NOLINT: the process's own pace
+                    [](Pid report) -> Proc {
+                      trap_exit(true);
+                      (void)co_await receive<ExitMsg>();
                       int got = 0;
                       for (int i = 0; i < 50; ++i) {
                         if (co_await receive<Term>(kWait)) ++got;
@@ -201,13 +201,13 @@ TEST_CASE("max_mailbox refuse: send_nosuspend says false past the limit and true
                       send(report, tuple(atom("took"), got));
                       (void)co_await receive<Take>();
                     },
-                    self(), &take);
+                    self());
   int accepted = 0;
   for (int i = 0; i < 80; ++i) accepted += send_nosuspend(p, Term(i)) ? 1 : 0;
   CHECK(accepted == 50);
   send(p, Term(999));  // a plain send past the limit is dropped (logged once)
   CHECK_FALSE(send_nosuspend(p, Term(1000)));
-  take = true;
+  exit(p, atom("go"));
   auto r = mb.receive<Term>(kWait);
   REQUIRE(r);
   CHECK(r->to_string() == "{took, 50}");
