@@ -68,7 +68,10 @@ for exe in "$dir"/tests/test_*; do
   passed=$((passed + p)); failed=$((failed + f))
   if ((f)); then
     echo "FAIL $name (exit $rc):"
-    tail -n 80 "$log"
+    # Catch2's failures (test case, file:line, expansion) first: the tail may be all log lines
+    grep -n -B12 -A8 -E '(FAILED|failed with|due to unexpected exception|ERROR: AddressSanitizer|runtime error:|WARNING: ThreadSanitizer)' "$log" | head -n 200
+    echo "--- last lines of $log:"
+    tail -n 40 "$log"
   else
     echo "ok   $name: $p test cases"
   fi

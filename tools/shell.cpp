@@ -136,7 +136,7 @@ class Shell {
         args = t.elems();
       }
       const bool link = verb == "spawn_link";
-      Pid p = spawn(Atom(target), function, Term::list(std::move(args)), {.link = link});
+      Pid p = spawn_or_throw(Atom(target), function, Term::list(std::move(args)), {.link = link});
       if (link) ++live_links_;
       result = Term(p);
     } else if (verb == "send") {

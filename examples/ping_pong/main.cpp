@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
     Runtime rt;
     Node node(cli::node_options(flags));
     Mailbox mb;  // this thread is alex's shell process
-    Pid pid = spawn(atom(to), "Kate.reply_sup", Term::list({}), {.link = true});
+    Pid pid = spawn_or_throw(atom(to), "Kate.reply_sup", Term::list({}), {.link = true});
     std::printf("%s\n", to_string(pid).c_str());
     send(pid, tuple(atom("hi"), self()));
     std::printf("%s\n", tuple(atom("hi"), self()).to_string().c_str());

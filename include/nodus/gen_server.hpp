@@ -10,7 +10,7 @@
 //     }
 //     void handle_cast(const Term& msg) override { if (msg.is_atom("inc")) ++n; }
 //   };
-//   Pid p = nodus::gen_server::start(std::make_unique<Counter>(), {.name = atom("counter")});
+//   Pid p = nodus::gen_server::start(std::make_unique<Counter>(), {.name = atom("counter")}).value();
 //   nodus::gen_server::cast(atom("counter"), atom("inc"));
 //   Term v = co_await nodus::gen_server::call(atom("counter"), atom("get"));   // in a process
 //   Term w = nodus::gen_server::call(mailbox, atom("counter"), atom("get"));  // on a thread
@@ -22,8 +22,10 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "nodus/atom.hpp"
+#include "nodus/error.hpp"
 #include "nodus/mailbox.hpp"
 #include "nodus/message.hpp"
 #include "nodus/pid.hpp"
@@ -50,10 +52,11 @@ struct ServerRef {
 /// `noproc` (no such process or name), `{nodedown, Node}` (its node cannot be reached, or went
 /// away), `calling_self` (the server is the caller: it fails at once, as in OTP), `timeout`,
 /// or the server's exit reason if it ended while serving the call. what() says it in words,
-/// e.g. "no connection to moebi@localhost".
-struct CallError : std::runtime_error {
-  CallError(Term why, const std::string& text) : std::runtime_error(text), reason(std::move(why)) {}
-  Term reason;
+/// e.g. "no connection to moebi@localhost". Uncaught, it exits the caller as OTP's call does:
+/// `{Reason, {gen_server, call, [Server, Request, Timeout]}}` (`exit`).
+struct CallError : Error {
+  CallError(Term why, const std::string& text, std::optional<Term> exit_reason = std::nullopt)
+      : Error(errc_of(why), why, text, std::move(exit_reason)) {}
 };
 
 /// The caller of a call, kept to answer later with gen_server::reply (a deferred reply).
@@ -63,8 +66,11 @@ struct From {
 };
 
 /// Subclass and override what the server needs. Callbacks run in the server's process, one
-/// message at a time; an exception thrown by one ends the server with `{exception, ...}` (its
-/// callers get CallError with that reason).
+/// message at a time. A callback that throws (an exception, or exit_self) ends the server as
+/// OTP's does: terminate(reason) runs, a crash report is logged (unless the reason is normal,
+/// shutdown or {shutdown, _}), and the server exits with that reason (`{exception, Type,
+/// What}` for a C++ exception); its callers get CallError with it. An exit signal it does not
+/// trap ends it without terminate, as in OTP.
 class GenServer {
  public:
   /// What handle_call returns: the reply now, or none (answer later with
@@ -78,8 +84,13 @@ class GenServer {
   static CallResult stop(Term reason, Term value) { return {std::move(value), std::move(reason)}; }
 
   virtual ~GenServer() = default;
-  /// Runs first, in the server's process (self() is the server). Throw to fail the start.
+  /// Runs first, in the server's process (self() is the server), before start returns. Throw
+  /// or exit_self(Reason) to fail the start: start returns {error, Reason} (a Failure, code
+  /// init_failed) and the server exits with Reason.
   virtual void init() {}
+  /// Runs after init, before the first message (OTP's handle_continue after {ok, S, {continue,
+  /// C}}): work that must not hold up start's caller.
+  virtual void handle_continue() {}
   /// Default: the server stops with {bad_call, Request}, as OTP's default does.
   virtual CallResult handle_call(const Term& request, const From& from);
   virtual void handle_cast(const Term& msg);
@@ -88,6 +99,8 @@ class GenServer {
   /// Runs when the server stops by a callback's request, or on a shutdown exit from its parent
   /// while it traps exits (call trap_exit(true) in init to get this on supervisor shutdown).
   virtual void terminate(const Term& reason);
+  /// The state as a crash report prints it (OTP's format_status); nullopt: not printed.
+  virtual std::optional<Term> format_status() const { return std::nullopt; }
 
  protected:
   /// From handle_cast / handle_info: stop with `reason` after this callback.
@@ -97,6 +110,7 @@ class GenServer {
   friend struct GenServerAccess;
   std::optional<Term> stop_reason_;
   Pid parent_;
+  bool terminated_ = false;
 };
 
 namespace gen_server {
@@ -104,12 +118,29 @@ namespace gen_server {
 struct StartOptions {
   Atom name;          ///< register the server under this local name (null: no name)
   bool link = false;  ///< link it to the caller (start_link; a supervisor's children do this)
+  /// How long start waits for init (OTP's `timeout` start option); past it the server is
+  /// killed and start fails with `timeout`.
+  std::chrono::milliseconds timeout = std::chrono::hours(24 * 365);
 };
 
-/// Starts `server` in a new process and returns its pid. The name is registered before this
-/// returns; init() runs in the new process (a failing init ends it: a linked caller sees the
-/// exit). std::invalid_argument if the name is taken.
-Pid start(std::unique_ptr<GenServer> server, StartOptions opts = {});
+/// Starts `server` in a new process and returns once its init() returned, as OTP's start does:
+/// the pid, or a Failure whose reason is `{already_started, Pid}` (code already_started: the
+/// name is taken; the server is not started) or what init failed with (code init_failed; the
+/// server exits with it, and a linked caller gets that exit signal, as in OTP 25).
+/// On a thread (main, a Mailbox owner) it blocks. In a supervisor's ChildSpec::start it returns
+/// at once and the supervisor waits for init before it starts the next child. Anywhere else in
+/// a process body it cannot block its worker: use `co_await start_async(...)` there (start
+/// throws std::logic_error).
+Expected<Pid> start(std::unique_ptr<GenServer> server, StartOptions opts = {});
+/// start, for process bodies: the caller waits in its mailbox, the worker runs others.
+Async<Expected<Pid>> start_async(std::unique_ptr<GenServer> server, StartOptions opts = {});
+/// Stops the server as OTP's gen_server:stop does: it runs terminate(reason) and exits with
+/// `reason`; returns once it is gone. Failure noproc if it is not alive, timeout (the server
+/// keeps running) if it does not end in time.
+Expected<Term> stop(Mailbox& mb, ServerRef server, Term reason = Term(atom("normal")),
+                  std::chrono::milliseconds timeout = std::chrono::hours(24 * 365));
+Async<Expected<Term>> stop(ServerRef server, Term reason = Term(atom("normal")),
+                         std::chrono::milliseconds timeout = std::chrono::hours(24 * 365));
 
 /// In a process: sends `request` and waits for the reply (Erlang's default: 5 s).
 Async<Term> call(ServerRef to, Term request, std::chrono::milliseconds timeout = std::chrono::seconds(5));
@@ -129,9 +160,48 @@ namespace detail {
 using RequestSender = std::function<void(const Pid& target, const From& from)>;
 Async<Term> call_with(ServerRef to, RequestSender send_request, std::chrono::milliseconds timeout);
 Term call_with(Mailbox& mb, ServerRef to, RequestSender send_request, std::chrono::milliseconds timeout);
-/// Spawns `body` (linked to the caller if `link`) and registers it as `name` (unless null);
-/// std::invalid_argument, and no process left behind, if the name is taken.
-Pid start_registered(Proc body, Atom name, bool link);
+/// The synchronous start every OTP process here uses (proc_lib's start/init_ack).
+/// Who started a process, and how: the new process calls start_begin first and start_ack once
+/// it is ready (or failed).
+struct Starter {
+  Pid ack_to;   ///< gets the InitAck
+  Pid link_to;  ///< the new process links to it first (a start from a thread); null: none
+  Atom name;    ///< registered by start_begin (null: none)
+};
+/// A started process's answer to its starter. Local only.
+struct InitAck {
+  Pid from;
+  std::optional<Term> error;  ///< why it did not start (nullopt: it did)
+};
+/// In the new process, first: links to `link_to`, registers the name. False (the starter got
+/// {already_started, Pid}) if the name is taken: the process then ends (normal).
+bool start_begin(const Starter& s);
+void start_ack(const Starter& s, std::optional<Term> error = std::nullopt);
+/// Starts the body `make(starter)` builds and waits for its start_ack, as gen_server::start
+/// does (see there: blocking on a thread, deferred in a supervisor, logic_error elsewhere).
+Expected<Pid> start_acked(const std::function<Proc(const Starter&)>& make, Atom name, bool link,
+                        std::chrono::milliseconds timeout, const char* what);
+Async<Expected<Pid>> start_acked_async(std::function<Proc(const Starter&)> make, Atom name, bool link,
+                                     std::chrono::milliseconds timeout);
+/// While a supervisor runs a ChildSpec::start, the processes start_acked starts there (the
+/// supervisor then waits for their acks).
+struct StartCollector {
+  std::vector<Pid> started;
+  StartCollector* previous;
+  StartCollector();
+  ~StartCollector();
+  StartCollector(const StartCollector&) = delete;
+  StartCollector& operator=(const StartCollector&) = delete;
+};
+/// The OTP shape of an uncaught call failure: {Reason, {gen_server, call, [Server, Request,
+/// Timeout]}}.
+Term call_exit(const Term& reason, const ServerRef& to, const Term& request, std::chrono::milliseconds timeout);
+/// gen_server:stop for any OTP process here (servers, supervisors): sends {'$gen_stop',
+/// Reason} and waits for its Down.
+Expected<Term> stop_process(Mailbox& mb, const ServerRef& server, Term reason, std::chrono::milliseconds timeout);
+Async<Expected<Term>> stop_process(ServerRef server, Term reason, std::chrono::milliseconds timeout);
+/// A server reference as a Term: the pid, the name, or {Name, Node}.
+Term server_term(const ServerRef& to);
 /// Sends `request` as a call ({'$gen_call', {self(), tag}, request}) to `to`, monitored under
 /// `tag`; the node it runs on. CallError noproc if `to` names no process registered here.
 Atom send_call(const ServerRef& to, const Ref& tag, Term request);

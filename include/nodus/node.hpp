@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "nodus/atom.hpp"
+#include "nodus/error.hpp"
 #include "nodus/message.hpp"
 #include "nodus/pid.hpp"
 #include "nodus/proc.hpp"
@@ -123,6 +124,10 @@ bool ping(Atom node, std::chrono::milliseconds timeout = std::chrono::seconds(7)
 /// Erlang's monitor_node: the calling process gets `{nodedown, Node}` once the connection to
 /// `node` is lost, or at once if it cannot be made. `false` removes the caller's monitors of it.
 void monitor(Atom node, bool on = true);
+/// Erlang's net_kernel:monitor_nodes: the calling process gets `{nodeup, Node}` when a
+/// connection to any node comes up and `{nodedown, Node}` when one goes; `false` stops it.
+/// (A process may subscribe before this node starts distribution.)
+void monitor_nodes(bool on = true);
 }  // namespace node
 
 /// A process body other nodes may start by name (C++ cannot ship closures: the name plays the
@@ -132,11 +137,17 @@ using RemoteFunction = std::function<Proc(Term args)>;
 void register_function(std::string name, RemoteFunction f);
 
 /// A remote spawn that could not happen: no connection, unknown function, or timeout.
-struct SpawnError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+/// `code`: noconnection, not_found (no such function there), timeout, badarg.
+struct SpawnError : Error {
+  explicit SpawnError(const std::string& text, Errc c = Errc::noconnection)
+      : Error(c, Term(atom(to_string(c))), text) {}
 };
 
-/// Starts `function(args)` on `node` (this node too) and returns its pid. The new process's
+/// Starts `function(args)` on `node` (this node too) and returns its pid. As in Erlang, a spawn
+/// that cannot happen there still returns a pid (of that node, already gone): a link gives the
+/// caller an exit signal and a monitor a Down, with `noconnection` if the node cannot be reached
+/// and `undef` if it has no such function (an untrapped, linked caller exits). A timeout
+/// (default 7 s; Erlang has none) throws SpawnError. The new process's
 /// group leader is the caller's (or `opts.group_leader`): its nodus::io output appears where
 /// the caller's does, as in Erlang. Blocks the calling thread until `node` answers (from a
 /// process body prefer `co_await spawn_request(...)`); throws SpawnError.
@@ -145,11 +156,19 @@ struct SpawnError : std::runtime_error {
 Pid spawn(Atom node, const std::string& function, Term args = Term::list({}),
           const SpawnOptions& opts = {}, std::chrono::milliseconds timeout = std::chrono::seconds(7));
 /// Node.spawn_monitor: starts `function(args)` on `node`, monitored by the caller from before
-/// it runs; the pid and the monitor's ref. Blocks like spawn(node, ...). `opts.monitor` is
-/// implied; `opts.link` and `opts.group_leader` apply.
+/// it runs; the pid and the monitor's ref. Blocks like spawn(node, ...); a spawn that cannot
+/// happen gives a Down (noconnection, undef) as spawn's link does. `opts.monitor` is implied;
+/// `opts.link` and `opts.group_leader` apply.
 std::pair<Pid, Ref> spawn_monitor(Atom node, const std::string& function, Term args = Term::list({}),
                                   SpawnOptions opts = {},
                                   std::chrono::milliseconds timeout = std::chrono::seconds(7));
+/// spawn and spawn_monitor that throw SpawnError (code noconnection, not_found, timeout,
+/// badarg) instead of returning a pid that is already gone.
+Pid spawn_or_throw(Atom node, const std::string& function, Term args = Term::list({}),
+                   const SpawnOptions& opts = {}, std::chrono::milliseconds timeout = std::chrono::seconds(7));
+std::pair<Pid, Ref> spawn_monitor_or_throw(Atom node, const std::string& function, Term args = Term::list({}),
+                                           SpawnOptions opts = {},
+                                           std::chrono::milliseconds timeout = std::chrono::seconds(7));
 
 /// What spawn_request started: the pid, and the monitor's ref when `opts.monitor` was set.
 struct Spawned {

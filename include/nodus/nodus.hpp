@@ -21,4 +21,6 @@
 #include "nodus/supervisor.hpp"
 #include "nodus/task.hpp"
 #include "nodus/application.hpp"
+#include "nodus/pg.hpp"
 #include "nodus/config.hpp"
+#include "nodus/error.hpp"

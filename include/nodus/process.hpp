@@ -150,13 +150,19 @@ std::optional<Pid> whereis(Atom name);
 
 /// Sends an exit signal to `pid` (Erlang's exit/2): `kill` cannot be trapped, `normal` is
 /// ignored unless `pid` traps exits (then it is a message), anything else kills a
-/// non-trapping process.
+/// non-trapping process. To the calling process itself (in a process body) it takes effect at
+/// once, as in Erlang: it throws ProcessExit (`killed` for kill; any reason, `normal` too, when
+/// not trapping). A signal from another process reaches a busy process at its next
+/// suspension point (receive, yield, a send that waits): bodies are cooperative.
 void exit(const Pid& pid, Term reason);
 /// Ends the calling process with `reason` (Erlang's exit/1). Throws ProcessExit. (Not called
 /// `exit`: with `using namespace nodus`, `exit(1)` would pick ::exit and end the OS process.)
 [[noreturn]] void exit_self(Term reason);
 
-/// Links the caller and `pid`; if `pid` is not alive the caller gets an exit signal `noproc`.
+/// Links the caller and `pid`. A local `pid` that is not alive: a caller that traps exits
+/// gets an ExitMsg `noproc`; any other gets nodus::Error (code noproc) thrown, which it may
+/// catch (uncaught, it exits with `noproc`), as OTP 25's link/1 raises noproc. A pid of
+/// another node that is not alive gives the exit signal `noproc` later, as in Erlang.
 void link(const Pid& pid);
 void unlink(const Pid& pid);
 /// Monitors `pid`: one `Down` message when it exits (`noproc` at once if it is not alive).
@@ -182,7 +188,8 @@ TimerRef send_after(std::chrono::duration<Rep, Period> d, const Pid& to, M&& msg
   return {detail::send_after_node(std::chrono::duration_cast<Clock::duration>(d), to,
                                   detail::make_node(std::forward<M>(msg)))};
 }
-/// False if the timer already fired or was cancelled.
-bool cancel_timer(TimerRef t);
+/// Erlang's cancel_timer: the time that was left (0 if it was due), or nullopt (Erlang's
+/// `false`) if the timer already fired or was cancelled.
+std::optional<std::chrono::milliseconds> cancel_timer(TimerRef t);
 
 }  // namespace nodus

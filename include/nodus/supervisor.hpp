@@ -4,13 +4,11 @@
 //   using namespace nodus::supervisor;
 //   Pid sup = start({.strategy = Strategy::one_for_one},
 //                   {worker("cache", cache_body), worker("poller", poller_body, 5s)},
-//                   {.name = atom("app_sup"), .link = true});
+//                   {.name = atom("app_sup"), .link = true}).value();
 //   Term children = co_await which_children(sup);   // [{Id, Pid, worker}, ...]
 //
-// Children start in list order and stop in reverse order. Called from a thread (main, a
-// Mailbox owner) start returns once they all run, like OTP's start_link; called from a process
-// body it returns at once (a worker must not block): a call to the supervisor, such as
-// which_children, answers only after its children started.
+// Children start in list order (each after the previous one's init) and stop in reverse order;
+// start returns once they all run, like OTP's start_link.
 #pragma once
 
 #include <chrono>
@@ -72,11 +70,22 @@ struct StartOptions {
   bool link = false;  ///< link it to the caller (a supervisor's child supervisor does this)
 };
 
-/// Starts a supervisor process and returns its pid. Past its intensity it stops its children
-/// in reverse start order and exits with `shutdown`; if a child fails to start at first it
-/// exits with {shutdown, {failed_to_start_child, Id, Reason}}. Restarts and give-ups are logged
-/// with the child id and exit reason.
-Pid start(Flags flags, std::vector<ChildSpec> children, StartOptions opts = {});
+/// Starts a supervisor process; returns once its children started, in list order, each after
+/// the previous one's init returned (OTP's start_link). If a child fails to start the others
+/// are stopped and the result is a Failure with reason {shutdown, {failed_to_start_child, Id,
+/// Reason}} (the supervisor exits with it); a taken name gives {already_started, Pid}. Past its
+/// intensity it stops its children in reverse start order and exits with `shutdown`. Restarts
+/// and give-ups are logged with the child id and exit reason. Where it may wait: as
+/// gen_server::start (a thread blocks; a supervisor's child start defers; elsewhere in a
+/// process use start_async).
+Expected<Pid> start(Flags flags, std::vector<ChildSpec> children, StartOptions opts = {});
+Async<Expected<Pid>> start_async(Flags flags, std::vector<ChildSpec> children, StartOptions opts = {});
+/// OTP's supervisor:stop: stops the children (reverse start order), then the supervisor exits
+/// with `reason`; returns `ok` once it is gone (Failure noproc, timeout, exited otherwise).
+Expected<Term> stop(Mailbox& mb, ServerRef sup, Term reason = Term(atom("normal")),
+                  std::chrono::milliseconds timeout = std::chrono::hours(24 * 365));
+Async<Expected<Term>> stop(ServerRef sup, Term reason = Term(atom("normal")),
+                         std::chrono::milliseconds timeout = std::chrono::hours(24 * 365));
 /// A nested supervisor as a child spec (type supervisor, shutdown infinity).
 ChildSpec supervisor_child(std::string id, Flags flags, std::vector<ChildSpec> children);
 

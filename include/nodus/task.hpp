@@ -42,9 +42,11 @@ struct Task {
 /// A task that produced no result. `reason` is the task's exit reason (its exception as
 /// {exception, Type, What}, `noproc`, `{nodedown, Node}` for a lost node, `killed`...) or `timeout`; what() says it in
 /// words, as Elixir does: "no connection to moebi@localhost".
-struct TaskError : std::runtime_error {
-  TaskError(Term why, const std::string& text) : std::runtime_error(text), reason(std::move(why)) {}
-  Term reason;
+/// Uncaught, it exits the caller as Elixir's Task.await does: `{Reason, {'Elixir.Task', await,
+/// [TaskPid, Timeout]}}`.
+struct TaskError : Error {
+  TaskError(Term why, const std::string& text, std::optional<Term> exit_reason = std::nullopt)
+      : Error(errc_of(why), why, text, std::move(exit_reason)) {}
 };
 
 /// A function tasks run by name (on this node, for local or remote task supervisors).
@@ -75,8 +77,9 @@ Term shutdown(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout = st
 
 namespace task_supervisor {
 
-/// Starts a task supervisor (its tasks are temporary children).
-Pid start(supervisor::StartOptions opts = {});
+/// Starts a task supervisor (its tasks are temporary children): its pid, or {already_started,
+/// Pid}. Where it may wait: as gen_server::start.
+Expected<Pid> start(supervisor::StartOptions opts = {});
 /// As a child of a supervision tree (the lesson's `{Task.Supervisor, name: Chat.TaskSupervisor}`).
 supervisor::ChildSpec child_spec(Atom name);
 

@@ -177,6 +177,14 @@ void disconnect(Atom n) {
 
 bool ping(Atom n, std::chrono::milliseconds timeout) { return connect(n, nullptr, timeout); }
 
+void monitor_nodes(bool on) {
+  const Pid me = nodus::self();
+  if (me.is_null()) throw std::logic_error("node::monitor_nodes needs a calling process");
+  std::lock_guard lock(dist::g_node_watchers_mu);
+  std::erase(dist::g_node_watchers, me);
+  if (on) dist::g_node_watchers.push_back(me);
+}
+
 void monitor(Atom n, bool on) {
   const Pid me = nodus::self();
   if (me.is_null()) throw std::logic_error("node::monitor needs a calling process");
@@ -197,10 +205,30 @@ void register_function(std::string name, RemoteFunction f) {
 
 namespace {
 
+// What a failed spawn's text says: the function is not there, or the node could not be reached.
+Errc spawn_errc(const std::string& error) {
+  if (error.starts_with("no function ")) return Errc::not_found;
+  if (error.starts_with("cannot start ")) return Errc::exception;
+  return Errc::noconnection;
+}
+
+// Erlang's answer to a spawn that did not happen there: a pid of that node that is already
+// gone, and what a dead process gives its caller's link (an exit signal) and monitor (a Down):
+// noconnection when the node could not be reached, undef when it has no such function.
+Pid spawn_failed(Atom node_name, const SpawnError& e, const SpawnOptions& opts, const Ref& ref) {
+  if (e.code != Errc::noconnection && e.code != Errc::not_found) throw e;
+  const Pid gone{node_name, 0, 0, 1};
+  const Term why = e.code == Errc::noconnection ? atoms::noconnection() : atom("undef");
+  // (not as a link's signal: there is no link to a pid that never lived; the effect is the same)
+  if (opts.link) runtime::send_exit_signal(self(), gone, why, false);
+  if (opts.monitor) runtime::deliver_local(self(), detail::make_node(Down{ref, gone, why}));
+  return gone;
+}
+
 // Starts a registered function on this node.
 Pid spawn_here(const std::string& function, Term args, const SpawnOptions& opts, Ref* mref) {
   auto f = dist::find_function(function);
-  if (!f) throw SpawnError("no function " + function + " on " + std::string(node::self().name()));
+  if (!f) throw SpawnError("no function " + function + " on " + std::string(node::self().name()), Errc::not_found);
   Proc p = (*f)(std::move(args));
   return detail::spawn_frame(p.release(), opts, {}, mref);
 }
@@ -212,15 +240,15 @@ std::uint64_t request_spawn(dist::NodeImpl* node, Atom node_name, const std::str
                             const Ref& ref, std::shared_ptr<dist::Waiter> waiter) {
   const Pid me = self();
   if ((opts.link || opts.monitor || (flags & dist::kSpawnAsync)) && me.is_null()) {
-    throw SpawnError("spawn with link or monitor needs a calling process");
+    throw SpawnError("spawn with link or monitor needs a calling process", Errc::badarg);
   }
-  if (function.size() > 255) throw SpawnError("function name longer than 255 bytes");
+  if (function.size() > 255) throw SpawnError("function name longer than 255 bytes", Errc::system_limit);
   const Pid gl = opts.group_leader.is_null() ? group_leader() : opts.group_leader;
   if (opts.link) flags |= dist::kSpawnLink;
   if (opts.monitor) flags |= dist::kSpawnMonitor;
   const std::uint64_t req = node->next_request();
   std::string f = dist::frames::SpawnRequest{req, me.id, me.serial, flags, gl, function, args, ref}.encode();
-  if (f.empty()) throw SpawnError("spawn request does not fit the wire (a name longer than 255 bytes)");
+  if (f.empty()) throw SpawnError("spawn request does not fit the wire (a name longer than 255 bytes)", Errc::system_limit);
   if (opts.monitor) {
     // the caller's side exists before the request leaves: a DOWN that beats the reply is kept
     detail::adopt_monitor(Pid{node_name, 0, 0, 0}, ref);
@@ -236,17 +264,17 @@ std::uint64_t request_spawn(dist::NodeImpl* node, Atom node_name, const std::str
 Pid await_spawn(dist::Waiter& w, Atom node_name, std::chrono::milliseconds timeout) {
   std::unique_lock lock(w.mu);
   if (!w.cv.wait_for(lock, timeout, [&] { return w.done; })) {
-    throw SpawnError("timeout waiting for " + std::string(node_name.name()));
+    throw SpawnError("timeout waiting for " + std::string(node_name.name()), Errc::timeout);
   }
-  if (!w.ok) throw SpawnError(w.error);
+  if (!w.ok) throw SpawnError(w.error, spawn_errc(w.error));
   return w.pid;
 }
 
 }  // namespace
 
-Pid spawn(Atom node_name, const std::string& function, Term args, const SpawnOptions& opts,
-          std::chrono::milliseconds timeout) {
-  if (opts.monitor) throw SpawnError("spawn with monitor: use spawn_monitor(node, ...), which returns the ref");
+Pid spawn_or_throw(Atom node_name, const std::string& function, Term args, const SpawnOptions& opts,
+                   std::chrono::milliseconds timeout) {
+  if (opts.monitor) throw SpawnError("spawn with monitor: use spawn_monitor(node, ...), which returns the ref", Errc::badarg);
   auto waiter = std::make_shared<dist::Waiter>();
   {
     const dist::NodeUse node;
@@ -256,8 +284,8 @@ Pid spawn(Atom node_name, const std::string& function, Term args, const SpawnOpt
   return await_spawn(*waiter, node_name, timeout);
 }
 
-std::pair<Pid, Ref> spawn_monitor(Atom node_name, const std::string& function, Term args,
-                                  SpawnOptions opts, std::chrono::milliseconds timeout) {
+std::pair<Pid, Ref> spawn_monitor_or_throw(Atom node_name, const std::string& function, Term args,
+                                           SpawnOptions opts, std::chrono::milliseconds timeout) {
   opts.monitor = true;
   const Ref ref = make_ref();
   auto waiter = std::make_shared<dist::Waiter>();
@@ -271,6 +299,28 @@ std::pair<Pid, Ref> spawn_monitor(Atom node_name, const std::string& function, T
     request_spawn(node.get(), node_name, function, args, opts, 0, ref, waiter);
   }
   return {await_spawn(*waiter, node_name, timeout), ref};
+}
+
+Pid spawn(Atom node_name, const std::string& function, Term args, const SpawnOptions& opts,
+          std::chrono::milliseconds timeout) {
+  try {
+    return spawn_or_throw(node_name, function, std::move(args), opts, timeout);
+  } catch (const SpawnError& e) {
+    if (opts.monitor) throw;
+    return spawn_failed(node_name, e, opts, {});
+  }
+}
+
+std::pair<Pid, Ref> spawn_monitor(Atom node_name, const std::string& function, Term args, SpawnOptions opts,
+                                  std::chrono::milliseconds timeout) {
+  opts.monitor = true;
+  try {
+    return spawn_monitor_or_throw(node_name, function, std::move(args), opts, timeout);
+  } catch (const SpawnError& e) {
+    if (e.code != Errc::noconnection && e.code != Errc::not_found) throw;
+    const Ref ref = make_ref();
+    return {spawn_failed(node_name, e, opts, ref), ref};
+  }
 }
 
 Async<Spawned> spawn_request(Atom node_name, std::string function, Term args, SpawnOptions opts,
@@ -290,8 +340,8 @@ Async<Spawned> spawn_request(Atom node_name, std::string function, Term args, Sp
   }
   auto reply = co_await receive<detail::SpawnReply>(
       [req](const detail::SpawnReply& r) { return r.request == req; }, timeout);
-  if (!reply) throw SpawnError("timeout waiting for " + std::string(node_name.name()));
-  if (!reply->error.empty()) throw SpawnError(reply->error);
+  if (!reply) throw SpawnError("timeout waiting for " + std::string(node_name.name()), Errc::timeout);
+  if (!reply->error.empty()) throw SpawnError(reply->error, spawn_errc(reply->error));
   co_return Spawned{reply->pid, ref};
 }
 

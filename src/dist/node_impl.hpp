@@ -69,6 +69,11 @@ struct Waiter {
   }
 };
 
+// net_kernel:monitor_nodes: the processes told of every nodeup and nodedown (they may
+// subscribe before a Node exists).
+extern std::mutex g_node_watchers_mu;
+extern std::vector<Pid> g_node_watchers;
+
 // Work handed to the I/O thread by other threads.
 struct Command {
   enum Kind { open, connect, disconnect, spawn, resolved } kind;

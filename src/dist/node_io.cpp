@@ -752,13 +752,23 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
 }
 
 void NodeImpl::mark_up(Atom node, bool up) {
-  std::lock_guard lock(list_mu_);
-  if (up) {
-    up_.insert(node);
-  } else {
-    up_.erase(node);
+  {
+    std::lock_guard lock(list_mu_);
+    const bool changed = up ? up_.insert(node).second : up_.erase(node) > 0;
+    if (!changed) return;
   }
+  // net_kernel:monitor_nodes: {nodeup, Node} / {nodedown, Node} to every watcher
+  std::vector<Pid> tell;
+  {
+    std::lock_guard lock(g_node_watchers_mu);
+    std::erase_if(g_node_watchers, [](const Pid& w) { return !is_process_alive(w); });
+    tell = g_node_watchers;
+  }
+  for (const Pid& w : tell) runtime::deliver_local(w, detail::make_node(tuple(atom(up ? "nodeup" : "nodedown"), node)));
 }
+
+std::mutex g_node_watchers_mu;
+std::vector<Pid> g_node_watchers;
 
 // ------------------------------------------------------------------------------ CURVE keys
 

@@ -11,21 +11,12 @@ namespace {
 Proc master_body(Pid requester, std::shared_ptr<Application> app) {
   trap_exit(true);
   Pid root;
-  std::optional<std::string> failure;
-  try {
-    root = supervisor::start(app->flags, app->children, {.name = atom(app->name), .link = true});
-    co_await supervisor::which_children(root);  // answers once every child started
-  } catch (const std::exception& e) {
-    failure = e.what();
-  }
-  if (failure) {
-    if (!root.is_null()) {  // the root's own exit carries the reason
-      auto ex = co_await receive<ExitMsg>([&](const ExitMsg& m) { return m.from == root; }, std::chrono::seconds(5));
-      if (ex) failure = ex->reason.to_string();
-    }
-    send(requester, tuple(atom("failed"), *failure));
+  Expected<Pid> started = co_await supervisor::start_async(app->flags, app->children, {.name = atom(app->name), .link = true});
+  if (!started) {
+    send(requester, tuple(atom("failed"), started.error().reason.to_string()));
     co_return;
   }
+  root = started.value();
   send(requester, tuple(atom("started"), root));
   for (;;) {
     Message m = co_await receive_any();

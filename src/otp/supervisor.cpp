@@ -1,6 +1,7 @@
 // Supervisor: the supervision loop (start, watch, restart by strategy, intensity, shutdown).
 #include "nodus/supervisor.hpp"
 
+#include <algorithm>
 #include <deque>
 
 #include "../runtime/process.hpp"
@@ -33,18 +34,6 @@ struct Request {
   std::string id;
 };
 
-Term why_of(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const ProcessExit& x) {
-    return x.reason;
-  } catch (const std::exception& x) {
-    return tuple(atom("exception"), std::string(x.what()));
-  } catch (...) {
-    return atom("unknown_exception");
-  }
-}
-
 bool normal_exit(const Term& r) {
   return r.is_atom("normal") || r.is_atom("shutdown") || (r.is_tuple() && r.size() == 2 && r[0].is_atom("shutdown"));
 }
@@ -75,18 +64,40 @@ Async<void> shutdown_from(State& s, std::size_t from) {
   }
 }
 
-// Starts child `i`; false (logged) if its start function threw.
-bool start_one(State& s, std::size_t i, Term* why = nullptr) {
+// Starts child `i` and waits for its init (a GenServer's or supervisor's start acks, as OTP's
+// proc_lib does); false (logged) if the start function threw or the child failed to start.
+Async<bool> start_one(State& s, std::size_t i, Term* why = nullptr) {
   Child& c = s.children[i];
+  std::optional<Term> failed;
+  Pid pid;
+  bool acks = false;
   try {
-    c.pid = c.spec.start();
-    return true;
+    detail::StartCollector started;
+    pid = c.spec.start();
+    acks = std::find(started.started.begin(), started.started.end(), pid) != started.started.end();
   } catch (...) {
-    const Term r = why_of(std::current_exception());
-    logger().error("Supervisor {}: child {} failed to start: {}", s.name, c.spec.id, r.to_string(1000));
-    if (why) *why = r;
-    return false;
+    failed = exit_reason_of(std::current_exception());
   }
+  if (!failed && acks) {
+    Message m = co_await receive_any([pid](const MessageRef& r) {
+      return (r.is<detail::InitAck>() && r.get<detail::InitAck>().from == pid) ||
+             (r.is<ExitMsg>() && r.get<ExitMsg>().from == pid);
+    });
+    if (m.is<ExitMsg>()) {
+      failed = m.get<ExitMsg>().reason;
+    } else if (auto& e = m.get<detail::InitAck>().error) {
+      failed = *e;
+      // it exits with that reason: take its exit signal, so it is not seen as a running child's
+      (void)co_await receive<ExitMsg>([pid](const ExitMsg& x) { return x.from == pid; });
+    }
+  }
+  if (failed) {
+    logger().error("Supervisor {}: child {} failed to start: {}", s.name, c.spec.id, failed->to_string(1000));
+    if (why) *why = *failed;
+    co_return false;
+  }
+  s.children[i].pid = pid;  // (c may dangle: nothing resized children meanwhile, but be plain)
+  co_return true;
 }
 
 // Counts a restart; false when that goes past the intensity (the supervisor must give up).
@@ -108,7 +119,7 @@ bool count_restart(State& s) {
 Async<void> restart_from(State& s, std::size_t from) {
   for (std::size_t i = from; i < s.children.size(); ++i) {
     while (s.children[i].pid.is_null()) {
-      if (start_one(s, i)) break;
+      if (co_await start_one(s, i)) break;
       if (!count_restart(s)) {
         co_await shutdown_from(s, 0);
         give_up(s);
@@ -175,7 +186,7 @@ Async<Term> handle(State& s, Request& r) {
       }
       s.children.push_back({std::move(r.spec), Pid{}});
       Term why;
-      if (!start_one(s, s.children.size() - 1, &why)) {
+      if (!co_await start_one(s, s.children.size() - 1, &why)) {
         s.children.pop_back();
         co_return tuple(atom("error"), why);
       }
@@ -196,7 +207,7 @@ Async<Term> handle(State& s, Request& r) {
       if (!i) co_return error("not_found");
       if (!s.children[*i].pid.is_null()) co_return error("running");
       Term why;
-      if (!start_one(s, *i, &why)) co_return tuple(atom("error"), why);
+      if (!co_await start_one(s, *i, &why)) co_return tuple(atom("error"), why);
       co_return tuple(atom("ok"), s.children[*i].pid);
     }
     case Request::delete_child: {
@@ -228,17 +239,22 @@ Async<Term> handle(State& s, Request& r) {
   co_return error("bad_request");
 }
 
-Proc supervisor_loop(std::shared_ptr<State> state) {
+Proc supervisor_loop(std::shared_ptr<State> state, detail::Starter st) {
   State& s = *state;
   trap_exit(true);
+  if (!detail::start_begin(st)) co_return;
   if (s.name.empty()) s.name = to_string(self());
+  // children start in order, each after the previous one's init returned
   for (std::size_t i = 0; i < s.children.size(); ++i) {
     Term why;
-    if (!start_one(s, i, &why)) {
+    if (!co_await start_one(s, i, &why)) {
       co_await shutdown_from(s, 0);
-      exit_self(tuple(atom("shutdown"), tuple(atom("failed_to_start_child"), s.children[i].spec.id, why)));
+      const Term reason = tuple(atom("shutdown"), tuple(atom("failed_to_start_child"), s.children[i].spec.id, why));
+      detail::start_ack(st, reason);
+      exit_self(reason);
     }
   }
+  detail::start_ack(st);
   for (;;) {
     Message m = co_await receive_any();
     if (m.is<ExitMsg>()) {
@@ -253,6 +269,10 @@ Proc supervisor_loop(std::shared_ptr<State> state) {
           break;
         }
       }
+    } else if (m.is<Term>() && m.get<Term>().is_tuple(2, "$gen_stop")) {
+      const Term reason = m.get<Term>()[1];  // supervisor:stop: the children first
+      co_await shutdown_from(s, 0);
+      exit_self(reason);
     } else if (m.is<Request>()) {
       Request& r = m.get<Request>();
       Term answer = co_await handle(s, r);
@@ -276,33 +296,42 @@ constexpr std::chrono::milliseconds kCallTimeout = std::chrono::hours(24);
 
 ChildSpec gen_server_child(std::string id, std::function<std::unique_ptr<GenServer>()> make, Atom name) {
   return {std::move(id), [make = std::move(make), name]() {
-            return gen_server::start(make(), {.name = name, .link = true});
+            return gen_server::start(make(), {.name = name, .link = true}).value();
           }};
 }
 
-Pid start(Flags flags, std::vector<ChildSpec> children, StartOptions opts) {
+namespace {
+std::function<Proc(const detail::Starter&)> supervisor_body(Flags flags, std::vector<ChildSpec> children,
+                                                            const StartOptions& opts) {
   auto s = std::make_shared<State>();
   s->flags = flags;
   for (auto& c : children) s->children.push_back({std::move(c), Pid{}});
   if (!(opts.name == Atom())) s->name = std::string(opts.name.name());
   if (opts.link) s->parent = self();
-  const Pid pid = detail::start_registered(supervisor_loop(std::move(s)), opts.name, opts.link);
-  if (!runtime::on_worker()) {
-    // a thread (main, a Mailbox owner) may block: return once the children run, as OTP's
-    // start_link does. (A process body cannot block its worker; it gets the pid at once.)
-    Mailbox waiter;
-    try {
-      which_children(waiter, pid);
-    } catch (const CallError& e) {
-      throw std::runtime_error("supervisor did not start: " + e.reason.to_string());
-    }
-  }
-  return pid;
+  return [s](const detail::Starter& st) { return supervisor_loop(s, st); };
+}
+}  // namespace
+
+Expected<Pid> start(Flags flags, std::vector<ChildSpec> children, StartOptions opts) {
+  return detail::start_acked(supervisor_body(flags, std::move(children), opts), opts.name, opts.link,
+                             std::chrono::hours(24 * 365), "supervisor::start");
+}
+
+Async<Expected<Pid>> start_async(Flags flags, std::vector<ChildSpec> children, StartOptions opts) {
+  return detail::start_acked_async(supervisor_body(flags, std::move(children), opts), opts.name, opts.link,
+                                   std::chrono::hours(24 * 365));
+}
+
+Expected<Term> stop(Mailbox& mb, ServerRef sup, Term reason, std::chrono::milliseconds timeout) {
+  return detail::stop_process(mb, sup, std::move(reason), timeout);
+}
+Async<Expected<Term>> stop(ServerRef sup, Term reason, std::chrono::milliseconds timeout) {
+  return detail::stop_process(sup, std::move(reason), timeout);
 }
 
 ChildSpec supervisor_child(std::string id, Flags flags, std::vector<ChildSpec> children) {
   auto kids = std::make_shared<std::vector<ChildSpec>>(std::move(children));
-  ChildSpec c{std::move(id), [flags, kids]() { return start(flags, *kids, {.link = true}); }};
+  ChildSpec c{std::move(id), [flags, kids]() { return start(flags, *kids, {.link = true}).value(); }};
   c.type = ChildType::supervisor;
   c.shutdown = infinity;
   return c;

@@ -24,9 +24,33 @@ std::optional<TaskFunction> find_function(std::string_view name) {
   return it->second;
 }
 
+bool quiet_reason(const Term& r) {
+  return r.is_atom("normal") || r.is_atom("shutdown") || (r.is_tuple() && r.size() == 2 && r[0].is_atom("shutdown"));
+}
+
+// Runs a task's function; a failure is logged as Elixir's crash report for a task
+// ("Task <pid> started from <owner> terminating"), cut and rate-limited, and ends the task
+// with its reason.
+Async<Term> run_reported(const std::function<Async<Term>()>& f, const Pid& owner, std::string_view function,
+                         const Term* args) {
+  try {
+    co_return co_await f();
+  } catch (...) {
+    const Term why = exit_reason_of(std::current_exception());
+    if (!quiet_reason(why)) {
+      std::string text = "Task " + to_string(self()) + " started from " +
+                         (owner.is_null() ? std::string("nobody") : to_string(owner)) + " terminating\n** (stop) " +
+                         why.to_string(1000) + "\nFunction: " + std::string(function.substr(0, 255));
+      if (args) text += "\n    Args: " + args->to_string(1000);
+      log_limited(spdlog::level::err, "crash " + to_string(self()), text, 4000);
+    }
+    exit_self(why);
+  }
+}
+
 // A local task: monitored (and linked) from before it runs; sends {Tag, Result}.
 Proc task_body(Pid owner, Ref tag, std::function<Async<Term>()> f) {
-  Term r = co_await f();
+  Term r = co_await run_reported(f, owner, "(a local function)", nullptr);
   send(owner, tuple(Term(tag), std::move(r)));
 }
 
@@ -66,11 +90,11 @@ struct LeaveSupervisor {
 // the task drops it just before sending, and the owner forgets it on reading the result, so no
 // DOWN and no DEMONITOR cross the network.
 Proc supervised_task(Pid owner, Ref tag, bool link_owner, From caller, std::function<Async<Term>()> f,
-                     std::shared_ptr<SupState> state, Pid sup) {
+                     std::shared_ptr<SupState> state, Pid sup, std::string function, Term args) {
   LeaveSupervisor leave(std::move(state), sup);
   if (link_owner) link(owner);
   gen_server::reply(caller, tuple(atom("ok"), self()));
-  Term r = co_await f();
+  Term r = co_await run_reported(f, owner, function, &args);
   if (!owner.is_null()) {
     if (caller.tag == tag) detail::drop_watcher(tag);
     send(owner, tuple(Term(tag), std::move(r)));
@@ -92,9 +116,16 @@ void release_monitor(const Task& t) {
   }
 }
 
+// Elixir's exit for an uncaught await failure: {Reason, {'Elixir.Task', await, [Task, Timeout]}}
+// (the task as its pid here).
+Term await_exit(const Term& why, const Task& t, std::chrono::milliseconds timeout) {
+  return tuple(why, tuple(atom("Elixir.Task"), atom("await"), Term::list({Term(t.pid), Term(static_cast<long>(timeout.count()))})));
+}
+
 // Waiting for a task's outcome: its result message or its Down.
 struct Outcome {
   const Task& t;
+  std::chrono::milliseconds timeout{5000};
   bool matches(const MessageRef& m) const {
     if (m.is<Term>()) {
       const Term& x = m.get<Term>();
@@ -116,12 +147,14 @@ struct Outcome {
       demonitor(t.mref, true);
       detail::ignore_reply(t.tag);
       t.watched = false;
-      throw TaskError(atom("timeout"), "time out: task " + to_string(t.pid) + " gave no result in time");
+      throw TaskError(atom("timeout"), "time out: task " + to_string(t.pid) + " gave no result in time",
+                      await_exit(atom("timeout"), t, timeout));
     }
     if (m->is<Down>()) {
       const Term& r = m->get<Down>().reason;
       // as Elixir's Task.await: a lost node is {nodedown, Node}
-      throw TaskError(r.is_atom("noconnection") ? tuple(atom("nodedown"), t.pid.node) : r, reason_text(r, t.pid));
+      const Term why = r.is_atom("noconnection") ? tuple(atom("nodedown"), t.pid.node) : r;
+      throw TaskError(why, reason_text(r, t.pid), await_exit(why, t, timeout));
     }
     release_monitor(t);
     return m->get<Term>()[1];
@@ -146,9 +179,10 @@ std::optional<Term> start_task(const std::shared_ptr<SupState>& state, const Ter
   if (!f) return tuple(atom("error"), tuple(atom("undef"), name + " is not a task function on " + std::string(node::self().name())));
   const Pid owner = req[1].is_pid() ? req[1].as_pid() : Pid{};
   Term args = req[5];
-  std::function<Async<Term>()> run = [f = std::move(*f), args = std::move(args)]() { return f(args); };
+  std::function<Async<Term>()> run = [f = std::move(*f), args]() { return f(args); };
   const Ref tag = req[2].as_ref();
-  Proc body = supervised_task(owner, tag, req[3].is_atom("true"), from, std::move(run), state, self());
+  Proc body = supervised_task(owner, tag, req[3].is_atom("true"), from, std::move(run), state, self(), name,
+                              std::move(args));
   {
     // held across the spawn: a task that ends at once leaves only after it was added
     std::lock_guard lock(state->mu);
@@ -166,9 +200,11 @@ std::vector<Pid> children_of(SupState& s) {
   return {s.children.begin(), s.children.end()};
 }
 
-Proc task_supervisor_loop(std::shared_ptr<SupState> state) {
+Proc task_supervisor_loop(std::shared_ptr<SupState> state, detail::Starter st) {
   SupState& s = *state;
   trap_exit(true);
+  if (!detail::start_begin(st)) co_return;
+  detail::start_ack(st);
   for (;;) {
     Message m = co_await receive_any();
     if (m.is<ExitMsg>()) {
@@ -310,10 +346,10 @@ std::optional<Message> next_outcome(Mailbox& mb, const Task& t, std::chrono::mil
 }  // namespace
 
 Async<Term> await(const Task& t, std::chrono::milliseconds timeout) {
-  co_return Outcome{t}.as_await(co_await next_outcome(t, timeout));
+  co_return Outcome{t, timeout}.as_await(co_await next_outcome(t, timeout));
 }
 Term await(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout) {
-  return Outcome{t}.as_await(next_outcome(mb, t, timeout));
+  return Outcome{t, timeout}.as_await(next_outcome(mb, t, timeout));
 }
 Async<Term> yield(const Task& t, std::chrono::milliseconds timeout) {
   co_return Outcome{t}.as_yield(co_await next_outcome(t, timeout));
@@ -381,14 +417,15 @@ Term shutdown(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout) {
 
 namespace task_supervisor {
 
-Pid start(supervisor::StartOptions opts) {
+Expected<Pid> start(supervisor::StartOptions opts) {
   auto s = std::make_shared<SupState>();
   if (opts.link) s->parent = self();
-  return detail::start_registered(task_supervisor_loop(std::move(s)), opts.name, opts.link);
+  return detail::start_acked([s](const detail::Starter& st) { return task_supervisor_loop(s, st); }, opts.name,
+                             opts.link, std::chrono::hours(24 * 365), "task_supervisor::start");
 }
 
 supervisor::ChildSpec child_spec(Atom name) {
-  supervisor::ChildSpec c{std::string(name.name()), [name]() { return start({.name = name, .link = true}); }};
+  supervisor::ChildSpec c{std::string(name.name()), [name]() { return start({.name = name, .link = true}).value(); }};
   c.type = supervisor::ChildType::supervisor;
   c.shutdown = supervisor::infinity;
   return c;

@@ -4,6 +4,7 @@
 
 #include "context.hpp"
 #include "trace.hpp"
+#include "nodus/error.hpp"
 #include "nodus/process.hpp"
 #include "process.hpp"
 
@@ -186,6 +187,13 @@ bool unregister_name(Atom name) {
 std::optional<Pid> whereis(Atom name) { return ctx().registry.find(name); }
 
 void exit(const Pid& pid, Term reason) {
+  Process* me = runtime::current();
+  if (me != nullptr && pid == me->pid() && runtime::on_worker()) {
+    // Erlang's exit(self(), R) takes effect at once for the caller: nothing after it runs
+    // (kill: `killed`; a trapping process gets R as a message, unless it is kill)
+    if (reason.is_atom("kill")) throw ProcessExit{atom("killed")};
+    if (!me->trap_exit) throw ProcessExit{std::move(reason)};
+  }
   runtime::send_exit_signal(pid, self(), std::move(reason), false);
 }
 
@@ -206,8 +214,17 @@ void link(const Pid& pid) {
   }
   Process* t = ctx().table.lookup(pid);
   const bool alive = t && add_link(t, pid, my);
+  if (!alive) {
+    // OTP 25: a trapping caller gets {'EXIT', Pid, noproc}; any other gets a noproc error it
+    // may catch (uncaught, it exits with noproc)
+    if (me->trap_exit) {
+      add_link(me, my, pid);
+      runtime::send_exit_signal(my, pid, atoms::noproc(), true);
+      return;
+    }
+    throw Error(Errc::noproc, atoms::noproc(), "noproc: link to " + to_string(pid) + ", which is not alive");
+  }
   add_link(me, my, pid);
-  if (!alive) runtime::send_exit_signal(my, pid, atoms::noproc(), true);
 }
 
 void unlink(const Pid& pid) {
@@ -321,6 +338,10 @@ void set_group_leader(const Pid& leader, const Pid& pid) {
   }
 }
 
-bool cancel_timer(TimerRef t) { return ctx().timers.cancel(t.id); }
+std::optional<std::chrono::milliseconds> cancel_timer(TimerRef t) {
+  const auto at = ctx().timers.cancel(t.id);
+  if (!at) return std::nullopt;
+  return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(*at - Clock::now()));
+}
 
 }  // namespace nodus

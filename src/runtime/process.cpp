@@ -9,6 +9,7 @@
 #include <typeinfo>
 
 #include "context.hpp"
+#include "nodus/error.hpp"
 #include "nodus/log.hpp"
 
 namespace nodus::runtime {
@@ -617,6 +618,8 @@ Term reason_from_exception(std::exception_ptr e, bool* is_crash) {
   } catch (ProcessExit& x) {
     *is_crash = false;
     return std::move(x.reason);
+  } catch (Error& x) {
+    return x.exit_reason();
   } catch (std::exception& x) {
     return tuple(atoms::exception(), demangle(typeid(x).name()), std::string(x.what()));
   } catch (...) {
@@ -627,3 +630,10 @@ Term reason_from_exception(std::exception_ptr e, bool* is_crash) {
 }
 
 }  // namespace nodus::runtime
+
+namespace nodus {
+Term exit_reason_of(std::exception_ptr e) {
+  bool crash = false;
+  return runtime::reason_from_exception(std::move(e), &crash);
+}
+}  // namespace nodus

@@ -57,19 +57,21 @@ std::uint64_t TimerService::insert(Clock::time_point deadline, Entry e) {
   return id;
 }
 
-bool TimerService::cancel(std::uint64_t id) {
+std::optional<Clock::time_point> TimerService::cancel(std::uint64_t id) {
   detail::MsgNode* n = nullptr;
+  Clock::time_point at;
   {
     std::lock_guard lock(mu_);
     auto d = deadline_of_.find(id);
-    if (d == deadline_of_.end()) return false;
+    if (d == deadline_of_.end()) return std::nullopt;
+    at = d->second;
     auto it = by_deadline_.find(Key{d->second, id});
     n = it->second.node;
     by_deadline_.erase(it);
     deadline_of_.erase(d);
   }
   if (n) n->type->destroy(n);
-  return true;
+  return at;
 }
 
 std::size_t TimerService::pending() const {

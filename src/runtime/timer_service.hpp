@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -24,8 +25,9 @@ class TimerService {
   std::uint64_t add(Clock::time_point deadline, const Pid& to, detail::MsgNode* n);
   /// At `deadline`, marks receive `token` of `to` timed out (fire_timeout). Returns the id.
   std::uint64_t add_timeout(Clock::time_point deadline, const Pid& to, std::uint64_t token);
-  /// Removes a pending timer and frees its node; false if it fired already or never existed.
-  bool cancel(std::uint64_t id);
+  /// Removes a pending timer and frees its node: its deadline; nullopt if it fired already or
+  /// never existed.
+  std::optional<Clock::time_point> cancel(std::uint64_t id);
   void stop();
   std::size_t pending() const;
 

@@ -669,8 +669,56 @@ TEST_CASE("remote spawn of an unknown function, or on a node that is not running
   Cluster cl;
   auto kate = cl.chat("kate", "secret");
   Alex alex;
-  CHECK_THROWS_WITH(spawn(atom("kate@localhost"), "Kate.sing"), "no function Kate.sing on kate@localhost");
-  CHECK_THROWS_WITH(spawn(atom("moebi@localhost"), "Kate.say_name"), "no connection to moebi@localhost");
+  CHECK_THROWS_WITH(spawn_or_throw(atom("kate@localhost"), "Kate.sing"), "no function Kate.sing on kate@localhost");
+  CHECK_THROWS_WITH(spawn_or_throw(atom("moebi@localhost"), "Kate.say_name"), "no connection to moebi@localhost");
+  try {
+    spawn_or_throw(atom("moebi@localhost"), "Kate.say_name");
+  } catch (const SpawnError& e) {
+    CHECK(e.code == Errc::noconnection);
+  }
+}
+
+TEST_CASE("remote spawn that cannot happen returns a pid; its link and monitor say noconnection or undef, as Erlang's",
+          "[distributed]") {
+  Cluster cl;
+  auto kate = cl.chat("kate", "secret");
+  Alex alex;
+  Mailbox mb;
+  mb.trap_exit(true);
+  // Erlang: spawn_link(moebi@localhost, ...) -> Pid, then {'EXIT', Pid, noconnection}
+  const Pid p = spawn(atom("moebi@localhost"), "Kate.say_name", Term::list({}), {.link = true});
+  CHECK(p.node == atom("moebi@localhost"));
+  auto e = mb.receive<ExitMsg>(10s);
+  REQUIRE(e);
+  CHECK(e->from == p);
+  CHECK(e->reason == Term(atom("noconnection")));
+  // no link, no monitor: nothing arrives, as in Erlang
+  const Pid q = spawn(atom("moebi@localhost"), "Kate.say_name");
+  CHECK(q.node == atom("moebi@localhost"));
+  auto [m, ref] = spawn_monitor(atom("moebi@localhost"), "Kate.say_name");
+  auto d = mb.receive<Down>(10s);
+  REQUIRE(d);
+  CHECK(d->ref == ref);
+  CHECK(d->pid == m);
+  CHECK(d->reason == Term(atom("noconnection")));
+  // a function kate does not have: the pid's link exits with undef
+  const Pid u = spawn(atom("kate@localhost"), "Kate.sing", Term::list({}), {.link = true});
+  auto eu = mb.receive<ExitMsg>(10s);
+  REQUIRE(eu);
+  CHECK(eu->from == u);
+  CHECK(eu->reason == Term(atom("undef")));
+  CHECK(mb.flush().empty());
+  {
+    // an untrapped linked caller exits with noconnection (its next receive)
+    Mailbox plain;
+    spawn(atom("moebi@localhost"), "Kate.say_name", Term::list({}), {.link = true});
+    try {
+      (void)plain.receive_any(10s);
+      FAIL("the linked caller did not exit");
+    } catch (const ProcessExit& x) {
+      CHECK(x.reason == Term(atom("noconnection")));
+    }
+  }
 }
 
 TEST_CASE("1,000,000 messages from one process to a remote one all arrive, in order", "[distributed]") {
@@ -704,7 +752,7 @@ TEST_CASE("remote spawn_monitor: the monitor is there before the process runs", 
   auto out = shell.receive<io::Request>(10s);
   REQUIRE(out);
   CHECK(out->text == "Hi, my name is Kate\n");
-  CHECK_THROWS_WITH(spawn_monitor(atom("kate@localhost"), "Kate.nope"), Catch::Contains("no function Kate.nope"));
+  CHECK_THROWS_WITH(spawn_monitor_or_throw(atom("kate@localhost"), "Kate.nope"), Catch::Contains("no function Kate.nope"));
 }
 
 // In a process body: spawn_request with link and monitor, then report everything to `report`.

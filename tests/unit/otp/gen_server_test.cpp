@@ -53,7 +53,7 @@ Proc caller(Pid report) {
 TEST_CASE("call, cast, info and a deferred reply", "[otp][gen_server]") {
   Runtime rt({.schedulers = 2});
   Mailbox mb;
-  Pid s = gen_server::start(std::make_unique<Counter>(self()), {.name = atom("counter")});
+  Pid s = gen_server::start(std::make_unique<Counter>(self()), {.name = atom("counter")}).value();
   gen_server::cast(atom("counter"), atom("inc"));
   gen_server::cast(s, atom("inc"));
   CHECK(gen_server::call(mb, atom("counter"), atom("get")) == Term(2));
@@ -97,7 +97,7 @@ TEST_CASE("call failures: noproc, timeout, a server that dies while serving, bad
     CHECK(e.reason == Term(atom("noproc")));
     CHECK(std::string(e.what()).find("missing") != std::string::npos);
   }
-  Pid s = gen_server::start(std::make_unique<Counter>());
+  Pid s = gen_server::start(std::make_unique<Counter>()).value();
   try {
     gen_server::call(mb, s, atom("slow"), 100ms);
     FAIL("no error");
@@ -118,21 +118,27 @@ TEST_CASE("call failures: noproc, timeout, a server that dies while serving, bad
   } catch (const CallError& e) {
     CHECK(e.reason == Term(atom("noproc")));
   }
-  Pid s2 = gen_server::start(std::make_unique<Counter>());
+  Pid s2 = gen_server::start(std::make_unique<Counter>()).value();
   try {
     gen_server::call(mb, s2, atom("what"));
     FAIL("no error");
   } catch (const CallError& e) {
     CHECK(e.reason.to_string() == "{bad_call, what}");
   }
-  gen_server::start(std::make_unique<Counter>(), {.name = atom("taken")});
-  CHECK_THROWS_AS(gen_server::start(std::make_unique<Counter>(), {.name = atom("taken")}), std::invalid_argument);
+  const Pid first = gen_server::start(std::make_unique<Counter>(), {.name = atom("taken")}).value();
+  // OTP: {error, {already_started, Pid}}
+  auto again = gen_server::start(std::make_unique<Counter>(), {.name = atom("taken")});
+  REQUIRE(!again);
+  CHECK(again.error().code == Errc::already_started);
+  CHECK(again.error().reason == tuple(atom("already_started"), first));
+  CHECK(again.to_term() == tuple(atom("error"), tuple(atom("already_started"), first)));
+  CHECK_THROWS_AS(again.value(), Error);
 }
 
 TEST_CASE("a reply that comes after its call timed out is dropped, not left in the mailbox", "[otp][gen_server]") {
   Runtime rt({.schedulers = 2});
   Mailbox mb;
-  Pid s = gen_server::start(std::make_unique<Counter>(self()));
+  Pid s = gen_server::start(std::make_unique<Counter>(self())).value();
   for (int round = 0; round < 3; ++round) {
     try {
       gen_server::call(mb, s, atom("park"), 50ms);  // parked: answered only by a later release

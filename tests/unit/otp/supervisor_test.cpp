@@ -67,7 +67,7 @@ struct Fixture {
 
 TEST_CASE_METHOD(Fixture, "one_for_one restarts only the child that died", "[otp][supervisor]") {
   Pid me = self();
-  Pid sup = start({}, {child(me, "a"), child(me, "b"), child(me, "c")});
+  Pid sup = start({}, {child(me, "a"), child(me, "b"), child(me, "c")}).value();
   Pid a = started("a"), b = started("b"), c = started("c");
   exit(b, atom("kill"));
   Pid b2 = started("b");
@@ -80,7 +80,7 @@ TEST_CASE_METHOD(Fixture, "one_for_one restarts only the child that died", "[otp
 
 TEST_CASE_METHOD(Fixture, "one_for_all restarts every child", "[otp][supervisor]") {
   Pid me = self();
-  Pid sup = start({.strategy = Strategy::one_for_all}, {child(me, "a", Restart::permanent, true), child(me, "b"), child(me, "c", Restart::permanent, true)});
+  Pid sup = start({.strategy = Strategy::one_for_all}, {child(me, "a", Restart::permanent, true), child(me, "b"), child(me, "c", Restart::permanent, true)}).value();
   Pid a = started("a");
   started("b");
   Pid c = started("c");
@@ -99,7 +99,7 @@ TEST_CASE_METHOD(Fixture, "one_for_all restarts every child", "[otp][supervisor]
 
 TEST_CASE_METHOD(Fixture, "rest_for_one restarts the child and those started after it", "[otp][supervisor]") {
   Pid me = self();
-  Pid sup = start({.strategy = Strategy::rest_for_one}, {child(me, "a"), child(me, "b"), child(me, "c")});
+  Pid sup = start({.strategy = Strategy::rest_for_one}, {child(me, "a"), child(me, "b"), child(me, "c")}).value();
   Pid a = started("a"), b = started("b"), c = started("c");
   exit(b, atom("kill"));
   CHECK(started("b") != b);
@@ -111,7 +111,7 @@ TEST_CASE_METHOD(Fixture, "rest_for_one restarts the child and those started aft
 TEST_CASE_METHOD(Fixture, "restart types: permanent, transient, temporary", "[otp][supervisor]") {
   Pid me = self();
   Pid sup = start({}, {child(me, "p", Restart::permanent), child(me, "t", Restart::transient),
-                       child(me, "x", Restart::temporary)});
+                       child(me, "x", Restart::temporary)}).value();
   Pid p = started("p"), t = started("t"), x = started("x");
   send(p, atom("stop"));  // normal exit: a permanent child comes back anyway
   CHECK(restarted("p", 10s));
@@ -134,7 +134,7 @@ TEST_CASE_METHOD(Fixture, "restart types: permanent, transient, temporary", "[ot
 
 TEST_CASE_METHOD(Fixture, "intensity: 3 crashes in 5 s are tolerated, a 4th takes the supervisor down", "[otp][supervisor]") {
   Pid me = self();
-  Pid sup = start({}, {child(me, "w")});
+  Pid sup = start({}, {child(me, "w")}).value();
   const Ref watch = monitor(sup);
   Pid w = started("w");
   for (int i = 0; i < 3; ++i) {
@@ -153,7 +153,7 @@ TEST_CASE_METHOD(Fixture, "intensity: 3 crashes in 5 s are tolerated, a 4th take
 
 TEST_CASE_METHOD(Fixture, "escalation: a child supervisor that gives up is restarted by its parent", "[otp][supervisor]") {
   Pid me = self();
-  Pid top = start({}, {supervisor_child("inner", {.max_restarts = 1}, {child(me, "w")}), child(me, "other")});
+  Pid top = start({}, {supervisor_child("inner", {.max_restarts = 1}, {child(me, "w")}), child(me, "other")}).value();
   Pid w = started("w");
   Pid other = started("other");
   Pid inner = pid_of(top, "inner");
@@ -178,7 +178,7 @@ TEST_CASE_METHOD(Fixture, "shutdown stops children in reverse start order; stubb
   trap_exit(true);  // mb is the linked parent; keep it alive when the supervisor ends
   Pid sup = start({}, {child(me, "a", Restart::permanent, true), child(me, "b", Restart::permanent, true), slow,
                        child(me, "c", Restart::permanent, true)},
-                  {.link = true});
+                  {.link = true}).value();
   started("a");
   started("b");
   Pid st = started("stubborn");
@@ -202,7 +202,7 @@ TEST_CASE_METHOD(Fixture, "shutdown stops children in reverse start order; stubb
 
 TEST_CASE_METHOD(Fixture, "dynamic children: start, terminate, restart, delete, count", "[otp][supervisor]") {
   Pid me = self();
-  Pid sup = start({}, {}, {.name = atom("dyn_sup")});
+  Pid sup = start({}, {}, {.name = atom("dyn_sup")}).value();
   Term r = start_child(mb, atom("dyn_sup"), child(me, "d1"));
   REQUIRE(r.is_tuple(2, "ok"));
   CHECK(started("d1") == r[1].as_pid());
@@ -225,14 +225,12 @@ TEST_CASE_METHOD(Fixture, "dynamic children: start, terminate, restart, delete, 
 TEST_CASE_METHOD(Fixture, "a child that cannot start at first stops the supervisor with the reason", "[otp][supervisor]") {
   Pid me = self();
   ChildSpec bad{"bad", []() -> Pid { throw std::runtime_error("no way"); }};
-  // from a thread, start waits for the children: the failure is its exception
-  try {
-    start({}, {child(me, "a", Restart::permanent, true), bad});
-    FAIL("no error");
-  } catch (const std::runtime_error& e) {
-    CHECK(std::string(e.what()).find("failed_to_start_child") != std::string::npos);
-    CHECK(std::string(e.what()).find("no way") != std::string::npos);
-  }
+  // start waits for the children: the failure is its result, as OTP's {error, Reason}
+  auto r = start({}, {child(me, "a", Restart::permanent, true), bad});
+  REQUIRE(!r);
+  CHECK(r.error().reason.is_tuple(2, "shutdown"));
+  CHECK(r.error().reason.to_string().find("failed_to_start_child") != std::string::npos);
+  CHECK(r.error().text.find("no way") != std::string::npos);
   auto s = mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "stopped"); }, 10s);
   REQUIRE(s);  // the child started before it was shut down
   CHECK((*s)[1] == Term("a"));
@@ -241,7 +239,7 @@ TEST_CASE_METHOD(Fixture, "a child that cannot start at first stops the supervis
 TEST_CASE_METHOD(Fixture, "which_children lists the newest child first, as OTP's does", "[otp][supervisor]") {
   // Erlang 25: children a, b, c -> [c, b, a]; after start_child(d) -> [d, c, b, a]
   Pid me = self();
-  Pid sup = start({}, {child(me, "a"), child(me, "b"), child(me, "c")});
+  Pid sup = start({}, {child(me, "a"), child(me, "b"), child(me, "c")}).value();
   auto ids = [&] {
     const Term kids = which_children(mb, sup);
     std::string out;

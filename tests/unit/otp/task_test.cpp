@@ -81,7 +81,7 @@ TEST_CASE_METHOD(Fixture, "a crashing linked task takes its owner down unless it
 }
 
 TEST_CASE_METHOD(Fixture, "Task.Supervisor: async, async_nolink, children, terminate_child, start_child", "[otp][task]") {
-  Pid sup = task_supervisor::start({.name = atom("Test.TaskSupervisor")});
+  Pid sup = task_supervisor::start({.name = atom("Test.TaskSupervisor")}).value();
   Task t = task_supervisor::async(mb, atom("Test.TaskSupervisor"), "Test.double", Term::list({4}));
   CHECK(task::await(mb, t) == Term(8));
   // a crash in a nolink task is a value for yield
@@ -118,7 +118,7 @@ TEST_CASE_METHOD(Fixture, "Task.Supervisor: async, async_nolink, children, termi
 }
 
 TEST_CASE_METHOD(Fixture, "a task supervisor in a supervision tree", "[otp][task]") {
-  Pid top = supervisor::start({}, {task_supervisor::child_spec(atom("Tree.Tasks"))});
+  Pid top = supervisor::start({}, {task_supervisor::child_spec(atom("Tree.Tasks"))}).value();
   Task t = task_supervisor::async(mb, atom("Tree.Tasks"), "Test.double", Term::list({5}));
   CHECK(task::await(mb, t) == Term(10));
   const Pid ts = *whereis(atom("Tree.Tasks"));
@@ -134,7 +134,7 @@ TEST_CASE_METHOD(Fixture, "a task supervisor in a supervision tree", "[otp][task
 }
 
 TEST_CASE_METHOD(Fixture, "supervised tasks leave the supervisor however they end; its death ends them", "[otp][task]") {
-  Pid sup = task_supervisor::start({.name = atom("Life.Tasks")});
+  Pid sup = task_supervisor::start({.name = atom("Life.Tasks")}).value();
   // many tasks that end normally: none is left a child, no Down is left behind
   for (int i = 0; i < 200; ++i) {
     Task t = task_supervisor::async(mb, sup, "Test.double", Term::list({i}));
@@ -173,7 +173,7 @@ TEST_CASE_METHOD(Fixture, "a task supervisor's start errors: noproc, undef, a de
     CHECK(e.reason == Term(atom("noproc")));
     CHECK(std::string(e.what()) == "no process: nothing is registered as Nobody.Tasks");
   }
-  Pid sup = task_supervisor::start({});
+  Pid sup = task_supervisor::start({}).value();
   try {
     task_supervisor::async(mb, sup, "Test.nope", Term::list({}));
     FAIL("no error");

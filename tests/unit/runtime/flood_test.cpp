@@ -136,7 +136,7 @@ TEST_CASE("a call from a process with a long mailbox does not rescan it for each
   struct Echo : GenServer {
     CallResult handle_call(const Term& req, const From&) override { return {req}; }
   };
-  Pid server = gen_server::start(std::make_unique<Echo>());
+  Pid server = gen_server::start(std::make_unique<Echo>()).value();
   // a reply that arrived before its request was made is never what a call waits for: the
   // messages left in the mailbox stay there, in order, and the calls still get their replies
   for (int i = 0; i < 100'000; ++i) send(mb.pid(), Term(std::int64_t(i)));
