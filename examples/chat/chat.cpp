@@ -52,6 +52,17 @@ std::pair<std::string, Term> task_for(Atom recipient, std::string message) {
   return {"Chat.receive_message", Term::list({Term(std::move(message))})};
 }
 
+// Chat.Room: a member of the pg group `room` on this node; prints what the room says.
+Proc room_member() {
+  pg::join(atom("room"), self()).value();
+  for (;;) {
+    Term t = co_await receive<Term>();
+    if (t.is_tuple(3, "room") && t[1].is_atom() && t[2].is_binary()) {
+      io::puts("[room] " + std::string(t[1].as_atom().name()) + ": " + t[2].as_binary());
+    }
+  }
+}
+
 }  // namespace
 
 void register_functions() {
@@ -62,8 +73,9 @@ void register_functions() {
 }
 
 Application application() {
+  // in this order: the room's member joins the pg scope started before it
   return {"Chat.Supervisor", {.strategy = supervisor::Strategy::one_for_one},
-          {task_supervisor::child_spec(kTaskSupervisor)}};
+          {task_supervisor::child_spec(kTaskSupervisor), pg::child_spec(), supervisor::worker("Chat.Room", room_member)}};
 }
 
 void configure(const Config& config) { g_remote = config.get_bool("chat.remote_supervisor", true); }
@@ -80,6 +92,12 @@ Async<Term> send_message(Atom recipient, std::string message) {
   const auto job = task_for(recipient, std::move(message));
   Task t = co_await task_supervisor::async(remote_supervisor(recipient), job.first, job.second);
   co_return co_await task::await(t);
+}
+
+std::size_t send_to_room(const std::string& text) {
+  const auto members = pg::get_members(atom("room"));
+  for (const Pid& p : members) send(p, tuple(atom("room"), node::self(), text));
+  return members.size();
 }
 
 Term send_message(Mailbox& mb, Atom recipient, std::string message) {

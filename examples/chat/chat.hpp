@@ -13,7 +13,8 @@ namespace chat {
 /// Chat.receive_message_for_moebi, and Kate.say_name / Kate.reply_sup for remote spawn.
 void register_functions();
 
-/// Chat.Application: {Task.Supervisor, name: Chat.TaskSupervisor} under Chat.Supervisor.
+/// Chat.Application: {Task.Supervisor, name: Chat.TaskSupervisor}, the pg scope and Chat.Room
+/// (a member of the pg group `room` that prints `[room] NODE: TEXT`) under Chat.Supervisor.
 nodus::Application application();
 
 /// Where tasks for `recipient` run, from the config (`chat.remote_supervisor`): true (dev)
@@ -25,5 +26,8 @@ nodus::ServerRef remote_supervisor(nodus::Atom recipient);
 /// moebi@localhost"). In a process body; the Mailbox form on a thread.
 nodus::Async<nodus::Term> send_message(nodus::Atom recipient, std::string message);
 nodus::Term send_message(nodus::Mailbox& mb, nodus::Atom recipient, std::string message);
+
+/// `@room TEXT`: TEXT to every member of the room on every connected node; how many there are.
+std::size_t send_to_room(const std::string& text);
 
 }  // namespace chat

@@ -1,7 +1,9 @@
 // chat: the lesson's node (the Elixir tutorial nodus reproduces). `chat --sname alex@localhost
 // --cookie C` starts the Chat application (Chat.TaskSupervisor under Chat.Supervisor) and
 // registers the lesson's functions. Each stdin line `RECIPIENT TEXT` is
-// Chat.send_message(RECIPIENT, TEXT); messages this node receives are printed alone on their line
+// Chat.send_message(RECIPIENT, TEXT); `@room TEXT` goes to every member of the pg group `room`
+// (one per chat node, on every node this one is connected to; `/connect NODE` connects), printed
+// there as `[room] SENDER: TEXT`; messages this node receives are printed alone on their line
 // on stdout; errors go to stderr as `error: no connection to moebi@localhost`. At the end of stdin
 // it keeps serving until SIGINT/SIGTERM, then stops the application in order and exits 0.
 #include <poll.h>
@@ -67,6 +69,18 @@ void conversation(const std::string& me) {
     if (!line) return;
     const auto sp = line->find(' ');
     if (line->empty()) continue;
+    if (line->rfind("@room ", 0) == 0) {
+      chat::send_to_room(line->substr(6));
+      continue;
+    }
+    if (line->rfind("/connect ", 0) == 0) {
+      // Node.connect: the room (pg) spans the nodes this one is connected to
+      const std::string to = line->substr(9);
+      if (to.find('@') == std::string::npos || !node::ping(atom(to))) {
+        std::fprintf(stderr, "error: cannot connect to %s\n", to.c_str());
+      }
+      continue;
+    }
     if (sp == std::string::npos || sp == 0) {
       std::fprintf(stderr, "error: expected RECIPIENT TEXT, e.g. kate@localhost hi\n");
       continue;
@@ -89,6 +103,8 @@ void conversation(const std::string& me) {
 int main(int argc, char** argv) {
   CLI::App app{"chat: a node of the lesson's Chat application (alex, kate, moebi).\n"
                "Each stdin line `RECIPIENT TEXT` sends TEXT to RECIPIENT (Chat.send_message);\n"
+               "`@room TEXT` sends TEXT to the room (a pg group with a member on every chat node\n"
+               "this one is connected to); `/connect NODE` connects to NODE.\n"
                "messages received are printed on stdout, one per line. Stops on SIGINT/SIGTERM."};
   cli::NodeFlags flags;
   cli::add_node_flags(app, flags, false);  // no --sname: a plain, not distributed, node

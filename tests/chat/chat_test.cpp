@@ -79,6 +79,44 @@ TEST_CASE("the lesson's conversation: alex, kate and moebi as three OS processes
 }
 
 
+TEST_CASE("the chat room: @room TEXT reaches the room's member on every connected node (pg)", "[distributed][chat]") {
+  PortMapper pm(kPortmapper);
+  REQUIRE(pm.ready());
+  PeerNode kate(chat_args("kate"), pm, "kate");
+  PeerNode moebi(chat_args("moebi"), pm, "moebi");
+  PeerNode alex(chat_args("alex"), pm, "alex");
+  REQUIRE(kate.ready());
+  REQUIRE(moebi.ready());
+  REQUIRE(alex.ready());
+  // (nodus does not mesh nodes on its own as Erlang's connect_all does: each pair connects)
+  alex.say("/connect kate@localhost");
+  alex.say("/connect moebi@localhost");
+  kate.say("/connect moebi@localhost");
+  // pg is eventually consistent: the room spans the nodes once their scopes have met
+  auto heard = [&](PeerNode& n, const std::string& line) { return n.out().find(line) != std::string::npos; };
+  auto meets_all = [&](PeerNode& from, const std::string& name) {
+    for (int attempt = 0; attempt < 40; ++attempt) {
+      const std::string text = "warmup " + std::to_string(attempt);
+      from.say("@room " + text);
+      const std::string w = "[room] " + name + ": " + text + "\n";
+      if (eventually([&] { return heard(kate, w) && heard(moebi, w) && heard(alex, w); }, 500ms)) return true;
+    }
+    return false;
+  };
+  REQUIRE(meets_all(alex, "alex@localhost"));
+  REQUIRE(meets_all(kate, "kate@localhost"));
+  kate.say("@room hello from kate");
+  for (PeerNode* n : {&alex, &kate, &moebi}) {
+    CHECK(eventually([&] { return heard(*n, "[room] kate@localhost: hello from kate\n"); }));
+  }
+  // moebi is killed: the room goes on with the others
+  moebi.signal(SIGKILL);
+  CHECK(moebi.process().wait() == -1);
+  alex.say("@room still here");
+  CHECK(eventually([&] { return heard(kate, "[room] alex@localhost: still here\n"); }));
+  CHECK(alex.err().find("error") == std::string::npos);
+}
+
 TEST_CASE("the pyzmq bridge joins the chat: hi to kate, moebi's chicken? back, a remote spawn (cookie and CURVE)",
           "[distributed][chat][bridge]") {
   const std::string python = "/usr/bin/python3";
