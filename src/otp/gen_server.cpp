@@ -393,6 +393,9 @@ bool start_begin(const Starter& s) {
 }
 
 void start_ack(const Starter& s, std::optional<Term> error) {
+  if (error && !(s.name == Atom()) && whereis(s.name) == self()) {
+    unregister_name(s.name);  // as OTP's init_it: the name is free when the starter hears of it
+  }
   if (!s.ack_to.is_null()) send(s.ack_to, InitAck{self(), std::move(error)});
 }
 
