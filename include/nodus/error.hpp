@@ -47,6 +47,10 @@ std::string_view to_string(Errc code);
 /// `exception` for {exception, ...}; `exited` for any other reason.
 Errc errc_of(const Term& reason);
 
+/// OTP's "normal" exit reasons: `normal`, `shutdown`, `{shutdown, _}`. They get no crash report
+/// and do not restart a transient child.
+bool is_normal_exit(const Term& reason);
+
 /// A failure as a value: the code, the Erlang-shaped reason, and a sentence for people.
 struct Failure {
   Errc code = Errc::exception;

@@ -38,14 +38,10 @@ const Atom kCall = atom("$gen_call");
 const Atom kCast = atom("$gen_cast");
 const Atom kStop = atom("$gen_stop");
 
-bool quiet_reason(const Term& r) {
-  return r.is_atom("normal") || r.is_atom("shutdown") || (r.is_tuple() && r.size() == 2 && r[0].is_atom("shutdown"));
-}
-
 // OTP's crash report for a server that ends abnormally, cut and rate-limited (the last message
 // may come from the network).
 void crash_report(const GenServer& s, const Term& reason, const std::optional<Message>& last, const Pid& client) {
-  if (quiet_reason(reason)) return;
+  if (is_normal_exit(reason)) return;
   std::string text = "GenServer " + to_string(self()) + " terminating\n** (stop) " + reason.to_string(1000);
   if (last) {
     text += "\nLast message" + (client.is_null() ? std::string() : " (from " + to_string(client) + ")") + ": " +
@@ -87,7 +83,7 @@ Proc server_loop(std::unique_ptr<GenServer> s, detail::Starter st) {
     s->init();
   } catch (...) {
     const Term why = exit_reason_of(std::current_exception());
-    if (!quiet_reason(why)) {
+    if (!is_normal_exit(why)) {
       log_limited(spdlog::level::err, "crash " + to_string(self()),
                   "GenServer " + to_string(self()) + " failed to start: init: " + why.to_string(1000));
     }
@@ -199,19 +195,21 @@ struct PendingCall {
 
 namespace gen_server {
 
-Expected<Pid> start(std::unique_ptr<GenServer> server, StartOptions opts) {
+namespace {
+// The server's body, made once the starter is known; its parent is the caller.
+std::function<Proc(const detail::Starter&)> server_body(std::unique_ptr<GenServer> server) {
   GenServerAccess::parent(*server) = self();
   auto holder = std::make_shared<std::unique_ptr<GenServer>>(std::move(server));
-  return detail::start_acked([holder](const detail::Starter& st) { return server_loop(std::move(*holder), st); },
-                             opts.name, opts.link, opts.timeout, "gen_server::start");
+  return [holder](const detail::Starter& st) { return server_loop(std::move(*holder), st); };
+}
+}  // namespace
+
+Expected<Pid> start(std::unique_ptr<GenServer> server, StartOptions opts) {
+  return detail::start_acked(server_body(std::move(server)), opts.name, opts.link, opts.timeout, "gen_server::start");
 }
 
 Async<Expected<Pid>> start_async(std::unique_ptr<GenServer> server, StartOptions opts) {
-  GenServerAccess::parent(*server) = self();
-  auto holder = std::make_shared<std::unique_ptr<GenServer>>(std::move(server));
-  return detail::start_acked_async(
-      [holder](const detail::Starter& st) { return server_loop(std::move(*holder), st); }, opts.name, opts.link,
-      opts.timeout);
+  return detail::start_acked_async(server_body(std::move(server)), opts.name, opts.link, opts.timeout);
 }
 
 Async<Term> call(ServerRef to, Term request, std::chrono::milliseconds timeout) {
@@ -291,7 +289,6 @@ CallError call_failure(const Term& r, const std::string& what, Atom node) {
 }
 
 namespace {
-const Atom kStopTag = atom("$gen_stop");
 // gen_server:stop's protocol: {'$gen_stop', Reason} to the server, then its Down.
 Expected<Term> stop_outcome(const ServerRef& to, const Term& reason, std::optional<Down> d) {
   if (!d) return Failure{Errc::timeout, atom("timeout"), "time out: " + to.to_string() + " did not stop"};
@@ -315,10 +312,10 @@ Ref stop_request(const ServerRef& to, const Term& reason) {
   }
   if (target.is_null()) {
     detail::monitor_name_as(to.name, to.node, ref);
-    send(to.name, to.node, tuple(kStopTag, reason));
+    send(to.name, to.node, tuple(kStop, reason));
   } else {
     detail::monitor_as(target, ref);
-    send(target, tuple(kStopTag, reason));
+    send(target, tuple(kStop, reason));
   }
   return ref;
 }
@@ -366,6 +363,13 @@ bool ack_of(const MessageRef& m, const Pid& pid, const Ref& ref) {
   return m.is<Down>() && m.get<Down>().ref == ref;
 }
 
+// A name already taken at the start (the new process checks again as it registers).
+std::optional<Failure> taken(Atom name) {
+  if (name == Atom()) return std::nullopt;
+  if (auto p = whereis(name)) return start_failure(tuple(atom("already_started"), *p));
+  return std::nullopt;
+}
+
 Expected<Pid> ack_outcome(std::optional<Message> m, const Pid& pid, const Ref& ref) {
   if (!m) {
     demonitor(ref, true);
@@ -401,10 +405,7 @@ void start_ack(const Starter& s, std::optional<Term> error) {
 
 Expected<Pid> start_acked(const std::function<Proc(const Starter&)>& make, Atom name, bool link,
                         std::chrono::milliseconds timeout, const char* what) {
-  if (!(name == Atom())) {
-    // (also checked in the new process, which owns the name from before its init)
-    if (auto p = whereis(name)) return start_failure(tuple(atom("already_started"), *p));
-  }
+  if (auto f = taken(name)) return *f;
   if (runtime::on_worker()) {
     if (t_collector == nullptr) {
       throw std::logic_error(std::string(what) +
@@ -426,9 +427,7 @@ Expected<Pid> start_acked(const std::function<Proc(const Starter&)>& make, Atom 
 
 Async<Expected<Pid>> start_acked_async(std::function<Proc(const Starter&)> make, Atom name, bool link,
                                      std::chrono::milliseconds timeout) {
-  if (!(name == Atom())) {
-    if (auto p = whereis(name)) co_return start_failure(tuple(atom("already_started"), *p));
-  }
+  if (auto f = taken(name)) co_return *f;
   Ref ref;
   const Pid pid = spawn_frame(make(Starter{self(), Pid{}, name}).release(), {.link = link, .monitor = true}, {}, &ref);
   auto m = co_await receive<Message>([pid, ref](const MessageRef& r) { return ack_of(r, pid, ref); }, timeout);

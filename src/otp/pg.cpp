@@ -131,7 +131,7 @@ struct Scope {
   static bool pids_of(const Term& list, const Pid& peer, std::vector<Pid>& out) {
     if (!list.is_list() || list.size() > kMaxGroupMembers) return false;
     for (const Term& t : list.elems()) {
-      if (!t.is_pid() || !(t.as_pid().node == peer.node) || t.as_pid().node == Atom()) return false;
+      if (!t.is_pid() || !(t.as_pid().node == peer.node)) return false;  // (a peer is never local)
       out.push_back(t.as_pid());
     }
     return true;

@@ -34,10 +34,6 @@ struct Request {
   std::string id;
 };
 
-bool normal_exit(const Term& r) {
-  return r.is_atom("normal") || r.is_atom("shutdown") || (r.is_tuple() && r.size() == 2 && r[0].is_atom("shutdown"));
-}
-
 // Stops one child: exit(shutdown) then kill after its shutdown time (or kill at once).
 Async<void> shutdown_child(Pid pid, std::chrono::milliseconds how) {
   const Ref ref = monitor(pid);
@@ -96,7 +92,7 @@ Async<bool> start_one(State& s, std::size_t i, Term* why = nullptr) {
     if (why) *why = *failed;
     co_return false;
   }
-  s.children[i].pid = pid;  // (c may dangle: nothing resized children meanwhile, but be plain)
+  c.pid = pid;
   co_return true;
 }
 
@@ -131,11 +127,11 @@ Async<void> restart_from(State& s, std::size_t from) {
 Async<void> on_child_exit(State& s, std::size_t i, Term reason) {
   Child& c = s.children[i];
   c.pid = Pid{};
-  if (!normal_exit(reason)) {
+  if (!is_normal_exit(reason)) {
     logger().error("Supervisor {}: child {} terminated with reason {}", s.name, c.spec.id, reason.to_string(1000));
   }
   const bool restart = c.spec.restart == Restart::permanent ||
-                       (c.spec.restart == Restart::transient && !normal_exit(reason));
+                       (c.spec.restart == Restart::transient && !is_normal_exit(reason));
   if (!restart) {
     if (c.spec.restart == Restart::temporary) s.children.erase(s.children.begin() + static_cast<std::ptrdiff_t>(i));
     co_return;

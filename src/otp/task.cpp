@@ -24,10 +24,6 @@ std::optional<TaskFunction> find_function(std::string_view name) {
   return it->second;
 }
 
-bool quiet_reason(const Term& r) {
-  return r.is_atom("normal") || r.is_atom("shutdown") || (r.is_tuple() && r.size() == 2 && r[0].is_atom("shutdown"));
-}
-
 // Runs a task's function; a failure is logged as Elixir's crash report for a task
 // ("Task <pid> started from <owner> terminating"), cut and rate-limited, and ends the task
 // with its reason.
@@ -37,7 +33,7 @@ Async<Term> run_reported(const std::function<Async<Term>()>& f, const Pid& owner
     co_return co_await f();
   } catch (...) {
     const Term why = exit_reason_of(std::current_exception());
-    if (!quiet_reason(why)) {
+    if (!is_normal_exit(why)) {
       std::string text = "Task " + to_string(self()) + " started from " +
                          (owner.is_null() ? std::string("nobody") : to_string(owner)) + " terminating\n** (stop) " +
                          why.to_string(1000) + "\nFunction: " + std::string(function.substr(0, 255));

@@ -23,6 +23,10 @@ std::string_view to_string(Errc code) {
   return "exception";
 }
 
+bool is_normal_exit(const Term& r) {
+  return r.is_atom("normal") || r.is_atom("shutdown") || (r.is_tuple() && r.size() == 2 && r[0].is_atom("shutdown"));
+}
+
 Errc errc_of(const Term& r) {
   if (r.is_atom()) {
     for (Errc c : {Errc::noproc, Errc::timeout, Errc::noconnection, Errc::calling_self, Errc::not_found,

@@ -17,6 +17,19 @@ const std::string kPortmapper = NODUS_PORTMAPPER_TOOL;
 std::vector<std::string> chat_args(const std::string& name) {
   return {kChat, "--sname", name + "@localhost", "--cookie", "secret_token", "--ticktime", "1000"};
 }
+// kate, moebi and alex as chat nodes under a private port mapper, all registered.
+struct ThreeChats {
+  PortMapper pm{kPortmapper};
+  PeerNode kate{chat_args("kate"), pm, "kate"};
+  PeerNode moebi{chat_args("moebi"), pm, "moebi"};
+  PeerNode alex{chat_args("alex"), pm, "alex"};
+  ThreeChats() {
+    REQUIRE(pm.ready());
+    REQUIRE(kate.ready());
+    REQUIRE(moebi.ready());
+    REQUIRE(alex.ready());
+  }
+};
 }  // namespace
 
 TEST_CASE("send_message under NODUS_ENV=test runs on the local supervisor, no other node", "[chat]") {
@@ -41,14 +54,8 @@ TEST_CASE("the chat program under NODUS_ENV=test: moebi's clause answers chicken
 }
 
 TEST_CASE("the lesson's conversation: alex, kate and moebi as three OS processes", "[distributed][chat]") {
-  PortMapper pm(kPortmapper);
-  REQUIRE(pm.ready());
-  PeerNode kate(chat_args("kate"), pm, "kate");
-  PeerNode moebi(chat_args("moebi"), pm, "moebi");
-  PeerNode alex(chat_args("alex"), pm, "alex");
-  REQUIRE(kate.ready());
-  REQUIRE(moebi.ready());
-  REQUIRE(alex.ready());
+  ThreeChats chats;
+  PeerNode &kate = chats.kate, &moebi = chats.moebi, &alex = chats.alex;
 
   // iex(alex@localhost)> Chat.send_message(:kate@localhost, "hi")   -> kate prints hi
   alex.say("kate@localhost hi");
@@ -80,14 +87,8 @@ TEST_CASE("the lesson's conversation: alex, kate and moebi as three OS processes
 
 
 TEST_CASE("the chat room: @room TEXT reaches the room's member on every connected node (pg)", "[distributed][chat]") {
-  PortMapper pm(kPortmapper);
-  REQUIRE(pm.ready());
-  PeerNode kate(chat_args("kate"), pm, "kate");
-  PeerNode moebi(chat_args("moebi"), pm, "moebi");
-  PeerNode alex(chat_args("alex"), pm, "alex");
-  REQUIRE(kate.ready());
-  REQUIRE(moebi.ready());
-  REQUIRE(alex.ready());
+  ThreeChats chats;
+  PeerNode &kate = chats.kate, &moebi = chats.moebi, &alex = chats.alex;
   // (nodus does not mesh nodes on its own as Erlang's connect_all does: each pair connects)
   alex.say("/connect kate@localhost");
   alex.say("/connect moebi@localhost");

@@ -161,12 +161,6 @@ int fault_peer(int argc, char** argv) {
 const bool kPeerInstalled = (peer_main = &fault_peer, true);
 const bool kLongTests = (watchdog_seconds = 800, true);  // 150 s of churn, and partitions
 
-std::size_t count_of(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
 int run(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
 
 // Two hosts: network namespaces joined by a veth pair, 10.213.X.1 and 10.213.X.2, removed

@@ -1170,12 +1170,6 @@ int established(std::uint16_t a, std::uint16_t b) {
   return n;
 }
 
-std::size_t count_of(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
 }  // namespace
 
 TEST_CASE("a peer frozen for over a tick: both sides see nodedown, every gap is covered by one", "[distributed]") {

@@ -52,12 +52,6 @@ int otp_peer(int argc, char** argv) {
 }
 const bool kPeerInstalled = (peer_main = &otp_peer, watchdog_seconds = 280, true);
 
-std::size_t count_of(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
 std::size_t remote_members(const std::vector<Pid>& ms) {
   std::size_t n = 0;
   for (const Pid& p : ms) n += !p.is_local();

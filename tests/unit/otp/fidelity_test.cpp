@@ -7,6 +7,7 @@
 #include <atomic>
 
 #include "nodus/nodus.hpp"
+#include "nodus/testing.hpp"
 
 using namespace nodus;
 using namespace std::chrono_literals;
@@ -46,12 +47,6 @@ struct Starter : GenServer {
   void terminate(const Term& reason) override { send(report, tuple(atom("terminate"), tag, reason)); }
   std::optional<Term> format_status() const override { return tuple(atom("state"), tag); }
 };
-
-std::size_t count(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
 
 }  // namespace
 
@@ -161,7 +156,7 @@ TEST_CASE("a crashing callback runs terminate and logs a crash report; an untrap
     CHECK_FALSE(mb.receive<Term>(0ms));
   }
   const std::string text = log.text();
-  CHECK(count(text, " terminating") == 2);
+  CHECK(testing::count_of(text, " terminating") == 2);
   CHECK(text.find("** (stop) boom") != std::string::npos);
   CHECK(text.find("Last message: {'$gen_cast', boom}") != std::string::npos);
   CHECK(text.find("State: {state, \"cast\"}") != std::string::npos);
