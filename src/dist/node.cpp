@@ -1,5 +1,6 @@
 // The public distribution API (nodus/node.hpp) and the runtime hooks for remote pids.
 #include "node_impl.hpp"
+#include "nodus/erpc.hpp"
 
 namespace nodus {
 namespace dist {
@@ -10,8 +11,9 @@ std::map<std::string, RemoteFunction, std::less<>> g_functions;
 std::optional<RemoteFunction> find_function(std::string_view name) {
   std::lock_guard lock(g_functions_mu);
   auto it = g_functions.find(name);
-  if (it == g_functions.end()) return std::nullopt;
-  return it->second;
+  if (it != g_functions.end()) return it->second;
+  if (name == "erpc.run") return RemoteFunction(erpc::detail::run);  // every node runs erpc calls
+  return std::nullopt;
 }
 
 void deliver_remote(const Pid& to, detail::MsgNode* n) {
@@ -284,10 +286,11 @@ Pid spawn_or_throw(Atom node_name, const std::string& function, Term args, const
   return await_spawn(*waiter, node_name, timeout);
 }
 
-std::pair<Pid, Ref> spawn_monitor_or_throw(Atom node_name, const std::string& function, Term args,
-                                           SpawnOptions opts, std::chrono::milliseconds timeout) {
+namespace {
+
+std::pair<Pid, Ref> spawn_monitor_with(const Ref& ref, Atom node_name, const std::string& function, Term args,
+                                       SpawnOptions opts, std::chrono::milliseconds timeout) {
   opts.monitor = true;
-  const Ref ref = make_ref();
   auto waiter = std::make_shared<dist::Waiter>();
   {
     const dist::NodeUse node;
@@ -298,7 +301,21 @@ std::pair<Pid, Ref> spawn_monitor_or_throw(Atom node_name, const std::string& fu
     }
     request_spawn(node.get(), node_name, function, args, opts, 0, ref, waiter);
   }
-  return {await_spawn(*waiter, node_name, timeout), ref};
+  try {
+    return {await_spawn(*waiter, node_name, timeout), ref};
+  } catch (const SpawnError&) {
+    // the request's monitor may have fired already (an earlier attempt's connection failed
+    // while this request was on its way): the caller never sees a Down for a ref it was not given
+    demonitor(ref, true);
+    throw;
+  }
+}
+
+}  // namespace
+
+std::pair<Pid, Ref> spawn_monitor_or_throw(Atom node_name, const std::string& function, Term args,
+                                           SpawnOptions opts, std::chrono::milliseconds timeout) {
+  return spawn_monitor_with(make_ref(), node_name, function, std::move(args), opts, timeout);
 }
 
 Pid spawn(Atom node_name, const std::string& function, Term args, const SpawnOptions& opts,
@@ -314,11 +331,12 @@ Pid spawn(Atom node_name, const std::string& function, Term args, const SpawnOpt
 std::pair<Pid, Ref> spawn_monitor(Atom node_name, const std::string& function, Term args, SpawnOptions opts,
                                   std::chrono::milliseconds timeout) {
   opts.monitor = true;
+  const Ref ref = make_ref();
   try {
-    return spawn_monitor_or_throw(node_name, function, std::move(args), opts, timeout);
+    return spawn_monitor_with(ref, node_name, function, std::move(args), opts, timeout);
   } catch (const SpawnError& e) {
     if (e.code != Errc::noconnection && e.code != Errc::not_found) throw;
-    const Ref ref = make_ref();
+    // one Down, with the ref and the pid the caller is given
     return {spawn_failed(node_name, e, opts, ref), ref};
   }
 }
@@ -340,8 +358,12 @@ Async<Spawned> spawn_request(Atom node_name, std::string function, Term args, Sp
   }
   auto reply = co_await receive<detail::SpawnReply>(
       [req](const detail::SpawnReply& r) { return r.request == req; }, timeout);
-  if (!reply) throw SpawnError("timeout waiting for " + std::string(node_name.name()), Errc::timeout);
-  if (!reply->error.empty()) throw SpawnError(reply->error, spawn_errc(reply->error));
+  if (!reply || !reply->error.empty()) {
+    // the request's monitor may have fired (see spawn_monitor): no Down for a ref never given
+    if (opts.monitor) demonitor(ref, true);
+    if (!reply) throw SpawnError("timeout waiting for " + std::string(node_name.name()), Errc::timeout);
+    throw SpawnError(reply->error, spawn_errc(reply->error));
+  }
   co_return Spawned{reply->pid, ref};
 }
 

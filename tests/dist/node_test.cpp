@@ -721,6 +721,26 @@ TEST_CASE("remote spawn that cannot happen returns a pid; its link and monitor s
   }
 }
 
+TEST_CASE("spawn_monitor to a node that cannot be reached gives one Down, with its own ref, also while an earlier "
+          "attempt fails", "[distributed]") {
+  // CI once saw the Down of the request's own monitor (another ref) when the previous spawn's
+  // failed connection took that monitor down before this request's answer came
+  Cluster cl;
+  Alex alex;
+  Mailbox mb;
+  for (int i = 0; i < 200; ++i) {
+    (void)spawn(atom("moebi@localhost"), "Kate.say_name");
+    auto [m, ref] = spawn_monitor(atom("moebi@localhost"), "Kate.say_name");
+    auto d = mb.receive<Down>(10s);
+    REQUIRE(d);
+    CHECK(d->ref == ref);
+    CHECK(d->pid == m);
+    CHECK(d->reason == Term(atom("noconnection")));
+    auto extra = mb.flush();
+    REQUIRE(extra.empty());
+  }
+}
+
 TEST_CASE("1,000,000 messages from one process to a remote one all arrive, in order", "[distributed]") {
   Cluster cl;
   auto b = cl.node("b", "secret");
@@ -846,7 +866,7 @@ TEST_CASE("a restarted peer is reachable again; pids of its old incarnation are 
   REQUIRE(eventually([] { return node::list().empty(); }));
   REQUIRE(eventually([&] { return !cl.lists("kate"); }));
   kate = cl.chat("kate", "secret");
-  Pid fresh = spawn(atom("kate@localhost"), "Kate.reply_sup");
+  Pid fresh = spawn_or_throw(atom("kate@localhost"), "Kate.reply_sup");  // (a failure says why)
   CHECK(fresh.creation != old.creation);
   send(old, tuple(atom("hi"), self()));    // an old incarnation's pid: dropped
   send(fresh, tuple(atom("hi"), self()));
