@@ -151,6 +151,25 @@ void cast(ServerRef to, Term msg);
 /// Answers a call handle_call left pending.
 void reply(const From& to, Term value);
 
+/// What gen_server:multi_call answers: the replies, as {Node, Reply}, in the order of the
+/// nodes asked, and the nodes that gave none (not reachable, nothing registered under the
+/// name, the server ended, or no reply in time).
+struct MultiCallResult {
+  std::vector<std::pair<Atom, Term>> replies;
+  std::vector<Atom> bad_nodes;
+  /// OTP's {[{Node, Reply}], [BadNode]}.
+  Term to_term() const;
+};
+/// gen_server:multi_call: calls the server registered as `name` on each of `nodes` (this node
+/// too, if listed); every request leaves before any reply is awaited, and `timeout` bounds the
+/// whole (OTP's default is infinity: a lost node still ends its wait, through its monitor).
+Async<MultiCallResult> multi_call(std::vector<Atom> nodes, Atom name, Term request,
+                                  std::chrono::milliseconds timeout = std::chrono::hours(24 * 365));
+MultiCallResult multi_call(Mailbox& mb, const std::vector<Atom>& nodes, Atom name, const Term& request,
+                           std::chrono::milliseconds timeout = std::chrono::hours(24 * 365));
+/// gen_server:abcast: casts `msg` to the server registered as `name` on each of `nodes`.
+void abcast(const std::vector<Atom>& nodes, Atom name, const Term& msg);
+
 }  // namespace gen_server
 
 namespace detail {

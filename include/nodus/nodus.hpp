@@ -22,5 +22,6 @@
 #include "nodus/task.hpp"
 #include "nodus/application.hpp"
 #include "nodus/pg.hpp"
+#include "nodus/erpc.hpp"
 #include "nodus/config.hpp"
 #include "nodus/error.hpp"

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -74,6 +75,11 @@ Async<Term> shutdown(const Task& t, std::chrono::milliseconds timeout = std::chr
 Term shutdown(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
 }  // namespace task
+
+namespace detail {
+/// The task function registered as `name` on this node, if any.
+std::optional<TaskFunction> find_task_function(std::string_view name);
+}  // namespace detail
 
 namespace task_supervisor {
 

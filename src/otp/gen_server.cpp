@@ -257,6 +257,82 @@ void cast(ServerRef to, Term msg) {
 
 void reply(const From& to, Term value) { send(to.pid, tuple(Term(to.tag), std::move(value))); }
 
+Term MultiCallResult::to_term() const {
+  std::vector<Term> ok;
+  ok.reserve(replies.size());
+  for (const auto& [n, r] : replies) ok.push_back(tuple(n, r));
+  std::vector<Term> bad(bad_nodes.begin(), bad_nodes.end());
+  return tuple(Term::list(std::move(ok)), Term::list(std::move(bad)));
+}
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+std::chrono::milliseconds left(Clock::time_point deadline) {
+  const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return d.count() > 0 ? d : std::chrono::milliseconds(0);
+}
+
+// The calls of a multi_call, all sent; a node whose call could not even be sent is bad at once.
+struct MultiCall {
+  std::vector<std::pair<Atom, std::optional<PendingCall>>> calls;
+  MultiCallResult out;
+  Clock::time_point deadline;
+
+  MultiCall(const std::vector<Atom>& nodes, Atom name, const Term& request, std::chrono::milliseconds timeout)
+      : deadline(Clock::now() + std::min(timeout, std::chrono::milliseconds(std::chrono::hours(24 * 365)))) {
+    calls.reserve(nodes.size());
+    for (Atom n : nodes) {
+      try {
+        calls.emplace_back(n, PendingCall(n == node::self() ? ServerRef(name) : ServerRef(name, n), request));
+      } catch (const CallError&) {
+        calls.emplace_back(n, std::nullopt);
+      }
+    }
+  }
+  void take(Atom n, PendingCall& c, std::optional<Message> m) {
+    try {
+      out.replies.emplace_back(n, c.finish(std::move(m)));
+    } catch (const CallError&) {
+      out.bad_nodes.push_back(n);
+    }
+  }
+};
+}  // namespace
+
+Async<MultiCallResult> multi_call(std::vector<Atom> nodes, Atom name, Term request, std::chrono::milliseconds timeout) {
+  MultiCall mc(nodes, name, request, timeout);
+  for (auto& [n, c] : mc.calls) {
+    if (!c) {
+      mc.out.bad_nodes.push_back(n);
+      continue;
+    }
+    PendingCall& pc = *c;
+    // (a full receive, not receive_reply: a later call's reply may have come before this one's)
+    auto m = co_await receive<Message>([&pc](const MessageRef& r) { return pc.matches(r); }, left(mc.deadline));
+    mc.take(n, pc, std::move(m));
+  }
+  co_return std::move(mc.out);
+}
+
+MultiCallResult multi_call(Mailbox& mb, const std::vector<Atom>& nodes, Atom name, const Term& request,
+                           std::chrono::milliseconds timeout) {
+  MultiCall mc(nodes, name, request, timeout);
+  for (auto& [n, c] : mc.calls) {
+    if (!c) {
+      mc.out.bad_nodes.push_back(n);
+      continue;
+    }
+    PendingCall& pc = *c;
+    mc.take(n, pc, mb.receive<Message>([&pc](const MessageRef& r) { return pc.matches(r); }, left(mc.deadline)));
+  }
+  return std::move(mc.out);
+}
+
+void abcast(const std::vector<Atom>& nodes, Atom name, const Term& msg) {
+  for (Atom n : nodes) cast(n == node::self() ? ServerRef(name) : ServerRef(name, n), msg);
+}
+
 }  // namespace gen_server
 
 namespace detail {

@@ -411,6 +411,10 @@ Term shutdown(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout) {
 
 }  // namespace task
 
+namespace detail {
+std::optional<TaskFunction> find_task_function(std::string_view name) { return find_function(name); }
+}  // namespace detail
+
 namespace task_supervisor {
 
 Expected<Pid> start(supervisor::StartOptions opts) {
