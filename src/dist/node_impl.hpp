@@ -449,11 +449,14 @@ void NodeImpl::emit(Atom node, Encode&& encode, bool data) {
     o.dest = node;
     o.buf = std::move(rec);
     at = 0;
-    runtime::tl_remote_pending = true;  // (flush_outbox cleared it; the record waits in the outbox)
   }
   o.data |= data;
   const auto len = static_cast<std::uint32_t>(o.buf.size() - at - 4);
   for (int i = 0; i < 4; ++i) o.buf[at + i] = static_cast<char>((len >> (8 * i)) & 0xff);  // little-endian
+  // the record waits in the outbox: the slice's end must send it. (Set here, after the
+  // flushes above: a flush for another destination clears the flag, and a record to a second
+  // node in one slice then stayed in the outbox until the thread's next remote send.)
+  runtime::tl_remote_pending = true;
   if (o.buf.size() >= kBatchBytes || !on_worker_thread()) flush_outbox();
 }
 
