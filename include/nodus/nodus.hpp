@@ -23,5 +23,6 @@
 #include "nodus/application.hpp"
 #include "nodus/pg.hpp"
 #include "nodus/erpc.hpp"
+#include "nodus/global.hpp"
 #include "nodus/config.hpp"
 #include "nodus/error.hpp"

@@ -2,7 +2,9 @@
 // killed mid-operation.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <csignal>
+#include <mutex>
 #include <iostream>
 #include <map>
 #include <thread>
@@ -65,6 +67,47 @@ void register_test_functions() {
   });
 }
 
+std::mutex g_holders_mu;
+std::map<Atom, Pid> g_holders;  // the newest holder of each name (on the peer)
+
+// Holds a global name: registers itself as `name`, says how that went, prints what it gets.
+Proc holder(Atom name) {
+  {
+    std::lock_guard lock(g_holders_mu);
+    g_holders[name] = self();
+  }
+  const bool ok = co_await global::register_name(name, self());
+  std::printf("gregistered %s %s %s\n", std::string(name.name()).c_str(), ok ? "yes" : "no", to_string(self()).c_str());
+  std::fflush(stdout);
+  for (;;) {
+    Term t = co_await receive<Term>();
+    std::printf("%s got %s\n", std::string(name.name()).c_str(), t.to_string(200).c_str());
+    std::fflush(stdout);
+  }
+}
+
+// What the global tests ask a node for, by erpc.
+void register_global_functions() {
+  task::register_function("Test.gwhereis", [](Term args) -> Async<Term> {
+    auto p = global::whereis_name(args[0].as_atom());
+    co_return p ? Term(*p) : Term(atom("undefined"));
+  });
+  task::register_function("Test.holder", [](Term args) -> Async<Term> {
+    std::lock_guard lock(g_holders_mu);
+    auto it = g_holders.find(args[0].as_atom());
+    co_return it == g_holders.end() ? Term(atom("undefined")) : Term(it->second);
+  });
+  task::register_function("Test.alive", [](Term args) -> Async<Term> {
+    co_return atom(is_process_alive(args[0].as_pid()) ? "true" : "false");
+  });
+  // a new process of this node, registered as args[0]: {yes | no, Pid}
+  task::register_function("Test.gregister", [](Term args) -> Async<Term> {
+    const Pid h = spawn([]() -> Proc { co_await receive<Term>([](const Term& t) { return t.is_atom("quit"); }); });
+    const bool ok = co_await global::register_name(args[0].as_atom(), h);
+    co_return tuple(atom(ok ? "yes" : "no"), h);
+  });
+}
+
 // A server registered as `echo`: a call answers {ThisNode, Request}; a cast {print, Text} prints.
 struct Echo : GenServer {
   CallResult handle_call(const Term& req, const From&) override { return reply(tuple(node::self(), req)); }
@@ -84,7 +127,9 @@ int otp_peer(int argc, char** argv) {
   Runtime rt;
   pg::start().value();
   register_test_functions();
+  register_global_functions();
   gen_server::start(std::make_unique<Echo>(), {.name = atom("echo")}).value();
+  global::start().value();
   Node node({.name = argv[2], .cookie = argv[3], .ticktime = 1000ms});
   std::thread([] {
     std::map<std::string, Pid> newest;
@@ -93,6 +138,8 @@ int otp_peer(int argc, char** argv) {
         newest[line.substr(5)] = spawn(member, Term(atom(line.substr(5))));
       } else if (line.rfind("leave ", 0) == 0) {
         send(newest[line.substr(6)], atom("leave"));
+      } else if (line.rfind("gregister ", 0) == 0) {
+        spawn(holder, atom(line.substr(10)));
       }
     }
   }).detach();
@@ -292,4 +339,170 @@ TEST_CASE("gen_server multi_call and abcast over nodes: replies by node, bad nod
   gen_server::abcast({atom("kate@localhost"), atom("moebi@localhost")}, atom("echo"), tuple(atom("print"), "abc"));
   CHECK(eventually([&] { return count_of(kate.out(), "echo cast abc") == 1; }));
   CHECK(mb.flush().empty());
+}
+
+namespace {
+Term gwhereis(Mailbox& mb, Atom node, Atom name) {
+  auto r = erpc::call(mb, node, "Test.gwhereis", Term::list({name}));
+  return r ? *r : Term(atom("error"));
+}
+Proc racer(Pid report, Atom name) {
+  const bool ok = co_await global::register_name(name, self());
+  send(report, tuple(atom("raced"), atom(ok ? "yes" : "no")));
+  co_await receive<Term>([](const Term& t) { return t.is_atom("quit"); });
+}
+}  // namespace
+
+TEST_CASE("global: a name holds on every node; taken names, concurrent registrations, exit and a node killed "
+          "release it", "[distributed][global]") {
+  Peer peer;
+  Child& kate = *peer.kate;
+  Runtime rt;
+  register_test_functions();
+  register_global_functions();
+  global::start().value();
+  Node node({.name = "alex@localhost", .cookie = "c", .ticktime = 1000ms});
+  Mailbox mb;
+  const Atom k = atom("kate@localhost");
+  REQUIRE(node::ping(k));
+  // both servers know each other (their syncs crossed) before anything is registered
+  const Pid p1 = spawn([]() -> Proc { co_await receive<Term>([](const Term& t) { return t.is_atom("quit"); }); });
+  REQUIRE(global::register_name(mb, atom("leader"), p1));
+  CHECK(global::whereis_name(atom("leader")) == p1);
+  CHECK(gwhereis(mb, k, atom("leader")) == Term(p1));  // committed there before register_name returned
+  CHECK_FALSE(global::register_name(mb, atom("leader"), mb.pid()));  // taken
+  auto theirs = erpc::call(mb, k, "Test.gregister", Term::list({atom("leader")}));
+  REQUIRE(theirs);
+  CHECK((*theirs)[0].is_atom("no"));
+  auto f = erpc::call(mb, k, "Test.gregister", Term::list({atom("follower")}));
+  REQUIRE(f);
+  REQUIRE((*f)[0].is_atom("yes"));
+  const Pid follower = (*f)[1].as_pid();
+  CHECK(global::whereis_name(atom("follower")) == follower);
+  CHECK(global::send(atom("follower"), atom("hi")).value() == follower);
+  CHECK(global::send(atom("nobody"), atom("hi")).error().code == Errc::badarg);
+  // its process exits: the name goes on both nodes
+  send(p1, atom("quit"));
+  CHECK(eventually([&] { return !global::whereis_name(atom("leader")); }));
+  CHECK(eventually([&] { return gwhereis(mb, k, atom("leader")).is_atom("undefined"); }));
+  // unregister_name: gone everywhere
+  global::unregister_name(mb, atom("follower"));
+  CHECK_FALSE(global::whereis_name(atom("follower")));
+  CHECK(gwhereis(mb, k, atom("follower")).is_atom("undefined"));
+  // eight registrations of one name at once, from both nodes: exactly one wins
+  for (int i = 0; i < 4; ++i) spawn(racer, mb.pid(), atom("race"));
+  std::vector<std::thread> remote;
+  std::atomic<int> remote_yes{0};
+  for (int i = 0; i < 4; ++i) {
+    remote.emplace_back([&] {
+      Mailbox own;
+      auto r = erpc::call(own, k, "Test.gregister", Term::list({atom("race")}), 30s);
+      if (r && (*r)[0].is_atom("yes")) ++remote_yes;
+    });
+  }
+  for (auto& t : remote) t.join();
+  int local_yes = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto m = mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "raced"); }, 30s);
+    REQUIRE(m);
+    local_yes += (*m)[1].is_atom("yes");
+  }
+  CHECK(local_yes + remote_yes == 1);
+  REQUIRE(global::whereis_name(atom("race")));
+  CHECK(gwhereis(mb, k, atom("race")) == Term(*global::whereis_name(atom("race"))));
+  // a name of kate's, and kate killed mid-operation: it goes here
+  auto g = erpc::call(mb, k, "Test.gregister", Term::list({atom("kates")}));
+  REQUIRE(g);
+  REQUIRE((*g)[0].is_atom("yes"));
+  CHECK(global::whereis_name(atom("kates")) == (*g)[1].as_pid());
+  kate.signal(SIGKILL);
+  CHECK(eventually([&] { return !global::whereis_name(atom("kates")); }, 20s));
+  const auto race = global::whereis_name(atom("race"));
+  CHECK((!race || race->is_local()));  // kate's pid, if it had won, went with her
+}
+
+TEST_CASE("global: two nodes that registered one name while apart meet; the resolver decides, once, the same "
+          "on both", "[distributed][global]") {
+  Peer peer;
+  Child& kate = *peer.kate;
+  Runtime rt;
+  register_test_functions();
+  register_global_functions();
+  global::start().value();
+  Node node({.name = "alex@localhost", .cookie = "c", .ticktime = 1000ms});
+  Mailbox mb;
+  const Atom k = atom("kate@localhost");
+  // apart: kate registers `boss` before the nodes ever meet
+  REQUIRE(kate.write_stdin("gregister boss\n"));
+  REQUIRE(eventually([&] { return count_of(kate.out(), "gregistered boss yes") == 1; }));
+  CHECK(node::list().empty());
+  const Pid mine = spawn([]() -> Proc { co_await receive<Term>([](const Term& t) { return t.is_atom("quit"); }); });
+  // alex's name sorts first: alex resolves, with the resolver given here; it keeps kate's pid
+  std::atomic<int> resolved{0};
+  REQUIRE(global::register_name(mb, atom("boss"), mine, [&](Atom, const Pid& a, const Pid& b) -> std::optional<Pid> {
+    ++resolved;
+    exit(a, atom("kill"));  // a: ours
+    return b;
+  }));
+  REQUIRE(node::ping(k));  // they meet
+  const Term kates = *erpc::call(mb, k, "Test.holder", Term::list({atom("boss")}));
+  REQUIRE(kates.is_pid());
+  CHECK(eventually([&] { return global::whereis_name(atom("boss")) == kates.as_pid(); }));
+  CHECK(eventually([&] { return !is_process_alive(mine); }));
+  CHECK(gwhereis(mb, k, atom("boss")) == kates);
+  CHECK(resolved == 1);
+  // a third node, moe, apart from both, registers `boss2`, and so does alex; then alex meets
+  // moe (and, through alex's sync, moe meets kate: a full mesh). OTP's default resolver.
+  Child moe({self_exe(), "--nodus-peer", "moe@localhost", "c"}, "otp-moe" + std::to_string(peer.pm.port()), Child::Pipe{});
+  REQUIRE(eventually([&] { return peer.pm.lists("moe"); }));
+  REQUIRE(moe.write_stdin("gregister boss2\n"));
+  REQUIRE(eventually([&] { return count_of(moe.out(), "gregistered boss2 yes") == 1; }));
+  const Pid mine2 = spawn([]() -> Proc { co_await receive<Term>([](const Term& t) { return t.is_atom("quit"); }); });
+  REQUIRE(global::register_name(mb, atom("boss2"), mine2));
+  const Atom m = atom("moe@localhost");
+  REQUIRE(node::ping(m));
+  const Term moes = *erpc::call(mb, m, "Test.holder", Term::list({atom("boss2")}));
+  REQUIRE(moes.is_pid());
+  // one keeps it, the other is killed, and all three nodes say the same
+  CHECK(eventually([&] {
+    auto w = global::whereis_name(atom("boss2"));
+    return w && (*w == mine2 || Term(*w) == moes) && gwhereis(mb, m, atom("boss2")) == Term(*w) &&
+           gwhereis(mb, k, atom("boss2")) == Term(*w);
+  }));
+  REQUIRE(global::whereis_name(atom("boss2")));
+  const Pid winner = *global::whereis_name(atom("boss2"));
+  CHECK(gwhereis(mb, m, atom("boss2")) == Term(winner));
+  CHECK(gwhereis(mb, k, atom("boss2")) == Term(winner));
+  if (winner == mine2) {
+    CHECK(eventually([&] { return erpc::call(mb, m, "Test.alive", Term::list({moes}))->is_atom("false"); }));
+  } else {
+    CHECK(eventually([&] { return !is_process_alive(mine2); }));
+  }
+  CHECK(is_process_alive(mine2) == (winner == mine2));
+  CHECK(eventually([] { return node::list().size() == 2; }));
+  CHECK(mb.flush().empty());
+}
+
+TEST_CASE("a process that sends to two nodes in one slice: both messages leave when the slice ends",
+          "[distributed]") {
+  // the second node's record used to stay in the worker's outbox (a flush for the first
+  // destination cleared the "records wait" flag) until the thread's next remote send
+  Peer peer;
+  Child& kate = *peer.kate;
+  Child moe({self_exe(), "--nodus-peer", "moe@localhost", "c"}, "otp-moe" + std::to_string(peer.pm.port()), Child::Pipe{});
+  REQUIRE(eventually([&] { return peer.pm.lists("moe"); }));
+  Runtime rt;
+  Node node({.name = "alex@localhost", .cookie = "c", .ticktime = 1000ms});
+  REQUIRE(node::ping(atom("kate@localhost")));
+  REQUIRE(node::ping(atom("moe@localhost")));
+  for (int i = 0; i < 20; ++i) {
+    // then it waits, sending nothing more: only the end of its slice can send what it sent
+    spawn([](int n) -> Proc {
+      gen_server::cast(ServerRef(atom("echo"), atom("kate@localhost")), tuple(atom("print"), "k" + std::to_string(n)));
+      gen_server::cast(ServerRef(atom("echo"), atom("moe@localhost")), tuple(atom("print"), "m" + std::to_string(n)));
+      co_await receive<Term>([](const Term& t) { return t.is_atom("never"); });
+    }, i);
+    REQUIRE(eventually([&] { return count_of(moe.out(), "echo cast m" + std::to_string(i) + "\n") == 1; }));
+    REQUIRE(eventually([&] { return count_of(kate.out(), "echo cast k" + std::to_string(i) + "\n") == 1; }));
+  }
 }
