@@ -49,6 +49,9 @@ struct ChildSpec {
   /// supervisors, 5 s for workers).
   std::chrono::milliseconds shutdown{5000};
   ChildType type = ChildType::worker;
+  /// Used instead of `start` when set: gets the dynamic supervisor's extra_arguments (a list;
+  /// Elixir prepends them to the child's start arguments), or [] under a supervisor.
+  std::function<Pid(const Term& extra_arguments)> start_with{};
 };
 
 /// A worker child running `body(args...)` (any process body), started with spawn_link.
@@ -108,3 +111,32 @@ Term which_children(Mailbox& mb, ServerRef sup);
 Term count_children(Mailbox& mb, ServerRef sup);
 
 }  // namespace nodus::supervisor
+
+// DynamicSupervisor: children started on demand, with no ids (one_for_one, restart types,
+// intensity and shutdown as a supervisor's). Results are Terms, as Elixir's:
+// start_child -> {ok, Pid} | {error, max_children} | {error, Reason}; terminate_child(pid) ->
+// ok | {error, not_found} (the child is stopped and forgotten); supervisor::which_children
+// gives [{undefined, Pid, worker | supervisor}] and count_children works on it too.
+namespace nodus::dynamic_supervisor {
+
+struct Options {
+  Atom name;
+  bool link = false;
+  int max_restarts = 3;
+  std::chrono::milliseconds max_seconds{5000};
+  /// More running children than this: start_child answers {error, max_children}.
+  std::size_t max_children = static_cast<std::size_t>(-1);
+  /// Handed to every child spec's `start_with` (a list).
+  Term extra_arguments = Term::list({});
+};
+
+/// Starts one (returns once it runs): its pid, {already_started, Pid}, or badarg.
+Expected<Pid> start(Options opts = {});
+/// As a child of a supervision tree.
+supervisor::ChildSpec child_spec(std::string id, Options opts = {});
+Async<Term> start_child(ServerRef sup, supervisor::ChildSpec spec);
+Term start_child(Mailbox& mb, ServerRef sup, supervisor::ChildSpec spec);
+Async<Term> terminate_child(ServerRef sup, Pid pid);
+Term terminate_child(Mailbox& mb, ServerRef sup, Pid pid);
+
+}  // namespace nodus::dynamic_supervisor

@@ -16,6 +16,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "nodus/gen_server.hpp"
 #include "nodus/mailbox.hpp"
@@ -71,8 +72,54 @@ Term await(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout = std::
 Async<Term> yield(const Task& t, std::chrono::milliseconds timeout = std::chrono::seconds(5));
 Term yield(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout = std::chrono::seconds(5));
 /// Stops the task (unless it finished): {ok, Result} if it had, {exit, Reason}, or `nil`.
+/// It gets exit `shutdown`, and `kill` after `timeout`; with `task::brutal_kill` it is killed
+/// at once (Elixir's Task.shutdown(task, :brutal_kill)).
 Async<Term> shutdown(const Task& t, std::chrono::milliseconds timeout = std::chrono::seconds(5));
 Term shutdown(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+/// shutdown's "kill at once" (the same value as supervisor::brutal_kill).
+inline constexpr std::chrono::milliseconds brutal_kill{0};
+
+/// Task.start: runs `f()` in a new process nobody awaits (its result is dropped; a failure is
+/// logged as a task's crash report). start_link links it to the caller.
+Pid start(std::function<Async<Term>()> f);
+Pid start_link(std::function<Async<Term>()> f);
+
+/// Task.await_many: the results of all `tasks`, in their order, waiting at most `timeout` for
+/// all of them together. The first task that exits without a result, or the time running out,
+/// throws TaskError (uncaught, the caller exits with `{Reason, {'Elixir.Task', await_many,
+/// [Tasks, Timeout]}}`); the tasks not yet done are then no longer watched (as await's timeout).
+Async<std::vector<Term>> await_many(const std::vector<Task>& tasks,
+                                    std::chrono::milliseconds timeout = std::chrono::seconds(5));
+std::vector<Term> await_many(Mailbox& mb, const std::vector<Task>& tasks,
+                             std::chrono::milliseconds timeout = std::chrono::seconds(5));
+/// Task.yield_many: waits up to `timeout` for all `tasks`; for each, in order, {ok, Result},
+/// {exit, Reason} or `nil` (still running: it may be yielded, awaited or shut down later).
+Async<std::vector<Term>> yield_many(const std::vector<Task>& tasks,
+                                    std::chrono::milliseconds timeout = std::chrono::seconds(5));
+std::vector<Term> yield_many(Mailbox& mb, const std::vector<Task>& tasks,
+                             std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+struct StreamOptions {
+  /// How many tasks run at once (Elixir's default: the number of schedulers; 0 here means the
+  /// hardware's threads).
+  unsigned max_concurrency = 0;
+  /// Results in the order of the inputs (true) or as they complete.
+  bool ordered = true;
+  /// Per task, from its start.
+  std::chrono::milliseconds timeout = std::chrono::seconds(5);
+  /// On a task's timeout: kill it and give {exit, timeout} for it (Elixir's `on_timeout:
+  /// :kill_task`) instead of failing the whole stream (the default, `:exit`: the running tasks
+  /// are killed and TaskError timeout is thrown).
+  bool kill_on_timeout = false;
+};
+/// Task.async_stream, run to the end: `f(item)` for every item in tasks linked to the caller,
+/// at most `max_concurrency` at a time; for each item {ok, Result}, or {exit, Reason} for a
+/// task that ended without one (seen only by a caller that traps exits, as in Elixir: a
+/// linked task's crash is the caller's).
+Async<std::vector<Term>> async_stream(std::vector<Term> items, std::function<Async<Term>(Term)> f,
+                                      StreamOptions opts = {});
+std::vector<Term> async_stream(Mailbox& mb, std::vector<Term> items, std::function<Async<Term>(Term)> f,
+                               StreamOptions opts = {});
 
 }  // namespace task
 

@@ -1,6 +1,8 @@
 // Supervisor: the supervision loop (start, watch, restart by strategy, intensity, shutdown).
 #include "nodus/supervisor.hpp"
 
+#include <limits>
+
 #include <algorithm>
 #include <deque>
 
@@ -24,6 +26,11 @@ struct State {
   std::deque<Clock::time_point> restarts;
   Pid parent;  // linked starter, whose exit stops us
   std::string name;
+  // a DynamicSupervisor: children have no ids, are stopped by pid, and are deleted when
+  // stopped; at most max_children; start_with gets extra_arguments
+  bool dynamic = false;
+  std::size_t max_children = std::numeric_limits<std::size_t>::max();
+  Term extra = Term::list({});
 };
 
 // A management request: local only (it carries a ChildSpec with its std::function).
@@ -32,6 +39,7 @@ struct Request {
   From from;
   ChildSpec spec;
   std::string id;
+  Pid pid;  // a dynamic supervisor's terminate_child
 };
 
 // Stops one child: exit(shutdown) then kill after its shutdown time (or kill at once).
@@ -69,7 +77,7 @@ Async<bool> start_one(State& s, std::size_t i, Term* why = nullptr) {
   bool acks = false;
   try {
     detail::StartCollector started;
-    pid = c.spec.start();
+    pid = c.spec.start_with ? c.spec.start_with(s.extra) : c.spec.start();
     acks = std::find(started.started.begin(), started.started.end(), pid) != started.started.end();
   } catch (...) {
     failed = exit_reason_of(std::current_exception());
@@ -176,7 +184,11 @@ Term error(std::string_view what) { return tuple(atom("error"), atom(what)); }
 Async<Term> handle(State& s, Request& r) {
   switch (r.kind) {
     case Request::start_child: {
-      if (auto i = find(s, r.spec.id)) {
+      if (s.dynamic) {
+        std::size_t running = 0;
+        for (const Child& c : s.children) running += !c.pid.is_null();
+        if (running >= s.max_children) co_return error("max_children");
+      } else if (auto i = find(s, r.spec.id)) {
         const Pid p = s.children[*i].pid;
         co_return p.is_null() ? error("already_present") : tuple(atom("error"), tuple(atom("already_started"), p));
       }
@@ -189,6 +201,16 @@ Async<Term> handle(State& s, Request& r) {
       co_return tuple(atom("ok"), s.children.back().pid);
     }
     case Request::terminate_child: {
+      if (s.dynamic) {
+        for (std::size_t k = 0; k < s.children.size(); ++k) {
+          if (s.children[k].pid != r.pid || r.pid.is_null()) continue;
+          const Pid pid = std::exchange(s.children[k].pid, Pid{});
+          co_await shutdown_child(pid, s.children[k].spec.shutdown);
+          s.children.erase(s.children.begin() + static_cast<std::ptrdiff_t>(k));
+          co_return atom("ok");
+        }
+        co_return error("not_found");
+      }
       auto i = find(s, r.id);
       if (!i) co_return error("not_found");
       if (!s.children[*i].pid.is_null()) {
@@ -216,7 +238,7 @@ Async<Term> handle(State& s, Request& r) {
     case Request::which_children: {
       std::vector<Term> out;  // newest first, as OTP answers
       for (auto c = s.children.rbegin(); c != s.children.rend(); ++c) {
-        out.push_back(tuple(c->spec.id, c->pid.is_null() ? Term(atom("undefined")) : Term(c->pid),
+        out.push_back(tuple(s.dynamic ? Term(atom("undefined")) : Term(c->spec.id), c->pid.is_null() ? Term(atom("undefined")) : Term(c->pid),
                             atom(c->spec.type == ChildType::worker ? "worker" : "supervisor")));
       }
       co_return Term::list(std::move(out));
@@ -279,9 +301,9 @@ Proc supervisor_loop(std::shared_ptr<State> state, detail::Starter st) {
   }
 }
 
-detail::RequestSender sender(Request::Kind kind, ChildSpec spec = {}, std::string id = {}) {
-  return [kind, spec = std::move(spec), id = std::move(id)](const Pid& target, const From& from) {
-    send(target, Request{kind, from, spec, id});
+detail::RequestSender sender(Request::Kind kind, ChildSpec spec = {}, std::string id = {}, Pid pid = {}) {
+  return [kind, spec = std::move(spec), id = std::move(id), pid](const Pid& target, const From& from) {
+    send(target, Request{kind, from, spec, id, pid});
   };
 }
 
@@ -368,3 +390,51 @@ Term count_children(Mailbox& mb, ServerRef sup) {
 }
 
 }  // namespace nodus::supervisor
+
+namespace nodus::dynamic_supervisor {
+
+using supervisor::ChildSpec;
+namespace {
+using namespace supervisor;
+
+std::function<Proc(const detail::Starter&)> body(const Options& o) {
+  auto s = std::make_shared<State>();
+  s->flags = {.strategy = Strategy::one_for_one, .max_restarts = o.max_restarts, .max_seconds = o.max_seconds};
+  s->dynamic = true;
+  s->max_children = o.max_children;
+  s->extra = o.extra_arguments;
+  if (!(o.name == Atom())) s->name = std::string(o.name.name());
+  if (o.link) s->parent = self();
+  return [s](const detail::Starter& st) { return supervisor_loop(s, st); };
+}
+}  // namespace
+
+Expected<Pid> start(Options opts) {
+  if (!opts.extra_arguments.is_list()) {
+    return Failure{Errc::badarg, atom("badarg"), "dynamic_supervisor::start: extra_arguments must be a list"};
+  }
+  return detail::start_acked(body(opts), opts.name, opts.link, std::chrono::hours(24 * 365), "dynamic_supervisor::start");
+}
+
+ChildSpec child_spec(std::string id, Options opts) {
+  opts.link = true;
+  ChildSpec c{std::move(id), [opts]() { return start(opts).value(); }};
+  c.type = ChildType::supervisor;
+  c.shutdown = infinity;
+  return c;
+}
+
+Async<Term> start_child(ServerRef sup, ChildSpec spec) {
+  return detail::call_with(sup, sender(Request::start_child, std::move(spec)), kCallTimeout);
+}
+Term start_child(Mailbox& mb, ServerRef sup, ChildSpec spec) {
+  return detail::call_with(mb, sup, sender(Request::start_child, std::move(spec)), kCallTimeout);
+}
+Async<Term> terminate_child(ServerRef sup, Pid pid) {
+  return detail::call_with(sup, sender(Request::terminate_child, {}, {}, pid), kCallTimeout);
+}
+Term terminate_child(Mailbox& mb, ServerRef sup, Pid pid) {
+  return detail::call_with(mb, sup, sender(Request::terminate_child, {}, {}, pid), kCallTimeout);
+}
+
+}  // namespace nodus::dynamic_supervisor

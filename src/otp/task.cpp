@@ -6,6 +6,8 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
+#include <algorithm>
 
 #include "nodus/log.hpp"
 #include "nodus/node.hpp"
@@ -369,9 +371,9 @@ namespace {
 struct Stopping {
   const Task& t;
   Ref watch;
-  explicit Stopping(const Task& task) : t(task), watch(task.watched ? Ref{} : monitor(task.pid)) {
+  Stopping(const Task& task, bool brutal) : t(task), watch(task.watched ? Ref{} : monitor(task.pid)) {
     unlink(t.pid);
-    exit(t.pid, atom("shutdown"));
+    exit(t.pid, atom(brutal ? "kill" : "shutdown"));
   }
   bool matches(const MessageRef& m) const {
     return Outcome{t}.matches(m) || (!t.watched && m.is<Down>() && m.get<Down>().ref == watch);
@@ -388,9 +390,9 @@ struct Stopping {
 
 Async<Term> shutdown(const Task& t, std::chrono::milliseconds timeout) {
   check_owner(t);
-  const Stopping s(t);
+  const Stopping s(t, timeout == brutal_kill);
   auto pred = [&s](const MessageRef& r) { return s.matches(r); };
-  auto m = co_await receive<Message>(pred, timeout);
+  auto m = co_await receive<Message>(pred, timeout == brutal_kill ? std::chrono::milliseconds(std::chrono::hours(24)) : timeout);
   if (!m) {
     exit(t.pid, atom("kill"));
     m = co_await receive<Message>(pred);
@@ -399,14 +401,249 @@ Async<Term> shutdown(const Task& t, std::chrono::milliseconds timeout) {
 }
 Term shutdown(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout) {
   check_owner(t);
-  const Stopping s(t);
+  const Stopping s(t, timeout == brutal_kill);
   auto pred = [&s](const MessageRef& r) { return s.matches(r); };
-  auto m = mb.receive<Message>(pred, timeout);
+  auto m = mb.receive<Message>(pred, timeout == brutal_kill ? std::chrono::milliseconds(std::chrono::hours(24)) : timeout);
   if (!m) {
     exit(t.pid, atom("kill"));
     m = mb.receive<Message>(pred, std::chrono::hours(24));
   }
   return s.finish(std::move(m));
+}
+
+namespace {
+Proc unowned_task(std::function<Async<Term>()> f) { (void)co_await run_reported(f, Pid{}, "(a local function)", nullptr); }
+
+using Clock = std::chrono::steady_clock;
+std::chrono::milliseconds left(Clock::time_point deadline) {
+  const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return d.count() > 0 ? d : std::chrono::milliseconds(0);
+}
+
+// Waiting on several tasks at once: the outcome of each, as yield gives it.
+struct Many {
+  const std::vector<Task>& tasks;
+  std::vector<std::optional<Term>> out;
+  std::size_t left;
+  explicit Many(const std::vector<Task>& ts) : tasks(ts), out(ts.size()), left(ts.size()) {
+    for (const Task& t : tasks) check_owner(t);
+  }
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  std::size_t which(const MessageRef& m) const {
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+      if (!out[i] && Outcome{tasks[i]}.matches(m)) return i;
+    }
+    return none;
+  }
+  bool matches(const MessageRef& m) const { return which(m) != none; }
+  std::size_t take(std::optional<Message> m) {
+    const std::size_t i = which(*m);
+    out[i] = Outcome{tasks[i]}.as_yield(std::move(m));
+    --left;
+    return i;
+  }
+  std::vector<Term> yields() const {
+    std::vector<Term> r;
+    r.reserve(out.size());
+    for (const auto& o : out) r.push_back(o ? *o : Term(atom("nil")));
+    return r;
+  }
+  // await_many's failure: the others are no longer watched (their late results are dropped)
+  [[noreturn]] void fail(const Term& why, const std::string& text, std::chrono::milliseconds timeout) const {
+    std::vector<Term> pids;
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+      pids.emplace_back(tasks[i].pid);
+      if (out[i]) continue;
+      demonitor(tasks[i].mref, true);
+      detail::ignore_reply(tasks[i].tag);
+      tasks[i].watched = false;
+    }
+    throw TaskError(why, text,
+                    tuple(why, tuple(atom("Elixir.Task"), atom("await_many"),
+                                     Term::list({Term::list(std::move(pids)), Term(static_cast<long>(timeout.count()))}))));
+  }
+  // await_many: a task that exited ends the wait
+  void check_exit(std::size_t i, std::chrono::milliseconds timeout) const {
+    const Term& o = *out[i];
+    if (!o.is_tuple(2, "exit")) return;
+    const Term& r = o[1];
+    const Term why = r.is_atom("noconnection") ? tuple(atom("nodedown"), tasks[i].pid.node) : r;
+    fail(why, reason_text(r, tasks[i].pid), timeout);
+  }
+  std::vector<Term> results() const {
+    std::vector<Term> r;
+    r.reserve(out.size());
+    for (const auto& o : out) r.push_back((*o)[1]);
+    return r;
+  }
+};
+}  // namespace
+
+Pid start(std::function<Async<Term>()> f) { return spawn(unowned_task, std::move(f)); }
+Pid start_link(std::function<Async<Term>()> f) { return spawn_link(unowned_task, std::move(f)); }
+
+Async<std::vector<Term>> await_many(const std::vector<Task>& tasks, std::chrono::milliseconds timeout) {
+  Many w(tasks);
+  const auto deadline = Clock::now() + timeout;
+  while (w.left > 0) {
+    auto m = co_await receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, left(deadline));
+    if (!m) w.fail(atom("timeout"), "time out: tasks gave no result in time", timeout);
+    w.check_exit(w.take(std::move(m)), timeout);
+  }
+  co_return w.results();
+}
+std::vector<Term> await_many(Mailbox& mb, const std::vector<Task>& tasks, std::chrono::milliseconds timeout) {
+  Many w(tasks);
+  const auto deadline = Clock::now() + timeout;
+  while (w.left > 0) {
+    auto m = mb.receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, left(deadline));
+    if (!m) w.fail(atom("timeout"), "time out: tasks gave no result in time", timeout);
+    w.check_exit(w.take(std::move(m)), timeout);
+  }
+  return w.results();
+}
+
+Async<std::vector<Term>> yield_many(const std::vector<Task>& tasks, std::chrono::milliseconds timeout) {
+  Many w(tasks);
+  const auto deadline = Clock::now() + timeout;
+  while (w.left > 0) {
+    auto m = co_await receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, left(deadline));
+    if (!m) break;
+    w.take(std::move(m));
+  }
+  co_return w.yields();
+}
+std::vector<Term> yield_many(Mailbox& mb, const std::vector<Task>& tasks, std::chrono::milliseconds timeout) {
+  Many w(tasks);
+  const auto deadline = Clock::now() + timeout;
+  while (w.left > 0) {
+    auto m = mb.receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, left(deadline));
+    if (!m) break;
+    w.take(std::move(m));
+  }
+  return w.yields();
+}
+
+namespace {
+// async_stream's window of running tasks over the inputs.
+struct Stream {
+  std::vector<Term> items;
+  std::function<Async<Term>(Term)> f;
+  StreamOptions opts;
+  struct Running {
+    Task task;
+    std::size_t index;
+    Clock::time_point deadline;
+  };
+  std::vector<Running> running;
+  std::vector<std::optional<Term>> ordered;  // by input index
+  std::vector<Term> done;                    // unordered: as they complete
+  std::size_t next = 0;
+
+  Stream(std::vector<Term> in, std::function<Async<Term>(Term)> fn, StreamOptions o)
+      : items(std::move(in)), f(std::move(fn)), opts(o), ordered(items.size()) {
+    if (opts.max_concurrency == 0) opts.max_concurrency = std::max(1u, std::thread::hardware_concurrency());
+  }
+  void fill() {
+    while (running.size() < opts.max_concurrency && next < items.size()) {
+      auto fn = f;
+      Term item = items[next];
+      running.push_back({async([fn, item]() { return fn(item); }), next, Clock::now() + opts.timeout});
+      ++next;
+    }
+  }
+  bool finished() const { return running.empty() && next == items.size(); }
+  std::size_t which(const MessageRef& m) const {
+    for (std::size_t i = 0; i < running.size(); ++i) {
+      if (Outcome{running[i].task}.matches(m)) return i;
+    }
+    return Many::none;
+  }
+  bool matches(const MessageRef& m) const { return which(m) != Many::none; }
+  std::chrono::milliseconds wait() const {
+    Clock::time_point first = Clock::time_point::max();
+    for (const Running& r : running) first = std::min(first, r.deadline);
+    return left(first);
+  }
+  void record(std::size_t index, Term outcome) {
+    if (opts.ordered) {
+      ordered[index] = std::move(outcome);
+    } else {
+      done.push_back(std::move(outcome));
+    }
+  }
+  void take(std::optional<Message> m) {
+    const std::size_t i = which(*m);
+    Running r = std::move(running[i]);
+    running.erase(running.begin() + static_cast<std::ptrdiff_t>(i));
+    record(r.index, Outcome{r.task}.as_yield(std::move(m)));
+  }
+  // The time ran out for the tasks past their deadline. Returns the Stopping-free way: each is
+  // unlinked and killed, its monitor dropped with whatever it sent.
+  void timed_out() {
+    const auto now = Clock::now();
+    for (std::size_t i = 0; i < running.size();) {
+      if (running[i].deadline > now) {
+        ++i;
+        continue;
+      }
+      const Task t = running[i].task;
+      kill(t);
+      if (!opts.kill_on_timeout) {
+        for (const Running& r : running) kill(r.task);
+        running.clear();
+        throw TaskError(atom("timeout"), "time out: an async_stream task gave no result in time",
+                        tuple(atom("timeout"), tuple(atom("Elixir.Task.Supervised"), atom("stream"),
+                                                     Term::list({Term(static_cast<long>(opts.timeout.count()))}))));
+      }
+      record(running[i].index, tuple(atom("exit"), atom("timeout")));
+      running.erase(running.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  }
+  static void kill(const Task& t) {
+    unlink(t.pid);
+    exit(t.pid, atom("kill"));
+    demonitor(t.mref, true);
+    detail::ignore_reply(t.tag);
+  }
+  std::vector<Term> results() {
+    if (!opts.ordered) return std::move(done);
+    std::vector<Term> r;
+    r.reserve(ordered.size());
+    for (auto& o : ordered) r.push_back(std::move(*o));
+    return r;
+  }
+};
+}  // namespace
+
+Async<std::vector<Term>> async_stream(std::vector<Term> items, std::function<Async<Term>(Term)> f, StreamOptions opts) {
+  Stream s(std::move(items), std::move(f), opts);
+  s.fill();
+  while (!s.finished()) {
+    auto m = co_await receive<Message>([&s](const MessageRef& r) { return s.matches(r); }, s.wait());
+    if (m) {
+      s.take(std::move(m));
+    } else {
+      s.timed_out();
+    }
+    s.fill();
+  }
+  co_return s.results();
+}
+std::vector<Term> async_stream(Mailbox& mb, std::vector<Term> items, std::function<Async<Term>(Term)> f,
+                               StreamOptions opts) {
+  Stream s(std::move(items), std::move(f), opts);
+  s.fill();
+  while (!s.finished()) {
+    auto m = mb.receive<Message>([&s](const MessageRef& r) { return s.matches(r); }, s.wait());
+    if (m) {
+      s.take(std::move(m));
+    } else {
+      s.timed_out();
+    }
+    s.fill();
+  }
+  return s.results();
 }
 
 }  // namespace task

@@ -250,3 +250,49 @@ TEST_CASE_METHOD(Fixture, "which_children lists the newest child first, as OTP's
   CHECK(start_child(mb, sup, child(me, "d")).is_tuple(2, "ok"));
   CHECK(ids() == "dcba");
 }
+
+TEST_CASE("DynamicSupervisor: children on demand, max_children, extra_arguments, terminate by pid, restarts",
+          "[otp][supervisor]") {
+  Runtime rt;
+  Mailbox mb;
+  auto sup = dynamic_supervisor::start({.max_children = 2, .extra_arguments = Term::list({Term("extra")})});
+  REQUIRE(sup);
+  const Pid report = mb.pid();
+  ChildSpec spec{"ignored", nullptr};
+  spec.start_with = [report](const Term& extra) {
+    return spawn_link(member, report, extra[0].as_binary(), false);  // the id it reports: the extra argument
+  };
+  auto started = [&]() {
+    auto m = mb.receive<Term>([](const Term& t) { return t.is_tuple(3, "started"); }, 5s);
+    REQUIRE(m);
+    CHECK((*m)[1] == Term("extra"));
+    return (*m)[2].as_pid();
+  };
+  Term a = dynamic_supervisor::start_child(mb, *sup, spec);
+  REQUIRE(a.is_tuple(2, "ok"));
+  const Pid p1 = started();
+  CHECK(a[1].as_pid() == p1);
+  Term b = dynamic_supervisor::start_child(mb, *sup, spec);
+  REQUIRE(b.is_tuple(2, "ok"));
+  const Pid p2 = started();
+  CHECK(dynamic_supervisor::start_child(mb, *sup, spec).to_string() == "{error, max_children}");
+  CHECK(which_children(mb, *sup) ==
+        Term::list({tuple(atom("undefined"), p2, atom("worker")), tuple(atom("undefined"), p1, atom("worker"))}));
+  // terminate by pid: stopped and forgotten, which makes room
+  CHECK(dynamic_supervisor::terminate_child(mb, *sup, p1) == Term(atom("ok")));
+  CHECK_FALSE(is_process_alive(p1));
+  CHECK(dynamic_supervisor::terminate_child(mb, *sup, p1).to_string() == "{error, not_found}");
+  REQUIRE(dynamic_supervisor::start_child(mb, *sup, spec).is_tuple(2, "ok"));
+  const Pid p3 = started();
+  // a permanent child that crashes is restarted (with the extra arguments again)
+  send(p2, atom("crash"));
+  const Pid p4 = started();
+  CHECK(p4 != p2);
+  CHECK(count_children(mb, *sup).to_string() == "[{specs, 2}, {active, 2}, {supervisors, 0}, {workers, 2}]");
+  CHECK(dynamic_supervisor::start_child(mb, *sup, spec).to_string() == "{error, max_children}");
+  CHECK(supervisor::stop(mb, *sup));
+  CHECK_FALSE(is_process_alive(p3));
+  CHECK_FALSE(is_process_alive(p4));
+  CHECK(dynamic_supervisor::start(
+            {.extra_arguments = Term(atom("not_a_list"))}).error().code == Errc::badarg);
+}

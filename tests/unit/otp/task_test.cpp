@@ -1,6 +1,9 @@
 // Task and a local Task.Supervisor: await, yield, shutdown, timeouts, crashes.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <atomic>
+
 #include "../../dist/harness.hpp"
 #include "nodus/nodus.hpp"
 
@@ -227,4 +230,147 @@ TEST_CASE_METHOD(Fixture, "shutdown after a yield or a timed-out await stops the
     INFO("left behind: " << (left ? std::string(left->type_name()) + " " + left->to_string() : std::string("nothing")));
     CHECK_FALSE(left.has_value());
   }
+}
+
+TEST_CASE_METHOD(Fixture, "task::shutdown with brutal_kill kills at once; without, the task gets shutdown first",
+                 "[otp][task]") {
+  // a task that traps exits and reports the shutdown it is sent
+  auto trapping = [report = mb.pid()]() -> Async<Term> {
+    trap_exit(true);
+    auto e = co_await receive<ExitMsg>();
+    send(report, tuple(atom("got"), e.reason));
+    co_await receive<Term>([](const Term& t) { return t.is_atom("never"); });
+    co_return Term();
+  };
+  Task gentle = task::async(trapping);
+  CHECK(task::shutdown(mb, gentle, 100ms) == Term(atom("nil")));  // killed after 100 ms
+  auto got = mb.receive<Term>(5s);
+  REQUIRE(got);
+  CHECK(got->to_string() == "{got, shutdown}");
+  CHECK_FALSE(is_process_alive(gentle.pid));
+  Task brutal = task::async(trapping);
+  CHECK(task::shutdown(mb, brutal, task::brutal_kill) == Term(atom("nil")));
+  CHECK_FALSE(is_process_alive(brutal.pid));
+  CHECK(mb.flush().empty());  // no {got, ...}: it was killed, never asked
+  // a task that had already answered: its result
+  Task quick = task::async([]() -> Async<Term> { co_return atom("early"); });
+  REQUIRE(nodus::test::eventually([&] { return !is_process_alive(quick.pid); }));
+  CHECK(task::shutdown(mb, quick, task::brutal_kill).to_string() == "{ok, early}");
+}
+
+TEST_CASE_METHOD(Fixture, "Task.start and start_link: nobody awaits; a linked one's crash reaches the caller",
+                 "[otp][task]") {
+  const Pid report = mb.pid();
+  const Pid p = task::start([report]() -> Async<Term> {
+    send(report, atom("ran"));
+    co_return atom("ignored");
+  });
+  auto ran = mb.receive<Term>(5s);
+  REQUIRE(ran);
+  CHECK(ran->is_atom("ran"));
+  REQUIRE(nodus::test::eventually([&] { return !is_process_alive(p); }));
+  mb.trap_exit(true);
+  const Pid l = task::start_link([]() -> Async<Term> {
+    exit_self(atom("bad"));
+    co_return Term();
+  });
+  auto e = mb.receive<ExitMsg>(5s);
+  REQUIRE(e);
+  CHECK(e->from == l);
+  CHECK(e->reason == Term(atom("bad")));
+  CHECK(mb.flush().empty());  // no result message: nobody awaits a started task
+}
+
+TEST_CASE_METHOD(Fixture, "await_many and yield_many", "[otp][task]") {
+  std::vector<Task> ts;
+  for (long i = 1; i <= 5; ++i) ts.push_back(task::async([i]() -> Async<Term> { co_return Term(i * 10); }));
+  CHECK(Term::list(task::await_many(mb, ts)).to_string() == "[10, 20, 30, 40, 50]");
+  // one of them exits: await_many fails with its reason (the caller traps, so it lives)
+  mb.trap_exit(true);
+  std::vector<Task> bad{task::async([]() -> Async<Term> { co_return atom("fine"); }),
+                        task::async([]() -> Async<Term> {
+                          exit_self(atom("broken"));
+                          co_return Term();
+                        })};
+  try {
+    (void)task::await_many(mb, bad);
+    FAIL("await_many did not fail");
+  } catch (const TaskError& e) {
+    CHECK(e.reason == Term(atom("broken")));
+    CHECK(e.exit_reason().to_string().find("await_many") != std::string::npos);
+  }
+  mb.trap_exit(false);
+  (void)mb.flush();
+  // yield_many: what is done, and nil for what is not
+  std::vector<Task> mixed{task::async([]() -> Async<Term> { co_return atom("done"); }),
+                          task::async([]() -> Async<Term> { co_return co_await gated(Term()); })};
+  REQUIRE(nodus::test::eventually([&] { return !is_process_alive(mixed[0].pid); }));
+  CHECK(Term::list(task::yield_many(mb, mixed, 100ms)).to_string() == "[{ok, done}, nil]");
+  send(mixed[1].pid, atom("go"));
+  std::vector<Task> rest{mixed[1]};
+  CHECK(Term::list(task::yield_many(mb, rest)).to_string() == "[{ok, went}]");
+  // await_many's timeout: the tasks still running are no longer watched; nothing is left behind
+  std::vector<Task> slow{task::async([]() -> Async<Term> { co_return co_await gated(Term()); })};
+  try {
+    (void)task::await_many(mb, slow, 50ms);
+    FAIL("await_many did not time out");
+  } catch (const TaskError& e) {
+    CHECK(e.reason == Term(atom("timeout")));
+  }
+  send(slow[0].pid, atom("go"));
+  REQUIRE(nodus::test::eventually([&] { return !is_process_alive(slow[0].pid); }));
+  CHECK(mb.flush().empty());
+}
+
+namespace {
+std::atomic<int> g_running{0}, g_most{0};
+// doubles its input, staying busy for a while (yields) so that tasks overlap
+Async<Term> busy_double(Term x) {
+  const int now = ++g_running;
+  for (int seen = g_most.load(); now > seen && !g_most.compare_exchange_weak(seen, now);) {
+  }
+  for (int i = 0; i < 200; ++i) co_await yield();
+  --g_running;
+  co_return Term(x.as_int() * 2);
+}
+
+Proc stream_in_process(Pid report) {
+  std::vector<Term> in{1L, 2L, 3L};
+  std::vector<Term> out = co_await task::async_stream(in, busy_double, {.max_concurrency = 2});
+  send(report, Term::list(std::move(out)));
+}
+}  // namespace
+
+TEST_CASE_METHOD(Fixture, "async_stream: bounded concurrency, ordered or not, per-task timeouts", "[otp][task]") {
+  std::vector<Term> in;
+  for (long i = 1; i <= 30; ++i) in.emplace_back(i);
+  g_most = 0;
+  auto out = task::async_stream(mb, in, busy_double, {.max_concurrency = 3});
+  REQUIRE(out.size() == 30);
+  for (std::size_t i = 0; i < out.size(); ++i) CHECK(out[i] == tuple(atom("ok"), Term(static_cast<long>(2 * (i + 1)))));
+  CHECK(g_most <= 3);
+  CHECK(g_most >= 1);
+  auto unordered = task::async_stream(mb, in, busy_double, {.max_concurrency = 4, .ordered = false});
+  std::vector<long> got;
+  for (const Term& t : unordered) got.push_back(t[1].as_int());
+  std::sort(got.begin(), got.end());
+  REQUIRE(got.size() == 30);
+  for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == static_cast<long>(2 * (i + 1)));
+  CHECK(g_most <= 4);
+  // an item that never finishes: killed, {exit, timeout} (kill_on_timeout), the rest go on
+  auto f = [](Term x) -> Async<Term> {
+    if (x.as_int() == 2) co_await receive<Term>([](const Term& t) { return t.is_atom("never"); });
+    co_return x;
+  };
+  std::vector<Term> three{1L, 2L, 3L};
+  auto killed = task::async_stream(mb, three, f, {.max_concurrency = 3, .timeout = 200ms, .kill_on_timeout = true});
+  CHECK(Term::list(killed).to_string() == "[{ok, 1}, {exit, timeout}, {ok, 3}]");
+  // by default a timeout fails the whole stream
+  CHECK_THROWS_AS(task::async_stream(mb, three, f, {.timeout = 200ms}), TaskError);
+  CHECK(mb.flush().empty());
+  // from a process body
+  spawn(stream_in_process, mb.pid());
+  auto r = mb.receive<Term>(10s);
+  REQUIRE(r);
+  CHECK(r->to_string() == "[{ok, 2}, {ok, 4}, {ok, 6}]");
 }
