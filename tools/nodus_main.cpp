@@ -69,9 +69,9 @@ int cmd_ping(const NodeFlags& f, const std::string& target) {
   Runtime rt;
   try {
     Node n(options(f));
-    std::string why;
-    const bool pong = node::connect(Atom(target), &why);
-    if (!pong) std::fprintf(stderr, "%s: %s\n", target.c_str(), why.c_str());
+    const auto r = node::connect(Atom(target));
+    const bool pong = r.ok();
+    if (!pong) std::fprintf(stderr, "%s: %s\n", target.c_str(), r.error().text.c_str());
     std::puts(pong ? "pong" : "pang");
     return pong ? 0 : 1;
   } catch (const std::exception& e) {

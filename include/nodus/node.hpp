@@ -115,9 +115,11 @@ Atom self();
 bool alive();
 /// Connected, authenticated nodes.
 std::vector<Atom> list();
-/// Connects (and authenticates) now; false with `error` set on failure.
-bool connect(Atom node, std::string* error = nullptr,
-             std::chrono::milliseconds timeout = std::chrono::seconds(7));
+/// Connects (and authenticates) now: the node, or a Failure saying why (code badarg: a bad
+/// name or this node itself; not_alive: no Node runs here; refused: the peer refused us
+/// (cookie, key, name); timeout; noconnection: not registered, not reachable, closed).
+/// `text` is the reason in words, e.g. "refused: wrong cookie".
+Expected<Atom> connect(Atom node, std::chrono::milliseconds timeout = std::chrono::seconds(7));
 void disconnect(Atom node);
 /// `pong` (true) if `node` answers and accepts our cookie, `pang` (false) otherwise.
 bool ping(Atom node, std::chrono::milliseconds timeout = std::chrono::seconds(7));

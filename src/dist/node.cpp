@@ -154,30 +154,29 @@ std::vector<Atom> list() {
   return node ? node->connected() : std::vector<Atom>{};
 }
 
-bool connect(Atom n, std::string* error, std::chrono::milliseconds timeout) {
+Expected<Atom> connect(Atom n, std::chrono::milliseconds timeout) {
   auto w = std::make_shared<dist::Waiter>();
   {
     const dist::NodeUse node;
-    if (!node) {
-      if (error) *error = "this node is not alive (no Node)";
-      return false;
-    }
+    if (!node) return Failure{Errc::not_alive, atom("not_alive"), "this node is not alive (no Node)"};
     node->enqueue({dist::Command::connect, n, {}, w});
   }
   std::unique_lock lock(w->mu);  // (outside the NodeUse: a stopping node finishes the waiter)
   if (!w->cv.wait_for(lock, timeout, [&] { return w->done; })) {
-    if (error) *error = "timeout";
-    return false;
+    return Failure{Errc::timeout, atom("timeout"), "timeout"};
   }
-  if (error) *error = w->error;
-  return w->ok;
+  if (w->ok) return n;
+  const std::string& why = w->error;
+  if (why == "bad node name" || why == "that is this node") return Failure{Errc::badarg, atom("badarg"), why};
+  if (why.starts_with("refused")) return Failure{Errc::refused, atom("refused"), why};
+  return Failure{Errc::noconnection, atom("noconnection"), why};
 }
 
 void disconnect(Atom n) {
   if (const dist::NodeUse node; node) node->enqueue({dist::Command::disconnect, n, {}, nullptr});
 }
 
-bool ping(Atom n, std::chrono::milliseconds timeout) { return connect(n, nullptr, timeout); }
+bool ping(Atom n, std::chrono::milliseconds timeout) { return connect(n, timeout).ok(); }
 
 void monitor_nodes(bool on) {
   const Pid me = nodus::self();

@@ -214,9 +214,13 @@ TEST_CASE("ping: pong for a live node with our cookie, pang otherwise", "[distri
     return std::find(l.begin(), l.end(), atom("kate@localhost")) != l.end();
   }));
   CHECK_FALSE(node::ping(atom("nobody@localhost"), 2s));
-  std::string why;
-  CHECK_FALSE(node::connect(atom("bad name"), &why));
-  CHECK(why == "bad node name");
+  auto bad = node::connect(atom("bad name"));
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code == Errc::badarg);
+  CHECK(bad.error().text == "bad node name");
+  auto nobody = node::connect(atom("nobody@localhost"), 2s);
+  REQUIRE_FALSE(nobody);
+  CHECK(nobody.error().code == Errc::noconnection);
   // `nodus ping` comes and goes: the pinged node logs it as a peer that left, not as a failure
   Child p({kNodus, "ping", "kate@localhost", "--sname", "pinger@localhost", "--cookie", "secret"},
           "pinger" + std::to_string(cl.port));
@@ -243,6 +247,13 @@ TEST_CASE("a wrong cookie is refused and logged on both sides", "[distributed]")
   Child carl({kNodus, "ping", "kate@localhost", "--sname", "carl@localhost", "--cookie", "secret"}, "carl");
   CHECK(carl.wait() == 0);
   CHECK(carl.out() == "pong\n");
+  // from the API: a Failure with code refused
+  Runtime rt;
+  Node dora({.name = "dora@localhost", .cookie = "wrong", .ticktime = 1000ms});
+  auto r = node::connect(atom("kate@localhost"));
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == Errc::refused);
+  CHECK(r.error().text.find("cookie") != std::string::npos);
 }
 
 TEST_CASE("send to {name, node} and to a remote pid; the reply comes back", "[distributed]") {
