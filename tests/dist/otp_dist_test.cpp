@@ -346,6 +346,15 @@ Term gwhereis(Mailbox& mb, Atom node, Atom name) {
   auto r = erpc::call(mb, node, "Test.gwhereis", Term::list({name}));
   return r ? *r : Term(atom("error"));
 }
+// kate (a peer), and this node as alex running global with the test functions.
+struct GlobalSetup {
+  Peer peer;
+  Runtime rt;
+  bool ready = (register_test_functions(), register_global_functions(), global::start().value(), true);
+  Node node{{.name = "alex@localhost", .cookie = "c", .ticktime = 1000ms}};
+  Mailbox mb;
+};
+
 Proc racer(Pid report, Atom name) {
   const bool ok = co_await global::register_name(name, self());
   send(report, tuple(atom("raced"), atom(ok ? "yes" : "no")));
@@ -355,14 +364,10 @@ Proc racer(Pid report, Atom name) {
 
 TEST_CASE("global: a name holds on every node; taken names, concurrent registrations, exit and a node killed "
           "release it", "[distributed][global]") {
-  Peer peer;
+  GlobalSetup setup;
+  Peer& peer = setup.peer;
   Child& kate = *peer.kate;
-  Runtime rt;
-  register_test_functions();
-  register_global_functions();
-  global::start().value();
-  Node node({.name = "alex@localhost", .cookie = "c", .ticktime = 1000ms});
-  Mailbox mb;
+  Mailbox& mb = setup.mb;
   const Atom k = atom("kate@localhost");
   REQUIRE(node::ping(k));
   // both servers know each other (their syncs crossed) before anything is registered
@@ -423,14 +428,10 @@ TEST_CASE("global: a name holds on every node; taken names, concurrent registrat
 
 TEST_CASE("global: two nodes that registered one name while apart meet; the resolver decides, once, the same "
           "on both", "[distributed][global]") {
-  Peer peer;
+  GlobalSetup setup;
+  Peer& peer = setup.peer;
   Child& kate = *peer.kate;
-  Runtime rt;
-  register_test_functions();
-  register_global_functions();
-  global::start().value();
-  Node node({.name = "alex@localhost", .cookie = "c", .ticktime = 1000ms});
-  Mailbox mb;
+  Mailbox& mb = setup.mb;
   const Atom k = atom("kate@localhost");
   // apart: kate registers `boss` before the nodes ever meet
   REQUIRE(kate.write_stdin("gregister boss\n"));
