@@ -89,10 +89,9 @@ class Shell {
   }
 
   Term parse(const std::string& text) {
-    std::string err;
-    auto t = parse_term(text, scope_, &err);
-    if (!t) throw std::runtime_error(err);
-    return std::move(*t);
+    auto t = parse_term(text, scope_);
+    if (!t) throw std::runtime_error(t.error().text);
+    return std::move(t).value();
   }
 
   void execute(const std::string& line) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "nodus/error.hpp"
 #include "nodus/term.hpp"
 
 namespace nodus {
@@ -19,8 +20,8 @@ struct TermScope {
 };
 
 /// Parses one term. Integers, floats, atoms (`hi`, `'sup?'`), "strings" (binaries), tuples,
-/// lists, maps `#{k => v}`, local pids `<0.ID.SERIAL>`, `self()` and variables. On failure
-/// returns nullopt and sets `error` to what was expected where.
-std::optional<Term> parse_term(std::string_view text, const TermScope& scope, std::string* error);
+/// lists, maps `#{k => v}`, local pids `<0.ID.SERIAL>`, `self()` and variables. On failure a
+/// Failure (code badarg) whose `text` says what was expected where.
+Expected<Term> parse_term(std::string_view text, const TermScope& scope = {});
 
 }  // namespace nodus

@@ -184,8 +184,11 @@ class Parser {
 
 }  // namespace
 
-std::optional<Term> parse_term(std::string_view text, const TermScope& scope, std::string* error) {
-  return Parser(text, scope).parse_all(error);
+Expected<Term> parse_term(std::string_view text, const TermScope& scope) {
+  std::string error;
+  auto t = Parser(text, scope).parse_all(&error);
+  if (!t) return Failure{Errc::badarg, atom("badarg"), std::move(error)};
+  return std::move(*t);
 }
 
 }  // namespace nodus

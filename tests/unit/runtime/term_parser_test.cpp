@@ -13,9 +13,8 @@ std::string round(std::string_view in) {
     if (v == "Pid") return Term(Pid{Atom(), 0, 9, 1});
     return std::nullopt;
   };
-  std::string err;
-  auto t = parse_term(in, scope, &err);
-  return t ? t->to_string() : "error: " + err;
+  auto t = parse_term(in, scope);
+  return t ? t->to_string() : "error: " + t.error().text;
 }
 }  // namespace
 
