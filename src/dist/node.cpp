@@ -168,7 +168,9 @@ Expected<Atom> connect(Atom n, std::chrono::milliseconds timeout) {
   if (w->ok) return n;
   const std::string& why = w->error;
   if (why == "bad node name" || why == "that is this node") return Failure{Errc::badarg, atom("badarg"), why};
-  if (why.starts_with("refused")) return Failure{Errc::refused, atom("refused"), why};
+  if (why.starts_with("refused") || why.find("(refused: ") != std::string::npos) {
+    return Failure{Errc::refused, atom("refused"), why};
+  }
   return Failure{Errc::noconnection, atom("noconnection"), why};
 }
 

@@ -608,9 +608,12 @@ void NodeImpl::conn_lost(Conn& c, const std::string& why) {
   if (!c.up && c.stream) {
     const std::string hs = handshake_failure(c);
     if (c.ours()) {
-      reason = hs;
+      // the handshake's own words too when the peer refused us: they say why (cookie, key, name)
+      reason = why.starts_with("refused: ") && hs != why ? hs + " (" + why + ")" : hs;
       if (c.stream->refused() || c.stream->error().rfind("security mechanism mismatch", 0) == 0 || !c.hint.empty()) {
         logger().error("** Cannot connect to node {}: {} **", c.peer.name(), reason);
+      } else if (reason != hs) {
+        logger().warn("cannot connect to node {}: {}", c.peer.name(), reason);
       } else {
         logger().warn("cannot connect to node {}: {} ({})", c.peer.name(), reason, why);
       }
