@@ -448,8 +448,10 @@ struct Many {
     for (const auto& o : out) r.push_back(o ? *o : Term(atom("nil")));
     return r;
   }
-  // await_many's failure: the others are no longer watched (their late results are dropped)
-  [[noreturn]] void fail(const Term& why, const std::string& text, std::chrono::milliseconds timeout) const {
+  // await_many's failure: the others are no longer watched (their late results are dropped,
+  // and the caller drains what already came: `matches` still names them), then it is thrown
+  std::optional<TaskError> error;
+  void fail(const Term& why, const std::string& text, std::chrono::milliseconds timeout) {
     std::vector<Term> pids;
     for (std::size_t i = 0; i < tasks.size(); ++i) {
       pids.emplace_back(tasks[i].pid);
@@ -458,12 +460,12 @@ struct Many {
       detail::ignore_reply(tasks[i].tag);
       tasks[i].watched = false;
     }
-    throw TaskError(why, text,
-                    tuple(why, tuple(atom("Elixir.Task"), atom("await_many"),
-                                     Term::list({Term::list(std::move(pids)), Term(static_cast<long>(timeout.count()))}))));
+    error.emplace(why, text,
+                  tuple(why, tuple(atom("Elixir.Task"), atom("await_many"),
+                                   Term::list({Term::list(std::move(pids)), Term(static_cast<long>(timeout.count()))}))));
   }
   // await_many: a task that exited ends the wait
-  void check_exit(std::size_t i, std::chrono::milliseconds timeout) const {
+  void check_exit(std::size_t i, std::chrono::milliseconds timeout) {
     const Term& o = *out[i];
     if (!o.is_tuple(2, "exit")) return;
     const Term& r = o[1];
@@ -487,8 +489,16 @@ Async<std::vector<Term>> await_many(const std::vector<Task>& tasks, std::chrono:
   const auto deadline = Clock::now() + timeout;
   while (w.left > 0) {
     auto m = co_await receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, left(deadline));
-    if (!m) w.fail(atom("timeout"), "time out: tasks gave no result in time", timeout);
-    w.check_exit(w.take(std::move(m)), timeout);
+    if (!m) {
+      w.fail(atom("timeout"), "time out: tasks gave no result in time", timeout);
+    } else {
+      w.check_exit(w.take(std::move(m)), timeout);
+    }
+    if (w.error) {
+      while (co_await receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, std::chrono::milliseconds(0))) {
+      }
+      throw *w.error;
+    }
   }
   co_return w.results();
 }
@@ -497,8 +507,16 @@ std::vector<Term> await_many(Mailbox& mb, const std::vector<Task>& tasks, std::c
   const auto deadline = Clock::now() + timeout;
   while (w.left > 0) {
     auto m = mb.receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, left(deadline));
-    if (!m) w.fail(atom("timeout"), "time out: tasks gave no result in time", timeout);
-    w.check_exit(w.take(std::move(m)), timeout);
+    if (!m) {
+      w.fail(atom("timeout"), "time out: tasks gave no result in time", timeout);
+    } else {
+      w.check_exit(w.take(std::move(m)), timeout);
+    }
+    if (w.error) {
+      while (mb.receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, std::chrono::milliseconds(0))) {
+      }
+      throw *w.error;
+    }
   }
   return w.results();
 }
@@ -578,8 +596,17 @@ struct Stream {
     running.erase(running.begin() + static_cast<std::ptrdiff_t>(i));
     record(r.index, Outcome{r.task}.as_yield(std::move(m)));
   }
-  // The time ran out for the tasks past their deadline. Returns the Stopping-free way: each is
-  // unlinked and killed, its monitor dropped with whatever it sent.
+  // The time ran out for the tasks past their deadline: each is unlinked and killed, its
+  // monitor dropped; what it sent already is drained by the caller (`stale`), then `error`
+  // (the whole stream fails) is thrown.
+  std::vector<Task> stale;
+  std::optional<TaskError> error;
+  bool is_stale(const MessageRef& m) const {
+    for (const Task& t : stale) {
+      if (Outcome{t}.matches(m)) return true;
+    }
+    return false;
+  }
   void timed_out() {
     const auto now = Clock::now();
     for (std::size_t i = 0; i < running.size();) {
@@ -587,20 +614,21 @@ struct Stream {
         ++i;
         continue;
       }
-      const Task t = running[i].task;
-      kill(t);
       if (!opts.kill_on_timeout) {
         for (const Running& r : running) kill(r.task);
         running.clear();
-        throw TaskError(atom("timeout"), "time out: an async_stream task gave no result in time",
-                        tuple(atom("timeout"), tuple(atom("Elixir.Task.Supervised"), atom("stream"),
-                                                     Term::list({Term(static_cast<long>(opts.timeout.count()))}))));
+        error.emplace(atom("timeout"), "time out: an async_stream task gave no result in time",
+                      tuple(atom("timeout"), tuple(atom("Elixir.Task.Supervised"), atom("stream"),
+                                                   Term::list({Term(static_cast<long>(opts.timeout.count()))}))));
+        return;
       }
+      kill(running[i].task);
       record(running[i].index, tuple(atom("exit"), atom("timeout")));
       running.erase(running.begin() + static_cast<std::ptrdiff_t>(i));
     }
   }
-  static void kill(const Task& t) {
+  void kill(const Task& t) {
+    stale.push_back(t);
     unlink(t.pid);
     exit(t.pid, atom("kill"));
     demonitor(t.mref, true);
@@ -625,6 +653,10 @@ Async<std::vector<Term>> async_stream(std::vector<Term> items, std::function<Asy
       s.take(std::move(m));
     } else {
       s.timed_out();
+      while (co_await receive<Message>([&s](const MessageRef& r) { return s.is_stale(r); }, std::chrono::milliseconds(0))) {
+      }
+      s.stale.clear();
+      if (s.error) throw *s.error;
     }
     s.fill();
   }
@@ -640,6 +672,10 @@ std::vector<Term> async_stream(Mailbox& mb, std::vector<Term> items, std::functi
       s.take(std::move(m));
     } else {
       s.timed_out();
+      while (mb.receive<Message>([&s](const MessageRef& r) { return s.is_stale(r); }, std::chrono::milliseconds(0))) {
+      }
+      s.stale.clear();
+      if (s.error) throw *s.error;
     }
     s.fill();
   }

@@ -367,7 +367,11 @@ TEST_CASE_METHOD(Fixture, "async_stream: bounded concurrency, ordered or not, pe
   CHECK(Term::list(killed).to_string() == "[{ok, 1}, {exit, timeout}, {ok, 3}]");
   // by default a timeout fails the whole stream
   CHECK_THROWS_AS(task::async_stream(mb, three, f, {.timeout = 200ms}), TaskError);
-  CHECK(mb.flush().empty());
+  const auto left = mb.flush();
+  std::string what;
+  for (const auto& m : left) what += m.to_string(200) + "; ";
+  INFO("left: " << what);
+  CHECK(left.empty());
   // from a process body
   spawn(stream_in_process, mb.pid());
   auto r = mb.receive<Term>(10s);
