@@ -507,3 +507,40 @@ TEST_CASE("a process that sends to two nodes in one slice: both messages leave w
     REQUIRE(eventually([&] { return count_of(kate.out(), "echo cast k" + std::to_string(i) + "\n") == 1; }));
   }
 }
+
+TEST_CASE("global on one node, and the resolvers on their own", "[global]") {
+  Runtime rt;
+  Mailbox mb;
+  CHECK_THROWS_AS(global::register_name(mb, atom("x"), mb.pid()), Error);  // no name server yet
+  global::start().value();
+  CHECK(global::start().error().code == Errc::already_started);
+  const Pid p = spawn([]() -> Proc { co_await receive<Term>([](const Term& t) { return t.is_atom("quit"); }); });
+  REQUIRE(global::register_name(mb, atom("solo"), p));
+  CHECK(global::registered_names() == std::vector<Atom>{atom("solo")});
+  CHECK_FALSE(global::register_name(mb, atom("solo"), mb.pid()));
+  send(p, atom("quit"));
+  CHECK(eventually([] { return !global::whereis_name(atom("solo")); }));
+  CHECK(global::register_name(mb, atom("solo"), mb.pid()));
+  global::unregister_name(mb, atom("solo"));
+  CHECK(global::registered_names().empty());
+  // the resolvers: notify_all keeps neither and tells both; random_notify keeps one, tells the
+  // other; random_exit keeps one and kills the other
+  Mailbox other;
+  CHECK_FALSE(global::notify_all_name(atom("n"), mb.pid(), other.pid()));
+  CHECK(mb.receive<Term>(5s)->to_string() == "{global_name_conflict, n, " + to_string(other.pid()) + "}");
+  CHECK(other.receive<Term>(5s)->to_string() == "{global_name_conflict, n, " + to_string(mb.pid()) + "}");
+  const auto kept = global::random_notify_name(atom("n"), mb.pid(), other.pid());
+  REQUIRE(kept);
+  Mailbox& told = *kept == mb.pid() ? other : mb;
+  CHECK(told.receive<Term>(5s)->to_string() == "{global_name_conflict, n}");
+  CHECK(mb.flush().empty());
+  CHECK(other.flush().empty());
+  const Pid a = spawn([]() -> Proc { co_await receive<Term>([](const Term& t) { return t.is_atom("quit"); }); });
+  const Pid b = spawn([]() -> Proc { co_await receive<Term>([](const Term& t) { return t.is_atom("quit"); }); });
+  const auto winner = global::random_exit_name(atom("n"), a, b);
+  REQUIRE(winner);
+  const Pid loser = *winner == a ? b : a;
+  CHECK(eventually([&] { return !is_process_alive(loser); }));
+  CHECK(is_process_alive(*winner));
+  send(*winner, atom("quit"));
+}
