@@ -17,6 +17,13 @@ using Clock = std::chrono::steady_clock;
 
 namespace detail {
 
+/// What is left until `deadline` (zero once it passed): the timeout of each wait of an
+/// operation with one deadline for all its waits (multi_call, erpc's multicall, await_many).
+inline std::chrono::milliseconds time_left(Clock::time_point deadline) {
+  const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return d.count() > 0 ? d : std::chrono::milliseconds(0);
+}
+
 /// A pending receive, type-erased so the runtime can match messages against it while the
 /// process sleeps. Lives in the waiting coroutine's frame.
 struct Receiver {

@@ -11,7 +11,6 @@
 
 namespace nodus::erpc {
 
-using Clock = std::chrono::steady_clock;
 
 Proc detail::run(Term a) {
   // [Tag | none, Function, Args]
@@ -49,11 +48,6 @@ namespace {
 
 Term call_args(const Ref& tag, const std::string& function, Term args) {
   return Term::list({Term(tag), Term(function), std::move(args)});
-}
-
-std::chrono::milliseconds left(Clock::time_point deadline) {
-  const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  return d.count() > 0 ? d : std::chrono::milliseconds(0);
 }
 
 Failure erpc_failure(Errc code, const char* what, std::string text) {
@@ -142,13 +136,13 @@ Pending start(Atom node, std::string function, Term args, std::chrono::milliseco
 
 Async<Expected<Term>> finish(const Pending& p, Clock::time_point deadline) {
   if (p.failed) co_return *p.failed;
-  auto d = co_await receive<Down>([&p](const Down& m) { return p.matches(m); }, left(deadline));
+  auto d = co_await receive<Down>([&p](const Down& m) { return p.matches(m); }, nodus::detail::time_left(deadline));
   co_return p.outcome(std::move(d));
 }
 
 Expected<Term> finish(Mailbox& mb, const Pending& p, Clock::time_point deadline) {
   if (p.failed) return *p.failed;
-  return p.outcome(mb.receive<Down>([&p](const Down& m) { return p.matches(m); }, left(deadline)));
+  return p.outcome(mb.receive<Down>([&p](const Down& m) { return p.matches(m); }, nodus::detail::time_left(deadline)));
 }
 
 void check_caller(const char* what) {
@@ -180,7 +174,7 @@ Async<std::vector<Expected<Term>>> multicall(std::vector<Atom> nodes, std::strin
   const auto deadline = Clock::now() + timeout;
   std::vector<Pending> calls;
   calls.reserve(nodes.size());
-  for (Atom n : nodes) calls.push_back(co_await start_async(n, function, args, left(deadline)));
+  for (Atom n : nodes) calls.push_back(co_await start_async(n, function, args, nodus::detail::time_left(deadline)));
   std::vector<Expected<Term>> out;
   out.reserve(calls.size());
   for (const Pending& p : calls) out.push_back(co_await finish(p, deadline));
@@ -193,7 +187,7 @@ std::vector<Expected<Term>> multicall(Mailbox& mb, const std::vector<Atom>& node
   const auto deadline = Clock::now() + timeout;
   std::vector<Pending> calls;
   calls.reserve(nodes.size());
-  for (Atom n : nodes) calls.push_back(start(n, function, args, left(deadline)));
+  for (Atom n : nodes) calls.push_back(start(n, function, args, nodus::detail::time_left(deadline)));
   std::vector<Expected<Term>> out;
   out.reserve(calls.size());
   for (const Pending& p : calls) out.push_back(finish(mb, p, deadline));

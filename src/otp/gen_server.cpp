@@ -266,12 +266,7 @@ Term MultiCallResult::to_term() const {
 }
 
 namespace {
-using Clock = std::chrono::steady_clock;
 
-std::chrono::milliseconds left(Clock::time_point deadline) {
-  const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  return d.count() > 0 ? d : std::chrono::milliseconds(0);
-}
 
 // The calls of a multi_call, all sent; a node whose call could not even be sent is bad at once.
 struct MultiCall {
@@ -309,7 +304,7 @@ Async<MultiCallResult> multi_call(std::vector<Atom> nodes, Atom name, Term reque
     }
     PendingCall& pc = *c;
     // (a full receive, not receive_reply: a later call's reply may have come before this one's)
-    auto m = co_await receive<Message>([&pc](const MessageRef& r) { return pc.matches(r); }, left(mc.deadline));
+    auto m = co_await receive<Message>([&pc](const MessageRef& r) { return pc.matches(r); }, detail::time_left(mc.deadline));
     mc.take(n, pc, std::move(m));
   }
   co_return std::move(mc.out);
@@ -324,7 +319,7 @@ MultiCallResult multi_call(Mailbox& mb, const std::vector<Atom>& nodes, Atom nam
       continue;
     }
     PendingCall& pc = *c;
-    mc.take(n, pc, mb.receive<Message>([&pc](const MessageRef& r) { return pc.matches(r); }, left(mc.deadline)));
+    mc.take(n, pc, mb.receive<Message>([&pc](const MessageRef& r) { return pc.matches(r); }, detail::time_left(mc.deadline)));
   }
   return std::move(mc.out);
 }

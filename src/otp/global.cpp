@@ -50,10 +50,12 @@ Shared& shared() {
   return s;
 }
 
-bool coin() {
-  thread_local std::mt19937 rng{std::random_device{}()};
-  return (rng() & 1u) != 0;
+// (resolvers' coin tosses, registration backoff)
+std::mt19937& rng() {
+  thread_local std::mt19937 r{std::random_device{}()};
+  return r;
 }
+bool coin() { return (rng()() & 1u) != 0; }
 
 class Server : public GenServer {
  public:
@@ -74,7 +76,7 @@ class Server : public GenServer {
   CallResult handle_call(const Term& req, const From&) override {
     if (req.is_tuple() && req.size() == 4 && req[0].is_atom("reserve") && req[1].is_atom() && req[2].is_pid() &&
         req[3].is_ref()) {
-      return reply(reserve(req[1].as_atom(), req[2].as_pid(), req[3].as_ref()));
+      return reply(reserve(req[1].as_atom(), req[3].as_ref()));
     }
     if (req.is_tuple() && req.size() == 4 && req[0].is_atom("commit") && req[1].is_atom() && req[2].is_pid() &&
         req[3].is_ref()) {
@@ -138,19 +140,18 @@ class Server : public GenServer {
     Resolver resolver;  // set for a pid of this node registered here
   };
   struct Reservation {
-    Pid pid;
     Ref ref;
     Clock::time_point until;
   };
   std::map<Atom, Entry> names_;
   std::map<Atom, Reservation> reserved_;
 
-  Term reserve(Atom name, const Pid& pid, const Ref& ref) {
+  Term reserve(Atom name, const Ref& ref) {
     if (names_.contains(name)) return atom("taken");
     if (auto r = reserved_.find(name); r != reserved_.end() && r->second.ref != ref && r->second.until > Clock::now()) {
       return atom("busy");
     }
-    reserved_[name] = {pid, ref, Clock::now() + kReservation};
+    reserved_[name] = {ref, Clock::now() + kReservation};
     return atom("ok");
   }
 
@@ -278,16 +279,17 @@ struct Registration {
   Term reserve() const { return Term::tuple({atom("reserve"), name, pid, ref}); }
   Term commit() const { return Term::tuple({atom("commit"), name, pid, ref}); }
   // ok: commit; taken: give up; busy: release and try again
-  std::string verdict(const gen_server::MultiCallResult& r) const {
+  enum class Verdict { ok, taken, busy };
+  Verdict verdict(const gen_server::MultiCallResult& r) const {
     bool busy = false;
     bool here = false;
     for (const auto& [n, answer] : r.replies) {
-      if (answer.is_atom("taken")) return "taken";
+      if (answer.is_atom("taken")) return Verdict::taken;
       busy = busy || !answer.is_atom("ok");
       here = here || n == node::self();
     }
-    if (!here) return "busy";  // our own server did not answer (it is restarting)
-    return busy ? "busy" : "ok";
+    if (!here) return Verdict::busy;  // our own server did not answer (it is restarting)
+    return busy ? Verdict::busy : Verdict::ok;
   }
   void release() const { gen_server::abcast(nodes, server_name(), tuple(atom("release"), name, ref)); }
   void done() const {
@@ -295,8 +297,7 @@ struct Registration {
     shared().resolvers.erase(ref);
   }
   static std::chrono::milliseconds backoff(int attempt) {
-    thread_local std::mt19937 rng{std::random_device{}()};
-    return std::chrono::milliseconds(5 + rng() % (10u * static_cast<unsigned>(attempt + 1)));
+    return std::chrono::milliseconds(5 + rng()() % (10u * static_cast<unsigned>(attempt + 1)));
   }
 };
 
@@ -335,14 +336,14 @@ supervisor::ChildSpec child_spec() {
 bool register_name(Mailbox& mb, Atom name, const Pid& pid, Resolver resolver) {
   Registration reg(name, pid, resolver);
   for (int attempt = 0;; ++attempt) {
-    const std::string v = reg.verdict(gen_server::multi_call(mb, reg.nodes, server_name(), reg.reserve(), kCallTimeout));
-    if (v == "ok") {
+    const auto v = reg.verdict(gen_server::multi_call(mb, reg.nodes, server_name(), reg.reserve(), kCallTimeout));
+    if (v == Registration::Verdict::ok) {
       (void)gen_server::multi_call(mb, reg.nodes, server_name(), reg.commit(), kCallTimeout);
       reg.done();
       return true;
     }
     reg.release();
-    if (v == "taken" || attempt + 1 == kAttempts) {
+    if (v == Registration::Verdict::taken || attempt + 1 == kAttempts) {
       reg.done();
       return false;
     }
@@ -354,15 +355,14 @@ bool register_name(Mailbox& mb, Atom name, const Pid& pid, Resolver resolver) {
 Async<bool> register_name(Atom name, Pid pid, Resolver resolver) {
   Registration reg(name, pid, resolver);
   for (int attempt = 0;; ++attempt) {
-    const std::string v =
-        reg.verdict(co_await gen_server::multi_call(reg.nodes, server_name(), reg.reserve(), kCallTimeout));
-    if (v == "ok") {
+    const auto v = reg.verdict(co_await gen_server::multi_call(reg.nodes, server_name(), reg.reserve(), kCallTimeout));
+    if (v == Registration::Verdict::ok) {
       (void)co_await gen_server::multi_call(reg.nodes, server_name(), reg.commit(), kCallTimeout);
       reg.done();
       co_return true;
     }
     reg.release();
-    if (v == "taken" || attempt + 1 == kAttempts) {
+    if (v == Registration::Verdict::taken || attempt + 1 == kAttempts) {
       reg.done();
       co_return false;
     }

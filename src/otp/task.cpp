@@ -4,6 +4,7 @@
 #include "nodus/task.hpp"
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -414,11 +415,6 @@ Term shutdown(Mailbox& mb, const Task& t, std::chrono::milliseconds timeout) {
 namespace {
 Proc unowned_task(std::function<Async<Term>()> f) { (void)co_await run_reported(f, Pid{}, "(a local function)", nullptr); }
 
-using Clock = std::chrono::steady_clock;
-std::chrono::milliseconds left(Clock::time_point deadline) {
-  const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  return d.count() > 0 ? d : std::chrono::milliseconds(0);
-}
 
 // Waiting on several tasks at once: the outcome of each, as yield gives it.
 struct Many {
@@ -488,7 +484,7 @@ Async<std::vector<Term>> await_many(const std::vector<Task>& tasks, std::chrono:
   Many w(tasks);
   const auto deadline = Clock::now() + timeout;
   while (w.left > 0) {
-    auto m = co_await receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, left(deadline));
+    auto m = co_await receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, detail::time_left(deadline));
     if (!m) {
       w.fail(atom("timeout"), "time out: tasks gave no result in time", timeout);
     } else {
@@ -506,7 +502,7 @@ std::vector<Term> await_many(Mailbox& mb, const std::vector<Task>& tasks, std::c
   Many w(tasks);
   const auto deadline = Clock::now() + timeout;
   while (w.left > 0) {
-    auto m = mb.receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, left(deadline));
+    auto m = mb.receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, detail::time_left(deadline));
     if (!m) {
       w.fail(atom("timeout"), "time out: tasks gave no result in time", timeout);
     } else {
@@ -525,7 +521,7 @@ Async<std::vector<Term>> yield_many(const std::vector<Task>& tasks, std::chrono:
   Many w(tasks);
   const auto deadline = Clock::now() + timeout;
   while (w.left > 0) {
-    auto m = co_await receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, left(deadline));
+    auto m = co_await receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, detail::time_left(deadline));
     if (!m) break;
     w.take(std::move(m));
   }
@@ -535,7 +531,7 @@ std::vector<Term> yield_many(Mailbox& mb, const std::vector<Task>& tasks, std::c
   Many w(tasks);
   const auto deadline = Clock::now() + timeout;
   while (w.left > 0) {
-    auto m = mb.receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, left(deadline));
+    auto m = mb.receive<Message>([&w](const MessageRef& r) { return w.matches(r); }, detail::time_left(deadline));
     if (!m) break;
     w.take(std::move(m));
   }
@@ -546,7 +542,8 @@ namespace {
 // async_stream's window of running tasks over the inputs.
 struct Stream {
   std::vector<Term> items;
-  std::function<Async<Term>(Term)> f;
+  // shared with the tasks (one killed at a timeout may still be running when the stream ends)
+  std::shared_ptr<const std::function<Async<Term>(Term)>> f;
   StreamOptions opts;
   struct Running {
     Task task;
@@ -559,14 +556,13 @@ struct Stream {
   std::size_t next = 0;
 
   Stream(std::vector<Term> in, std::function<Async<Term>(Term)> fn, StreamOptions o)
-      : items(std::move(in)), f(std::move(fn)), opts(o), ordered(items.size()) {
+      : items(std::move(in)), f(std::make_shared<const std::function<Async<Term>(Term)>>(std::move(fn))), opts(o),
+        ordered(items.size()) {
     if (opts.max_concurrency == 0) opts.max_concurrency = std::max(1u, std::thread::hardware_concurrency());
   }
   void fill() {
     while (running.size() < opts.max_concurrency && next < items.size()) {
-      auto fn = f;
-      Term item = items[next];
-      running.push_back({async([fn, item]() { return fn(item); }), next, Clock::now() + opts.timeout});
+      running.push_back({async([fn = f, item = items[next]]() { return (*fn)(item); }), next, Clock::now() + opts.timeout});
       ++next;
     }
   }
@@ -581,7 +577,7 @@ struct Stream {
   std::chrono::milliseconds wait() const {
     Clock::time_point first = Clock::time_point::max();
     for (const Running& r : running) first = std::min(first, r.deadline);
-    return left(first);
+    return detail::time_left(first);
   }
   void record(std::size_t index, Term outcome) {
     if (opts.ordered) {
