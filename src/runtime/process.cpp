@@ -141,13 +141,21 @@ MsgNode* handle_signal(Process* p, MsgNode* n) {
   return nullptr;
 }
 
-// A reply to a call that gave up (ignore_reply): dropped.
+// A reply to a call that gave up (ignore_reply), or the Down of a monitor flushed while that
+// Down was on its way (ignore_down): dropped.
 bool is_late_reply(Process* p, MsgNode* n) {
-  if (n->type != &detail::type_info_v<Term>) return false;
-  const Term& t = value_of<Term>(n);
-  if (!t.is_tuple() || t.size() != 2 || !t[0].is_ref()) return false;
+  const Ref* ref = nullptr;
+  if (n->type == &detail::type_info_v<Down>) {
+    ref = &value_of<Down>(n).ref;
+  } else if (n->type == &detail::type_info_v<Term>) {
+    const Term& t = value_of<Term>(n);
+    if (!t.is_tuple() || t.size() != 2 || !t[0].is_ref()) return false;
+    ref = &t[0].as_ref();
+  } else {
+    return false;
+  }
   auto& tags = p->extras->late_replies;
-  const auto it = std::find(tags.begin(), tags.end(), t[0].as_ref());
+  const auto it = std::find(tags.begin(), tags.end(), *ref);
   if (it == tags.end()) return false;
   tags.erase(it);
   p->has_late_replies = !tags.empty();
@@ -181,14 +189,15 @@ std::string demangle(const char* name) {
 }
 }  // namespace
 
-void remove_watcher(const Pid& target, const Ref& ref) {
-  if (!target.is_local()) return;  // the remote side is told by demonitor (see terminate)
+bool remove_watcher(const Pid& target, const Ref& ref) {
+  if (!target.is_local()) return false;  // the remote side is told by demonitor (see terminate)
   Process* t = ctx().table.lookup(target);
-  if (t == nullptr) return;
+  if (t == nullptr) return false;
   std::lock_guard lock(t->lock);
   if (t->is(ident_of(target)) && t->extras) {
-    std::erase_if(t->extras->watchers, [&](const auto& e) { return e.first == ref; });
+    return std::erase_if(t->extras->watchers, [&](const auto& e) { return e.first == ref; }) > 0;
   }
+  return false;
 }
 
 bool remove_monitoring(const Pid& watcher, const Ref& ref) {
@@ -540,8 +549,9 @@ void ignore_reply(Process* p, const Ref& tag) {
   p->has_late_replies = true;
 }
 
-void remove_down(Process* p, const Ref& ref) {
+bool remove_down(Process* p, const Ref& ref) {
   take_arrivals(p);
+  bool found = false;
   for (MsgNode** link = &p->save_head; *link; link = link_of(*link)) {
     MsgNode* n = *link;
     if (n->type == &detail::type_info_v<Down> && value_of<Down>(n).ref == ref) {
@@ -549,10 +559,22 @@ void remove_down(Process* p, const Ref& ref) {
       if (p->save_tail == link_of(n)) p->save_tail = link;
       destroy(n);
       taken(p);
+      found = true;
       break;
     }
   }
   p->cursor = &p->save_head;
+  return found;
+}
+
+void ignore_down(Process* p, const Ref& ref) {
+  ignore_reply(p, ref);  // marked first: a Down that arrives from now on is dropped on arrival
+  if (remove_down(p, ref)) {
+    // it was here already: the mark would wait for a Down that never comes
+    auto& tags = p->extras->late_replies;
+    std::erase(tags, ref);
+    p->has_late_replies = !tags.empty();
+  }
 }
 
 std::vector<Message> take_all(Process* p) {

@@ -238,12 +238,15 @@ bool deliver_local(const Pid& to, detail::MsgNode* n) noexcept;
 /// Sends an exit signal (from links or exit/2).
 void send_exit_signal(const Pid& to, const Pid& from, Term reason, bool from_link);
 /// Drop one side of a monitor: the target's watcher entry / the watcher's monitoring entry.
-void remove_watcher(const Pid& target, const Ref& ref);
+bool remove_watcher(const Pid& target, const Ref& ref);  // true: it was there
 /// False if `watcher` had no such monitor (any more).
 bool remove_monitoring(const Pid& watcher, const Ref& ref);
 /// `watcher`'s monitor `ref` now names `target`, in one step (false if it is gone: its Down
 /// came meanwhile).
 bool retarget_monitoring(const Pid& watcher, const Ref& ref, const Pid& target);
 /// Owner only: removes a delivered Down for `ref` from the mailbox, if there is one.
-void remove_down(Process* p, const Ref& ref);
+bool remove_down(Process* p, const Ref& ref);  // true: one was there
+/// remove_down, and a Down of `ref` still on its way is dropped when it arrives (demonitor's
+/// flush when the target claimed the monitor as it ended: its Down may not be here yet).
+void ignore_down(Process* p, const Ref& ref);
 }  // namespace nodus::runtime
