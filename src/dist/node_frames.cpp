@@ -265,9 +265,7 @@ void NodeImpl::on_control(const PeerRef& in, Op op, Reader& r) {
     untrack_monitor(f->ref);
     // a DOWN that crossed the watcher's demonitor is dropped, as Erlang does (otherwise every
     // call's late DOWN would pile up in the caller's mailbox)
-    if (runtime::remove_monitoring(f->watcher, f->ref)) {
-      runtime::deliver_local(f->watcher, detail::make_node(Down{f->ref, target, std::move(f->reason)}));
-    }
+    runtime::deliver_down(f->watcher, f->ref, detail::make_node(Down{f->ref, target, std::move(f->reason)}));
     return;
   }
   if (op == Op::monitor || op == Op::demonitor) {

@@ -719,8 +719,7 @@ void NodeImpl::fire_noconnection(Atom node) {
     runtime::send_exit_signal(local, remote, atoms::noconnection(), true);
   }
   for (const auto& [ref, watcher, target] : lost.monitors) {
-    runtime::remove_monitoring(watcher, ref);
-    runtime::deliver_local(watcher, detail::make_node(Down{ref, target, atoms::noconnection()}));
+    runtime::deliver_down(watcher, ref, detail::make_node(Down{ref, target, atoms::noconnection()}));
   }
 }
 

@@ -303,21 +303,14 @@ bool demonitor(const Ref& ref, bool flush) {
       }
     }
   }
-  // a local target that is ending has taken its watcher entries but not yet reached ours: its
-  // Down is on its way (and sure to come: the flush drops it when it arrives)
-  bool in_flight = false;
+  // the entry taken, no Down comes any more (deliver_down needs it); one that came already is
+  // in the mailbox (or was received)
   if (target && target->is_local()) {
-    in_flight = !runtime::remove_watcher(*target, ref);
+    runtime::remove_watcher(*target, ref);
   } else if (target) {
     if (const auto* h = runtime::remote_hooks()) h->demonitor(me->pid(), *target, ref);
   }
-  if (flush) {
-    if (in_flight) {
-      runtime::ignore_down(me, ref);
-    } else {
-      runtime::remove_down(me, ref);
-    }
-  }
+  if (flush) runtime::remove_down(me, ref);
   return target.has_value();
 }
 

@@ -244,9 +244,12 @@ bool remove_monitoring(const Pid& watcher, const Ref& ref);
 /// `watcher`'s monitor `ref` now names `target`, in one step (false if it is gone: its Down
 /// came meanwhile).
 bool retarget_monitoring(const Pid& watcher, const Ref& ref, const Pid& target);
-/// Owner only: removes a delivered Down for `ref` from the mailbox, if there is one.
+/// The Down of a local watcher's monitor `ref`, if the watcher still has it: its monitoring
+/// entry is taken and the Down published under the watcher's lock, in one step. A demonitor
+/// therefore either takes the entry first (and no Down comes) or finds the Down delivered.
+/// False (and `n` dropped) if the monitor was gone.
+bool deliver_down(const Pid& watcher, const Ref& ref, detail::MsgNode* n) noexcept;
+/// Owner only: removes a delivered Down for `ref` from the mailbox, if there is one (one
+/// published behind another sender's push still in flight too).
 bool remove_down(Process* p, const Ref& ref);  // true: one was there
-/// remove_down, and a Down of `ref` still on its way is dropped when it arrives (demonitor's
-/// flush when the target claimed the monitor as it ended: its Down may not be here yet).
-void ignore_down(Process* p, const Ref& ref);
 }  // namespace nodus::runtime

@@ -235,6 +235,26 @@ TEST_CASE("demonitor stops the Down; with flush it removes a delivered one", "[m
   CHECK_FALSE(mb.receive<Down>(20ms).has_value());
 }
 
+// demonitor(flush) racing the target's end (it may have taken its watcher entries, or our
+// monitoring entry, without its Down having reached us yet): no Down of the ref stays behind
+TEST_CASE("demonitor(flush) as the target ends never leaves its Down", "[monitor]") {
+  Runtime rt;
+  Mailbox mb;
+  int left = 0;
+  for (int i = 0; i < 20000; ++i) {
+    Pid q = spawn(wait_forever);
+    Ref r = monitor(q);
+    Ref last = monitor(q);  // its Down comes after r's would
+    send(q, Go{});
+    for (int k = 0; k < i % 7; ++k) std::atomic_signal_fence(std::memory_order_seq_cst);
+    demonitor(r, true);
+    wait_down(mb, last);
+    if (mb.receive<Down>([&](const Down& d) { return d.ref == r; }, 0ms)) ++left;
+  }
+  CHECK(left == 0);
+  CHECK(mb.flush().empty());
+}
+
 TEST_CASE("unlink stops exit propagation", "[link]") {
   Runtime rt;
   Mailbox mb;
