@@ -165,6 +165,27 @@ int cmd_node(const NodeFlags& f) {
   return 0;
 }
 
+// A node that is nothing but its gateway (and what clients register or serve through it).
+int cmd_gateway(NodeFlags& f) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  Runtime rt;
+  try {
+    if (f.gateway.empty()) f.gateway = "tcp://127.0.0.1:5555";
+    Node n(options(f));
+    std::fprintf(stderr, "gateway %s ready on port %u (node port %u)\n", f.sname.c_str(), node::gateway_port(), n.port());
+    int sig = 0;
+    sigwait(&set, &sig);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -195,6 +216,11 @@ int main(int argc, char** argv) {
       "shell", "an interactive node shell (readline on a terminal; reads commands from stdin otherwise)");
   cli::add_node_flags(*shell, f);
 
+  auto* gatewaycmd = app.add_subcommand(
+      "gateway", "run a node that is only a gateway for ZeroMQ clients (docs/gateway.md) until SIGTERM");
+  cli::add_node_flags(*gatewaycmd, f);
+  gatewaycmd->add_option("--bind", f.gateway, "the gateway's endpoint (default tcp://127.0.0.1:5555); same as --gateway");
+
   CLI11_PARSE(app, argc, argv);
   try {
     (void)options(f);  // a malformed --peer is a usage error
@@ -207,5 +233,6 @@ int main(int argc, char** argv) {
   if (*names) return cmd_names(host);
   if (*keygen) return cmd_keygen(keydir);
   if (*nodecmd) return cmd_node(f);
+  if (*gatewaycmd) return cmd_gateway(f);
   return 2;
 }

@@ -11,7 +11,8 @@
 // --curve-key FILE --curve-allow DIR_OR_FILE (CURVE mode, docs/security.md),
 // --dist-buffer BYTES (the send budget per peer, docs/runtime.md), --name NAME@FQDN (instead of
 // --sname), --handshake-timeout MS, --max-handshakes N, --max-handshakes-per-address N,
-// --max-network-atoms N (what the network can make a node hold, docs/security.md).
+// --max-network-atoms N (what the network can make a node hold, docs/security.md), --gateway
+// tcp://ADDR:PORT and its limits (docs/gateway.md).
 // Header-only; needs CLI11 (Debian: libcli11-dev).
 #pragma once
 
@@ -40,6 +41,8 @@ struct NodeFlags {
   std::size_t max_handshakes = NodeOptions{}.max_handshakes;
   std::size_t max_handshakes_per_address = NodeOptions{}.max_handshakes_per_address;
   std::size_t max_network_atoms = NodeOptions{}.max_network_atoms;
+  std::string gateway;  ///< --gateway tcp://ADDR:PORT
+  GatewayOptions gw;
 };
 
 inline void add_node_flags(CLI::App& app, NodeFlags& f, bool sname_required = true) {
@@ -90,6 +93,20 @@ inline void add_node_flags(CLI::App& app, NodeFlags& f, bool sname_required = tr
                  "new atoms this node takes from the network in all; a peer sending more is disconnected")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t(0), std::size_t(1) << 24));
+  app.add_option("--gateway", f.gateway,
+                 "also open a gateway for ZeroMQ clients (JSON requests, docs/gateway.md) on tcp://ADDR:PORT "
+                 "(port 0: any; the log says which)");
+  app.add_flag("--gateway-allow-remote", f.gw.allow_remote,
+               "cookie mode: let the gateway bind off loopback (it warns; CURVE mode needs no such flag)");
+  app.add_option("--gateway-max-clients", f.gw.max_clients, "gateway clients at once, at most")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t(1), std::size_t(1) << 16));
+  app.add_option("--gateway-max-request", f.gw.max_request, "bytes of one gateway request, at most")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t(64), std::size_t(1) << 30));
+  app.add_option("--gateway-max-queue", f.gw.max_queue, "pushed messages waiting for one gateway client, at most")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t(1), std::size_t(1) << 24));
 }
 
 /// The NodeOptions the flags describe; std::invalid_argument for a malformed --peer.
@@ -106,6 +123,10 @@ inline NodeOptions node_options(const NodeFlags& f) {
   o.max_handshakes_per_address = f.max_handshakes_per_address;
   o.max_network_atoms = f.max_network_atoms;
   if (!f.curve_key.empty()) o.curve = load_curve(f.curve_key, f.curve_allow);
+  if (!f.gateway.empty()) {
+    o.gateway = f.gw;
+    o.gateway->bind = f.gateway;
+  }
   for (const auto& p : f.peers) {
     const auto eq = p.find('=');
     const std::string name = p.substr(0, eq);

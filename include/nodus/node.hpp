@@ -53,6 +53,29 @@ bool curve_key_bound(const CurveOptions& c, std::string_view z85, std::string_vi
 /// The names `allowed` binds `z85` to, comma-separated (empty if it is not allowed).
 std::string curve_key_names(const CurveOptions& c, std::string_view z85);
 
+/// The gateway (docs/gateway.md): a ZeroMQ endpoint (a ROUTER) where any ZeroMQ client sends
+/// JSON requests to this node's processes without becoming a node.
+struct GatewayOptions {
+  /// `tcp://ADDR:PORT` to bind (port 0: any free one; the log and node::gateway_port say it).
+  std::string bind;
+  /// Cookie mode binds to loopback only unless this is set (then it warns): a cookie proof is
+  /// only as good as the network that carries it.
+  bool allow_remote = false;
+  /// Connected clients at most; more are closed as they connect (logged).
+  std::size_t max_clients = 256;
+  /// Bytes of one request, at most: a larger one closes the client (logged).
+  std::size_t max_request = std::size_t(1) << 20;
+  /// Pushed messages waiting for one client, at most. Past it the client's registered names and
+  /// served functions are dropped (logged) and further pushes are counted, not kept.
+  std::size_t max_queue = 1000;
+  /// Requests of one client in progress at once, at most (more get an error `busy`).
+  std::size_t max_pending = 1000;
+  /// The gateway PINGs each client this often; one silent for three of them is gone.
+  std::chrono::milliseconds heartbeat{2000};
+  /// A client that has not proved itself (cookie `hello`, or the CURVE handshake) by then is closed.
+  std::chrono::milliseconds hello_timeout{10000};
+};
+
 struct NodeOptions {
   /// `name@host`; the node listens on `host`, port `listen_port`.
   std::string name;
@@ -89,6 +112,8 @@ struct NodeOptions {
   /// add to it (about 100 MB at most). A peer whose message would pass it is disconnected,
   /// with a log line. Erlang's whole table holds 1,048,576 atoms and the node dies when full.
   std::size_t max_network_atoms = 100000;
+  /// Set: the node also opens a gateway for ZeroMQ clients.
+  std::optional<GatewayOptions> gateway;
 };
 
 /// Makes this OS process a distributed node. Needs a running Runtime; one Node at a time.
@@ -113,6 +138,8 @@ class Node {
 namespace node {
 Atom self();
 bool alive();
+/// The port this node's gateway listens on (0: it has none).
+std::uint16_t gateway_port();
 /// Connected, authenticated nodes.
 std::vector<Atom> list();
 /// Connects (and authenticates) now: the node, or a Failure saying why (code badarg: a bad

@@ -133,6 +133,8 @@ namespace task_supervisor {
 /// Starts a task supervisor (its tasks are temporary children): its pid, or {already_started,
 /// Pid}. Where it may wait: as gen_server::start.
 Expected<Pid> start(supervisor::StartOptions opts = {});
+/// The same in a process body (it waits in the caller's mailbox).
+Async<Expected<Pid>> start_async(supervisor::StartOptions opts = {});
 /// As a child of a supervision tree (the lesson's `{Task.Supervisor, name: Chat.TaskSupervisor}`).
 supervisor::ChildSpec child_spec(Atom name);
 

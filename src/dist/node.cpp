@@ -1,5 +1,6 @@
 // The public distribution API (nodus/node.hpp) and the runtime hooks for remote pids.
 #include "node_impl.hpp"
+#include "../gateway/gateway.hpp"
 #include "nodus/erpc.hpp"
 
 namespace nodus {
@@ -110,8 +111,13 @@ namespace {
 dist::NodeImpl* impl() { return dist::g_node.load(std::memory_order_acquire); }  // (Node's own methods)
 }  // namespace
 
+namespace {
+void shut_down();
+}
+
 Node::Node(NodeOptions opts) {
   runtime::ctx();  // throws if no Runtime
+  const std::optional<GatewayOptions> gateway = opts.gateway;
   auto* n = new dist::NodeImpl(std::move(opts));
   // claimed before it starts: its I/O thread may accept a peer and answer it (a spawn reply)
   // before start() returns, and what it sends goes through g_node
@@ -128,9 +134,19 @@ Node::Node(NodeOptions opts) {
     throw;
   }
   runtime::set_remote_hooks(&dist::kHooks);
+  if (gateway) {
+    try {
+      nodus::gateway::start(*gateway, n->cookie(), n->curve_server());
+    } catch (...) {
+      shut_down();
+      throw;
+    }
+  }
 }
 
-Node::~Node() {
+namespace {
+void shut_down() {
+  nodus::gateway::stop();  // first: its clients' processes use the node
   runtime::set_remote_hooks(nullptr);
   dist::NodeImpl* n = dist::g_node.exchange(nullptr, std::memory_order_seq_cst);
   while (dist::g_pollers.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
@@ -140,6 +156,9 @@ Node::~Node() {
   dist::wait_node_unused();
   delete n;
 }
+}  // namespace
+
+Node::~Node() { shut_down(); }
 
 Atom Node::name() const { return impl()->name(); }
 std::uint16_t Node::port() const { return impl()->port(); }
@@ -148,6 +167,7 @@ namespace node {
 
 Atom self() { return detail::local_node().name; }
 bool alive() { return impl() != nullptr; }
+std::uint16_t gateway_port() { return nodus::gateway::port(); }
 
 std::vector<Atom> list() {
   const dist::NodeUse node;

@@ -131,6 +131,9 @@ class NodeImpl {
   void enqueue(Command c);
 
   Atom name() const { return name_; }
+  /// What the gateway checks a client with: the cookie (cookie mode) or the CURVE server side.
+  const std::string& cookie() const { return cookie_; }
+  std::shared_ptr<const zmtp::Curve> curve_server() const { return curve_server_; }
   std::uint32_t creation() const { return creation_; }
   std::uint16_t port() const { return port_; }
   std::vector<Atom> connected() {

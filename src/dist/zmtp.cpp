@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <algorithm>
 #include <cstring>
+#include <strings.h>
 #include <utility>
 
 namespace nodus::dist::zmtp {
@@ -329,6 +330,7 @@ bool Stream::curve_command(std::string_view body) {
       fail("malformed CURVE INITIATE metadata");
       return false;
     }
+    read_properties(std::string_view(plain).substr(128));
     c.peer_long = client;
     if (!curve_->allow || !curve_->allow(client)) {
       refused_ = true;
@@ -364,6 +366,7 @@ bool Stream::curve_command(std::string_view body) {
       fail("CURVE READY does not open");
       return false;
     }
+    read_properties(plain);
     c.peer_nonce = n;
     c.peer_long = curve_->server_key;
     c.expect = E::done;
@@ -551,10 +554,10 @@ bool Stream::next(std::string_view* message) {
         continue;
       }
       if (static_cast<unsigned char>(body[16]) & kBoxMore) {  // not our protocol: keep only the last part
-        in_multipart_ = true;
+        if (!take_part(plain)) return false;
         continue;
       }
-      if (std::exchange(in_multipart_, false)) multipart_ = true;
+      part_done();
       *message = plain;
       return true;
     }
@@ -567,13 +570,69 @@ bool Stream::next(std::string_view* message) {
       return false;
     }
     if (flags & kMore) {  // not our protocol: keep only the last part
-      in_multipart_ = true;
+      if (!take_part(body)) return false;
       continue;
     }
-    if (std::exchange(in_multipart_, false)) multipart_ = true;
+    part_done();
     *message = body;
     return true;
   }
+}
+
+bool Stream::take_part(std::string_view part) {
+  in_multipart_ = true;
+  if (!keep_envelope_) return true;
+  parts_bytes_ += part.size();
+  if (parts_.size() >= kMaxEnvelope || parts_bytes_ > max_message_) {
+    fail("a multi-part message over " + std::to_string(kMaxEnvelope) + " parts or " + std::to_string(max_message_) +
+         " bytes");
+    return false;
+  }
+  parts_.emplace_back(part);
+  return true;
+}
+
+void Stream::part_done() {
+  if (keep_envelope_) {
+    envelope_.swap(parts_);
+    parts_.clear();
+    parts_bytes_ = 0;
+    in_multipart_ = false;
+    return;
+  }
+  if (std::exchange(in_multipart_, false)) multipart_ = true;
+}
+
+void Stream::read_properties(std::string_view data) {
+  std::size_t at = 0;
+  while (at < data.size()) {  // (well_formed_properties checked the lengths)
+    const std::size_t nlen = static_cast<unsigned char>(data[at]);
+    const std::string_view name = data.substr(at + 1, nlen);
+    const std::uint64_t vlen = get_be(data.data() + at + 1 + nlen, 4);
+    const std::string_view value = data.substr(at + 1 + nlen + 4, vlen);
+    if (name.size() == 11 && strncasecmp(name.data(), "Socket-Type", 11) == 0) {
+      peer_socket_type_.assign(value.substr(0, 32));
+    }
+    at += 1 + nlen + 4 + vlen;
+  }
+}
+
+bool Stream::send_parts(const std::vector<std::string>& envelope, std::string_view body) {
+  if (write_failed_) return true;
+  if (cs_) {
+    if (!curve_ready_) return false;
+    for (const auto& e : envelope) curve_encrypt(e, kBoxMore);
+    curve_encrypt(body, 0);
+    return write_out();
+  }
+  if (state_ != State::messages) return false;
+  for (const auto& e : envelope) {
+    append_header(out_, e.size(), kMore);
+    out_.append(e);
+  }
+  append_header(out_, body.size(), 0);
+  out_.append(body);
+  return write_out();
 }
 
 bool Stream::command(std::string_view body) {
@@ -592,6 +651,7 @@ bool Stream::command(std::string_view body) {
       fail("malformed READY");
       return false;
     }
+    read_properties(data);
     state_ = State::messages;
     return true;
   }

@@ -102,6 +102,14 @@ class Stream final : public Connection {
   bool refused() const { return refused_; }
   /// A multi-part message arrived (only its last part is delivered): the caller logs it.
   bool take_multipart() { return std::exchange(multipart_, false); }
+  /// Keep the parts before a message's last one (a REQ's empty delimiter, a client's routing
+  /// frames): envelope() holds them for the message next() returned. At most kMaxEnvelope
+  /// parts and max_message bytes in all, else a protocol error.
+  void keep_envelope(bool on) { keep_envelope_ = on; }
+  static constexpr std::size_t kMaxEnvelope = 16;
+  const std::vector<std::string>& envelope() const { return envelope_; }
+  /// The Socket-Type the peer announced in its READY ("REQ", "DEALER"...), once known.
+  const std::string& peer_socket_type() const { return peer_socket_type_; }
   /// The reader saw something the writer must act on (the peer's greeting, which lets our
   /// READY and what follows leave; a PING that wants its PONG): call service().
   bool writes_due() const {
@@ -116,6 +124,9 @@ class Stream final : public Connection {
   /// Queues one message; writes at once if nothing waits. True if nothing is left waiting;
   /// false if bytes wait for the socket to drain (flush when it is writable).
   bool send(std::string_view body);
+  /// One multi-part message: the `envelope` parts, then `body` (after the handshake only:
+  /// false, nothing queued, before it). Otherwise as send.
+  bool send_parts(const std::vector<std::string>& envelope, std::string_view body);
   /// A PING (heartbeat), `ttl_ds` in tenths of a second.
   bool send_ping(std::uint16_t ttl_ds);
   /// Does what writes_due reported; by the reading thread, with the writer's lock.
@@ -158,6 +169,13 @@ class Stream final : public Connection {
   std::string mechanism_;
   bool multipart_ = false;
   bool in_multipart_ = false;
+  bool keep_envelope_ = false;
+  std::vector<std::string> parts_, envelope_;  // parts so far of the message being read; the last one's
+  std::size_t parts_bytes_ = 0;
+  std::string peer_socket_type_;
+  bool take_part(std::string_view part);  // keep_envelope: false after a protocol error
+  void part_done();
+  void read_properties(std::string_view data);
   bool pong_due_ = false;
   bool refused_ = false;
   std::string hs_out_;  // CURVE handshake commands the reader produced, for service() to write

@@ -693,6 +693,13 @@ Expected<Pid> start(supervisor::StartOptions opts) {
                              opts.link, std::chrono::hours(24 * 365), "task_supervisor::start");
 }
 
+Async<Expected<Pid>> start_async(supervisor::StartOptions opts) {
+  auto s = std::make_shared<SupState>();
+  if (opts.link) s->parent = self();
+  return detail::start_acked_async([s](const detail::Starter& st) { return task_supervisor_loop(s, st); }, opts.name,
+                                   opts.link, std::chrono::hours(24 * 365));
+}
+
 supervisor::ChildSpec child_spec(Atom name) {
   supervisor::ChildSpec c{std::string(name.name()), [name]() { return start({.name = name, .link = true}).value(); }};
   c.type = supervisor::ChildType::supervisor;
