@@ -172,6 +172,10 @@ Async<Term> call_served(std::string function, Term args) {
   exit_self(answer.is_tuple(2, "error") ? answer[1] : answer);
 }
 
+// A spawn of a served function (the arguments are the coroutine's own: a capturing lambda
+// coroutine would outlive its captures).
+Proc spawn_served(std::string function, Term args) { co_await call_served(std::move(function), std::move(args)); }
+
 // ---- the client's process
 
 struct ClientState {
@@ -314,7 +318,7 @@ Async<void> handle(ClientState& st, Request r) {
     for (const Term& f : fns->elems()) {
       const std::string name = f.as_binary();
       task::register_function(name, [name](Term args) { return call_served(name, std::move(args)); });
-      register_function(name, [name](Term args) -> Proc { co_await call_served(name, std::move(args)); });
+      register_function(name, [name](Term args) { return spawn_served(name, std::move(args)); });
     }
     co_return st.reply(rid, atom("ok"));
   }

@@ -175,3 +175,81 @@ TEST_CASE("the pyzmq bridge joins the chat: hi to kate, moebi's chicken? back, a
     CHECK(n->process().wait() == 0);
   }
 }
+
+namespace {
+// `nodus gateway` as gw@localhost: its gateway's port, once it says it is ready (0: it did not)
+std::uint16_t gateway_port(PeerNode& gw) {
+  std::uint16_t port = 0;
+  eventually([&] {
+    const std::string e = gw.err();
+    const auto at = e.find("ready on port ");
+    if (at == std::string::npos) return false;
+    port = static_cast<std::uint16_t>(std::stoi(e.substr(at + 14)));
+    return true;
+  });
+  return port;
+}
+}  // namespace
+
+TEST_CASE("the gateway lesson: one pyzmq REQ socket and JSON talk to kate and moebi (cookie and CURVE)",
+          "[distributed][chat][gateway]") {
+  const std::string python = "/usr/bin/python3";
+  const bool curve = GENERATE(false, true);
+  INFO((curve ? "CURVE mode" : "cookie mode"));
+  CurveKeys keys({"kate", "moebi", "gw", "client"});
+  auto mode = [&](const std::string& name) {
+    return curve ? keys.flags(name) : std::vector<std::string>{"--cookie", "secret_token"};
+  };
+  auto args = [&](std::vector<std::string> a, const std::string& name) {
+    const auto extra = mode(name);
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  PortMapper pm(kPortmapper);
+  REQUIRE(pm.ready());
+  PeerNode kate(args({kChat, "--sname", "kate@localhost", "--ticktime", "1000"}, "kate"), pm, "kate");
+  PeerNode moebi(args({kChat, "--sname", "moebi@localhost", "--ticktime", "1000"}, "moebi"), pm, "moebi");
+  PeerNode gw(args({NODUS_TOOL, "gateway", "--sname", "gw@localhost", "--ticktime", "1000", "--bind",
+                    "tcp://127.0.0.1:0", "--gateway-max-request", "4096"},
+                   "gw"),
+              pm, "gw");
+  REQUIRE(kate.ready());
+  REQUIRE(moebi.ready());
+  REQUIRE(gw.ready());
+  const std::uint16_t port = gateway_port(gw);
+  REQUIRE(port != 0);
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(port);
+  std::vector<std::string> lesson{python, NODUS_GATEWAY_LESSON, endpoint};
+  if (curve) {
+    lesson.push_back(keys.key_file("client"));
+    lesson.push_back(keys.pub_file("gw"));
+  }
+  ::setenv("NODUS_COOKIE", "secret_token", 1);
+  Child client(lesson, std::string("lesson-") + (curve ? "curve" : "cookie") + std::to_string(pm.port()));
+  const int rc = client.wait(std::chrono::seconds(30));
+  INFO("lesson stderr: " << client.err() << "\ngateway stderr: " << gw.err());
+  CHECK(rc == 0);
+  CHECK(client.out() == "chicken?\nHi, my name is Kate\n");
+  CHECK(eventually([&] { return kate.out() == "hi\n"; }));
+  CHECK(eventually([&] { return moebi.out() == "hi\n"; }));
+  if (curve) {
+    // a client whose key is not in --curve-allow does not get in, and the refusal is logged
+    CurveKeys stranger({"mallory"});
+    Child mallory({python, NODUS_GATEWAY_LESSON, endpoint, stranger.key_file("mallory"), keys.pub_file("gw")},
+                  "mallory-gw" + std::to_string(pm.port()));
+    CHECK(eventually([&] { return gw.err().find("dropped: its CURVE key is not allowed") != std::string::npos; }));
+    mallory.signal(SIGKILL);
+    mallory.wait();
+  } else {
+    Child bad({python, NODUS_GATEWAY_CLIENTS, endpoint, "4096"}, "gwclients" + std::to_string(pm.port()));
+    const int brc = bad.wait(std::chrono::seconds(60));
+    INFO("clients stdout: " << bad.out() << "\nstderr: " << bad.err() << "\ngateway stderr: " << gw.err());
+    CHECK(brc == 0);
+    CHECK(gw.err().find("wrong cookie proof") != std::string::npos);
+    CHECK(gw.err().find("exceeds the limit") != std::string::npos);
+  }
+  for (PeerNode* n : {&gw, &kate, &moebi}) {
+    n->signal(SIGTERM);
+    CHECK(n->process().wait() == 0);
+  }
+}
