@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -140,7 +141,9 @@ int cmd_keygen(const std::string& dir) {
   return 0;
 }
 
-int cmd_node(const NodeFlags& f) {
+// Runs a node until SIGINT or SIGTERM: `setup` first (what must exist before the node is
+// found), `ready` once it is up (its line on stderr).
+int run_node(const NodeFlags& f, const std::function<void()>& setup, const std::function<void(const Node&)>& ready) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
@@ -148,14 +151,9 @@ int cmd_node(const NodeFlags& f) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread: only sigwait sees them
   Runtime rt;
   try {
-    // everything registered before the node is up: whoever finds it finds them
-    register_name(atom("echo"), spawn(echo));
-    register_name(atom("bench_sink"), spawn(bench_sink));
-    register_name(atom("bench_echo"), spawn(bench_echo));
-    task::register_function("BenchM.f", bench_f);
-    task_supervisor::start({.name = atom("BenchSup")});
+    setup();
     Node n(options(f));
-    std::fprintf(stderr, "node %s ready (port %u)\n", f.sname.c_str(), n.port());
+    ready(n);
     int sig = 0;
     sigwait(&set, &sig);
   } catch (const std::exception& e) {
@@ -165,25 +163,28 @@ int cmd_node(const NodeFlags& f) {
   return 0;
 }
 
+int cmd_node(const NodeFlags& f) {
+  return run_node(
+      f,
+      [] {  // everything registered before the node is up: whoever finds it finds them
+        register_name(atom("echo"), spawn(echo));
+        register_name(atom("bench_sink"), spawn(bench_sink));
+        register_name(atom("bench_echo"), spawn(bench_echo));
+        task::register_function("BenchM.f", bench_f);
+        task_supervisor::start({.name = atom("BenchSup")});
+      },
+      [&](const Node& n) { std::fprintf(stderr, "node %s ready (port %u)\n", f.sname.c_str(), n.port()); });
+}
+
 // A node that is nothing but its gateway (and what clients register or serve through it).
 int cmd_gateway(NodeFlags& f) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  Runtime rt;
-  try {
-    if (f.gateway.empty()) f.gateway = "tcp://127.0.0.1:5555";
-    Node n(options(f));
-    std::fprintf(stderr, "gateway %s ready on port %u (node port %u)\n", f.sname.c_str(), node::gateway_port(), n.port());
-    int sig = 0;
-    sigwait(&set, &sig);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  if (f.gateway.empty()) f.gateway = "tcp://127.0.0.1:5555";
+  return run_node(
+      f, [] {},
+      [&](const Node& n) {
+        std::fprintf(stderr, "gateway %s ready on port %u (node port %u)\n", f.sname.c_str(), node::gateway_port(),
+                     n.port());
+      });
 }
 
 }  // namespace
