@@ -21,6 +21,12 @@ while (($#)); do
 done
 
 nodus_install_deps || exit 1
+# zeromq.js for the gateway's JavaScript lesson (test_chat), into the test's own folder
+if [[ ! -d tests/chat/js/node_modules/zeromq ]]; then
+  if ! (cd tests/chat/js && npm install --no-audit --no-fund --loglevel=error >/dev/null 2>&1); then
+    echo "warning: npm install of zeromq in tests/chat/js failed: the JavaScript gateway lesson will fail" >&2
+  fi
+fi
 
 case $mode in
   plain) dir=build; opts=(-Dwerror=true) ;;

@@ -306,13 +306,7 @@ Async<void> handle(ClientState& st, Request r) {
       }
     }
     {
-      std::lock_guard lock(g_served_mu);
-      for (const Term& f : fns->elems()) {
-        auto it = g_served.find(f.as_binary());
-        if (it != g_served.end() && it->second.client != self() && is_process_alive(it->second.client)) {
-          co_return st.fail(rid, atom("badarg"), "serve: " + f.as_binary() + " is served by another client");
-        }
-      }
+      std::lock_guard lock(g_served_mu);  // (a later serve of a name takes it over, as register_function does)
       for (const Term& f : fns->elems()) g_served[f.as_binary()] = s;
     }
     for (const Term& f : fns->elems()) {

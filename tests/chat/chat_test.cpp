@@ -232,6 +232,22 @@ TEST_CASE("the gateway lesson: one pyzmq REQ socket and JSON talk to kate and mo
   CHECK(client.out() == "chicken?\nHi, my name is Kate\n");
   CHECK(eventually([&] { return kate.out() == "hi\n"; }));
   CHECK(eventually([&] { return moebi.out() == "hi\n"; }));
+  // the same lesson from JavaScript (zeromq.js 6, which scripts/test.sh installs in tests/chat/js)
+  {
+    std::vector<std::string> js{"/usr/bin/env", "NODE_PATH=" NODUS_GATEWAY_JS_MODULES, "node", NODUS_GATEWAY_LESSON_JS, endpoint};
+    if (curve) {
+      js.push_back(keys.key_file("client"));
+      js.push_back(keys.pub_file("client"));
+      js.push_back(keys.pub_file("gw"));
+    }
+    Child jsclient(js, std::string("lessonjs-") + (curve ? "curve" : "cookie") + std::to_string(pm.port()));
+    const int jrc = jsclient.wait(std::chrono::seconds(30));
+    INFO("lesson.js stderr: " << jsclient.err() << "\ngateway stderr: " << gw.err());
+    CHECK(jrc == 0);
+    CHECK(jsclient.out() == "chicken?\nHi, my name is Kate\n");
+    CHECK(eventually([&] { return kate.out() == "hi\nhi\n"; }));
+    CHECK(eventually([&] { return moebi.out() == "hi\nhi\n"; }));
+  }
   if (curve) {
     // a client whose key is not in --curve-allow does not get in, and the refusal is logged
     CurveKeys stranger({"mallory"});
