@@ -21,12 +21,6 @@ while (($#)); do
 done
 
 nodus_install_deps || exit 1
-# zeromq.js for the gateway's JavaScript lesson (test_chat), into the test's own folder
-if [[ ! -d tests/chat/js/node_modules/zeromq ]]; then
-  if ! (cd tests/chat/js && npm install --no-audit --no-fund --loglevel=error >/dev/null 2>&1); then
-    echo "warning: npm install of zeromq in tests/chat/js failed: the JavaScript gateway lesson will fail" >&2
-  fi
-fi
 
 case $mode in
   plain) dir=build; opts=(-Dwerror=true) ;;
@@ -44,6 +38,15 @@ if ! ninja -C "$dir" >"$dir/build.log" 2>&1; then
   echo "build failed"
   echo "0 passed, 1 failed"
   exit 1
+fi
+
+# zeromq.js for the gateway's JavaScript lesson (test_chat), into the build tree (not the
+# sources: installed packages are not the project's code)
+if [[ ! -d $dir/gateway-js/node_modules/zeromq ]]; then
+  mkdir -p "$dir/gateway-js" && cp tests/chat/js/package.json "$dir/gateway-js/"
+  if ! (cd "$dir/gateway-js" && npm install --no-audit --no-fund --loglevel=error >/dev/null 2>&1); then
+    echo "warning: npm install of zeromq in $dir/gateway-js failed: the JavaScript gateway lesson will fail" >&2
+  fi
 fi
 
 # Each test binary prints Catch2's summary; count test cases from it.

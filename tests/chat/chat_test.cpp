@@ -232,7 +232,7 @@ TEST_CASE("the gateway lesson: one pyzmq REQ socket and JSON talk to kate and mo
   CHECK(client.out() == "chicken?\nHi, my name is Kate\n");
   CHECK(eventually([&] { return kate.out() == "hi\n"; }));
   CHECK(eventually([&] { return moebi.out() == "hi\n"; }));
-  // the same lesson from JavaScript (zeromq.js 6, which scripts/test.sh installs in tests/chat/js)
+  // the same lesson from JavaScript (zeromq.js 6, which scripts/test.sh installs in the build tree: build/gateway-js)
   {
     std::vector<std::string> js{"/usr/bin/env", "NODE_PATH=" NODUS_GATEWAY_JS_MODULES, "node", NODUS_GATEWAY_LESSON_JS, endpoint};
     if (curve) {
