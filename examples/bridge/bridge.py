@@ -285,7 +285,7 @@ class Bridge:
                 log(f"spawned <{spawn['node']}.{pid_id}.{serial - 1}>")
             else:
                 self.fail(r.str8().decode(errors="replace"))
-        # links, monitors, exits, DOWNs (binary Terms): this bridge needs none of them
+        # links, monitors, exits, DOWNs (their Terms as JSON Terms, 0x0B): this bridge needs none of them
 
     def send_frame(self, node, frame):
         c = self.connect(node)

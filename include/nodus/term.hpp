@@ -73,17 +73,18 @@ class Term {
   bool is_map() const { return kind() == Kind::map; }
   bool is_binary() const { return kind() == Kind::binary; }
 
-  /// Accessors throw std::bad_variant_access on the wrong kind.
-  std::int64_t as_int() const { return std::get<std::int64_t>(v_); }
-  double as_double() const { return std::get<double>(v_); }
-  Atom as_atom() const { return std::get<Atom>(v_); }
-  const Pid& as_pid() const { return std::get<Pid>(v_); }
-  const Ref& as_ref() const { return std::get<Ref>(v_); }
-  const std::string& as_binary() const { return std::get<std::string>(v_); }
+  /// Accessors throw nodus::BadTerm (a std::bad_variant_access) on the wrong kind, naming the
+  /// kind wanted and the term found.
+  std::int64_t as_int() const { return get<std::int64_t>(Kind::integer); }
+  double as_double() const { return get<double>(Kind::floating); }
+  Atom as_atom() const { return get<Atom>(Kind::atom); }
+  const Pid& as_pid() const { return get<Pid>(Kind::pid); }
+  const Ref& as_ref() const { return get<Ref>(Kind::ref); }
+  const std::string& as_binary() const { return get<std::string>(Kind::binary); }
   /// Elements of a tuple or list.
   const std::vector<Term>& elems() const;
   std::vector<Term>& elems();
-  const std::vector<std::pair<Term, Term>>& entries() const { return std::get<Map>(v_).entries; }
+  const std::vector<std::pair<Term, Term>>& entries() const { return get<Map>(Kind::map).entries; }
   /// Element `i` of a tuple or list (bounds-checked, throws std::out_of_range).
   const Term& operator[](std::size_t i) const { return elems().at(i); }
   std::size_t size() const;
@@ -105,7 +106,33 @@ class Term {
   static int compare(const Term& a, const Term& b);
 
  private:
+  template <class T>
+  const T& get(Kind wanted) const {
+    if (const T* p = std::get_if<T>(&v_)) return *p;
+    wrong_kind(wanted);
+  }
+  [[noreturn]] void wrong_kind(Kind wanted) const;
+
   std::variant<std::int64_t, double, Atom, Ref, Pid, Tuple, Map, List, std::string> v_;
+};
+
+/// "an integer", "a float", "an atom", ... "a binary".
+std::string_view kind_name(Term::Kind k);
+
+/// Thrown by Term's accessors on the wrong kind ("expected an atom, got a binary:
+/// \"moebi@localhost\""). It keeps the term it was asked of, so that whoever catches it (a
+/// task's report) can say which argument it was.
+class BadTerm : public std::bad_variant_access {
+ public:
+  BadTerm(Term::Kind wanted, const Term& got);
+  const char* what() const noexcept override { return what_.c_str(); }
+  Term::Kind wanted() const { return wanted_; }
+  const Term& term() const { return got_; }
+
+ private:
+  Term::Kind wanted_;
+  Term got_;
+  std::string what_;
 };
 
 /// `{a, b, ...}` from anything a Term can be built from.

@@ -22,6 +22,7 @@ void Channel::give_to_io() {
 
 bool Channel::submit(std::string& batch, bool stage, bool* newly_staged) {
   *newly_staged = false;
+  if (json) to_json_records(batch);
   if (!io_owns) {
     if (stage && staged.size() + batch.size() < kBatchBytes) {
       staged += batch;
@@ -87,6 +88,34 @@ bool Channel::queue(std::string& batch) {
   return was_empty;
 }
 
+void Channel::use_json() {
+  json = true;
+  // pending batches lie end to end from out_total; a bulk message waits for the bytes queued
+  // before it (`after`), which move by what the batches before that point grew or shrank
+  std::vector<std::pair<std::uint64_t, std::int64_t>> moved;  // (old start, size change)
+  std::uint64_t at = out_total;
+  for (std::string& b : pending) {
+    const std::size_t old = b.size();
+    if (to_json_records(b)) moved.emplace_back(at, static_cast<std::int64_t>(b.size()) - static_cast<std::int64_t>(old));
+    at += old;
+  }
+  std::int64_t total = 0;
+  for (const auto& m : moved) total += m.second;
+  pending_bytes = static_cast<std::size_t>(static_cast<std::int64_t>(pending_bytes) + total);
+  enq_total = static_cast<std::uint64_t>(static_cast<std::int64_t>(enq_total) + total);
+  for (Bulk& b : bulk) {
+    std::int64_t shift = 0;
+    for (const auto& m : moved) {
+      if (m.first < b.after) shift += m.second;
+    }
+    b.after = static_cast<std::uint64_t>(static_cast<std::int64_t>(b.after) + shift);
+    const std::size_t old = b.record.size() - b.offset + b.trailer.size();
+    if (b.offset == 0) to_json_record(b.record);
+    to_json_records(b.trailer);
+    bulk_bytes = bulk_bytes - old + (b.record.size() - b.offset + b.trailer.size());
+  }
+}
+
 std::string encode_fragment(std::uint64_t id, std::string_view record, std::size_t offset) {
   const std::size_t n = std::min(kFragmentBytes, record.size() - offset);
   std::string f;
@@ -106,6 +135,7 @@ std::string encode_fragment(std::uint64_t id, std::string_view record, std::size
 std::uint64_t Channel::add_bulk(std::string record, bool* wake) {
   const bool was_idle = !io_owns || (pending.empty() && bulk.empty());
   give_to_io();
+  if (json) to_json_record(record);
   const std::uint64_t id = next_bulk++;
   bulk_bytes += record.size();
   bulk.push_back(Bulk{id, std::move(record), 0, enq_total, {}, nullptr, 0});
@@ -123,6 +153,7 @@ Channel::Bulk* Channel::find_bulk(std::uint64_t id) {
 bool Channel::add_trailer(std::uint64_t id, std::string& batch) {
   Bulk* b = find_bulk(id);
   if (b == nullptr) return false;
+  if (json) to_json_records(batch);
   b->trailer += batch;
   bulk_bytes += batch.size();
   batch.clear();

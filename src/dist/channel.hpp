@@ -76,6 +76,9 @@ struct Channel {
   std::uint64_t bulk_done = 0;       // the id of the last one written out (ids grow)
   std::uint64_t next_bulk = 1;
   std::uint64_t enq_total = 0, out_total = 0;  // pending bytes ever queued / written
+  // The peer asked for JSON payloads (a foreign tool): every batch is rewritten for it as it is
+  // handed over (to_json_records), and so was what waited for its handshake (use_json).
+  bool json = false;
 
   /// Bytes queued for the peer: staged, pending, large messages, inside the connection.
   std::size_t queued() const {
@@ -109,6 +112,9 @@ struct Channel {
   void give_to_io();
   /// The connection that carries this channel from now on (null: none for now).
   void attach(Connection* c) { conn = c; }
+  /// The peer's handshake asked for JSON: what is queued for it (written before anyone knew)
+  /// is rewritten now, and every batch from now on.
+  void use_json();
   /// The channel is down: nothing more is sent. Returns the bytes that were still queued.
   /// The senders it held go with release() (after the peer's links and monitors fired, so a
   /// released sender finds its DOWN).
@@ -124,6 +130,13 @@ struct Channel {
   /// came); Put::all if it went whole.
   Connection::Put put_fragment(bool* done_one);
 };
+
+/// For a JSON peer: Term payloads of SEND_PID / SEND_NAME become JSON payloads, and the Term
+/// fields of LINK, UNLINK, EXIT, MONITOR, DEMONITOR and DOWN JSON Terms (docs/PROTOCOL.md 5b).
+/// `batch`: whole records with their length prefixes; `record`: one, without. False (and
+/// untouched) when nothing needed it.
+bool to_json_records(std::string& batch);
+bool to_json_record(std::string& record);
 
 /// A record over this size goes as fragments of it (as Erlang fragments since OTP 22).
 inline constexpr std::size_t kFragmentBytes = 64 << 10;

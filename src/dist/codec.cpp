@@ -20,7 +20,7 @@ enum Tag : std::uint8_t {
   kMap = 0x08,       // u32 pairs, key value ...
   kPid = 0x09,       // str8 node, u32 creation, u32 id, u32 serial
   kRef = 0x0A,       // str8 node, u32 creation, u64 id
-  kJson = 0x0B,      // str32 JSON text (docs/PROTOCOL.md 5b): for foreign tools; never written
+  kJson = 0x0B,      // str32 JSON text (docs/PROTOCOL.md 5b): for foreign tools; written only to JSON peers
 };
 
 void encode_seq(Writer& w, std::uint8_t tag, const std::vector<Term>& v) {
@@ -144,6 +144,11 @@ std::optional<Term> decode(Reader& r, int depth) {
 }
 
 }  // namespace
+
+void encode_json_term(Writer& w, const Term& t) {
+  w.u8(kJson);
+  w.str32(term_to_json(t));
+}
 
 void encode_term(Writer& w, const Term& t) {
   switch (t.kind()) {

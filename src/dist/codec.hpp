@@ -102,6 +102,16 @@ class Reader {
 
 /// Term encoding (docs/PROTOCOL.md, "Term"). Pids and refs carry their node's name.
 void encode_term(Writer& w, const Term& t);
+/// `t` as a JSON Term (tag 0x0B, str32 JSON text): how a Term field goes to a JSON peer.
+void encode_json_term(Writer& w, const Term& t);
+/// encode_term, or encode_json_term with `json`.
+inline void put_term(Writer& w, const Term& t, bool json) {
+  if (json) {
+    encode_json_term(w, t);
+  } else {
+    encode_term(w, t);
+  }
+}
 /// Decodes one term; nullopt on malformed input (truncated, unknown tag, too deep, counts that
 /// cannot fit in the remaining bytes). Never allocates more than the input can justify.
 std::optional<Term> decode_term(Reader& r);

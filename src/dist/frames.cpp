@@ -123,11 +123,11 @@ std::optional<SpawnReply> SpawnReply::decode(Reader& r) {
   return whole(r, s);
 }
 
-std::string Link::encode() const {
+std::string Link::encode(bool json) const {
   std::string f;
   Writer w = head(f, unlink ? Op::unlink : Op::link);
-  encode_term(w, Term(from));
-  encode_term(w, Term(to));
+  put_term(w, Term(from), json);
+  put_term(w, Term(to), json);
   return done(f, w);
 }
 std::optional<Link> Link::decode(Op op, Reader& r) {
@@ -136,13 +136,13 @@ std::optional<Link> Link::decode(Op op, Reader& r) {
   return whole(r, Link{op == Op::unlink, *from, *to});
 }
 
-std::string Exit::encode() const {
+std::string Exit::encode(bool json) const {
   std::string f;
   Writer w = head(f, Op::exit);
-  encode_term(w, Term(from));
-  encode_term(w, Term(to));
+  put_term(w, Term(from), json);
+  put_term(w, Term(to), json);
   w.u8(from_link ? 1 : 0);
-  encode_term(w, reason);
+  put_term(w, reason, json);
   return done(f, w);
 }
 std::optional<Exit> Exit::decode(Reader& r) {
@@ -153,12 +153,12 @@ std::optional<Exit> Exit::decode(Reader& r) {
   return whole(r, Exit{*from, *to, flag == 1, std::move(*reason)});
 }
 
-std::string Monitor::encode() const {
+std::string Monitor::encode(bool json) const {
   std::string f;
   Writer w = head(f, demonitor ? Op::demonitor : Op::monitor);
-  encode_term(w, Term(watcher));
-  encode_term(w, target);
-  encode_term(w, Term(ref));
+  put_term(w, Term(watcher), json);
+  put_term(w, target, json);
+  put_term(w, Term(ref), json);
   return done(f, w);
 }
 std::optional<Monitor> Monitor::decode(Op op, Reader& r) {
@@ -169,13 +169,13 @@ std::optional<Monitor> Monitor::decode(Op op, Reader& r) {
   return whole(r, Monitor{op == Op::demonitor, *watcher, std::move(*target), *m});
 }
 
-std::string Down::encode() const {
+std::string Down::encode(bool json) const {
   std::string f;
   Writer w = head(f, Op::down);
-  encode_term(w, Term(watcher));
-  encode_term(w, target);
-  encode_term(w, Term(ref));
-  encode_term(w, reason);
+  put_term(w, Term(watcher), json);
+  put_term(w, target, json);
+  put_term(w, Term(ref), json);
+  put_term(w, reason, json);
   return done(f, w);
 }
 std::optional<Down> Down::decode(Reader& r) {

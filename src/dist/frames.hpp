@@ -58,7 +58,7 @@ struct SpawnReply {
 struct Link {
   bool unlink = false;
   Pid from, to;
-  std::string encode() const;
+  std::string encode(bool json = false) const;  ///< json: Term fields as JSON Terms (0x0B), for a JSON peer
   static std::optional<Link> decode(Op op, Reader& r);
 };
 
@@ -66,7 +66,7 @@ struct Exit {
   Pid from, to;
   bool from_link = false;
   Term reason;
-  std::string encode() const;
+  std::string encode(bool json = false) const;  ///< json: Term fields as JSON Terms (0x0B), for a JSON peer
   static std::optional<Exit> decode(Reader& r);
 };
 
@@ -76,7 +76,7 @@ struct Monitor {
   Pid watcher;
   Term target;
   Ref ref;
-  std::string encode() const;
+  std::string encode(bool json = false) const;  ///< json: Term fields as JSON Terms (0x0B), for a JSON peer
   static std::optional<Monitor> decode(Op op, Reader& r);
 };
 
@@ -86,7 +86,7 @@ struct Down {
   Term target;
   Ref ref;
   Term reason;
-  std::string encode() const;
+  std::string encode(bool json = false) const;  ///< json: Term fields as JSON Terms (0x0B), for a JSON peer
   static std::optional<Down> decode(Reader& r);
 };
 

@@ -213,7 +213,14 @@ Handshake::Step Handshake::on_frame(std::string_view frame) {
     peer_creation_ = r.u32();
     const std::string_view nonce = r.bytes(16);
     peer_flags_ = r.u8();
-    if (!r.ok() || !r.at_end() || !valid_node_name(name)) return bad("malformed HELLO");
+    if (!r.ok() || !r.at_end()) return bad("malformed HELLO");
+    if (!valid_node_name(name)) {
+      // told, not left to time out: a foreign tool's likeliest first mistake is a short name
+      const std::string shown(name.substr(0, 64));
+      Step no = bad("a HELLO naming '" + shown + "', not a full node name (name@host)");
+      no.frames.push_back(refuse(kRefused, "'" + shown + "' is not a full node name: a HELLO names the node as name@host"));
+      return no;
+    }
     if (name == self_) return bad("a HELLO with this node's own name");
     peer_.assign(name);
     std::memcpy(theirs_.data(), nonce.data(), 16);

@@ -385,3 +385,97 @@ void NodeImpl::finish_spawn(std::uint64_t req, const PendingSpawn& ps, const Pid
 }
 
 }  // namespace nodus::dist
+
+// ------------------------------------------------------------------------------ JSON peers
+
+namespace nodus::dist {
+namespace {
+// One record (no length prefix) as a JSON peer reads it, into `out`; false if it is already
+// so (or carries nothing to rewrite).
+bool json_record(std::string_view rec, std::string& out) {
+  Reader r(rec);
+  const std::uint8_t ver = r.u8();
+  const auto op = static_cast<Op>(r.u8());
+  if (!r.ok() || ver != kWireVersion) return false;
+  const auto frame_from = [&](std::string f) {
+    if (f.empty()) return false;
+    out = std::move(f);
+    return true;
+  };
+  switch (op) {
+    case Op::send_pid:
+    case Op::send_name: {
+      if (op == Op::send_pid) {
+        (void)r.bytes(12);
+      } else {
+        (void)r.str8();
+      }
+      if (!r.ok()) return false;
+      const std::size_t head_end = rec.size() - r.remaining();
+      if (static_cast<Payload>(r.u8()) != Payload::term) return false;
+      auto t = decode_term(r);
+      if (!t || !r.at_end()) return false;
+      out.assign(rec.substr(0, head_end));
+      Writer w(out);
+      w.u8(static_cast<std::uint8_t>(Payload::json));
+      w.bytes(term_to_json(*t));
+      return true;
+    }
+    case Op::link:
+    case Op::unlink:
+      if (auto f = frames::Link::decode(op, r)) return frame_from(f->encode(true));
+      return false;
+    case Op::exit:
+      if (auto f = frames::Exit::decode(r)) return frame_from(f->encode(true));
+      return false;
+    case Op::monitor:
+    case Op::demonitor:
+      if (auto f = frames::Monitor::decode(op, r)) return frame_from(f->encode(true));
+      return false;
+    case Op::down:
+      if (auto f = frames::Down::decode(r)) return frame_from(f->encode(true));
+      return false;
+    default: return false;
+  }
+}
+
+void put_record(std::string& batch, std::string_view rec) {
+  const auto len = static_cast<std::uint32_t>(rec.size());
+  for (int i = 0; i < 4; ++i) batch.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
+  batch.append(rec);
+}
+}  // namespace
+
+bool to_json_record(std::string& record) {
+  std::string out;
+  if (!json_record(record, out)) return false;
+  record.swap(out);
+  return true;
+}
+
+bool to_json_records(std::string& batch) {
+  std::string out;
+  bool changed = false;
+  std::size_t pos = 0;
+  std::string one;
+  while (pos + 4 <= batch.size()) {
+    std::uint32_t len = 0;
+    for (int i = 0; i < 4; ++i) len |= static_cast<std::uint32_t>(static_cast<unsigned char>(batch[pos + i])) << (8 * i);
+    if (pos + 4 + len > batch.size()) break;  // (cannot happen: batches hold whole records)
+    const std::string_view rec(batch.data() + pos + 4, len);
+    if (json_record(rec, one)) {
+      if (!changed) out.assign(batch, 0, pos);  // everything before it is as it was
+      changed = true;
+      put_record(out, one);
+    } else if (changed) {
+      put_record(out, rec);
+    }
+    pos += 4 + len;
+  }
+  if (!changed) return false;
+  out.append(batch, pos, std::string::npos);
+  batch.swap(out);
+  return true;
+}
+
+}  // namespace nodus::dist

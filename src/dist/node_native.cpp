@@ -432,6 +432,7 @@ void NodeImpl::became_up(Conn& c) {
   {
     std::lock_guard lock(ch->mu);
     ch->attach(c.stream.get());
+    if (wants_json(node)) ch->use_json();
   }
   c.channel = ch;
   mark_up(node, true);

@@ -20,10 +20,12 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
 #include "../dist/json.hpp"
+#include "../runtime/context.hpp"
 #include "nodus/gen_server.hpp"
 #include "nodus/io.hpp"
 #include "nodus/log.hpp"
@@ -127,6 +129,8 @@ struct Served {
 std::mutex g_served_mu;
 std::unordered_map<std::string, Served> g_served;
 
+std::atomic<std::size_t> g_clients{0};  // connected clients (for `stats`)
+
 std::optional<Served> served(const std::string& name) {
   std::lock_guard lock(g_served_mu);
   auto it = g_served.find(name);
@@ -183,6 +187,7 @@ struct ClientState {
   std::uint64_t id;
   std::vector<Atom> names;
   std::map<long long, std::pair<Pid, Ref>> calls;  // served calls waiting for the client's result
+  std::set<Pid> helpers;  // its tasks and calls in progress (linked): they end with the client
   long long next_call = 1;
   void reply(const std::string& rid, const Term& v) const { out->post(id, true, ok_json(rid, v)); }
   void fail(const std::string& rid, const Term& why, std::string_view text) const {
@@ -192,7 +197,11 @@ struct ClientState {
 };
 
 // A request that may wait (a task, a call) runs in its own process, so the client's others go on.
+// It is linked to the client's process, which kills it when the client goes; a task it started
+// is linked to it in turn, so that goes too. It traps exits: a task that fails is an error reply
+// (its DOWN), not the helper's end.
 Proc helper(std::shared_ptr<Outbox> out, std::uint64_t client, std::string rid, std::function<Async<Term>()> f) {
+  trap_exit(true);
   try {
     Term v = co_await f();
     out->post(client, true, ok_json(rid, v));
@@ -201,6 +210,12 @@ Proc helper(std::shared_ptr<Outbox> out, std::uint64_t client, std::string rid, 
   } catch (const std::exception& e) {
     out->post(client, true, error_json(rid, atom("badarg"), e.what()));
   }
+}
+
+// Task.Supervisor.async + await, linked to the helper (so it ends with the client).
+Async<Term> run_task(ServerRef sup, std::string function, Term args, std::chrono::milliseconds timeout) {
+  Task t = co_await task_supervisor::async(sup, std::move(function), std::move(args));
+  co_return co_await task::await(t, timeout);
 }
 
 Term args_of(const Term& req) {
@@ -241,7 +256,8 @@ Async<void> handle(ClientState& st, Request r) {
     const Term* msg = field(req, "request");
     if (!to || msg == nullptr) co_return bad("needs \"to\" and \"request\"");
     const auto timeout = std::chrono::milliseconds(timeout_of(req, 5000));
-    spawn(helper, st.out, st.id, rid, [to = *to, m = *msg, timeout]() { return gen_server::call(to, m, timeout); });
+    st.helpers.insert(
+        spawn_link(helper, st.out, st.id, rid, [to = *to, m = *msg, timeout]() { return gen_server::call(to, m, timeout); }));
     co_return;
   }
   if (op == "task") {
@@ -249,11 +265,9 @@ Async<void> handle(ClientState& st, Request r) {
     const Term* fn = field(req, "function");
     if (!sup || fn == nullptr || !fn->is_binary()) co_return bad("needs \"supervisor\" and \"function\"");
     const auto timeout = std::chrono::milliseconds(timeout_of(req, 5000));
-    spawn(helper, st.out, st.id, rid,
-          [sup = *sup, f = fn->as_binary(), args = args_of(req), timeout]() -> Async<Term> {
-            Task t = co_await task_supervisor::async_nolink(sup, f, args);
-            co_return co_await task::await(t, timeout);
-          });
+    st.helpers.insert(spawn_link(helper, st.out, st.id, rid, [sup = *sup, f = fn->as_binary(), args = args_of(req), timeout]() {
+      return run_task(sup, f, args, timeout);
+    }));
     co_return;
   }
   if (op == "spawn") {
@@ -358,6 +372,11 @@ Async<void> handle(ClientState& st, Request r) {
     }
     co_return st.reply(rid, Term(ref));
   }
+  if (op == "stats") {
+    co_return st.reply(rid, Term::map({{bin_key("clients"), Term(static_cast<long>(g_clients.load()))},
+                                       {bin_key("processes"), Term(static_cast<long>(runtime::ctx().table.count()))},
+                                       {bin_key("node"), Term(node::self())}}));
+  }
   st.fail(rid, atom("badarg"), "unknown op '" + op.substr(0, 40) + "' (docs/gateway.md lists them)");
 }
 
@@ -388,6 +407,7 @@ Proc client_body(std::shared_ptr<Outbox> out, std::uint64_t id) {
       st.push("io", Term(m.get<io::Request>().text));
     } else if (m.is<ExitMsg>()) {
       const auto& e = m.get<ExitMsg>();
+      if (st.helpers.erase(e.from) != 0) continue;  // a task or call of the client's finished
       st.push("exit", Term::map({{bin_key("pid"), Term(e.from)}, {bin_key("reason"), e.reason}}));
     } else if (m.is<Down>()) {
       const auto& d = m.get<Down>();
@@ -401,7 +421,9 @@ Proc client_body(std::shared_ptr<Outbox> out, std::uint64_t id) {
       }
     }
   }
-  // the client is gone: whoever waits for one of its results gets an error now
+  // the client is gone: its tasks and calls in progress end (and the tasks they started), and
+  // whoever waits for one of its results gets an error now
+  for (const Pid& h : st.helpers) exit(h, atom("kill"));
   unserve_all(self());
   for (const auto& [n, c] : st.calls) send(c.first, tuple(Term(c.second), tuple(atom("error"), atom("gateway_client_gone"))));
 }
@@ -451,6 +473,7 @@ class Gateway {
       if (c.proc != Pid{}) send(c.proc, Stop{});
     }
     clients_.clear();
+    g_clients.store(0);
     ::close(listen_fd_);
     ::close(out_->efd);
   }
@@ -532,6 +555,7 @@ class Gateway {
       for (auto it = clients_.begin(); it != clients_.end();) {
         it = it->second.closing && finish_close(it->second) ? clients_.erase(it) : std::next(it);
       }
+      g_clients.store(clients_.size());
     }
   }
 
@@ -560,6 +584,7 @@ class Gateway {
     c.peer = peer;
     c.since = c.last_heard = Clock::now();
     clients_.emplace(c.id, std::move(c));
+    g_clients.store(clients_.size());
   }
 
   void read_client(Client& c) {
@@ -758,10 +783,20 @@ class Gateway {
         c.recv_wait.reset();
         reply(c, ok_json(rid, atom("nil")));
       }
-      if (c.overflowed && c.req && c.queue.size() < opts_.max_queue / 2) {
+      // told once it reads again (half the limit is free): how many pushes it missed
+      if (c.overflowed && (c.req ? c.queue.size() < opts_.max_queue / 2 : c.stream->buffered() < opts_.max_queue * 512)) {
         c.overflowed = false;
-        c.queue.push_back(push_json("overflow", Term::map({{bin_key("dropped"), Term(static_cast<long>(c.dropped))}})));
+        std::string notice = push_json("overflow", Term::map({{bin_key("dropped"), Term(static_cast<long>(c.dropped))}}));
         c.dropped = 0;
+        if (!c.req) {
+          send_to(c, notice);
+        } else if (c.recv_wait && c.owes_reply && c.queue.empty()) {  // a `recv` waits for it
+          const std::string rid = c.recv_wait->first;
+          c.recv_wait.reset();
+          reply(c, ok_json_raw(rid, notice));
+        } else {
+          c.queue.push_back(std::move(notice));
+        }
       }
     }
   }

@@ -30,12 +30,33 @@ std::optional<TaskFunction> find_function(std::string_view name) {
 // Runs a task's function; a failure is logged as Elixir's crash report for a task
 // ("Task <pid> started from <owner> terminating"), cut and rate-limited, and ends the task
 // with its reason.
+// A term of the wrong kind in a task function: the reason names the function, which argument
+// it was (when the term is one of the arguments, or inside one) and both kinds.
+std::string bad_argument_text(const BadTerm& e, std::string_view function, const Term* args) {
+  std::string where;
+  if (args != nullptr && args->is_list()) {
+    const auto& a = args->elems();
+    for (std::size_t i = 0; i < a.size() && where.empty(); ++i) {
+      if (a[i] == e.term()) where = "argument " + std::to_string(i + 1) + " is ";
+    }
+  }
+  if (where.empty()) where = "a term it was given is ";
+  return std::string(function.substr(0, 255)) + ": " + where + std::string(kind_name(e.term().kind())) + " (" +
+         e.term().to_string(100) + "), where " + std::string(kind_name(e.wanted())) + " was expected";
+}
+
 Async<Term> run_reported(const std::function<Async<Term>()>& f, const Pid& owner, std::string_view function,
                          const Term* args) {
   try {
     co_return co_await f();
   } catch (...) {
-    const Term why = exit_reason_of(std::current_exception());
+    Term why = exit_reason_of(std::current_exception());
+    try {
+      throw;
+    } catch (const BadTerm& e) {
+      why = tuple(atom("badarg"), Term(bad_argument_text(e, function, args)));
+    } catch (...) {
+    }
     if (!is_normal_exit(why)) {
       std::string text = "Task " + to_string(self()) + " started from " +
                          (owner.is_null() ? std::string("nobody") : to_string(owner)) + " terminating\n** (stop) " +
@@ -175,7 +196,15 @@ std::optional<Term> start_task(const std::shared_ptr<SupState>& state, const Ter
   }
   const std::string& name = req[4].as_binary();
   auto f = find_function(name);
-  if (!f) return tuple(atom("error"), tuple(atom("undef"), name + " is not a task function on " + std::string(node::self().name())));
+  if (!f) {
+    // answered at once (the caller sees {error, {undef, ...}}), and said here, where it is fixed
+    const std::string text = name.substr(0, 255) + " is not a task function on " + std::string(node::self().name());
+    log_limited(spdlog::level::warn, "task.undef",
+                "task supervisor " + to_string(self()) + ": " + text + " (asked by " +
+                    (req[1].is_pid() ? to_string(req[1].as_pid()) : std::string("nobody")) +
+                    "); register it with nodus::task::register_function");
+    return tuple(atom("error"), tuple(atom("undef"), text));
+  }
   const Pid owner = req[1].is_pid() ? req[1].as_pid() : Pid{};
   Term args = req[5];
   std::function<Async<Term>()> run = [f = std::move(*f), args]() { return f(args); };

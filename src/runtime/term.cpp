@@ -36,13 +36,36 @@ bool Term::is_tuple(std::size_t arity, std::string_view tag) const {
 
 const std::vector<Term>& Term::elems() const {
   if (auto* t = std::get_if<Tuple>(&v_)) return t->elems;
-  return std::get<List>(v_).elems;
+  return get<List>(Kind::list).elems;
 }
 
 std::vector<Term>& Term::elems() {
   if (auto* t = std::get_if<Tuple>(&v_)) return t->elems;
-  return std::get<List>(v_).elems;
+  if (auto* l = std::get_if<List>(&v_)) return l->elems;
+  wrong_kind(Kind::list);
 }
+
+void Term::wrong_kind(Kind wanted) const { throw BadTerm(wanted, *this); }
+
+std::string_view kind_name(Term::Kind k) {
+  switch (k) {
+    case Term::Kind::integer: return "an integer";
+    case Term::Kind::floating: return "a float";
+    case Term::Kind::atom: return "an atom";
+    case Term::Kind::ref: return "a reference";
+    case Term::Kind::pid: return "a pid";
+    case Term::Kind::tuple: return "a tuple";
+    case Term::Kind::map: return "a map";
+    case Term::Kind::list: return "a list";
+    case Term::Kind::binary: return "a binary";
+  }
+  return "a term";
+}
+
+BadTerm::BadTerm(Term::Kind wanted, const Term& got)
+    : wanted_(wanted), got_(got),
+      what_("expected " + std::string(kind_name(wanted)) + ", got " + std::string(kind_name(got.kind())) + ": " +
+            got.to_string(200)) {}
 
 std::size_t Term::size() const {
   switch (kind()) {

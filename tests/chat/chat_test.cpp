@@ -176,6 +176,31 @@ TEST_CASE("the pyzmq bridge joins the chat: hi to kate, moebi's chicken? back, a
   }
 }
 
+TEST_CASE("a foreign node written from PROTOCOL.md: short names refused, unknown functions and bad arguments "
+          "answered, JSON Terms in DOWNs and in what was queued before its handshake",
+          "[distributed][chat][bridge]") {
+  PortMapper pm(kPortmapper);
+  REQUIRE(pm.ready());
+  PeerNode kate({kChat, "--sname", "kate@localhost", "--ticktime", "1000", "--cookie", "secret_token"}, pm, "kate");
+  REQUIRE(kate.ready());
+  ::setenv("NODUS_COOKIE", "secret_token", 1);
+  Child probe({"/usr/bin/python3", NODUS_PROTOCOL_PROBE, "kate@localhost"}, "probe" + std::to_string(pm.port()));
+  const int rc = probe.wait(std::chrono::seconds(60));
+  INFO("probe stdout: " << probe.out() << "\nstderr: " << probe.err() << "\nkate stderr: " << kate.err());
+  CHECK(rc == 0);
+  CHECK(probe.out().find("all ok") != std::string::npos);
+  // kate says it too: the refused name, the unknown function, the task's crash with its argument
+  CHECK(eventually([&] { return kate.err().find("not a full node name") != std::string::npos; }));
+  CHECK(kate.err().find("No.such_function is not a task function on kate@localhost") != std::string::npos);
+  CHECK(eventually([&] {
+    const std::string e = kate.err();
+    return e.find("Chat.receive_message_for_moebi: argument 2 is a binary") != std::string::npos &&
+           e.find("where an atom was expected") != std::string::npos;
+  }));
+  kate.signal(SIGTERM);
+  CHECK(kate.process().wait() == 0);
+}
+
 namespace {
 // `nodus gateway` as gw@localhost: its gateway's port, once it says it is ready (0: it did not)
 std::uint16_t gateway_port(PeerNode& gw) {
@@ -210,7 +235,7 @@ TEST_CASE("the gateway lesson: one pyzmq REQ socket and JSON talk to kate and mo
   PeerNode kate(args({kChat, "--sname", "kate@localhost", "--ticktime", "1000"}, "kate"), pm, "kate");
   PeerNode moebi(args({kChat, "--sname", "moebi@localhost", "--ticktime", "1000"}, "moebi"), pm, "moebi");
   PeerNode gw(args({NODUS_TOOL, "gateway", "--sname", "gw@localhost", "--ticktime", "1000", "--bind",
-                    "tcp://127.0.0.1:0", "--gateway-max-request", "4096"},
+                    "tcp://127.0.0.1:0", "--gateway-max-request", "4096", "--gateway-max-queue", "50"},
                    "gw"),
               pm, "gw");
   REQUIRE(kate.ready());
@@ -257,12 +282,14 @@ TEST_CASE("the gateway lesson: one pyzmq REQ socket and JSON talk to kate and mo
     mallory.signal(SIGKILL);
     mallory.wait();
   } else {
-    Child bad({python, NODUS_GATEWAY_CLIENTS, endpoint, "4096"}, "gwclients" + std::to_string(pm.port()));
+    Child bad({python, NODUS_GATEWAY_CLIENTS, endpoint, "4096", "50"}, "gwclients" + std::to_string(pm.port()));
     const int brc = bad.wait(std::chrono::seconds(60));
     INFO("clients stdout: " << bad.out() << "\nstderr: " << bad.err() << "\ngateway stderr: " << gw.err());
     CHECK(brc == 0);
     CHECK(gw.err().find("wrong cookie proof") != std::string::npos);
     CHECK(gw.err().find("exceeds the limit") != std::string::npos);
+    CHECK(gw.err().find("is not reading its pushed messages") != std::string::npos);
+    CHECK(gw.err().find("stopped answering heartbeats") != std::string::npos);
   }
   for (PeerNode* n : {&gw, &kate, &moebi}) {
     n->signal(SIGTERM);

@@ -6,6 +6,8 @@
 #include <string>
 
 #include "../../../src/dist/channel.hpp"
+#include "../../../src/dist/codec.hpp"
+#include "../../../src/dist/frames.hpp"
 
 using nodus::dist::Channel;
 using nodus::dist::Connection;
@@ -283,4 +285,67 @@ TEST_CASE("channel: a large message's last fragment waits behind records queued 
   CHECK(r[2].back() == '2');
   CHECK(r[3].back() == '3');  // not the last fragment yet: 3 was queued before the message
   CHECK(r[4] == "F1:1");
+}
+
+namespace {
+std::string with_prefix(const std::string& rec) {
+  std::string b;
+  const auto len = static_cast<std::uint32_t>(rec.size());
+  for (int i = 0; i < 4; ++i) b.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
+  return b + rec;
+}
+// The records of a batch (prefixes off).
+std::vector<std::string> records_of(const std::string& batch) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos + 4 <= batch.size()) {
+    std::uint32_t len = 0;
+    for (int i = 0; i < 4; ++i) len |= static_cast<std::uint32_t>(static_cast<unsigned char>(batch[pos + i])) << (8 * i);
+    out.push_back(batch.substr(pos + 4, len));
+    pos += 4 + len;
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("channel: for a JSON peer, Term payloads and control frames' Terms become JSON, also what queued before it said so",
+          "[channel][json]") {
+  using namespace nodus;
+  namespace frames = nodus::dist::frames;
+  const Pid a = dist::pid_from_wire("kate@localhost", 7, 1, 1).value();
+  const Pid b = dist::pid_from_wire("probe@localhost", 9, 2, 1).value();
+  const Ref r = dist::ref_from_wire("probe@localhost", 9, 3).value();
+  std::string send;
+  {
+    dist::Writer w(send);
+    frames::SendPid{9, 2, 1}.write(w);  // (version and op too)
+    w.u8(static_cast<std::uint8_t>(dist::Payload::term));
+    dist::encode_term(w, tuple(atom("hi"), "there"));
+  }
+  const std::string down = frames::Down{b, Term(a), r, tuple(atom("badarg"), "why")}.encode();
+  const std::string reply = frames::SpawnReply{5, true, 1, 1, {}}.encode();
+  Channel ch;
+  CHECK(submit(ch, with_prefix(send) + with_prefix(down)));  // queued before the handshake
+  ch.use_json();
+  CHECK_FALSE(submit(ch, with_prefix(reply)));
+  Fake f;
+  ch.attach(&f);
+  REQUIRE(ch.drain());
+  CHECK(ch.pending_bytes == 0);
+  const auto recs = records_of(f.wire);
+  REQUIRE(recs.size() == 3);
+  // SEND_PID: the same head, then a JSON payload
+  CHECK(recs[0].substr(0, 14) == send.substr(0, 14));
+  CHECK(static_cast<dist::Payload>(recs[0][14]) == dist::Payload::json);
+  CHECK(recs[0].substr(15) == R"({"$tuple":[{"$atom":"hi"},"there"]})");
+  // DOWN: every Term field a JSON Term (0x0B), decoding to the same frame
+  CHECK(recs[1] == frames::Down{b, Term(a), r, tuple(atom("badarg"), "why")}.encode(true));
+  CHECK(recs[1].find(R"("why")") != std::string::npos);
+  dist::Reader rd(std::string_view(recs[1]).substr(2));
+  auto back = frames::Down::decode(rd);
+  REQUIRE(back);
+  CHECK(back->reason == tuple(atom("badarg"), "why"));
+  CHECK(back->watcher == b);
+  // a frame without Terms is left as it was
+  CHECK(recs[2] == reply);
 }

@@ -62,3 +62,18 @@ TEST_CASE("term accessors and maps", "[term]") {
   CHECK(m.find(atom("k"))->as_int() == 2);  // last duplicate wins
   CHECK(m.find(atom("nope")) == nullptr);
 }
+
+TEST_CASE("an accessor of the wrong kind throws BadTerm, naming both kinds and the term", "[term]") {
+  const Term t("moebi@localhost");
+  try {
+    (void)t.as_atom();
+    FAIL("as_atom of a binary did not throw");
+  } catch (const BadTerm& e) {
+    CHECK(std::string(e.what()) == "expected an atom, got a binary: \"moebi@localhost\"");
+    CHECK(e.wanted() == Term::Kind::atom);
+    CHECK(e.term() == t);
+  }
+  CHECK_THROWS_AS(Term(1).as_binary(), std::bad_variant_access);  // (still one, for old callers)
+  CHECK_THROWS_WITH(Term(atom("x")).elems(), "expected a list, got an atom: x");
+  CHECK_THROWS_WITH(Term(std::string(1000, 'a')).as_int(), Catch::Matchers::Contains("..."));
+}
