@@ -20,6 +20,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <sodium.h>
 #include <sys/stat.h>
 #include <zmq.h>
 
@@ -428,6 +429,91 @@ int dist_task_async_await_c64(const Options& o) {
   return dist_task(o, "dist_task_async_await_c64", 64, o.n ? o.n : 500);
 }
 
+// ---------------------------------------------------------------- gateway_task_roundtrip
+// dist_task_async_await's work, asked by a ZeroMQ client: a raw libzmq REQ socket (a thread of
+// this program) sends `{"op": "task", ...}` JSON requests one after another to this node's
+// gateway, which runs each as Task.Supervisor.async + await on {BenchSup, b@localhost}.
+namespace gw {
+std::string ask(void* req, const std::string& body) {
+  if (zmq_send(req, body.data(), body.size(), 0) < 0) return {};
+  zmq_msg_t m;
+  zmq_msg_init(&m);
+  if (zmq_msg_recv(&m, req, 0) < 0) {
+    zmq_msg_close(&m);
+    return {};
+  }
+  std::string out(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m));
+  zmq_msg_close(&m);
+  return out;
+}
+// The value of "challenge" in {"ok":{"challenge":"HEX"}}.
+std::string challenge_of(const std::string& r) {
+  const auto at = r.find("\"challenge\":\"");
+  if (at == std::string::npos) return {};
+  const auto from = at + 13;
+  return r.substr(from, r.find('"', from) - from);
+}
+std::string proof(const std::string& cookie, const std::string& hex) {
+  unsigned char bin[64];
+  std::size_t len = 0;
+  if (sodium_hex2bin(bin, sizeof bin, hex.data(), hex.size(), nullptr, &len, nullptr) != 0) return {};
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(cookie.data()), cookie.size());
+  crypto_auth_hmacsha256_update(&st, bin, len);
+  crypto_auth_hmacsha256_final(&st, mac);
+  char out[2 * sizeof mac + 1];
+  sodium_bin2hex(out, sizeof out, mac, sizeof mac);
+  return out;
+}
+// `calls` sequential task requests with arguments first..; the wrong answers (-1: a failure).
+long client(std::uint16_t port, long first, long calls) {
+  void* ctx = zmq_ctx_new();
+  void* req = zmq_socket(ctx, ZMQ_REQ);
+  const int zero = 0;
+  zmq_setsockopt(req, ZMQ_LINGER, &zero, sizeof zero);
+  long bad = -1;
+  if (zmq_connect(req, ("tcp://127.0.0.1:" + std::to_string(port)).c_str()) == 0) {
+    const std::string ch = challenge_of(ask(req, R"({"op":"hello"})"));
+    const std::string in = ask(req, R"({"op":"hello","proof":")" + proof("bench", ch) + "\"}");
+    if (in.find("\"ok\"") != std::string::npos) {
+      bad = 0;
+      for (long i = first; i < first + calls; ++i) {
+        const std::string r = ask(req, R"({"op":"task","supervisor":{"name":"BenchSup","node":"b@localhost"},)"
+                                       R"("function":"BenchM.f","args":[)" + std::to_string(i) + R"(],"timeout":10000})");
+        if (r != R"({"ok":)" + std::to_string(i) + "}") ++bad;
+      }
+    }
+  }
+  zmq_close(req);
+  zmq_ctx_term(ctx);
+  return bad;
+}
+}  // namespace gw
+
+int gateway_task_roundtrip(const Options& o) {
+  const long calls = o.n ? o.n : 10'000;
+  if (sodium_init() < 0) return 1;
+  Peer peer;
+  Runtime rt({.schedulers = o.schedulers});
+  NodeOptions no{.name = "a@localhost", .cookie = "bench"};
+  no.gateway = GatewayOptions{.bind = "tcp://127.0.0.1:0"};
+  Node a(no);
+  Mailbox mb;
+  if (!wait_for_peer(mb)) return 1;
+  const std::uint16_t port = node::gateway_port();
+  if (gw::client(port, 1, 1000) != 0) return 1;  // warm-up, as dist_task_async_await's
+  const auto t0 = BenchClock::now();
+  const long bad = gw::client(port, 1'000'000, calls);
+  const double elapsed = secs(t0, BenchClock::now());
+  std::fprintf(stderr, "detail: gateway_task_roundtrip: %ld sequential {\"op\":\"task\"} requests from one libzmq REQ socket "
+               "to a@localhost's gateway -> task_supervisor::async({BenchSup, b@localhost}, \"BenchM.f\", [I]) + await, "
+               "in %.3f s; wrong or failed answers %ld\n", calls, elapsed, bad);
+  if (bad != 0) return 1;
+  result("gateway_task_roundtrip", calls / elapsed, "calls/s");
+  return 0;
+}
+
 // Time from a signal to the peer to its disappearance from node::list() (nodedown), with a
 // 1 s tick. SIGKILL: the kernel resets the TCP connection; SIGSTOP: only the heartbeat tells.
 int dist_detect(const char* name, int sig, long tick_ms) {
@@ -588,6 +674,7 @@ const std::map<std::string, std::function<int(const Options&)>>& scenarios() {
       {"dist_detect_kill", dist_detect_kill},
       {"dist_task_async_await", dist_task_async_await},
       {"dist_task_async_await_c64", dist_task_async_await_c64},
+      {"gateway_task_roundtrip", gateway_task_roundtrip},
       {"dist_detect_stop", dist_detect_stop},
       {"dist_stall", dist_stall},
       {"flood_sleep", flood_sleep},

@@ -61,6 +61,8 @@ pairs=(
   "dist_pingpong_curve_p99|zmq_pingpong_curve_p99|zmq:all|lower"
   "dist_task_async_await|erlang.dist_task_async_await|erlang:dist_task_async_await|higher"
   "dist_task_async_await_c64|erlang.dist_task_async_await_c64|erlang:dist_task_async_await_c64|higher"
+  "gateway_task_roundtrip|dist_task_async_await|self|higher"
+  "gateway_task_roundtrip|erlang.dist_task_async_await|erlang:dist_task_async_await|higher"
   "dist_stall_rss_mb|erlang.dist_stall_rss_mb|own:dist_stall|lower"
   "dist_stall_resume|erlang.dist_stall_resume|own:dist_stall|higher"
 )
