@@ -235,7 +235,7 @@ TEST_CASE("the gateway lesson: one pyzmq REQ socket and JSON talk to kate and mo
   PeerNode kate(args({kChat, "--sname", "kate@localhost", "--ticktime", "1000"}, "kate"), pm, "kate");
   PeerNode moebi(args({kChat, "--sname", "moebi@localhost", "--ticktime", "1000"}, "moebi"), pm, "moebi");
   PeerNode gw(args({NODUS_TOOL, "gateway", "--sname", "gw@localhost", "--ticktime", "1000", "--bind",
-                    "tcp://127.0.0.1:0", "--gateway-max-request", "4096", "--gateway-max-queue", "50"},
+                    "tcp://127.0.0.1:0", "--gateway-max-request", "4096", "--gateway-max-queue", "50", "--gateway-max-clients", "16"},
                    "gw"),
               pm, "gw");
   REQUIRE(kate.ready());
@@ -282,7 +282,7 @@ TEST_CASE("the gateway lesson: one pyzmq REQ socket and JSON talk to kate and mo
     mallory.signal(SIGKILL);
     mallory.wait();
   } else {
-    Child bad({python, NODUS_GATEWAY_CLIENTS, endpoint, "4096", "50"}, "gwclients" + std::to_string(pm.port()));
+    Child bad({python, NODUS_GATEWAY_CLIENTS, endpoint, "4096", "50", "16"}, "gwclients" + std::to_string(pm.port()));
     const int brc = bad.wait(std::chrono::seconds(60));
     INFO("clients stdout: " << bad.out() << "\nstderr: " << bad.err() << "\ngateway stderr: " << gw.err());
     CHECK(brc == 0);
@@ -290,6 +290,7 @@ TEST_CASE("the gateway lesson: one pyzmq REQ socket and JSON talk to kate and mo
     CHECK(gw.err().find("exceeds the limit") != std::string::npos);
     CHECK(gw.err().find("is not reading its pushed messages") != std::string::npos);
     CHECK(gw.err().find("stopped answering heartbeats") != std::string::npos);
+    CHECK(gw.err().find("16 clients already (max_clients)") != std::string::npos);
   }
   for (PeerNode* n : {&gw, &kate, &moebi}) {
     n->signal(SIGTERM);

@@ -1,11 +1,11 @@
 #!/usr/bin/python3
 """Misbehaving and departing gateway clients (run by chat_test.cpp): each refusal or limit
 gets an error reply or a closed connection, and the gateway keeps serving the next client.
-usage: gateway_clients.py tcp://127.0.0.1:PORT MAX_REQUEST MAX_QUEUE   (cookie: $NODUS_COOKIE)"""
+usage: gateway_clients.py tcp://127.0.0.1:PORT MAX_REQUEST MAX_QUEUE MAX_CLIENTS   (cookie: $NODUS_COOKIE)"""
 import hashlib, hmac, json, os, signal, subprocess, sys, time, zmq
 
 ctx = zmq.Context()
-endpoint, max_request, max_queue = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+endpoint, max_request, max_queue, max_clients = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 
 
 def client(kind=zmq.REQ):
@@ -82,8 +82,10 @@ s.close()  # the server goes away with the call unanswered
 down = ask(t, {"op": "recv", "timeout": 15000})
 expect(down and ("down" in down["ok"] or "exit" in down["ok"]) and "gateway_client_gone" in str(down),
        "the served call's process ends with gateway_client_gone: " + str(down))
-r = ask(client(), {"op": "hello"})
+fresh = client()
+r = ask(fresh, {"op": "hello"})
 expect(r and "challenge" in r["ok"], "the gateway still serves new clients")
+fresh.close()
 
 
 def until(what, cond, seconds=20):
@@ -196,3 +198,22 @@ try:
 finally:
     os.kill(hb.pid, signal.SIGKILL)
     hb.wait()
+
+
+# the client limit: past max_clients a new connection is closed as it comes (logged), and the
+# clients in keep being served; one that leaves makes room
+# (in: the observer, the Gw.hold server, the slow reader and the served call's caller)
+until("only the four clients still in are left", lambda: stats()["clients"] == 4)
+extra = []
+while stats()["clients"] < max_clients:
+    c = client()
+    expect("ok" in hello(c), "client %d of %d is in" % (stats()["clients"], max_clients))
+    extra.append(c)
+late = client()
+expect(ask(late, {"op": "hello"}, timeout=2000) is None, "one more than max_clients is closed")
+late.close()
+expect(stats()["clients"] == max_clients, "the others are still served")
+extra.pop().close()
+until("a client that left makes room", lambda: stats()["clients"] < max_clients)
+c = client()
+expect("ok" in hello(c), "a new client gets in again")
