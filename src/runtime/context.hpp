@@ -2,6 +2,9 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <mutex>
+#include <vector>
 
 #include "nodus/pid.hpp"
 #include "nodus/runtime.hpp"
@@ -22,7 +25,14 @@ struct Context {
   Scheduler sched;
   Pid io_server;
   std::atomic<bool> shutting_down{false};
+  // run first when the Runtime is destroyed, newest first, while every process still exists
+  // (services with threads of their own that deliver to processes: ZeroMQ ports)
+  std::mutex stop_mu;
+  std::vector<std::function<void()>> stop_hooks;
 };
+
+/// Adds a hook for the Runtime's destruction (see Context::stop_hooks).
+void on_stop(std::function<void()> hook);
 
 /// The running runtime's context; throws std::logic_error if no Runtime exists.
 Context& ctx();

@@ -32,6 +32,12 @@ Context& ctx() {
 }
 
 Context* ctx_if() noexcept { return g_ctx.load(std::memory_order_acquire); }
+
+void on_stop(std::function<void()> hook) {
+  Context& c = ctx();
+  std::lock_guard lock(c.stop_mu);
+  c.stop_hooks.push_back(std::move(hook));
+}
 }  // namespace runtime
 
 Runtime::Runtime(RuntimeOptions opts) {
@@ -48,6 +54,16 @@ Runtime::Runtime(RuntimeOptions opts) {
 
 Runtime::~Runtime() {
   runtime::Context* c = runtime::g_ctx.load();
+  for (;;) {  // (a hook may add another)
+    std::function<void()> hook;
+    {
+      std::lock_guard lock(c->stop_mu);
+      if (c->stop_hooks.empty()) break;
+      hook = std::move(c->stop_hooks.back());
+      c->stop_hooks.pop_back();
+    }
+    hook();
+  }
   c->sched.stop();
   c->timers.stop();
   c->shutting_down.store(true);

@@ -1,0 +1,107 @@
+// ZeroMQ ports (docs/zmq-ports.md): a process owns a libzmq socket of any pattern; what the
+// socket receives arrives in the owner's mailbox as a ZmqMessage, and the owner (or a process
+// it hands the port to) sends through it. As Erlang's ports: the port is linked to its owner
+// (it closes when the owner exits; its failure is the owner's exit signal), and its flow
+// control is `active` (deliver as messages come, at most `budget` undelivered... unhandled at
+// once), `active(N)` / `once` (deliver N, then wait to be asked), or passive (`recv`).
+//
+//   Port p = zmq_port::open(zmq_port::Type::pull, {.bind = {"tcp://127.0.0.1:5557"}}).value();
+//   ZmqMessage m = co_await receive<ZmqMessage>();      // m.parts: the message's frames
+//   co_await zmq_port::send(out, {"result", "42"});     // suspends while the socket is full
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nodus/error.hpp"
+#include "nodus/pid.hpp"
+#include "nodus/proc.hpp"
+
+namespace nodus {
+
+class Mailbox;
+
+namespace zmq_port {
+
+enum class Type { pair, pub, sub, req, rep, dealer, router, pull, push };
+
+/// How what the socket receives reaches the owner.
+enum class Flow {
+  active,   ///< as it comes, while fewer than `budget` delivered messages are unhandled
+  counted,  ///< only as many as granted (`active(port, n)`; `once` grants one); then the socket
+            ///< holds the rest and its high-water mark pushes back on the sender
+  passive,  ///< only what `recv` asks for
+};
+
+struct Options {
+  std::vector<std::string> bind;     ///< endpoints to bind (`tcp://127.0.0.1:5557`, `ipc://...`)
+  std::vector<std::string> connect;  ///< endpoints to connect to
+  std::vector<std::string> subscribe;  ///< SUB: prefixes (an empty string: everything)
+  Flow flow = Flow::active;
+  std::uint32_t budget = 1000;  ///< active: delivered messages not yet handled, at most
+  std::uint32_t grant = 0;      ///< counted: messages granted from the start
+  int sndhwm = 1000, rcvhwm = 1000;  ///< ZMQ_SNDHWM / ZMQ_RCVHWM (messages)
+  int linger_ms = 0;                 ///< ZMQ_LINGER at close
+  int reconnect_ivl_ms = 100;        ///< ZMQ_RECONNECT_IVL
+  std::string identity;              ///< ZMQ_ROUTING_ID (DEALER, REQ, ROUTER peers see it)
+  /// Messages waiting in the port for the socket to take them, at most; past it a sender
+  /// suspends (a thread blocks; send_nosuspend says false).
+  std::uint32_t send_queue = 1000;
+};
+
+/// The handle: copyable; the owner (or any process it is given to) sends with it.
+struct Port {
+  std::uint64_t id = 0;
+  Pid owner;  ///< the process that opened it
+  Pid proc;   ///< the port's own process, linked to the owner
+  friend bool operator==(const Port&, const Port&) = default;
+};
+
+/// Opens a socket owned by the calling process (or Mailbox thread). Errors (a bad endpoint, an
+/// address in use, an option libzmq refuses) come back with libzmq's text.
+Expected<Port> open(Type type, Options opts);
+
+/// The endpoints the port bound, as libzmq resolved them (a `tcp://127.0.0.1:*` bind gives
+/// its port here).
+std::vector<std::string> bound(const Port& p);
+
+/// counted flow: `n` more messages may be delivered (`once`: one).
+void active(const Port& p, std::uint32_t n);
+inline void once(const Port& p) { active(p, 1); }
+
+/// Queues `parts` (one message, multipart) for the socket; suspends the caller while the
+/// port's send queue is full. Fails (nodus::Error) if the port is closed.
+Async<void> send(Port p, std::vector<std::string> parts);
+/// From a plain thread (a Mailbox owner): blocks while the send queue is full.
+void send(Mailbox& mb, const Port& p, std::vector<std::string> parts);
+/// Sends unless that would wait: false (nothing sent) while the send queue is full.
+bool send_nosuspend(const Port& p, std::vector<std::string> parts);
+
+/// Closes the socket (the owner only); what it still held for sending is dropped after
+/// `linger_ms`.
+void close(const Port& p);
+
+}  // namespace zmq_port
+
+namespace detail {
+struct PortCredit;
+}
+
+/// What a port delivers to its owner: the frames of one message (for a ROUTER, the peer's
+/// routing id first). Handling it (destroying it) gives the active flow its credit back.
+struct ZmqMessage {
+  zmq_port::Port port;
+  std::vector<std::string> parts;
+  std::shared_ptr<detail::PortCredit> credit;
+};
+
+namespace zmq_port {
+/// passive flow: the next message within `timeout` (nullopt if none came).
+Async<std::optional<ZmqMessage>> recv(Port p, std::chrono::milliseconds timeout);
+}  // namespace zmq_port
+
+}  // namespace nodus

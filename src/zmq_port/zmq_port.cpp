@@ -1,0 +1,502 @@
+// ZeroMQ ports (nodus/zmq_port.hpp, docs/zmq-ports.md). libzmq sockets are not thread-safe, so
+// one thread (the port thread, started with the first port) owns every port's socket: it
+// opens and closes them, polls them with zmq_poll together with an eventfd that says a command
+// or a send is waiting, delivers what they receive to the owners' mailboxes as ZmqMessage, and
+// writes what senders queued. Each port also has a small process, linked to its owner: the
+// owner's exit closes the port through it, and a port's failure is its exit, hence the
+// owner's exit signal.
+#include "nodus/zmq_port.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "../runtime/context.hpp"
+#include "nodus/log.hpp"
+#include "nodus/mailbox.hpp"
+#include "nodus/process.hpp"
+#include "nodus/receive.hpp"
+
+namespace nodus {
+namespace zmq_port {
+
+struct PortState {
+  std::uint64_t id = 0;
+  Type type = Type::pair;
+  Options opts;
+  Pid owner, proc;
+  void* sock = nullptr;  // the port thread's
+  std::vector<std::string> bound;  // set at open, then read-only
+  std::atomic<std::int64_t> unhandled{0};  // active: delivered, not yet destroyed
+  std::atomic<std::int64_t> granted{0};    // counted, passive: may still be delivered
+  // under Ports::mu
+  std::deque<std::vector<std::string>> out;  // waiting for the socket
+  std::vector<Pid> waiting;                  // senders suspended on a full queue
+  bool closed = false;
+};
+
+}  // namespace zmq_port
+
+namespace detail {
+struct PortCredit {
+  std::shared_ptr<zmq_port::PortState> s;
+  ~PortCredit();
+};
+}  // namespace detail
+
+namespace zmq_port {
+namespace {
+
+struct Space {  // to a suspended sender: the port's send queue has room (or the port closed)
+  std::uint64_t port;
+};
+struct Close {};  // owner -> port process
+struct Failed {   // port thread -> port process
+  Term reason;
+};
+
+int zmq_type(Type t) {
+  switch (t) {
+    case Type::pair: return ZMQ_PAIR;
+    case Type::pub: return ZMQ_PUB;
+    case Type::sub: return ZMQ_SUB;
+    case Type::req: return ZMQ_REQ;
+    case Type::rep: return ZMQ_REP;
+    case Type::dealer: return ZMQ_DEALER;
+    case Type::router: return ZMQ_ROUTER;
+    case Type::pull: return ZMQ_PULL;
+    case Type::push: return ZMQ_PUSH;
+  }
+  return ZMQ_PAIR;
+}
+bool receives(Type t) { return t != Type::pub && t != Type::push; }
+bool sends(Type t) { return t != Type::sub && t != Type::pull; }
+const char* type_name(Type t) {
+  static const char* const names[] = {"PAIR", "PUB", "SUB", "REQ", "REP", "DEALER", "ROUTER", "PULL", "PUSH"};
+  return names[static_cast<int>(t)];
+}
+
+class Ports {
+ public:
+  Ports() {
+    ctx_ = zmq_ctx_new();
+    efd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~Ports() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    wake();
+    thread_.join();
+    for (auto& [id, s] : ports_) {
+      if (s->sock) zmq_close(s->sock);
+      s->sock = nullptr;
+      s->closed = true;
+    }
+    zmq_ctx_term(ctx_);
+    ::close(efd_);
+  }
+
+  // The port thread opens the socket; "" or libzmq's reason.
+  std::string open(const std::shared_ptr<PortState>& s) {
+    std::promise<std::string> done;
+    auto f = done.get_future();
+    post({Cmd::open, s, &done});
+    return f.get();
+  }
+  void close(const std::shared_ptr<PortState>& s) { post({Cmd::close, s, nullptr}); }
+  void wake() {
+    const std::uint64_t one = 1;
+    (void)!::write(efd_, &one, sizeof one);
+  }
+  std::mutex& mu() { return mu_; }
+
+ private:
+  struct Cmd {
+    enum Kind { open, close } kind;
+    std::shared_ptr<PortState> s;
+    std::promise<std::string>* done;
+  };
+  void post(Cmd c) {
+    {
+      std::lock_guard lock(mu_);
+      cmds_.push_back(std::move(c));
+    }
+    wake();
+  }
+
+  std::string do_open(PortState& s) {
+    void* sock = zmq_socket(ctx_, zmq_type(s.type));
+    if (!sock) return std::string("cannot make a socket: ") + zmq_strerror(zmq_errno());
+    auto fail = [&](const std::string& what) {
+      const std::string why = what + ": " + zmq_strerror(zmq_errno());
+      zmq_close(sock);
+      return why;
+    };
+    const Options& o = s.opts;
+    if (zmq_setsockopt(sock, ZMQ_SNDHWM, &o.sndhwm, sizeof o.sndhwm) != 0) return fail("ZMQ_SNDHWM");
+    if (zmq_setsockopt(sock, ZMQ_RCVHWM, &o.rcvhwm, sizeof o.rcvhwm) != 0) return fail("ZMQ_RCVHWM");
+    if (zmq_setsockopt(sock, ZMQ_LINGER, &o.linger_ms, sizeof o.linger_ms) != 0) return fail("ZMQ_LINGER");
+    if (zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &o.reconnect_ivl_ms, sizeof o.reconnect_ivl_ms) != 0) {
+      return fail("ZMQ_RECONNECT_IVL");
+    }
+    if (!o.identity.empty() && zmq_setsockopt(sock, ZMQ_ROUTING_ID, o.identity.data(), o.identity.size()) != 0) {
+      return fail("ZMQ_ROUTING_ID");
+    }
+    for (const std::string& p : o.subscribe) {
+      if (zmq_setsockopt(sock, ZMQ_SUBSCRIBE, p.data(), p.size()) != 0) return fail("ZMQ_SUBSCRIBE");
+    }
+    for (const std::string& e : o.bind) {
+      if (zmq_bind(sock, e.c_str()) != 0) return fail("cannot bind " + e);
+      char last[256] = {};
+      std::size_t len = sizeof last;
+      zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, last, &len);
+      s.bound.emplace_back(last);
+    }
+    for (const std::string& e : o.connect) {
+      if (zmq_connect(sock, e.c_str()) != 0) return fail("cannot connect to " + e);
+    }
+    s.sock = sock;
+    return {};
+  }
+
+  void do_close(const std::shared_ptr<PortState>& s) {
+    if (s->sock) zmq_close(s->sock);
+    s->sock = nullptr;
+    std::vector<Pid> waiting;
+    {
+      std::lock_guard lock(mu_);
+      s->closed = true;
+      s->out.clear();
+      waiting.swap(s->waiting);
+    }
+    ports_.erase(s->id);
+    for (const Pid& w : waiting) send(w, Space{s->id});
+  }
+
+  bool wants_in(const PortState& s) const {
+    if (!receives(s.type)) return false;
+    if (s.opts.flow == Flow::active) return s.unhandled.load() < static_cast<std::int64_t>(s.opts.budget);
+    return s.granted.load() > 0;
+  }
+
+  // Up to 64 messages, as the flow allows.
+  void read_some(const std::shared_ptr<PortState>& s) {
+    for (int n = 0; n < 64 && wants_in(*s); ++n) {
+      std::vector<std::string> parts;
+      for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s->sock, parts.empty() ? ZMQ_DONTWAIT : 0) < 0) {
+          zmq_msg_close(&m);
+          if (parts.empty()) return;  // EAGAIN: nothing more now
+          break;
+        }
+        parts.emplace_back(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m));
+        const bool more = zmq_msg_more(&m) != 0;
+        zmq_msg_close(&m);
+        if (!more) break;
+      }
+      if (s->opts.flow == Flow::active) {
+        s->unhandled.fetch_add(1);
+      } else {
+        s->granted.fetch_sub(1);
+      }
+      auto credit = std::make_shared<detail::PortCredit>();
+      if (s->opts.flow == Flow::active) credit->s = s;
+      send(s->owner, ZmqMessage{Port{s->id, s->owner, s->proc}, std::move(parts), std::move(credit)});
+    }
+  }
+
+  // What senders queued, until the socket is full; room made wakes the suspended ones.
+  void write_some(const std::shared_ptr<PortState>& s) {
+    std::vector<Pid> wake_them;
+    for (int n = 0; n < 256; ++n) {
+      std::vector<std::string> parts;
+      {
+        std::lock_guard lock(mu_);
+        if (s->out.empty()) break;
+        parts = s->out.front();
+      }
+      bool sent = true;
+      for (std::size_t i = 0; i < parts.size(); ++i) {
+        const int flags = ZMQ_DONTWAIT | (i + 1 < parts.size() ? ZMQ_SNDMORE : 0);
+        if (zmq_send(s->sock, parts[i].data(), parts[i].size(), flags) < 0) {
+          // EAGAIN before the first frame: the socket is full (its high-water mark), so the
+          // message waits; after it, libzmq takes the rest of a multipart message atomically
+          sent = false;
+          if (zmq_errno() != EAGAIN) {
+            log_limited(spdlog::level::warn, "zmq_port",
+                        "zmq_port " + std::to_string(s->id) + ": send failed: " + zmq_strerror(zmq_errno()));
+            std::lock_guard lock(mu_);
+            s->out.pop_front();  // (a REQ out of turn, EFSM: it can never go)
+          }
+          break;
+        }
+      }
+      if (!sent) break;
+      std::lock_guard lock(mu_);
+      s->out.pop_front();
+      if (!s->waiting.empty() && s->out.size() <= s->opts.send_queue / 2) wake_them.swap(s->waiting);
+    }
+    for (const Pid& w : wake_them) send(w, Space{s->id});
+  }
+
+  void run() {
+    std::vector<zmq_pollitem_t> items;
+    std::vector<std::shared_ptr<PortState>> polled;
+    for (;;) {
+      std::deque<Cmd> cmds;
+      {
+        std::lock_guard lock(mu_);
+        if (stop_) return;
+        cmds.swap(cmds_);
+      }
+      for (Cmd& c : cmds) {
+        if (c.kind == Cmd::open) {
+          std::string why = do_open(*c.s);
+          if (why.empty()) ports_[c.s->id] = c.s;
+          c.done->set_value(std::move(why));
+        } else if (c.s->sock) {
+          do_close(c.s);
+        }
+      }
+      items.clear();
+      polled.clear();
+      items.push_back({nullptr, efd_, ZMQ_POLLIN, 0});
+      for (auto& [id, s] : ports_) {
+        short ev = wants_in(*s) ? ZMQ_POLLIN : 0;
+        {
+          std::lock_guard lock(mu_);
+          if (!s->out.empty()) ev |= ZMQ_POLLOUT;
+        }
+        if (ev == 0) continue;
+        items.push_back({s->sock, 0, ev, 0});
+        polled.push_back(s);
+      }
+      if (zmq_poll(items.data(), static_cast<int>(items.size()), 1000) < 0 && zmq_errno() != EINTR) {
+        logger().error("zmq_port: zmq_poll: {}", zmq_strerror(zmq_errno()));
+      }
+      if (items[0].revents & ZMQ_POLLIN) {
+        std::uint64_t n;
+        (void)!::read(efd_, &n, sizeof n);
+      }
+      for (std::size_t i = 0; i < polled.size(); ++i) {
+        const auto& s = polled[i];
+        if (!s->sock) continue;
+        if (items[i + 1].revents & ZMQ_POLLIN) read_some(s);
+        if (items[i + 1].revents & ZMQ_POLLOUT) write_some(s);
+      }
+    }
+  }
+
+  void* ctx_ = nullptr;
+  int efd_ = -1;
+  std::mutex mu_;
+  bool stop_ = false;
+  std::deque<Cmd> cmds_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<PortState>> ports_;  // the thread's
+  std::thread thread_;
+};
+
+std::mutex g_mu;
+Ports* g_ports = nullptr;  // while a Runtime runs, from the first port on
+std::atomic<std::uint64_t> g_next{1};
+
+Ports& ports() {
+  std::lock_guard lock(g_mu);
+  if (!g_ports) {
+    g_ports = new Ports();
+    runtime::on_stop([] {  // before the processes go: the thread delivers to them
+      Ports* p;
+      {
+        std::lock_guard l(g_mu);
+        p = std::exchange(g_ports, nullptr);
+      }
+      delete p;
+    });
+  }
+  return *g_ports;
+}
+
+std::shared_ptr<PortState> state_of(const Port& p);
+
+// The port's process: linked to the owner. The owner's exit closes the port; the port's
+// failure ends it with the reason (the owner's exit signal); Close ends it quietly.
+Proc port_body(std::shared_ptr<PortState> s) {
+  trap_exit(true);
+  for (;;) {
+    Message m = co_await receive_any();
+    if (m.is<ExitMsg>() && m.get<ExitMsg>().from == s->owner) {
+      ports().close(s);
+      co_return;
+    }
+    if (m.is<Close>()) {
+      ports().close(s);
+      unlink(s->owner);
+      co_return;
+    }
+    if (m.is<Failed>()) {
+      ports().close(s);
+      exit_self(m.get<Failed>().reason);
+    }
+  }
+}
+
+std::mutex g_states_mu;
+std::unordered_map<std::uint64_t, std::weak_ptr<PortState>> g_states;  // handle -> state
+
+std::shared_ptr<PortState> state_of(const Port& p) {
+  std::lock_guard lock(g_states_mu);
+  auto it = g_states.find(p.id);
+  return it == g_states.end() ? nullptr : it->second.lock();
+}
+
+Error closed_error(const Port& p) {
+  return Error(Errc::noproc, atom("closed"), "zmq_port " + std::to_string(p.id) + " is closed");
+}
+
+void check_owner(const Port& p, const char* what) {
+  if (self() != p.owner) {
+    throw Error(Errc::badarg, atom("not_owner"),
+                std::string("zmq_port::") + what + ": port " + std::to_string(p.id) + " belongs to " +
+                    to_string(p.owner) + ", not to the calling " + (self().is_null() ? "thread" : to_string(self())));
+  }
+}
+
+// Queues parts unless the queue is full; throws if the port is closed. With `wait_as`, a full
+// queue puts that pid on the list the thread tells when there is room.
+bool try_queue(const Port& p, std::vector<std::string>& parts, const Pid& wait_as) {
+  auto s = state_of(p);
+  if (!s) throw closed_error(p);
+  Ports& ps = ports();
+  bool wake = false;
+  {
+    std::lock_guard lock(ps.mu());
+    if (s->closed) throw closed_error(p);
+    if (!sends(s->type)) {
+      throw Error(Errc::badarg, atom("badarg"),
+                  std::string("zmq_port ") + std::to_string(p.id) + ": a " + type_name(s->type) + " socket does not send");
+    }
+    if (s->out.size() >= s->opts.send_queue) {
+      if (!wait_as.is_null()) s->waiting.push_back(wait_as);
+      return false;
+    }
+    wake = s->out.empty();
+    s->out.push_back(std::move(parts));
+  }
+  if (wake) ps.wake();
+  return true;
+}
+
+}  // namespace
+
+Expected<Port> open(Type type, Options opts) {
+  const Pid owner = self();
+  if (owner.is_null()) {
+    return Failure{Errc::badarg, atom("badarg"), "zmq_port::open needs a calling process or Mailbox"};
+  }
+  if (opts.bind.empty() && opts.connect.empty()) {
+    return Failure{Errc::badarg, atom("badarg"), "zmq_port::open: give an endpoint to bind or connect"};
+  }
+  auto s = std::make_shared<PortState>();
+  s->id = g_next.fetch_add(1);
+  s->type = type;
+  s->opts = std::move(opts);
+  s->owner = owner;
+  if (s->opts.flow != Flow::active) s->granted.store(s->opts.grant);
+  if (type == Type::sub && s->opts.subscribe.empty()) s->opts.subscribe.push_back("");
+  if (s->opts.send_queue == 0) s->opts.send_queue = 1;
+  s->proc = spawn_link(port_body, s);  // (before the thread can deliver: messages name it)
+  const std::string why = ports().open(s);
+  if (!why.empty()) {
+    unlink(s->proc);
+    exit(s->proc, atom("kill"));
+    return Failure{Errc::badarg, tuple(atom("zmq_error"), Term(why)),
+                   std::string("zmq_port::open(") + type_name(type) + "): " + why};
+  }
+  {
+    std::lock_guard lock(g_states_mu);
+    std::erase_if(g_states, [](const auto& e) { return e.second.expired(); });
+    g_states[s->id] = s;
+  }
+  return Port{s->id, owner, s->proc};
+}
+
+std::vector<std::string> bound(const Port& p) {
+  auto s = state_of(p);
+  if (!s) throw closed_error(p);
+  return s->bound;
+}
+
+void active(const Port& p, std::uint32_t n) {
+  check_owner(p, "active");
+  auto s = state_of(p);
+  if (!s) throw closed_error(p);
+  s->granted.fetch_add(n);
+  ports().wake();
+}
+
+Async<void> send(Port p, std::vector<std::string> parts) {
+  while (!try_queue(p, parts, self())) {
+    const std::uint64_t id = p.id;
+    co_await receive<Space>([id](const Space& sp) { return sp.port == id; });
+  }
+}
+
+void send(Mailbox& mb, const Port& p, std::vector<std::string> parts) {
+  while (!try_queue(p, parts, mb.pid())) {
+    const std::uint64_t id = p.id;
+    (void)mb.receive<Space>([id](const Space& sp) { return sp.port == id; }, std::chrono::hours(24));
+  }
+}
+
+bool send_nosuspend(const Port& p, std::vector<std::string> parts) { return try_queue(p, parts, Pid{}); }
+
+void close(const Port& p) {
+  check_owner(p, "close");
+  nodus::send(p.proc, Close{});
+}
+
+Async<std::optional<ZmqMessage>> recv(Port p, std::chrono::milliseconds timeout) {
+  check_owner(p, "recv");
+  auto s = state_of(p);
+  if (!s) throw closed_error(p);
+  if (s->opts.flow == Flow::passive) {
+    s->granted.fetch_add(1);
+    ports().wake();
+  }
+  const std::uint64_t id = p.id;
+  auto m = co_await receive<ZmqMessage>([id](const ZmqMessage& z) { return z.port.id == id; }, timeout);
+  if (!m && s->opts.flow == Flow::passive) {
+    // not taken: the grant goes (a message delivered meanwhile waits for the next recv)
+    std::int64_t g = s->granted.load();
+    while (g > 0 && !s->granted.compare_exchange_weak(g, g - 1)) {
+    }
+  }
+  co_return m;
+}
+
+}  // namespace zmq_port
+
+detail::PortCredit::~PortCredit() {
+  if (!s) return;
+  const std::int64_t before = s->unhandled.fetch_sub(1);
+  if (before == static_cast<std::int64_t>(s->opts.budget)) {  // it was paused on its budget
+    std::lock_guard lock(zmq_port::g_mu);
+    if (zmq_port::g_ports) zmq_port::g_ports->wake();
+  }
+}
+
+}  // namespace nodus

@@ -1,0 +1,96 @@
+#!/usr/bin/python3
+"""The pyzmq side of the ZeroMQ port tests (port_test.cpp). Each mode prints one result line.
+  push ENDPOINT N                  connect a PUSH, send ["seq", "1".."N"], print "sent N", stay connected until a
+                                   line on stdin (libzmq drops what a PULL has not read yet from a peer that
+                                   disconnects: pyzmq alone, a PULL reading after its PUSH left, lost 3 messages in 2
+                                   of 30 runs)
+  pull ENDPOINT N                  connect a PULL, take N messages ["out", "1".."N"], print "got N in order"
+  req ENDPOINT N                   connect a REQ, N round trips "q1" -> expect "a:q1", print "req ok N"
+  dealer ENDPOINT ID N             connect a DEALER with routing id ID, N round trips, print "dealer ID ok N"
+  flood ENDPOINT SIZE              connect a PUSH (SNDHWM 10), send SIZE-byte messages without blocking until
+                                   the socket refuses for 1 s, print "stopped after K"; then wait for "go" on
+                                   stdin and send one more (blocking), print "sent one more"
+  sub ENDPOINT                     connect a SUB (all), print each message until "end"
+"""
+import sys, time, zmq
+
+ctx = zmq.Context()
+mode, ep = sys.argv[1], sys.argv[2]
+
+
+def sock(kind, **opts):
+    s = ctx.socket(kind)
+    s.linger = 0
+    for k, v in opts.items():
+        setattr(s, k, v)
+    s.connect(ep)
+    return s
+
+
+if mode == "push":
+    s = sock(zmq.PUSH)
+    n = int(sys.argv[3])
+    for i in range(1, n + 1):
+        s.send_multipart([b"seq", str(i).encode()])
+    print("sent", n, flush=True)
+    sys.stdin.readline()
+    s.close()
+elif mode == "pull":
+    s = sock(zmq.PULL)
+    n, bad = int(sys.argv[3]), 0
+    for i in range(1, n + 1):
+        if not s.poll(20000):
+            print("timed out after", i - 1, flush=True)
+            sys.exit(1)
+        parts = s.recv_multipart()
+        if parts != [b"out", str(i).encode()]:
+            bad += 1
+    print("got %d in order" % n if bad == 0 else "got %d, %d out of place" % (n, bad), flush=True)
+elif mode == "req":
+    s = sock(zmq.REQ)
+    n = int(sys.argv[3])
+    for i in range(n):
+        s.send(b"q%d" % i)
+        if not s.poll(20000) or s.recv() != b"a:q%d" % i:
+            print("req failed at", i, flush=True)
+            sys.exit(1)
+    print("req ok", n, flush=True)
+elif mode == "dealer":
+    ident, n = sys.argv[3].encode(), int(sys.argv[4])
+    s = sock(zmq.DEALER, routing_id=ident)
+    for i in range(n):
+        s.send_multipart([b"", b"%s-%d" % (ident, i)])
+        if not s.poll(20000) or s.recv_multipart() != [b"", b"a:%s-%d" % (ident, i)]:
+            print("dealer failed at", i, flush=True)
+            sys.exit(1)
+    print("dealer %s ok %d" % (ident.decode(), n), flush=True)
+elif mode == "flood":
+    s = sock(zmq.PUSH, sndhwm=10)
+    body = b"x" * int(sys.argv[3])
+    k, last = 0, time.monotonic()
+    while time.monotonic() - last < 1.0:  # the peer's HWM, not this loop, decides when it stops
+        try:
+            s.send(body, zmq.NOBLOCK)
+            k += 1
+            last = time.monotonic()
+        except zmq.Again:
+            s.poll(100, zmq.POLLOUT)
+    print("stopped after", k, flush=True)
+    sys.stdin.readline()
+    s.send(body)
+    s.linger = 10000
+    s.close()
+    print("sent one more", flush=True)
+elif mode == "sub":
+    s = sock(zmq.SUB)
+    s.setsockopt(zmq.SUBSCRIBE, b"")
+    while True:
+        if not s.poll(20000):
+            print("sub timed out", flush=True)
+            sys.exit(1)
+        m = s.recv()
+        print(m.decode(), flush=True)
+        if m == b"end":
+            break
+else:
+    sys.exit("unknown mode " + mode)

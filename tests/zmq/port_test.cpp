@@ -1,0 +1,249 @@
+// ZeroMQ ports (nodus/zmq_port.hpp) against real pyzmq peers (tests/zmq/peer.py, Debian's
+// python3-zmq): each pattern round-trips, the flow control holds the peer at its high-water
+// mark, the owner's end closes the socket, and misuse fails with a clear reason.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "nodus/nodus.hpp"
+#include "nodus/testing.hpp"
+#include "nodus/zmq_port.hpp"
+
+using namespace nodus;
+using namespace nodus::testing;
+using namespace std::chrono_literals;
+namespace zp = nodus::zmq_port;
+
+namespace {
+const std::string kPython = "/usr/bin/python3";
+
+std::vector<std::string> peer(std::vector<std::string> args) {
+  args.insert(args.begin(), {kPython, NODUS_ZMQ_PEER});
+  return args;
+}
+
+zp::Options bind_any() { return {.bind = {"tcp://127.0.0.1:*"}}; }
+
+// Tells `report` the port's endpoint, then takes `n` messages ["seq", I] and reports
+// {done, OutOfOrder}.
+Proc pull_owner(Pid report, long n) {
+  zp::Port p = zp::open(zp::Type::pull, bind_any()).value();
+  send(report, zp::bound(p).at(0));
+  long bad = 0;
+  for (long i = 1; i <= n; ++i) {
+    ZmqMessage m = co_await receive<ZmqMessage>();
+    if (m.parts.size() != 2 || m.parts[0] != "seq" || m.parts[1] != std::to_string(i)) ++bad;
+  }
+  send(report, tuple(atom("done"), bad));
+}
+
+// Sends ["out", I] for I in 1..n through a PUSH port, then waits for `stop` (the socket
+// lingers until the peer has them all).
+Proc push_owner(Pid report, long n) {
+  zp::Options o = bind_any();
+  o.linger_ms = 5000;
+  o.send_queue = 64;  // small: the sender suspends on it many times over
+  zp::Port p = zp::open(zp::Type::push, o).value();
+  send(report, zp::bound(p).at(0));
+  for (long i = 1; i <= n; ++i) {
+    std::vector<std::string> parts{std::string("out"), std::to_string(i)};  // (no braced list in a co_await: GCC 12)
+    co_await zp::send(p, std::move(parts));
+  }
+  send(report, atom("sent"));
+  co_await receive<Term>([](const Term& t) { return t.is_atom("stop"); });
+}
+
+// A REP or ROUTER server: answers "a:" + the request's last frame, keeping the envelope.
+Proc server(Pid report, zp::Type type) {
+  zp::Port p = zp::open(type, bind_any()).value();
+  send(report, zp::bound(p).at(0));
+  for (;;) {
+    Message m = co_await receive_any();
+    if (m.is<Term>() && m.get<Term>().is_atom("stop")) co_return;
+    if (!m.is<ZmqMessage>()) continue;
+    std::vector<std::string> parts = m.get<ZmqMessage>().parts;
+    parts.back() = "a:" + parts.back();
+    co_await zp::send(p, std::move(parts));
+  }
+}
+
+std::string endpoint_from(Mailbox& mb) {
+  auto ep = mb.receive<Term>(10s);
+  REQUIRE(ep);
+  REQUIRE(ep->is_binary());
+  return ep->as_binary();
+}
+}  // namespace
+
+TEST_CASE("a PULL port takes a pyzmq PUSH's messages in order, multipart kept", "[zmq_port]") {
+  Runtime rt;
+  Mailbox mb;
+  spawn(pull_owner, mb.pid(), 2000L);
+  const std::string ep = endpoint_from(mb);
+  CHECK(ep.rfind("tcp://127.0.0.1:", 0) == 0);
+  Child py(peer({"push", ep, "2000"}), "zp-push", Child::Pipe{});
+  auto done = mb.receive<Term>(30s);
+  REQUIRE(done);
+  CHECK((*done)[1] == Term(0));
+  py.write_stdin("bye\n");
+  CHECK(py.wait() == 0);
+  CHECK(py.out() == "sent 2000\n");
+}
+
+TEST_CASE("a PUSH port's messages reach a pyzmq PULL in order; the sender suspends on a full queue", "[zmq_port]") {
+  Runtime rt;
+  Mailbox mb;
+  const Pid owner = spawn(push_owner, mb.pid(), 5000L);
+  const std::string ep = endpoint_from(mb);
+  Child py(peer({"pull", ep, "5000"}), "zp-pull");
+  CHECK(py.wait() == 0);
+  CHECK(py.out() == "got 5000 in order\n");
+  CHECK(mb.receive<Term>(10s) == Term(atom("sent")));
+  send(owner, atom("stop"));
+}
+
+TEST_CASE("a REP port serves a pyzmq REQ; a ROUTER port serves two DEALERs, routing id first", "[zmq_port]") {
+  Runtime rt;
+  Mailbox mb;
+  const Pid rep = spawn(server, mb.pid(), zp::Type::rep);
+  const std::string rep_ep = endpoint_from(mb);
+  Child req(peer({"req", rep_ep, "50"}), "zp-req");
+  CHECK(req.wait() == 0);
+  CHECK(req.out() == "req ok 50\n");
+  send(rep, atom("stop"));
+
+  const Pid router = spawn(server, mb.pid(), zp::Type::router);
+  const std::string router_ep = endpoint_from(mb);
+  Child d1(peer({"dealer", router_ep, "d1", "50"}), "zp-d1");
+  Child d2(peer({"dealer", router_ep, "d2", "50"}), "zp-d2");
+  CHECK(d1.wait() == 0);
+  CHECK(d2.wait() == 0);
+  CHECK(d1.out() == "dealer d1 ok 50\n");
+  CHECK(d2.out() == "dealer d2 ok 50\n");
+  send(router, atom("stop"));
+}
+
+namespace {
+// counted flow with 5 granted: reports {five, N} once it has 5, then waits for `more`, grants
+// plenty and reports {total, N} when `last` messages have come in all.
+Proc counted_owner(Pid report) {
+  zp::Options o = bind_any();
+  o.flow = zp::Flow::counted;
+  o.grant = 5;
+  o.rcvhwm = 10;
+  zp::Port p = zp::open(zp::Type::pull, o).value();
+  send(report, zp::bound(p).at(0));
+  long got = 0;
+  for (; got < 5; ++got) (void)co_await receive<ZmqMessage>();
+  send(report, atom("five"));
+  Term more = co_await receive<Term>([](const Term& t) { return t.is_tuple(2, "more"); });
+  const long last = more[1].as_int();
+  zp::active(p, 1'000'000);
+  for (; got < last; ++got) (void)co_await receive<ZmqMessage>();
+  send(report, tuple(atom("total"), got));
+}
+}  // namespace
+
+TEST_CASE("counted flow: after its grant the port stops taking, and the peer's sends stop at its HWM",
+          "[zmq_port][flow]") {
+  Runtime rt;
+  Mailbox mb;
+  const Pid owner = spawn(counted_owner, mb.pid());
+  const std::string ep = endpoint_from(mb);
+  Child py(peer({"flood", ep, "100000"}), "zp-flood", Child::Pipe{});
+  CHECK(mb.receive<Term>(20s) == Term(atom("five")));
+  // the peer sends until its socket refuses for a second: bounded by the high-water marks
+  // (10 + 10) and what the kernel's buffers hold, not by how long it tries
+  REQUIRE(eventually([&] { return py.out().find("stopped after ") != std::string::npos; }, 30s));
+  const long k = std::stol(py.out().substr(py.out().find("stopped after ") + 14));
+  INFO("the peer sent " << k << " 100 KB messages before it was held");
+  CHECK(k >= 5);
+  CHECK(k < 1000);  // (without flow control it would send until the second ran out: thousands)
+  send(owner, tuple(atom("more"), k + 1));
+  py.write_stdin("go\n");
+  auto total = mb.receive<Term>(30s);
+  REQUIRE(total);
+  CHECK((*total)[1] == Term(k + 1));
+  CHECK(py.wait() == 0);
+}
+
+namespace {
+Proc crashing_owner(Pid report) {
+  zp::Port p = zp::open(zp::Type::pull, bind_any()).value();
+  send(report, zp::bound(p).at(0));
+  co_await receive<Term>([](const Term& t) { return t.is_atom("crash"); });
+  throw std::runtime_error("the owner crashes");
+}
+// Tries to bind `ep`; reports ok or the error's text.
+Proc try_bind(Pid report, std::string ep) {
+  auto p = zp::open(zp::Type::pull, {.bind = {ep}});
+  send(report, p ? Term(atom("ok")) : Term(p.error().text));
+  co_await receive<Term>([](const Term& t) { return t.is_atom("stop"); });
+}
+}  // namespace
+
+TEST_CASE("a bind to a taken address fails with libzmq's text; the owner's end closes its port",
+          "[zmq_port]") {
+  Runtime rt;
+  Mailbox mb;
+  const Pid owner = spawn(crashing_owner, mb.pid());
+  const std::string ep = endpoint_from(mb);
+  const Pid second = spawn(try_bind, mb.pid(), ep);
+  auto r = mb.receive<Term>(10s);
+  REQUIRE(r);
+  REQUIRE(r->is_binary());
+  CHECK(r->as_binary().find("cannot bind " + ep + ": Address already in use") != std::string::npos);
+  send(second, atom("stop"));
+  const Ref m = monitor(owner);
+  send(owner, atom("crash"));
+  auto down = mb.receive<Down>(10s);
+  REQUIRE(down);
+  CHECK(down->ref == m);
+  // its socket is closed: the address can be bound again
+  CHECK(eventually([&] {
+    const Pid t = spawn(try_bind, mb.pid(), ep);
+    auto again = mb.receive<Term>(10s);
+    send(t, atom("stop"));
+    return again && again->is_atom("ok");
+  }));
+}
+
+namespace {
+Proc meddler(Pid report, zp::Port p) {
+  try {
+    zp::close(p);
+    send(report, atom("closed it"));
+  } catch (const Error& e) {
+    send(report, Term(std::string(e.what())));
+  }
+  co_return;
+}
+}  // namespace
+
+TEST_CASE("a Mailbox thread owns a passive port; another process may not close it", "[zmq_port]") {
+  Runtime rt;
+  Mailbox mb;
+  zp::Options o = bind_any();
+  o.flow = zp::Flow::passive;
+  zp::Port p = zp::open(zp::Type::pull, o).value();
+  CHECK(p.owner == mb.pid());
+  spawn(meddler, mb.pid(), p);
+  auto r = mb.receive<Term>(10s);
+  REQUIRE(r);
+  REQUIRE(r->is_binary());
+  CHECK(r->as_binary().find("zmq_port::close: port " + std::to_string(p.id) + " belongs to ") != std::string::npos);
+  // passive: nothing is delivered until asked
+  Child py(peer({"push", zp::bound(p).at(0), "3"}), "zp-passive", Child::Pipe{});
+  REQUIRE(eventually([&] { return py.out() == "sent 3\n"; }));
+  CHECK_FALSE(mb.receive<ZmqMessage>(300ms));  // (sent, but not asked for)
+  zp::active(p, 3);
+  for (int i = 1; i <= 3; ++i) {
+    auto m = mb.receive<ZmqMessage>(10s);
+    INFO("message " << i);
+    REQUIRE(m);
+    CHECK(m->parts == std::vector<std::string>{"seq", std::to_string(i)});
+  }
+  py.write_stdin("bye\n");
+  CHECK(py.wait() == 0);
+  zp::close(p);
+}
