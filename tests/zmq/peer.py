@@ -11,6 +11,8 @@
                                    the socket refuses for 1 s, print "stopped after K"; then wait for "go" on
                                    stdin and send one more (blocking), print "sent one more"
   sub ENDPOINT                     connect a SUB (all), print each message until "end"
+  pub ENDPOINT                     bind a PUB at ENDPOINT (a * port: any), print "bound ENDPOINT"; publish "tick" and "price N" (N = 1, 2, ...)
+                                   every 10 ms until a line on stdin, then "end"; print "published N"
 """
 import sys, time, zmq
 
@@ -92,5 +94,19 @@ elif mode == "sub":
         print(m.decode(), flush=True)
         if m == b"end":
             break
+elif mode == "pub":
+    import select
+    s = ctx.socket(zmq.PUB)
+    s.linger = 1000
+    s.bind(ep)
+    print("bound", s.getsockopt(zmq.LAST_ENDPOINT).decode(), flush=True)
+    n = 0
+    while not select.select([sys.stdin], [], [], 0.01)[0]:  # (the publishing pace; stdin ends it)
+        n += 1
+        s.send(b"tick")
+        s.send(b"price %d" % n)
+    s.send(b"end")
+    s.close()
+    print("published", n, flush=True)
 else:
     sys.exit("unknown mode " + mode)

@@ -247,3 +247,73 @@ TEST_CASE("a Mailbox thread owns a passive port; another process may not close i
   CHECK(py.wait() == 0);
   zp::close(p);
 }
+
+namespace {
+// A SUB port on "price" and "end": reports the first price it sees, then {prices, Count,
+// Gaps, Ticks} once "end" comes (Ticks: messages it should not have had).
+Proc sub_owner(Pid report, std::string ep) {
+  zp::Port p = zp::open(zp::Type::sub, {.connect = {ep}, .subscribe = {"price", "end"}}).value();
+  long count = 0, gaps = 0, ticks = 0, last = 0;
+  for (;;) {
+    ZmqMessage m = co_await receive<ZmqMessage>();
+    const std::string& t = m.parts.at(0);
+    if (t == "end") break;
+    if (t.rfind("price ", 0) != 0) {
+      ++ticks;
+      continue;
+    }
+    const long n = std::stol(t.substr(6));
+    if (count == 0) send(report, atom("first"));
+    if (count > 0 && n != last + 1) ++gaps;
+    last = n;
+    ++count;
+  }
+  send(report, tuple(atom("prices"), count, gaps, ticks));
+  zp::close(p);
+}
+// A PUB port: publishes "tick" until told `go`, then "a", "b", "end".
+Proc pub_owner(Pid report) {
+  zp::Port p = zp::open(zp::Type::pub, bind_any()).value();
+  send(report, zp::bound(p).at(0));
+  for (;;) {
+    std::vector<std::string> tick{std::string("tick")};
+    co_await zp::send(p, std::move(tick));
+    if (co_await receive<Term>([](const Term& t) { return t.is_atom("go"); }, std::chrono::milliseconds(10))) break;
+  }
+  for (const char* w : {"a", "b", "end"}) {
+    std::vector<std::string> one{std::string(w)};
+    co_await zp::send(p, std::move(one));
+  }
+  co_await receive<Term>([](const Term& t) { return t.is_atom("stop"); });
+}
+}  // namespace
+
+TEST_CASE("a SUB port takes what its subscriptions match from a pyzmq PUB; a PUB port reaches a pyzmq SUB",
+          "[zmq_port]") {
+  Runtime rt;
+  Mailbox mb;
+  Child pub(peer({"pub", "tcp://127.0.0.1:*"}), "zp-pub", Child::Pipe{});
+  REQUIRE(eventually([&] { return pub.out().find('\n') != std::string::npos || !pub.running(); }));
+  REQUIRE(pub.out().rfind("bound tcp://127.0.0.1:", 0) == 0);
+  const std::string ep = pub.out().substr(6, pub.out().find('\n') - 6);
+  spawn(sub_owner, mb.pid(), ep);
+  CHECK(mb.receive<Term>(20s) == Term(atom("first")));
+  pub.write_stdin("stop\n");
+  auto r = mb.receive<Term>(20s);
+  REQUIRE(r);
+  INFO("the SUB port saw " << *r);
+  CHECK((*r)[1].as_int() > 0);
+  CHECK((*r)[2] == Term(0));  // nothing lost once joined
+  CHECK((*r)[3] == Term(0));  // no "tick": the subscription filters
+  CHECK(pub.wait() == 0);
+
+  const Pid owner = spawn(pub_owner, mb.pid());
+  const std::string pub_ep = endpoint_from(mb);
+  Child sub(peer({"sub", pub_ep}), "zp-sub");
+  REQUIRE(eventually([&] { return sub.out().find("tick") != std::string::npos; }));  // joined
+  send(owner, atom("go"));
+  CHECK(sub.wait(20s) == 0);
+  const std::string out = sub.out();
+  CHECK(out.substr(out.find("a\n")) == "a\nb\nend\n");
+  send(owner, atom("stop"));
+}
