@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -29,6 +30,7 @@
 #include "../src/dist/portmapper.hpp"
 #include "nodus/nodus.hpp"
 #include "nodus/testing.hpp"
+#include "nodus/zmq_port.hpp"
 
 using namespace nodus;
 using namespace std::chrono_literals;
@@ -514,6 +516,175 @@ int gateway_task_roundtrip(const Options& o) {
   return 0;
 }
 
+// ---------------------------------------------------------------- zmq_port_pull, zmq_port_reqrep
+// The raw libzmq anchors' shapes (zmq_oneway_small, zmq_pingpong: an 8-byte sequence, a 24-byte
+// envelope, a 16-byte payload, three frames), with the nodus side a ZeroMQ port owned by a
+// process. The raw libzmq peer is a forked child (as the anchors' other side is), made before
+// the Runtime exists; it binds and says where through a pipe.
+namespace zpb {
+constexpr char kEnv[24] = {'S', 'R', 'C', 'N', 'O', 'D', 'E', '0', '0', '0', '0', '1',
+                           'D', 'S', 'T', 'N', 'O', 'D', 'E', '0', '0', '0', '0', '2'};
+
+// Forks a child running `body(endpoint-writing fd)`; the endpoint it bound, or "".
+template <class F>
+std::string fork_peer(pid_t* child, F body) {
+  int fds[2];
+  if (::pipe(fds) != 0) return {};
+  *child = ::fork();
+  if (*child == 0) {
+    ::close(fds[0]);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ::_exit(body(fds[1]));
+  }
+  ::close(fds[1]);
+  char buf[256] = {};
+  const ssize_t n = ::read(fds[0], buf, sizeof buf - 1);
+  ::close(fds[0]);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
+void* bind_any(void* ctx, int type, int fd) {
+  void* s = zmq_socket(ctx, type);
+  zmq_bind(s, "tcp://127.0.0.1:*");
+  char ep[256] = {};
+  std::size_t len = sizeof ep;
+  zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &len);
+  (void)!::write(fd, ep, std::strlen(ep));
+  ::close(fd);
+  return s;
+}
+
+// The raw PUSH: n three-frame messages, as zmq_oneway_small's sender.
+int pusher(int fd, long n) {
+  void* ctx = zmq_ctx_new();
+  void* s = bind_any(ctx, ZMQ_PUSH, fd);
+  const char payload[16] = {};
+  for (long i = 0; i < n; ++i) {
+    const std::uint64_t seq = static_cast<std::uint64_t>(i);
+    zmq_send(s, &seq, 8, ZMQ_SNDMORE);
+    zmq_send(s, kEnv, 24, ZMQ_SNDMORE);
+    zmq_send(s, payload, 16, 0);
+  }
+  int linger = 30000;
+  zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_close(s);
+  zmq_ctx_term(ctx);
+  return 0;
+}
+
+Proc pull_counter(Pid report, std::string ep, long n) {
+  const zmq_port::Port p = zmq_port::open(zmq_port::Type::pull, {.connect = {ep}}).value();
+  (void)p;  // (open while this process lives)
+  long bad = 0;
+  BenchClock::time_point t0{};
+  for (long i = 0; i < n; ++i) {
+    ZmqMessage m = co_await receive<ZmqMessage>();
+    if (i == 0) t0 = BenchClock::now();
+    std::uint64_t seq = ~0ull;
+    if (m.parts.size() == 3 && m.parts[0].size() == 8) std::memcpy(&seq, m.parts[0].data(), 8);
+    if (seq != static_cast<std::uint64_t>(i) || m.parts[2].size() != 16) ++bad;
+  }
+  send(report, tuple(secs(t0, BenchClock::now()), bad));
+}
+
+// The raw DEALER: n round trips of three frames to the ROUTER port, as zmq_pingpong's client;
+// writes the elapsed seconds and each trip's microseconds to `out`.
+int dealer(int fd, long n, int out) {
+  void* ctx = zmq_ctx_new();
+  void* s = bind_any(ctx, ZMQ_DEALER, fd);
+  const char payload[16] = {};
+  std::vector<double> us(static_cast<std::size_t>(n));
+  char buf[64];
+  const auto t0 = BenchClock::now();
+  for (long i = 0; i < n; ++i) {
+    const auto a = BenchClock::now();
+    const std::uint64_t seq = static_cast<std::uint64_t>(i);
+    zmq_send(s, &seq, 8, ZMQ_SNDMORE);
+    zmq_send(s, kEnv, 24, ZMQ_SNDMORE);
+    zmq_send(s, payload, 16, 0);
+    for (int f = 0; f < 3; ++f) zmq_recv(s, buf, sizeof buf, 0);
+    us[static_cast<std::size_t>(i)] = std::chrono::duration<double, std::micro>(BenchClock::now() - a).count();
+  }
+  const double el = secs(t0, BenchClock::now());
+  std::sort(us.begin(), us.end());
+  const double r[3] = {el, us[us.size() / 2], us[us.size() * 99 / 100]};
+  (void)!::write(out, r, sizeof r);
+  ::close(out);
+  int zero = 0;
+  zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+  zmq_close(s);
+  zmq_ctx_term(ctx);
+  return 0;
+}
+
+Proc router_echo(Pid report, std::string ep) {
+  zmq_port::Port p = zmq_port::open(zmq_port::Type::router, {.connect = {ep}}).value();
+  send(report, atom("connected"));
+  for (;;) {
+    ZmqMessage m = co_await receive<ZmqMessage>();
+    co_await zmq_port::send(p, std::move(m.parts));
+  }
+}
+}  // namespace zpb
+
+int zmq_port_pull(const Options& o) {
+  const long n = o.n ? o.n : 2'000'000;
+  pid_t child = -1;
+  const std::string ep = zpb::fork_peer(&child, [n](int fd) { return zpb::pusher(fd, n); });
+  if (ep.empty()) return 1;
+  int rc = 1;
+  {
+    Runtime rt({.schedulers = o.schedulers});
+    Mailbox mb;
+    spawn(zpb::pull_counter, mb.pid(), ep, n);
+    if (auto r = mb.receive<Term>(300s)) {
+      const double el = (*r)[0].as_double();
+      std::fprintf(stderr, "detail: zmq_port_pull: %ld three-frame messages (8 + 24 + 16 bytes) from a raw libzmq PUSH "
+                   "(another process) into a process through a PULL port, %.3f s from the first to the last; "
+                   "out of order or malformed %lld\n", n, el, static_cast<long long>((*r)[1].as_int()));
+      if ((*r)[1].as_int() == 0) {
+        result("zmq_port_pull", n / el, "msgs/s");
+        rc = 0;
+      }
+    }
+  }
+  int st;
+  ::kill(child, SIGTERM);
+  ::waitpid(child, &st, 0);
+  return rc;
+}
+
+int zmq_port_reqrep(const Options& o) {
+  const long n = o.n ? o.n : 100'000;
+  int res[2];
+  if (::pipe(res) != 0) return 1;
+  pid_t child = -1;
+  const std::string ep = zpb::fork_peer(&child, [n, &res](int fd) {
+    ::close(res[0]);
+    return zpb::dealer(fd, n, res[1]);
+  });
+  ::close(res[1]);
+  if (ep.empty()) return 1;
+  double r[3] = {0, 0, 0};
+  {
+    Runtime rt({.schedulers = o.schedulers});
+    Mailbox mb;
+    spawn(zpb::router_echo, mb.pid(), ep);
+    if (!mb.receive<Term>(30s)) return 1;
+    if (::read(res[0], r, sizeof r) != static_cast<ssize_t>(sizeof r)) r[0] = 0;
+  }
+  ::close(res[0]);
+  int st;
+  ::waitpid(child, &st, 0);
+  if (r[0] <= 0) return 1;
+  std::fprintf(stderr, "detail: zmq_port_reqrep: %ld round trips of three frames from a raw libzmq DEALER (another process) "
+               "to a ROUTER port whose owner echoes them, %.3f s\n", n, r[0]);
+  result("zmq_port_reqrep", n / r[0], "trips/s");
+  result("zmq_port_reqrep_p50", r[1], "us");
+  result("zmq_port_reqrep_p99", r[2], "us");
+  return 0;
+}
+
 // Time from a signal to the peer to its disappearance from node::list() (nodedown), with a
 // 1 s tick. SIGKILL: the kernel resets the TCP connection; SIGSTOP: only the heartbeat tells.
 int dist_detect(const char* name, int sig, long tick_ms) {
@@ -675,6 +846,8 @@ const std::map<std::string, std::function<int(const Options&)>>& scenarios() {
       {"dist_task_async_await", dist_task_async_await},
       {"dist_task_async_await_c64", dist_task_async_await_c64},
       {"gateway_task_roundtrip", gateway_task_roundtrip},
+      {"zmq_port_pull", zmq_port_pull},
+      {"zmq_port_reqrep", zmq_port_reqrep},
       {"dist_detect_stop", dist_detect_stop},
       {"dist_stall", dist_stall},
       {"flood_sleep", flood_sleep},

@@ -63,6 +63,10 @@ pairs=(
   "dist_task_async_await_c64|erlang.dist_task_async_await_c64|erlang:dist_task_async_await_c64|higher"
   "gateway_task_roundtrip|dist_task_async_await|self|higher"
   "gateway_task_roundtrip|erlang.dist_task_async_await|erlang:dist_task_async_await|higher"
+  "zmq_port_pull|zmq_oneway_small|zmq:all|higher"
+  "zmq_port_reqrep|zmq_pingpong|zmq:all|higher"
+  "zmq_port_reqrep_p50|zmq_pingpong_median|zmq:all|lower"
+  "zmq_port_reqrep_p99|zmq_pingpong_p99|zmq:all|lower"
   "dist_stall_rss_mb|erlang.dist_stall_rss_mb|own:dist_stall|lower"
   "dist_stall_resume|erlang.dist_stall_resume|own:dist_stall|higher"
 )
