@@ -172,6 +172,9 @@ class Ports {
   }
 
   void do_close(const std::shared_ptr<PortState>& s) {
+    // what senders queued goes into the socket first, as far as it takes it now; the socket
+    // then has its linger time to deliver
+    if (s->sock && s->opts.linger_ms != 0) write_some(s);
     if (s->sock) zmq_close(s->sock);
     s->sock = nullptr;
     std::vector<Pid> waiting;

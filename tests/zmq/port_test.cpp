@@ -317,3 +317,28 @@ TEST_CASE("a SUB port takes what its subscriptions match from a pyzmq PUB; a PUB
   CHECK(out.substr(out.find("a\n")) == "a\nb\nend\n");
   send(owner, atom("stop"));
 }
+
+TEST_CASE("examples/zmq_workers: a pyzmq ventilator's jobs, supervised workers, every result at a pyzmq sink",
+          "[zmq_port][example]") {
+  const std::string dir = NODUS_ZMQ_WORKERS_DIR;
+  Child sink({kPython, dir + "/sink.py", "tcp://127.0.0.1:*", "200"}, "zw-sink");
+  Child vent({kPython, dir + "/ventilator.py", "tcp://127.0.0.1:*", "200"}, "zw-vent", Child::Pipe{});
+  auto endpoint = [](Child& c) {
+    REQUIRE(eventually([&] { return c.out().find('\n') != std::string::npos || !c.running(); }));
+    REQUIRE(c.out().rfind("bound tcp://127.0.0.1:", 0) == 0);
+    return c.out().substr(6, c.out().find('\n') - 6);
+  };
+  const std::string results = endpoint(sink), jobs = endpoint(vent);
+  Child workers({NODUS_ZMQ_WORKERS, "--jobs", jobs, "--results", results, "--workers", "4"}, "zw-workers");
+  CHECK(workers.wait(60s) == 0);
+  CHECK(workers.out() == "200 jobs handled, 28 failed (their workers were restarted)\n");
+  CHECK(sink.wait(30s) == 0);
+  INFO("sink: " << sink.out() << "\nworkers' log: " << workers.err().substr(0, 2000));
+  CHECK(sink.out().find("all 200 jobs accounted for: 172 ok, 28 failed") != std::string::npos);
+  // each poison job crashed its worker, and the supervisor said so and restarted it
+  CHECK(workers.err().find("Supervisor Workers: child worker") != std::string::npos);
+  CHECK(workers.err().find("is poison") != std::string::npos);
+  CHECK(workers.err().find("Supervisor Workers: restarting child worker") != std::string::npos);
+  vent.close_stdin();
+  CHECK(vent.wait() == 0);
+}
