@@ -3,6 +3,8 @@
 // mark, the owner's end closes the socket, and misuse fails with a clear reason.
 #include <catch2/catch.hpp>
 
+#include <map>
+#include <sstream>
 #include <string>
 
 #include "nodus/nodus.hpp"
@@ -341,4 +343,36 @@ TEST_CASE("examples/zmq_workers: a pyzmq ventilator's jobs, supervised workers, 
   CHECK(workers.err().find("Supervisor Workers: restarting child worker") != std::string::npos);
   vent.close_stdin();
   CHECK(vent.wait() == 0);
+}
+
+TEST_CASE("examples/zmq_feed: a pyzmq PUB's prices through a SUB port to every member of a process group",
+          "[zmq_port][example]") {
+  Child pub({kPython, std::string(NODUS_ZMQ_FEED_DIR) + "/publisher.py", "tcp://127.0.0.1:*"}, "zf-pub", Child::Pipe{});
+  REQUIRE(eventually([&] { return pub.out().find('\n') != std::string::npos || !pub.running(); }));
+  REQUIRE(pub.out().rfind("bound tcp://127.0.0.1:", 0) == 0);
+  const std::string ep = pub.out().substr(6, pub.out().find('\n') - 6);
+  Child feed({NODUS_ZMQ_FEED, "--prices", ep, "--members", "3", "--count", "20"}, "zf-feed");
+  CHECK(feed.wait(60s) == 0);
+  INFO("feed stdout: " << feed.out() << "\nstderr: " << feed.err());
+  // each member printed the same 20 prices, consecutive in the feed's sequence
+  std::map<std::string, std::vector<std::string>> lines;
+  std::map<std::string, std::vector<long>> seqs;
+  std::istringstream in(feed.out());
+  for (std::string l; std::getline(in, l);) {
+    const auto colon = l.find(": ");
+    const auto hash = l.rfind("(#");
+    REQUIRE(colon != std::string::npos);
+    REQUIRE(hash != std::string::npos);
+    lines[l.substr(0, colon)].push_back(l.substr(colon + 2));
+    seqs[l.substr(0, colon)].push_back(std::stol(l.substr(hash + 2)));
+  }
+  REQUIRE(lines.size() == 3);
+  for (const auto& [who, ls] : lines) {
+    CHECK(ls.size() == 20);
+    CHECK(ls == lines.begin()->second);
+    const auto& s = seqs[who];
+    for (std::size_t i = 1; i < s.size(); ++i) CHECK(s[i] == s[i - 1] + 1);
+  }
+  pub.close_stdin();
+  CHECK(pub.wait() == 0);
 }
