@@ -25,6 +25,7 @@ struct Context {
   Scheduler sched;
   Pid io_server;
   std::atomic<bool> shutting_down{false};
+  std::atomic<bool> stopping{false};  // set first thing in ~Runtime (before the stop hooks)
   // run first when the Runtime is destroyed, newest first, while every process still exists
   // (services with threads of their own that deliver to processes: ZeroMQ ports)
   std::mutex stop_mu;

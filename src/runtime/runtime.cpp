@@ -54,6 +54,7 @@ Runtime::Runtime(RuntimeOptions opts) {
 
 Runtime::~Runtime() {
   runtime::Context* c = runtime::g_ctx.load();
+  c->stopping.store(true);
   for (;;) {  // (a hook may add another)
     std::function<void()> hook;
     {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -158,7 +159,9 @@ class Ports {
       if (zmq_setsockopt(sock, ZMQ_SUBSCRIBE, p.data(), p.size()) != 0) return fail("ZMQ_SUBSCRIBE");
     }
     for (const std::string& e : o.bind) {
-      if (zmq_bind(sock, e.c_str()) != 0) return fail("cannot bind " + e);
+      if (zmq_bind(sock, e.c_str()) != 0 && !(zmq_errno() == EADDRINUSE && take_over(e, sock))) {
+        return fail("cannot bind " + e);
+      }
       char last[256] = {};
       std::size_t len = sizeof last;
       zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, last, &len);
@@ -171,11 +174,48 @@ class Ports {
     return {};
   }
 
+  // A bind found its address in use. If a port of a process that has ended holds it (its
+  // close is on its way: a supervisor restarted the owner before the port heard of the end),
+  // that port closes now, and the bind is tried again while libzmq lets the address go
+  // (its listener closes in libzmq's I/O thread, within milliseconds).
+  bool take_over(const std::string& endpoint, void* sock) {
+    std::shared_ptr<PortState> old;
+    for (auto& [id, p] : ports_) {
+      if (!is_process_alive(p->owner) &&
+          std::find(p->bound.begin(), p->bound.end(), endpoint) != p->bound.end()) {
+        old = p;
+        break;
+      }
+    }
+    if (old) {
+      zmq_unbind(old->sock, endpoint.c_str());
+      do_close(old);
+    } else {
+      // or a port closed it just now, and libzmq has not let it go yet
+      auto it = let_go_.find(endpoint);
+      if (it == let_go_.end() || std::chrono::steady_clock::now() - it->second > std::chrono::seconds(2)) return false;
+    }
+    for (int i = 0; i < 100; ++i) {
+      if (zmq_bind(sock, endpoint.c_str()) == 0) return true;
+      if (zmq_errno() != EADDRINUSE) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
   void do_close(const std::shared_ptr<PortState>& s) {
     // what senders queued goes into the socket first, as far as it takes it now; the socket
     // then has its linger time to deliver
     if (s->sock && s->opts.linger_ms != 0) write_some(s);
-    if (s->sock) zmq_close(s->sock);
+    if (s->sock) {
+      const auto now = std::chrono::steady_clock::now();
+      std::erase_if(let_go_, [&](const auto& e) { return now - e.second > std::chrono::seconds(2); });
+      for (const std::string& e : s->bound) {
+        zmq_unbind(s->sock, e.c_str());
+        let_go_[e] = now;
+      }
+      zmq_close(s->sock);
+    }
     s->sock = nullptr;
     std::vector<Pid> waiting;
     {
@@ -310,27 +350,33 @@ class Ports {
   bool stop_ = false;
   std::deque<Cmd> cmds_;
   std::unordered_map<std::uint64_t, std::shared_ptr<PortState>> ports_;  // the thread's
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> let_go_;  // bound endpoints closed lately
   std::thread thread_;
 };
 
 std::mutex g_mu;
-Ports* g_ports = nullptr;  // while a Runtime runs, from the first port on
+std::shared_ptr<Ports> g_ports;  // while a Runtime runs, from its first port on
 std::atomic<std::uint64_t> g_next{1};
 
-Ports& ports() {
+// The port thread, started with the first port; null once the Runtime is being destroyed (its
+// processes may still close ports then: the thread has already closed every socket).
+std::shared_ptr<Ports> ports() {
+  runtime::Context* c = runtime::ctx_if();
   std::lock_guard lock(g_mu);
+  if (c == nullptr || c->stopping.load()) return nullptr;
   if (!g_ports) {
-    g_ports = new Ports();
-    runtime::on_stop([] {  // before the processes go: the thread delivers to them
-      Ports* p;
+    g_ports = std::make_shared<Ports>();
+    runtime::on_stop([] {  // first in the Runtime's end, while every process still exists
+      std::shared_ptr<Ports> p;
       {
         std::lock_guard l(g_mu);
-        p = std::exchange(g_ports, nullptr);
+        p.swap(g_ports);
       }
-      delete p;
+      // (destroyed here, or by the last caller still using it: either way its thread is
+      // joined before the workers stop, so it delivers to no process that is gone)
     });
   }
-  return *g_ports;
+  return g_ports;
 }
 
 std::shared_ptr<PortState> state_of(const Port& p);
@@ -342,16 +388,16 @@ Proc port_body(std::shared_ptr<PortState> s) {
   for (;;) {
     Message m = co_await receive_any();
     if (m.is<ExitMsg>() && m.get<ExitMsg>().from == s->owner) {
-      ports().close(s);
+      if (auto ps = ports()) ps->close(s);
       co_return;
     }
     if (m.is<Close>()) {
-      ports().close(s);
+      if (auto ps = ports()) ps->close(s);
       unlink(s->owner);
       co_return;
     }
     if (m.is<Failed>()) {
-      ports().close(s);
+      if (auto ps = ports()) ps->close(s);
       exit_self(m.get<Failed>().reason);
     }
   }
@@ -383,10 +429,11 @@ void check_owner(const Port& p, const char* what) {
 bool try_queue(const Port& p, std::vector<std::string>& parts, const Pid& wait_as) {
   auto s = state_of(p);
   if (!s) throw closed_error(p);
-  Ports& ps = ports();
+  const std::shared_ptr<Ports> ps = ports();
+  if (!ps) throw closed_error(p);
   bool wake = false;
   {
-    std::lock_guard lock(ps.mu());
+    std::lock_guard lock(ps->mu());
     if (s->closed) throw closed_error(p);
     if (!sends(s->type)) {
       throw Error(Errc::badarg, atom("badarg"),
@@ -399,7 +446,7 @@ bool try_queue(const Port& p, std::vector<std::string>& parts, const Pid& wait_a
     wake = s->out.empty();
     s->out.push_back(std::move(parts));
   }
-  if (wake) ps.wake();
+  if (wake) ps->wake();
   return true;
 }
 
@@ -422,7 +469,8 @@ Expected<Port> open(Type type, Options opts) {
   if (type == Type::sub && s->opts.subscribe.empty()) s->opts.subscribe.push_back("");
   if (s->opts.send_queue == 0) s->opts.send_queue = 1;
   s->proc = spawn_link(port_body, s);  // (before the thread can deliver: messages name it)
-  const std::string why = ports().open(s);
+  const std::shared_ptr<Ports> ps = ports();
+  const std::string why = ps ? ps->open(s) : std::string("the Runtime is stopping");
   if (!why.empty()) {
     unlink(s->proc);
     exit(s->proc, atom("kill"));
@@ -448,7 +496,7 @@ void active(const Port& p, std::uint32_t n) {
   auto s = state_of(p);
   if (!s) throw closed_error(p);
   s->granted.fetch_add(n);
-  ports().wake();
+  if (auto ps = ports()) ps->wake();
 }
 
 Async<void> send(Port p, std::vector<std::string> parts) {
@@ -478,7 +526,7 @@ Async<std::optional<ZmqMessage>> recv(Port p, std::chrono::milliseconds timeout)
   if (!s) throw closed_error(p);
   if (s->opts.flow == Flow::passive) {
     s->granted.fetch_add(1);
-    ports().wake();
+    if (auto ps = ports()) ps->wake();
   }
   const std::uint64_t id = p.id;
   auto m = co_await receive<ZmqMessage>([id](const ZmqMessage& z) { return z.port.id == id; }, timeout);
@@ -497,8 +545,12 @@ detail::PortCredit::~PortCredit() {
   if (!s) return;
   const std::int64_t before = s->unhandled.fetch_sub(1);
   if (before == static_cast<std::int64_t>(s->opts.budget)) {  // it was paused on its budget
-    std::lock_guard lock(zmq_port::g_mu);
-    if (zmq_port::g_ports) zmq_port::g_ports->wake();
+    std::shared_ptr<zmq_port::Ports> ps;
+    {
+      std::lock_guard lock(zmq_port::g_mu);
+      ps = zmq_port::g_ports;
+    }
+    if (ps) ps->wake();
   }
 }
 

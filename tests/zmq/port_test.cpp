@@ -376,3 +376,45 @@ TEST_CASE("examples/zmq_feed: a pyzmq PUB's prices through a SUB port to every m
   pub.close_stdin();
   CHECK(pub.wait() == 0);
 }
+
+namespace {
+// A supervised owner: binds `*ep` (the first time any port, then the same one), says so, takes
+// messages and reports each; `crash` makes it throw.
+Proc supervised_owner(Pid report, std::shared_ptr<std::string> ep) {
+  zp::Port p = zp::open(zp::Type::pull, {.bind = {ep->empty() ? std::string("tcp://127.0.0.1:*") : *ep}}).value();
+  if (ep->empty()) *ep = zp::bound(p).at(0);
+  send(report, tuple(atom("opened"), *ep));
+  for (;;) {
+    Message m = co_await receive_any();
+    if (m.is<Term>() && m.get<Term>().is_atom("crash")) throw std::runtime_error("asked to crash");
+    if (m.is<ZmqMessage>()) send(report, tuple(atom("got"), m.get<ZmqMessage>().parts.at(1)));
+  }
+}
+}  // namespace
+
+TEST_CASE("a port's owner under a supervisor: it crashes, is restarted, and binds the same address again",
+          "[zmq_port][supervisor]") {
+  Runtime rt;
+  Mailbox mb;
+  auto ep = std::make_shared<std::string>();
+  auto sup = supervisor::start({.strategy = supervisor::Strategy::one_for_one, .max_restarts = 10},
+                               {supervisor::worker("owner", supervised_owner, mb.pid(), ep)});
+  REQUIRE(sup);
+  for (int round = 0; round < 5; ++round) {
+    auto opened = mb.receive<Term>(10s);
+    REQUIRE(opened);
+    INFO("round " << round << ": " << *opened);
+    REQUIRE(opened->is_tuple(2, "opened"));
+    CHECK((*opened)[1] == Term(*ep));
+    const Term kids = supervisor::which_children(mb, ServerRef(*sup));  // [{owner, Pid, worker}]
+    send(kids[0][1].as_pid(), atom("crash"));
+  }
+  auto opened = mb.receive<Term>(10s);  // the sixth incarnation serves
+  REQUIRE(opened);
+  CHECK((*opened)[1] == Term(*ep));
+  Child py(peer({"push", *ep, "3"}), "zp-sup", Child::Pipe{});
+  for (int i = 1; i <= 3; ++i) CHECK(mb.receive<Term>(10s) == Term(tuple(atom("got"), std::to_string(i))));
+  py.write_stdin("bye\n");
+  CHECK(py.wait() == 0);
+  (void)supervisor::stop(mb, ServerRef(*sup));
+}
