@@ -4,7 +4,7 @@
 # cookie, the lesson's Chat application as three nodes (alex, kate and moebi), and the same
 # chat in CURVE mode with a Python (pyzmq) peer speaking the wire protocol with JSON payloads.
 # Everything it starts runs on a private port mapper port and is stopped at the end.
-set -euo pipefail
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 case ${1:-} in -h|--help) sed -n '2,6p' "$0" | sed 's/^# //'; exit 0 ;; esac
@@ -26,6 +26,20 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# A failed step says which, with the nodes' logs (a write to a stopped node's stdin fails, it
+# does not kill the demo silently).
+trap '' PIPE
+on_error() {
+  echo "demo: failed at line $1: $2" >&2
+  for f in "$work"/*.err "$work"/*.log; do [ -s "$f" ] && { echo "--- ${f##*/} (last 20 lines)"; tail -n 20 "$f"; }; done >&2
+}
+trap 'on_error $LINENO "$BASH_COMMAND"' ERR
+# wait_for FILE TEXT: until FILE shows TEXT (30 s at most)
+wait_for() {
+  for _ in $(seq 600); do grep -qF -- "$2" "$1" 2>/dev/null && return; sleep 0.05; done
+  echo "(no '$2' in ${1##*/} after 30 s)" >&2
+  return 1
+}
 ./build/tools/nodus-portmapper 2>"$work/pm.log" & pids+=($!)
 for _ in $(seq 100); do ./build/tools/nodus names >/dev/null 2>&1 && break; sleep 0.05; done
 ./build/examples/chat --sname kate@localhost >"$work/kate.out" 2>"$work/kate.err" & kate_pid=$!; pids+=($!)
@@ -44,6 +58,7 @@ echo
 echo "=== 3. a wrong cookie"
 echo "bob> nodus ping kate@localhost --sname bob@localhost --cookie wrong"
 ./build/tools/nodus ping kate@localhost --sname bob@localhost --cookie wrong 2>/dev/null | sed 's/^/bob  | /' || true
+wait_for "$work/kate.err" "** Connection attempt"
 grep -o '\*\* Connection attempt.*\*\*' "$work/kate.err" | sed 's/^/kate log | /'
 
 echo
@@ -62,8 +77,7 @@ done
 say() {
   echo "$1> $3"
   echo "$3" >&"$2"
-  for _ in $(seq 200); do grep -qF -- "$5" "$4" 2>/dev/null && return; sleep 0.05; done
-  echo "(no '$5' in $4 after 10 s)" >&2
+  wait_for "$4" "$5"
 }
 say alex 7 "kate@localhost hi" "$work/chat-kate.out" "hi"
 say kate 8 "alex@localhost how are you?" "$work/chat-alex.out" "how are you?"
@@ -73,7 +87,7 @@ echo "(moebi stopped)"
 say alex 7 "moebi@localhost hi" "$work/chat-alex.err" "no connection to moebi@localhost"
 exec 7>&- 8>&-
 for n in alex kate moebi; do sed "s/^/$n | /" "$work/chat-$n.out"; done
-grep -h '^error:' "$work/chat-alex.err" | sed 's/^/alex (stderr) | /'
+grep -h '^error:' "$work/chat-alex.err" | sed 's/^/alex (stderr) | /' || true
 
 echo
 echo "=== 5. CURVE mode, and a foreign peer: examples/bridge/bridge.py (pyzmq, JSON payloads)"
@@ -101,4 +115,5 @@ printf 'kate@localhost hi\nmoebi@localhost hi\n!spawn kate@localhost Kate.say_na
 for n in kate moebi; do sed "s/^/$n | /" "$work/curve-$n.out"; done
 echo "bob> nodus ping kate@localhost --sname bob@localhost   (cookie mode)"
 ./build/tools/nodus ping kate@localhost --sname bob@localhost 2>&1 >/dev/null | sed 's/^.*\] //;s/^/bob (stderr) | /' | tail -n 1 || true
+wait_for "$work/curve-kate.err" "** Connection attempt"
 grep -o '\*\* Connection attempt.*\*\*' "$work/curve-kate.err" | sed 's/^/kate log | /'

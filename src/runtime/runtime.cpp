@@ -1,7 +1,15 @@
 // Runtime start and orderly shutdown; the node's I/O server.
 #include "nodus/runtime.hpp"
 
+#include <cxxabi.h>
+#include <execinfo.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <algorithm>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
 #include <stdexcept>
 
 #include "context.hpp"
@@ -22,6 +30,37 @@ Proc io_server() {
     write_out(r);
     std::fflush(stdout);
   }
+}
+// std::terminate (an exception that left a thread's function, a noexcept function or a
+// destructor) says what and where before the previous handler aborts: a node that dies this way
+// leaves its cause on stderr, not only "Aborted".
+std::terminate_handler g_previous_terminate = nullptr;
+[[noreturn]] void on_terminate() {
+  char line[512];
+  int n = 0;
+  if (std::exception_ptr e = std::current_exception()) {
+    const std::type_info* type = abi::__cxa_current_exception_type();
+    int status = 0;
+    char* name = type != nullptr ? abi::__cxa_demangle(type->name(), nullptr, nullptr, &status) : nullptr;
+    const char* what = "";
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      what = ex.what();
+    } catch (...) {
+    }
+    n = std::snprintf(line, sizeof line, "nodus: std::terminate: uncaught %s: %.300s\n",
+                      name != nullptr ? name : (type != nullptr ? type->name() : "exception"), what);
+    std::free(name);
+  } else {
+    n = std::snprintf(line, sizeof line, "nodus: std::terminate with no exception\n");
+  }
+  if (n > 0) (void)!::write(2, line, std::min<std::size_t>(static_cast<std::size_t>(n), sizeof line - 1));
+  void* frames[48];
+  const int depth = ::backtrace(frames, 48);
+  ::backtrace_symbols_fd(frames, depth, 2);
+  if (g_previous_terminate != nullptr) g_previous_terminate();
+  std::abort();
 }
 }  // namespace
 
@@ -47,6 +86,8 @@ Runtime::Runtime(RuntimeOptions opts) {
     delete c;
     throw std::logic_error("nodus: a Runtime is already running in this OS process");
   }
+  static std::once_flag terminate_once;
+  std::call_once(terminate_once, [] { runtime::g_previous_terminate = std::set_terminate(runtime::on_terminate); });
   c->sched.start();
   c->io_server = spawn(runtime::io_server);
   register_name(Atom("user"), c->io_server);
