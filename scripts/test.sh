@@ -61,8 +61,10 @@ for exe in "$dir"/tests/test_*; do
   limit=300
   [[ $name == test_dist_faults ]] && limit=900  # 150 s of churn, partitions, twice under ASan's pace
   [[ $name == test_dist_overload ]] && limit=450  # two 20 s freezes, 64 MiB messages; its watchdog is 400 s
+  start=$SECONDS
   timeout -k 5 $limit "$exe" >"$log" 2>&1
   rc=$?
+  took=$((SECONDS - start))
   summary=$(grep -E '^(All tests passed|test cases:)' "$log" | tail -n 1)
   if [[ $summary =~ All\ tests\ passed.*\ ([0-9]+)\ test\ case ]]; then
     p=${BASH_REMATCH[1]}; f=0
@@ -76,13 +78,13 @@ for exe in "$dir"/tests/test_*; do
   if ((rc != 0 && f == 0)); then f=1; fi  # crashed, aborted by the watchdog or a sanitizer
   passed=$((passed + p)); failed=$((failed + f))
   if ((f)); then
-    echo "FAIL $name (exit $rc):"
+    echo "FAIL $name (exit $rc, ${took} s):"
     # Catch2's failures (test case, file:line, expansion) first: the tail may be all log lines
     grep -n -B12 -A8 -E '(FAILED|failed with|due to unexpected exception|ERROR: AddressSanitizer|runtime error:|WARNING: ThreadSanitizer)' "$log" | head -n 200
     echo "--- last lines of $log:"
     tail -n 40 "$log"
   else
-    echo "ok   $name: $p test cases"
+    echo "ok   $name: $p test cases (${took} s)"
   fi
 done
 # Packaging: install into a staging dir, build the local demo against the pkg-config file alone.

@@ -4,7 +4,9 @@
 // Chat.send_message(RECIPIENT, TEXT); `@room TEXT` goes to every member of the pg group `room`
 // (one per chat node, on every node this one is connected to; `/connect NODE` connects), printed
 // there as `[room] SENDER: TEXT`; messages this node receives are printed alone on their line
-// on stdout; errors go to stderr as `error: no connection to moebi@localhost`. At the end of stdin
+// on stdout; errors go to stderr as `error: no connection to moebi@localhost` (a recipient that
+// goes in the middle of a call takes the caller's process with it, as in Elixir: that is
+// reported too, and a new process carries on the conversation). At the end of stdin
 // it keeps serving until SIGINT/SIGTERM, then stops the application in order and exits 0.
 #include <poll.h>
 #include <pthread.h>
@@ -57,7 +59,7 @@ std::optional<std::string> read_line(std::string& buffer) {
 
 // Reads `RECIPIENT TEXT` lines and sends each; runs until stdin ends or the node stops.
 void conversation(const std::string& me) {
-  Mailbox mb;
+  std::optional<Mailbox> mb(std::in_place);
   const bool tty = ::isatty(0);
   std::string buffer;
   for (;;) {
@@ -91,9 +93,17 @@ void conversation(const std::string& me) {
       continue;
     }
     try {
-      chat::send_message(mb, atom(to), line->substr(sp + 1));
+      chat::send_message(*mb, atom(to), line->substr(sp + 1));
     } catch (const std::exception& e) {
       std::fprintf(stderr, "error: %s\n", e.what());
+    } catch (const ProcessExit& e) {
+      // The task is linked to this thread's process (Elixir's Task.async links the caller): a
+      // recipient node that goes during the call takes it down with `noconnection`, as it
+      // takes down iex's evaluator. As iex does, report it and go on with a new process.
+      std::fprintf(stderr, "error: %s went during the call: this conversation's process exited (%s); a new one takes over\n",
+                   to.c_str(), e.reason.to_string(200).c_str());
+      mb.reset();
+      mb.emplace();
     }
   }
 }
