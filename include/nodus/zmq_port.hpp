@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "nodus/error.hpp"
+#include "nodus/node.hpp"
 #include "nodus/pid.hpp"
 #include "nodus/proc.hpp"
 
@@ -51,6 +52,15 @@ struct Options {
   /// Messages waiting in the port for the socket to take them, at most; past it a sender
   /// suspends (a thread blocks; send_nosuspend says false).
   std::uint32_t send_queue = 1000;
+  /// CURVE: this end's keys, as nodus's CURVE mode reads them (`load_curve(key_file,
+  /// allow_dir)`, the files of `--curve-key` / `--curve-allow`). With `curve_server_key`
+  /// empty the port is a CURVE server: a peer gets in only with a public key listed in
+  /// `curve->allowed` (a ZAP handler on the port thread checks each one; a refusal is logged
+  /// with the peer's address and the peer never reaches the owner). With it, the port is a
+  /// client of that server; a server that refuses its key ends the port with
+  /// `{curve_refused, Endpoint}`, the owner's exit signal.
+  std::optional<CurveOptions> curve;
+  std::string curve_server_key;  ///< client: the server's public key (Z85, or a .pub file)
 };
 
 /// The handle: copyable; the owner (or any process it is given to) sends with it.

@@ -36,6 +36,8 @@ struct PortState {
   Options opts;
   Pid owner, proc;
   void* sock = nullptr;  // the port thread's
+  void* monitor = nullptr;  // CURVE ports: libzmq's events of `sock` (handshake failures)
+  bool failed = false;      // the port thread told the port's process (once)
   std::vector<std::string> bound;  // set at open, then read-only
   std::atomic<std::int64_t> unhandled{0};  // active: delivered, not yet destroyed
   std::atomic<std::int64_t> granted{0};    // counted, passive: may still be delivered
@@ -101,10 +103,12 @@ class Ports {
     wake();
     thread_.join();
     for (auto& [id, s] : ports_) {
+      if (s->monitor) zmq_close(s->monitor);
       if (s->sock) zmq_close(s->sock);
-      s->sock = nullptr;
+      s->sock = s->monitor = nullptr;
       s->closed = true;
     }
+    if (zap_) zmq_close(zap_);
     zmq_ctx_term(ctx_);
     ::close(efd_);
   }
@@ -158,6 +162,14 @@ class Ports {
     for (const std::string& p : o.subscribe) {
       if (zmq_setsockopt(sock, ZMQ_SUBSCRIBE, p.data(), p.size()) != 0) return fail("ZMQ_SUBSCRIBE");
     }
+    if (o.curve) {
+      if (std::string why = set_curve(s, sock); !why.empty()) {
+        if (s.monitor) zmq_close(s.monitor);
+        s.monitor = nullptr;
+        zmq_close(sock);
+        return why;
+      }
+    }
     for (const std::string& e : o.bind) {
       if (zmq_bind(sock, e.c_str()) != 0 && !(zmq_errno() == EADDRINUSE && take_over(e, sock))) {
         return fail("cannot bind " + e);
@@ -172,6 +184,154 @@ class Ports {
     }
     s.sock = sock;
     return {};
+  }
+
+  // CURVE options, the ZAP handler a server needs (one for every port: the ZAP domain names
+  // the port) and the monitor that reports handshake failures. "" or why not.
+  std::string set_curve(PortState& s, void* sock) {
+    const CurveOptions& c = *s.opts.curve;
+    if (!valid_z85_key(c.secret_key)) return "curve: the secret key is not 40 Z85 characters (nodus keygen writes one)";
+    const std::string secret = c.secret_key;
+    std::string pub;
+    try {
+      pub = curve_public_key(secret);
+    } catch (const std::exception& e) {
+      return std::string("curve: ") + e.what();
+    }
+    auto opt = [&](int name, const std::string& v, const char* what) -> std::string {
+      if (zmq_setsockopt(sock, name, v.data(), v.size()) != 0) return std::string(what) + ": " + zmq_strerror(zmq_errno());
+      return {};
+    };
+    std::string why;
+    if (s.opts.curve_server_key.empty()) {
+      if (c.allowed.empty()) return "curve: a CURVE server port needs the public keys it lets in (CurveOptions::allowed)";
+      if (!zap_) {
+        zap_ = zmq_socket(ctx_, ZMQ_REP);
+        if (zap_ == nullptr || zmq_bind(zap_, "inproc://zeromq.zap.01") != 0) {
+          why = std::string("curve: cannot start the ZAP handler: ") + zmq_strerror(zmq_errno());
+          if (zap_) zmq_close(zap_);
+          zap_ = nullptr;
+          return why;
+        }
+      }
+      const int one = 1;
+      if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) != 0) return "ZMQ_CURVE_SERVER: " + std::string(zmq_strerror(zmq_errno()));
+      if (!(why = opt(ZMQ_CURVE_SECRETKEY, secret, "ZMQ_CURVE_SECRETKEY")).empty()) return why;
+      if (!(why = opt(ZMQ_ZAP_DOMAIN, "nodus-port-" + std::to_string(s.id), "ZMQ_ZAP_DOMAIN")).empty()) return why;
+    } else {
+      std::string server;
+      try {
+        server = read_public_key(s.opts.curve_server_key);
+      } catch (const std::exception& e) {
+        return "curve: curve_server_key '" + s.opts.curve_server_key.substr(0, 200) +
+               "' is not a CURVE public key (40 Z85 characters) or a .pub file holding one";
+      }
+      if (!(why = opt(ZMQ_CURVE_SERVERKEY, server, "ZMQ_CURVE_SERVERKEY")).empty()) return why;
+      if (!(why = opt(ZMQ_CURVE_PUBLICKEY, pub, "ZMQ_CURVE_PUBLICKEY")).empty()) return why;
+      if (!(why = opt(ZMQ_CURVE_SECRETKEY, secret, "ZMQ_CURVE_SECRETKEY")).empty()) return why;
+    }
+    const std::string mon = "inproc://nodus-port-monitor-" + std::to_string(s.id);
+    if (zmq_socket_monitor(sock, mon.c_str(), ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                                  ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0) {
+      return std::string("curve: cannot monitor the socket: ") + zmq_strerror(zmq_errno());
+    }
+    s.monitor = zmq_socket(ctx_, ZMQ_PAIR);
+    if (s.monitor == nullptr || zmq_connect(s.monitor, mon.c_str()) != 0) {
+      return std::string("curve: cannot monitor the socket: ") + zmq_strerror(zmq_errno());
+    }
+    return {};
+  }
+
+  // One ZAP request (RFC 27): version, request id, domain, address, routing id, mechanism,
+  // credentials (CURVE: the client's 32-byte public key). The domain names the port whose
+  // allow list decides.
+  void serve_zap() {
+    for (int n = 0; n < 64; ++n) {
+      std::vector<std::string> f;
+      for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, zap_, f.empty() ? ZMQ_DONTWAIT : 0) < 0) {
+          zmq_msg_close(&m);
+          if (f.empty()) return;
+          break;
+        }
+        if (f.size() < 16) f.emplace_back(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m));
+        const bool more = zmq_msg_more(&m) != 0;
+        zmq_msg_close(&m);
+        if (!more) break;
+      }
+      std::string status = "400", text = "not allowed";
+      const std::string id = f.size() > 1 ? f[1] : std::string();
+      if (f.size() >= 7 && f[5] == "CURVE" && f[6].size() == 32) {
+        char z85[41] = {};
+        zmq_z85_encode(z85, reinterpret_cast<const std::uint8_t*>(f[6].data()), 32);
+        std::shared_ptr<PortState> port;
+        constexpr std::string_view prefix = "nodus-port-";
+        if (f[2].rfind(prefix, 0) == 0) {
+          std::uint64_t pid = 0;
+          for (char ch : f[2].substr(prefix.size())) pid = pid * 10 + static_cast<std::uint64_t>(ch - '0');
+          if (auto it = ports_.find(pid); it != ports_.end()) port = it->second;
+          if (!port) port = opening_;  // (a handshake can begin while its port is still opening)
+          if (port && port->id != pid) port = nullptr;
+        }
+        bool ok = false;
+        if (port && port->opts.curve) {
+          for (const auto& [key, name] : port->opts.curve->allowed) ok = ok || key == z85;
+        }
+        if (ok) {
+          status = "200";
+          text = "OK";
+        } else {
+          const std::string address = f[3].substr(0, 64);
+          log_limited(spdlog::level::warn, "zmq_port_curve",
+                      "zmq_port " + (port ? std::to_string(port->id) : f[2].substr(0, 32)) + ": refused a CURVE peer at " +
+                          address + ": its key " + z85 + " is not among the port's allowed keys");
+        }
+      }
+      const std::string reply[] = {"1.0", id, status, text, "", ""};
+      for (std::size_t i = 0; i < 6; ++i) zmq_send(zap_, reply[i].data(), reply[i].size(), i < 5 ? ZMQ_SNDMORE : 0);
+    }
+  }
+
+  // A handshake failure the socket's monitor reports: a client port refused by its server
+  // ends with {curve_refused, Endpoint}; anything else is logged.
+  void read_monitor(const std::shared_ptr<PortState>& s) {
+    for (int n = 0; n < 16 && s->monitor; ++n) {
+      std::vector<std::string> f;
+      for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s->monitor, f.empty() ? ZMQ_DONTWAIT : 0) < 0) {
+          zmq_msg_close(&m);
+          if (f.empty()) return;
+          break;
+        }
+        f.emplace_back(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m));
+        const bool more = zmq_msg_more(&m) != 0;
+        zmq_msg_close(&m);
+        if (!more) break;
+      }
+      if (f.size() < 2 || f[0].size() < 6) continue;
+      std::uint16_t event = 0;
+      std::memcpy(&event, f[0].data(), sizeof event);
+      const std::string endpoint = f[1].substr(0, 200);
+      const bool client = !s->opts.curve_server_key.empty();
+      if (client && event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        log_limited(spdlog::level::warn, "zmq_port_curve",
+                    "zmq_port " + std::to_string(s->id) + ": the CURVE server at " + endpoint + " refused this port's key");
+        if (!s->failed) {
+          s->failed = true;
+          do_close(s);  // closed before anyone hears of it: a send after the exit signal fails
+          send(s->proc, Failed{tuple(atom("curve_refused"), Term(endpoint))});
+          return;
+        }
+      } else if (client || event != ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {  // (a server's refusals: serve_zap says)
+        log_limited(spdlog::level::warn, "zmq_port_curve",
+                    "zmq_port " + std::to_string(s->id) + ": a CURVE handshake on " + endpoint + " failed" +
+                        (client ? " (the server's public key is not the one given?)" : " (a peer without CURVE, or with another server key?)"));
+      }
+    }
   }
 
   // A bind found its address in use. If a port of a process that has ended holds it (its
@@ -214,9 +374,13 @@ class Ports {
         zmq_unbind(s->sock, e.c_str());
         let_go_[e] = now;
       }
+      if (s->monitor) {
+        zmq_socket_monitor(s->sock, nullptr, 0);
+        zmq_close(s->monitor);
+      }
       zmq_close(s->sock);
     }
-    s->sock = nullptr;
+    s->sock = s->monitor = nullptr;
     std::vector<Pid> waiting;
     {
       std::lock_guard lock(mu_);
@@ -298,7 +462,7 @@ class Ports {
 
   void run() {
     std::vector<zmq_pollitem_t> items;
-    std::vector<std::shared_ptr<PortState>> polled;
+    std::vector<std::shared_ptr<PortState>> polled, monitored;
     for (;;) {
       std::deque<Cmd> cmds;
       {
@@ -308,7 +472,9 @@ class Ports {
       }
       for (Cmd& c : cmds) {
         if (c.kind == Cmd::open) {
+          opening_ = c.s;
           std::string why = do_open(*c.s);
+          opening_ = nullptr;
           if (why.empty()) ports_[c.s->id] = c.s;
           c.done->set_value(std::move(why));
         } else if (c.s->sock) {
@@ -318,6 +484,14 @@ class Ports {
       items.clear();
       polled.clear();
       items.push_back({nullptr, efd_, ZMQ_POLLIN, 0});
+      if (zap_) items.push_back({zap_, 0, ZMQ_POLLIN, 0});
+      const std::size_t mon_at = items.size();
+      monitored.clear();
+      for (auto& [id, s] : ports_) {
+        if (s->monitor) monitored.push_back(s);
+      }
+      for (auto& s : monitored) items.push_back({s->monitor, 0, ZMQ_POLLIN, 0});
+      const std::size_t first = items.size();
       for (auto& [id, s] : ports_) {
         short ev = wants_in(*s) ? ZMQ_POLLIN : 0;
         {
@@ -335,11 +509,15 @@ class Ports {
         std::uint64_t n;
         (void)!::read(efd_, &n, sizeof n);
       }
+      if (mon_at == 2 && (items[1].revents & ZMQ_POLLIN)) serve_zap();
+      for (std::size_t i = 0; i < monitored.size(); ++i) {
+        if (monitored[i]->monitor && (items[mon_at + i].revents & ZMQ_POLLIN)) read_monitor(monitored[i]);
+      }
       for (std::size_t i = 0; i < polled.size(); ++i) {
         const auto& s = polled[i];
         if (!s->sock) continue;
-        if (items[i + 1].revents & ZMQ_POLLIN) read_some(s);
-        if (items[i + 1].revents & ZMQ_POLLOUT) write_some(s);
+        if (items[first + i].revents & ZMQ_POLLIN) read_some(s);
+        if (items[first + i].revents & ZMQ_POLLOUT) write_some(s);
       }
     }
   }
@@ -349,6 +527,8 @@ class Ports {
   std::mutex mu_;
   bool stop_ = false;
   std::deque<Cmd> cmds_;
+  void* zap_ = nullptr;  // the ZAP handler (a REP on inproc://zeromq.zap.01), from the first CURVE server port on
+  std::shared_ptr<PortState> opening_;  // the port do_open is opening
   std::unordered_map<std::uint64_t, std::shared_ptr<PortState>> ports_;  // the thread's
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> let_go_;  // bound endpoints closed lately
   std::thread thread_;

@@ -11,6 +11,12 @@
                                    the socket refuses for 1 s, print "stopped after K"; then wait for "go" on
                                    stdin and send one more (blocking), print "sent one more"
   sub ENDPOINT                     connect a SUB (all), print each message until "end"
+  pair ENDPOINT N                  connect a PAIR, N round trips "p1" -> expect "a:p1", print "pair ok N"
+  curve_req ENDPOINT SERVER_PUB SECRET N
+                                   a CURVE REQ client (its key pair from SECRET) of the server whose public key is
+                                   SERVER_PUB; N round trips as req; "refused" when the server refuses its key
+  curve_rep ENDPOINT SECRET        bind a CURVE server REP at ENDPOINT (no ZAP: any client key), print "bound EP", answer
+                                   "a:" + each request until a line on stdin
   pub ENDPOINT                     bind a PUB at ENDPOINT (a * port: any), print "bound ENDPOINT"; publish "tick" and "price N" (N = 1, 2, ...)
                                    every 10 ms until a line on stdin, then "end"; print "published N"
 """
@@ -57,6 +63,48 @@ elif mode == "req":
             print("req failed at", i, flush=True)
             sys.exit(1)
     print("req ok", n, flush=True)
+elif mode == "pair":
+    s = sock(zmq.PAIR)
+    n = int(sys.argv[3])
+    for i in range(n):
+        s.send(b"p%d" % i)
+        if not s.poll(20000) or s.recv() != b"a:p%d" % i:
+            print("pair failed at", i, flush=True)
+            sys.exit(1)
+    print("pair ok", n, flush=True)
+elif mode == "curve_req":
+    server_pub, secret, n = sys.argv[3].encode(), sys.argv[4].encode(), int(sys.argv[5])
+    s = ctx.socket(zmq.REQ)
+    s.linger = 0
+    s.curve_serverkey, s.curve_secretkey, s.curve_publickey = server_pub, secret, zmq.curve_public(secret)
+    mon = s.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+    s.connect(ep)
+    if not mon.poll(20000):
+        print("no handshake", flush=True)
+        sys.exit(1)
+    from zmq.utils.monitor import recv_monitor_message
+    if recv_monitor_message(mon)["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        print("refused", flush=True)
+        sys.exit(0)
+    for i in range(n):
+        s.send(b"q%d" % i)
+        if not s.poll(20000) or s.recv() != b"a:q%d" % i:
+            print("req failed at", i, flush=True)
+            sys.exit(1)
+    print("req ok", n, flush=True)
+elif mode == "curve_rep":
+    secret = sys.argv[3].encode()
+    s = ctx.socket(zmq.REP)
+    s.linger = 0
+    s.curve_server, s.curve_secretkey = True, secret
+    s.bind(ep)
+    print("bound", s.getsockopt(zmq.LAST_ENDPOINT).decode(), flush=True)
+    import select
+    while True:
+        if s.poll(10):
+            s.send(b"a:" + s.recv())
+        if select.select([sys.stdin], [], [], 0)[0]:
+            break
 elif mode == "dealer":
     ident, n = sys.argv[3].encode(), int(sys.argv[4])
     s = sock(zmq.DEALER, routing_id=ident)

@@ -3,6 +3,7 @@
 // mark, the owner's end closes the socket, and misuse fails with a clear reason.
 #include <catch2/catch.hpp>
 
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -10,6 +11,8 @@
 #include "nodus/nodus.hpp"
 #include "nodus/testing.hpp"
 #include "nodus/zmq_port.hpp"
+
+#include <spdlog/sinks/ringbuffer_sink.h>
 
 using namespace nodus;
 using namespace nodus::testing;
@@ -417,4 +420,132 @@ TEST_CASE("a port's owner under a supervisor: it crashes, is restarted, and bind
   py.write_stdin("bye\n");
   CHECK(py.wait() == 0);
   (void)supervisor::stop(mb, ServerRef(*sup));
+}
+
+namespace {
+// A server as `server`, on a port opened with `o` (a bind of its own).
+Proc server_with(Pid report, zp::Type type, zp::Options o) {
+  auto p = zp::open(type, std::move(o));
+  if (!p) {
+    send(report, tuple(atom("error"), p.error().text));
+    co_return;
+  }
+  send(report, zp::bound(*p).at(0));
+  for (;;) {
+    Message m = co_await receive_any();
+    if (m.is<Term>() && m.get<Term>().is_atom("stop")) co_return;
+    if (!m.is<ZmqMessage>()) continue;
+    std::vector<std::string> parts = m.get<ZmqMessage>().parts;
+    parts.back() = "a:" + parts.back();
+    co_await zp::send(*p, std::move(parts));
+  }
+}
+
+std::string secret_of(const CurveKeys& keys, const std::string& n) {
+  std::ifstream in(keys.key_file(n));
+  std::string k;
+  std::getline(in, k);
+  return k;
+}
+
+// The log lines of the test's process, kept while it lives.
+struct LogLines {
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256);
+  LogLines() { logger().sinks().push_back(sink); }
+  ~LogLines() { std::erase(logger().sinks(), sink); }
+  bool has(const std::string& text) const {
+    for (const auto& l : sink->last_formatted()) {
+      if (l.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+};
+}  // namespace
+
+TEST_CASE("a PAIR port serves a pyzmq PAIR", "[zmq_port]") {
+  Runtime rt;
+  Mailbox mb;
+  const Pid owner = spawn(server, mb.pid(), zp::Type::pair);
+  const std::string ep = endpoint_from(mb);
+  Child pair(peer({"pair", ep, "20"}), "zp-pair");
+  CHECK(pair.wait() == 0);
+  CHECK(pair.out() == "pair ok 20\n");
+  send(owner, atom("stop"));
+}
+
+TEST_CASE("CURVE ports: a server lets in the keys it allows and refuses others, logged with the address; "
+          "a client refused by its server ends with {curve_refused, Endpoint}",
+          "[zmq_port][curve]") {
+  CurveKeys keys({"server", "alice", "mallory"}, std::vector<std::string>{"alice"});
+  LogLines log;
+  Runtime rt;
+  Mailbox mb;
+  mb.trap_exit(true);
+  zp::Options so = bind_any();
+  so.curve = load_curve(keys.key_file("server"), keys.allow());
+  const Pid srv = spawn(server_with, mb.pid(), zp::Type::rep, so);
+  const std::string ep = endpoint_from(mb);
+
+  // pyzmq with an allowed key: served; with a key not allowed: refused, and the port logs it
+  Child alice(peer({"curve_req", ep, keys.pub("server"), secret_of(keys, "alice"), "20"}), "zp-curve-alice");
+  CHECK(alice.wait() == 0);
+  CHECK(alice.out() == "req ok 20\n");
+  Child mallory(peer({"curve_req", ep, keys.pub("server"), secret_of(keys, "mallory"), "1"}), "zp-curve-mallory");
+  CHECK(mallory.wait() == 0);
+  CHECK(mallory.out() == "refused\n");
+  CHECK(eventually([&] { return log.has("refused a CURVE peer at 127.0.0.1: its key " + keys.pub("mallory")); }));
+
+  // a nodus client port (a DEALER: the REP's envelope is an empty frame) with alice's keys
+  zp::Options co{.connect = {ep}};
+  co.curve = load_curve(keys.key_file("alice"), keys.allow());
+  co.curve_server_key = keys.pub_file("server");
+  zp::Port client = zp::open(zp::Type::dealer, co).value();
+  zp::send(mb, client, {"", "hello"});
+  auto reply = mb.receive<ZmqMessage>(20s);
+  REQUIRE(reply);
+  CHECK(reply->parts == std::vector<std::string>{"", "a:hello"});
+
+  // ... and with mallory's: the server refuses it, the port ends, its owner gets the reason
+  co.curve = load_curve(keys.key_file("mallory"), keys.allow());
+  zp::Port refused = zp::open(zp::Type::dealer, co).value();
+  auto down = mb.receive<ExitMsg>([&](const ExitMsg& e) { return e.from == refused.proc; }, 20s);
+  REQUIRE(down);
+  CHECK(down->reason == tuple(atom("curve_refused"), ep));
+  CHECK_THROWS_AS(zp::send(mb, refused, {"", "x"}), Error);
+
+  // a pyzmq CURVE server, and a nodus client port that knows its key
+  CurveKeys py({"pyserver"});
+  Child rep(peer({"curve_rep", "tcp://127.0.0.1:*", secret_of(py, "pyserver")}), "zp-curve-rep", Child::Pipe{});
+  REQUIRE(eventually([&] { return rep.out().find('\n') != std::string::npos || !rep.running(); }));
+  REQUIRE(rep.out().rfind("bound tcp://127.0.0.1:", 0) == 0);
+  zp::Options po{.connect = {rep.out().substr(6, rep.out().find('\n') - 6)}};
+  po.curve = load_curve(keys.key_file("alice"), keys.allow());
+  po.curve_server_key = py.pub("pyserver");
+  zp::Port req = zp::open(zp::Type::req, po).value();
+  zp::send(mb, req, {"ping"});
+  auto pong = mb.receive<ZmqMessage>(20s);
+  REQUIRE(pong);
+  CHECK(pong->parts == std::vector<std::string>{"a:ping"});
+  rep.write_stdin("stop\n");
+  CHECK(rep.wait() == 0);
+
+  // misuse says what is wrong
+  zp::Options none = bind_any();
+  none.curve = CurveOptions{secret_of(keys, "server"), {}};
+  auto e1 = zp::open(zp::Type::rep, none);
+  REQUIRE(!e1);
+  CHECK_THAT(e1.error().text, Catch::Contains("needs the public keys it lets in"));
+  zp::Options badkey{.connect = {ep}};
+  badkey.curve = load_curve(keys.key_file("alice"), keys.allow());
+  badkey.curve_server_key = "not a key";
+  auto e2 = zp::open(zp::Type::req, badkey);
+  REQUIRE(!e2);
+  CHECK_THAT(e2.error().text, Catch::Contains("not a CURVE public key"));
+  // a plain (NULL) port in the same process is not asked for keys
+  const Pid plain = spawn(server, mb.pid(), zp::Type::rep);
+  Child req2(peer({"req", endpoint_from(mb), "5"}), "zp-req-null");
+  CHECK(req2.wait() == 0);
+  CHECK(req2.out() == "req ok 5\n");
+  send(plain, atom("stop"));
+  send(srv, atom("stop"));
 }
