@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <future>
@@ -86,6 +87,27 @@ bool sends(Type t) { return t != Type::sub && t != Type::pull; }
 const char* type_name(Type t) {
   static const char* const names[] = {"PAIR", "PUB", "SUB", "REQ", "REP", "DEALER", "ROUTER", "PULL", "PUSH"};
   return names[static_cast<int>(t)];
+}
+
+// One whole message from `sock` without waiting for its first frame (the rest of a multipart
+// message is there once the first is). False if none was waiting. Keeps at most `max_parts`
+// frames (the rest are read and dropped).
+bool recv_parts(void* sock, std::vector<std::string>& parts, std::size_t max_parts = SIZE_MAX) {
+  parts.clear();
+  bool any = false;
+  for (;;) {
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, sock, any ? 0 : ZMQ_DONTWAIT) < 0) {
+      zmq_msg_close(&m);
+      return any;
+    }
+    any = true;
+    if (parts.size() < max_parts) parts.emplace_back(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m));
+    const bool more = zmq_msg_more(&m) != 0;
+    zmq_msg_close(&m);
+    if (!more) return true;
+  }
 }
 
 class Ports {
@@ -248,19 +270,7 @@ class Ports {
   void serve_zap() {
     for (int n = 0; n < 64; ++n) {
       std::vector<std::string> f;
-      for (;;) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, zap_, f.empty() ? ZMQ_DONTWAIT : 0) < 0) {
-          zmq_msg_close(&m);
-          if (f.empty()) return;
-          break;
-        }
-        if (f.size() < 16) f.emplace_back(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m));
-        const bool more = zmq_msg_more(&m) != 0;
-        zmq_msg_close(&m);
-        if (!more) break;
-      }
+      if (!recv_parts(zap_, f, 16)) return;
       std::string status = "400", text = "not allowed";
       const std::string id = f.size() > 1 ? f[1] : std::string();
       if (f.size() >= 7 && f[5] == "CURVE" && f[6].size() == 32) {
@@ -299,19 +309,7 @@ class Ports {
   void read_monitor(const std::shared_ptr<PortState>& s) {
     for (int n = 0; n < 16 && s->monitor; ++n) {
       std::vector<std::string> f;
-      for (;;) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, s->monitor, f.empty() ? ZMQ_DONTWAIT : 0) < 0) {
-          zmq_msg_close(&m);
-          if (f.empty()) return;
-          break;
-        }
-        f.emplace_back(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m));
-        const bool more = zmq_msg_more(&m) != 0;
-        zmq_msg_close(&m);
-        if (!more) break;
-      }
+      if (!recv_parts(s->monitor, f, 2)) return;
       if (f.size() < 2 || f[0].size() < 6) continue;
       std::uint16_t event = 0;
       std::memcpy(&event, f[0].data(), sizeof event);
@@ -402,19 +400,7 @@ class Ports {
   void read_some(const std::shared_ptr<PortState>& s) {
     for (int n = 0; n < 64 && wants_in(*s); ++n) {
       std::vector<std::string> parts;
-      for (;;) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, s->sock, parts.empty() ? ZMQ_DONTWAIT : 0) < 0) {
-          zmq_msg_close(&m);
-          if (parts.empty()) return;  // EAGAIN: nothing more now
-          break;
-        }
-        parts.emplace_back(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m));
-        const bool more = zmq_msg_more(&m) != 0;
-        zmq_msg_close(&m);
-        if (!more) break;
-      }
+      if (!recv_parts(s->sock, parts)) return;  // EAGAIN: nothing more now
       if (s->opts.flow == Flow::active) {
         s->unhandled.fetch_add(1);
       } else {

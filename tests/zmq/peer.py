@@ -35,6 +35,17 @@ def sock(kind, **opts):
     return s
 
 
+def round_trips(s, prefix, n, label):
+    """n requests PREFIX0.. each answered "a:" + it; prints "LABEL ok N" or exits 1."""
+    for i in range(n):
+        q = prefix + b"%d" % i
+        s.send(q)
+        if not s.poll(20000) or s.recv() != b"a:" + q:
+            print(label, "failed at", i, flush=True)
+            sys.exit(1)
+    print(label, "ok", n, flush=True)
+
+
 if mode == "push":
     s = sock(zmq.PUSH)
     n = int(sys.argv[3])
@@ -55,23 +66,9 @@ elif mode == "pull":
             bad += 1
     print("got %d in order" % n if bad == 0 else "got %d, %d out of place" % (n, bad), flush=True)
 elif mode == "req":
-    s = sock(zmq.REQ)
-    n = int(sys.argv[3])
-    for i in range(n):
-        s.send(b"q%d" % i)
-        if not s.poll(20000) or s.recv() != b"a:q%d" % i:
-            print("req failed at", i, flush=True)
-            sys.exit(1)
-    print("req ok", n, flush=True)
+    round_trips(sock(zmq.REQ), b"q", int(sys.argv[3]), "req")
 elif mode == "pair":
-    s = sock(zmq.PAIR)
-    n = int(sys.argv[3])
-    for i in range(n):
-        s.send(b"p%d" % i)
-        if not s.poll(20000) or s.recv() != b"a:p%d" % i:
-            print("pair failed at", i, flush=True)
-            sys.exit(1)
-    print("pair ok", n, flush=True)
+    round_trips(sock(zmq.PAIR), b"p", int(sys.argv[3]), "pair")
 elif mode == "curve_req":
     server_pub, secret, n = sys.argv[3].encode(), sys.argv[4].encode(), int(sys.argv[5])
     s = ctx.socket(zmq.REQ)
@@ -86,12 +83,7 @@ elif mode == "curve_req":
     if recv_monitor_message(mon)["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
         print("refused", flush=True)
         sys.exit(0)
-    for i in range(n):
-        s.send(b"q%d" % i)
-        if not s.poll(20000) or s.recv() != b"a:q%d" % i:
-            print("req failed at", i, flush=True)
-            sys.exit(1)
-    print("req ok", n, flush=True)
+    round_trips(s, b"q", n, "req")
 elif mode == "curve_rep":
     secret = sys.argv[3].encode()
     s = ctx.socket(zmq.REP)

@@ -58,19 +58,25 @@ Proc push_owner(Pid report, long n) {
   co_await receive<Term>([](const Term& t) { return t.is_atom("stop"); });
 }
 
-// A REP or ROUTER server: answers "a:" + the request's last frame, keeping the envelope.
-Proc server(Pid report, zp::Type type) {
-  zp::Port p = zp::open(type, bind_any()).value();
-  send(report, zp::bound(p).at(0));
+// A server on a port opened with `o`: answers "a:" + each request's last frame, keeping the
+// envelope (REP, ROUTER, PAIR); reports its endpoint first (or {error, Text}).
+Proc server_with(Pid report, zp::Type type, zp::Options o) {
+  auto p = zp::open(type, std::move(o));
+  if (!p) {
+    send(report, tuple(atom("error"), p.error().text));
+    co_return;
+  }
+  send(report, zp::bound(*p).at(0));
   for (;;) {
     Message m = co_await receive_any();
     if (m.is<Term>() && m.get<Term>().is_atom("stop")) co_return;
     if (!m.is<ZmqMessage>()) continue;
     std::vector<std::string> parts = m.get<ZmqMessage>().parts;
     parts.back() = "a:" + parts.back();
-    co_await zp::send(p, std::move(parts));
+    co_await zp::send(*p, std::move(parts));
   }
 }
+Proc server(Pid report, zp::Type type) { return server_with(report, type, bind_any()); }
 
 std::string endpoint_from(Mailbox& mb) {
   auto ep = mb.receive<Term>(10s);
@@ -107,7 +113,8 @@ TEST_CASE("a PUSH port's messages reach a pyzmq PULL in order; the sender suspen
   send(owner, atom("stop"));
 }
 
-TEST_CASE("a REP port serves a pyzmq REQ; a ROUTER port serves two DEALERs, routing id first", "[zmq_port]") {
+TEST_CASE("a REP port serves a pyzmq REQ; a ROUTER port serves two DEALERs, routing id first; a PAIR, a PAIR",
+          "[zmq_port]") {
   Runtime rt;
   Mailbox mb;
   const Pid rep = spawn(server, mb.pid(), zp::Type::rep);
@@ -126,6 +133,12 @@ TEST_CASE("a REP port serves a pyzmq REQ; a ROUTER port serves two DEALERs, rout
   CHECK(d1.out() == "dealer d1 ok 50\n");
   CHECK(d2.out() == "dealer d2 ok 50\n");
   send(router, atom("stop"));
+
+  const Pid pair = spawn(server, mb.pid(), zp::Type::pair);
+  Child py_pair(peer({"pair", endpoint_from(mb), "20"}), "zp-pair");
+  CHECK(py_pair.wait() == 0);
+  CHECK(py_pair.out() == "pair ok 20\n");
+  send(pair, atom("stop"));
 }
 
 namespace {
@@ -423,24 +436,6 @@ TEST_CASE("a port's owner under a supervisor: it crashes, is restarted, and bind
 }
 
 namespace {
-// A server as `server`, on a port opened with `o` (a bind of its own).
-Proc server_with(Pid report, zp::Type type, zp::Options o) {
-  auto p = zp::open(type, std::move(o));
-  if (!p) {
-    send(report, tuple(atom("error"), p.error().text));
-    co_return;
-  }
-  send(report, zp::bound(*p).at(0));
-  for (;;) {
-    Message m = co_await receive_any();
-    if (m.is<Term>() && m.get<Term>().is_atom("stop")) co_return;
-    if (!m.is<ZmqMessage>()) continue;
-    std::vector<std::string> parts = m.get<ZmqMessage>().parts;
-    parts.back() = "a:" + parts.back();
-    co_await zp::send(*p, std::move(parts));
-  }
-}
-
 std::string secret_of(const CurveKeys& keys, const std::string& n) {
   std::ifstream in(keys.key_file(n));
   std::string k;
@@ -461,17 +456,6 @@ struct LogLines {
   }
 };
 }  // namespace
-
-TEST_CASE("a PAIR port serves a pyzmq PAIR", "[zmq_port]") {
-  Runtime rt;
-  Mailbox mb;
-  const Pid owner = spawn(server, mb.pid(), zp::Type::pair);
-  const std::string ep = endpoint_from(mb);
-  Child pair(peer({"pair", ep, "20"}), "zp-pair");
-  CHECK(pair.wait() == 0);
-  CHECK(pair.out() == "pair ok 20\n");
-  send(owner, atom("stop"));
-}
 
 TEST_CASE("CURVE ports: a server lets in the keys it allows and refuses others, logged with the address; "
           "a client refused by its server ends with {curve_refused, Endpoint}",
