@@ -24,9 +24,9 @@ nodus_install_deps || exit 1
 
 case $mode in
   plain) dir=build; opts=(-Dwerror=true) ;;
-  asan) dir=build-asan; opts=(-Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false)
+  asan) dir=build-asan; opts=(-Dwerror=true -Dbench=false -Db_sanitize=address,undefined -Db_lundef=false)
         export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ;;
-  tsan) dir=build-tsan; opts=(-Dwerror=true -Db_sanitize=thread -Db_lundef=false)
+  tsan) dir=build-tsan; opts=(-Dwerror=true -Dbench=false -Db_sanitize=thread -Db_lundef=false)
         export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" ;;
 esac
 
