@@ -126,7 +126,7 @@ unit() { awk -v n="$1" '$1=="RESULT" && $2=="name="n {sub("unit=","",$4); print 
 
 ((repeat > 1)) && printf '\nmedians of %d rounds, [lowest-highest] after each row' "$repeat"
 printf '\n%-22s %14s %-28s %14s %9s\n' "scenario" "nodus" "anchor" "anchor value" "ratio"
-for s in $(awk '$1=="RESULT"{sub("name=","",$2); print $2}' "$out" | grep -v '\.' | grep -v '^caf_' | grep -v '^zmq_' | sort -u); do
+for s in $(awk '$1=="RESULT"{sub("name=","",$2); print $2}' "$out" | grep -v '\.' | grep -v '^caf_' | awk '!/^zmq_/ || /^zmq_port_/' | sort -u); do
   v=$(value "$s")
   shown=0
   for p in "${pairs[@]}"; do
