@@ -66,6 +66,10 @@ class Child {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    // opened (emptied) here, before the child exists: out() never reads an earlier child's
+    // output left in the same file
+    const int out = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    const int err = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     const pid_t parent = ::getpid();
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -74,14 +78,14 @@ class Child {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(127);
       const int in = fds[0] >= 0 ? fds[0] : ::open(in_.c_str(), O_RDONLY);
-      const int out = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      const int err = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       ::dup2(in, 0);
       ::dup2(out, 1);
       ::dup2(err, 2);
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
+    if (out >= 0) ::close(out);
+    if (err >= 0) ::close(err);
     if (fds[0] >= 0) ::close(fds[0]);
     stdin_fd_ = fds[1];
   }

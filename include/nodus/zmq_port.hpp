@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nodus/error.hpp"
@@ -97,16 +98,46 @@ void close(const Port& p);
 
 }  // namespace zmq_port
 
-namespace detail {
-struct PortCredit;
+namespace zmq_port {
+struct PortState;
 }
+namespace detail {
+/// A delivered message's tie to its port. When the message is destroyed it gives the active
+/// flow its credit back, and its frames' memory to the port thread, which reads the next
+/// messages into it (so a message costs no allocation on one thread and free on another). A
+/// copy carries neither: the credit comes back when the original goes.
+struct PortToken {
+  std::shared_ptr<zmq_port::PortState> s;
+  PortToken() = default;
+  explicit PortToken(std::shared_ptr<zmq_port::PortState> st) noexcept : s(std::move(st)) {}
+  PortToken(PortToken&&) noexcept = default;
+  PortToken& operator=(PortToken&&) noexcept = default;
+  PortToken(const PortToken&) noexcept {}
+  PortToken& operator=(const PortToken&) noexcept { return *this; }
+  ~PortToken() = default;
+  void release(std::vector<std::string>& parts) noexcept;
+};
+}  // namespace detail
 
 /// What a port delivers to its owner: the frames of one message (for a ROUTER, the peer's
 /// routing id first). Handling it (destroying it) gives the active flow its credit back.
 struct ZmqMessage {
   zmq_port::Port port;
   std::vector<std::string> parts;
-  std::shared_ptr<detail::PortCredit> credit;
+  detail::PortToken token;
+
+  ZmqMessage() = default;
+  ZmqMessage(zmq_port::Port p, std::vector<std::string> frames, detail::PortToken t = {}) noexcept
+      : port(p), parts(std::move(frames)), token(std::move(t)) {}
+  ZmqMessage(ZmqMessage&&) noexcept = default;
+  ZmqMessage(const ZmqMessage&) = default;
+  ZmqMessage& operator=(ZmqMessage o) noexcept {  // what this held is given back as o goes
+    std::swap(port, o.port);
+    parts.swap(o.parts);
+    std::swap(token, o.token);
+    return *this;
+  }
+  ~ZmqMessage() { token.release(parts); }
 };
 
 namespace zmq_port {

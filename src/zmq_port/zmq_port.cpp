@@ -41,21 +41,23 @@ struct PortState {
   bool failed = false;      // the port thread told the port's process (once)
   std::vector<std::string> bound;  // set at open, then read-only
   std::atomic<std::int64_t> unhandled{0};  // active: delivered, not yet destroyed
+  // active: the port thread stopped reading at the budget; the handler that brings
+  // `unhandled` down to resume_at() wakes it (so a busy owner costs a wake per half budget,
+  // not per message)
+  std::atomic<bool> paused{false};
+  std::int64_t resume_at() const { return static_cast<std::int64_t>(opts.budget / 2); }
   std::atomic<std::int64_t> granted{0};    // counted, passive: may still be delivered
   // under Ports::mu
   std::deque<std::vector<std::string>> out;  // waiting for the socket
   std::vector<Pid> waiting;                  // senders suspended on a full queue
   bool closed = false;
+  // Frames' memory handed back by delivered messages (PortToken::release), for the next ones
+  std::mutex spare_mu;
+  std::vector<std::vector<std::string>> returned;  // under spare_mu
+  std::vector<std::vector<std::string>> spare;     // the port thread's
 };
 
 }  // namespace zmq_port
-
-namespace detail {
-struct PortCredit {
-  std::shared_ptr<zmq_port::PortState> s;
-  ~PortCredit();
-};
-}  // namespace detail
 
 namespace zmq_port {
 namespace {
@@ -91,24 +93,40 @@ const char* type_name(Type t) {
 
 // One whole message from `sock` without waiting for its first frame (the rest of a multipart
 // message is there once the first is). False if none was waiting. Keeps at most `max_parts`
-// frames (the rest are read and dropped).
+// frames (the rest are read and dropped). The strings already in `parts` are reused.
 bool recv_parts(void* sock, std::vector<std::string>& parts, std::size_t max_parts = SIZE_MAX) {
-  parts.clear();
+  std::size_t n = 0;
   bool any = false;
   for (;;) {
     zmq_msg_t m;
     zmq_msg_init(&m);
     if (zmq_msg_recv(&m, sock, any ? 0 : ZMQ_DONTWAIT) < 0) {
       zmq_msg_close(&m);
+      parts.resize(n);
       return any;
     }
     any = true;
-    if (parts.size() < max_parts) parts.emplace_back(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m));
+    if (n < max_parts) {
+      const char* data = static_cast<const char*>(zmq_msg_data(&m));
+      if (n < parts.size()) {
+        parts[n].assign(data, zmq_msg_size(&m));
+      } else {
+        parts.emplace_back(data, zmq_msg_size(&m));
+      }
+      ++n;
+    }
     const bool more = zmq_msg_more(&m) != 0;
     zmq_msg_close(&m);
-    if (!more) return true;
+    if (!more) {
+      parts.resize(n);
+      return true;
+    }
   }
 }
+
+// Kept for reuse per port, at most; a frame's string longer than this is not kept.
+constexpr std::size_t kSpareMessages = 4096;
+constexpr std::size_t kSpareFrameBytes = 512;
 
 class Ports {
  public:
@@ -392,24 +410,37 @@ class Ports {
 
   bool wants_in(const PortState& s) const {
     if (!receives(s.type)) return false;
-    if (s.opts.flow == Flow::active) return s.unhandled.load() < static_cast<std::int64_t>(s.opts.budget);
+    if (s.opts.flow == Flow::active) return !s.paused.load() && s.unhandled.load() < static_cast<std::int64_t>(s.opts.budget);
     return s.granted.load() > 0;
   }
 
   // Up to 64 messages, as the flow allows.
   void read_some(const std::shared_ptr<PortState>& s) {
     for (int n = 0; n < 64 && wants_in(*s); ++n) {
-      std::vector<std::string> parts;
-      if (!recv_parts(s->sock, parts)) return;  // EAGAIN: nothing more now
+      std::vector<std::string> parts = spare_parts(*s);
+      if (!recv_parts(s->sock, parts)) {  // EAGAIN: nothing more now
+        s->spare.push_back(std::move(parts));
+        return;
+      }
       if (s->opts.flow == Flow::active) {
         s->unhandled.fetch_add(1);
       } else {
         s->granted.fetch_sub(1);
       }
-      auto credit = std::make_shared<detail::PortCredit>();
-      if (s->opts.flow == Flow::active) credit->s = s;
-      send(s->owner, ZmqMessage{Port{s->id, s->owner, s->proc}, std::move(parts), std::move(credit)});
+      send(s->owner, ZmqMessage{Port{s->id, s->owner, s->proc}, std::move(parts), detail::PortToken(s)});
     }
+  }
+
+  // Frames' memory a delivered message gave back, or none.
+  static std::vector<std::string> spare_parts(PortState& s) {
+    if (s.spare.empty()) {
+      std::lock_guard lock(s.spare_mu);
+      s.spare.swap(s.returned);
+    }
+    if (s.spare.empty()) return {};
+    std::vector<std::string> v = std::move(s.spare.back());
+    s.spare.pop_back();
+    return v;
   }
 
   // What senders queued, until the socket is full; room made wakes the suspended ones.
@@ -479,6 +510,13 @@ class Ports {
       for (auto& s : monitored) items.push_back({s->monitor, 0, ZMQ_POLLIN, 0});
       const std::size_t first = items.size();
       for (auto& [id, s] : ports_) {
+        if (receives(s->type) && s->opts.flow == Flow::active && !s->paused.load() &&
+            s->unhandled.load() >= static_cast<std::int64_t>(s->opts.budget)) {
+          // pause at the budget; a handler that went below resume_at() meanwhile saw no pause
+          // and did not wake this thread, so look again after setting it
+          s->paused.store(true);
+          if (s->unhandled.load() <= s->resume_at()) s->paused.store(false);
+        }
         short ev = wants_in(*s) ? ZMQ_POLLIN : 0;
         {
           std::lock_guard lock(mu_);
@@ -707,17 +745,29 @@ Async<std::optional<ZmqMessage>> recv(Port p, std::chrono::milliseconds timeout)
 
 }  // namespace zmq_port
 
-detail::PortCredit::~PortCredit() {
+void detail::PortToken::release(std::vector<std::string>& parts) noexcept {
   if (!s) return;
-  const std::int64_t before = s->unhandled.fetch_sub(1);
-  if (before == static_cast<std::int64_t>(s->opts.budget)) {  // it was paused on its budget
-    std::shared_ptr<zmq_port::Ports> ps;
-    {
-      std::lock_guard lock(zmq_port::g_mu);
-      ps = zmq_port::g_ports;
+  if (s->opts.flow == zmq_port::Flow::active) {
+    const std::int64_t left = s->unhandled.fetch_sub(1) - 1;
+    if (left <= s->resume_at() && s->paused.load() && s->paused.exchange(false)) {  // paused at its budget
+      std::shared_ptr<zmq_port::Ports> ps;
+      {
+        std::lock_guard lock(zmq_port::g_mu);
+        ps = zmq_port::g_ports;
+      }
+      if (ps) ps->wake();
     }
-    if (ps) ps->wake();
   }
+  if (parts.capacity() == 0) return;  // (moved out by its handler)
+  for (std::string& f : parts) {
+    if (f.capacity() > zmq_port::kSpareFrameBytes) std::string().swap(f);
+  }
+  try {
+    std::lock_guard lock(s->spare_mu);
+    if (s->returned.size() < zmq_port::kSpareMessages) s->returned.push_back(std::move(parts));
+  } catch (...) {  // (no room to keep it: it is freed here)
+  }
+  s.reset();
 }
 
 }  // namespace nodus

@@ -4,6 +4,8 @@
                                    line on stdin (libzmq drops what a PULL has not read yet from a peer that
                                    disconnects: pyzmq alone, a PULL reading after its PUSH left, lost 3 messages in 2
                                    of 30 runs)
+  shapes ENDPOINT N                connect a PUSH, send N messages of shape(i) (1 to 5 frames of 0 to ~1,000 bytes),
+                                   print "sent N", stay connected until a line on stdin
   pull ENDPOINT N                  connect a PULL, take N messages ["out", "1".."N"], print "got N in order"
   req ENDPOINT N                   connect a REQ, N round trips "q1" -> expect "a:q1", print "req ok N"
   dealer ENDPOINT ID N             connect a DEALER with routing id ID, N round trips, print "dealer ID ok N"
@@ -51,6 +53,15 @@ if mode == "push":
     n = int(sys.argv[3])
     for i in range(1, n + 1):
         s.send_multipart([b"seq", str(i).encode()])
+    print("sent", n, flush=True)
+    sys.stdin.readline()
+    s.close()
+elif mode == "shapes":
+    s = sock(zmq.PUSH)
+    n = int(sys.argv[3])
+    for i in range(1, n + 1):
+        # as port_test.cpp's shape(): frame j of message i
+        s.send_multipart([(b"%d:%d;" % (i, j)) * ((i * 7 + j * 13) % 97) for j in range(i % 5 + 1)])
     print("sent", n, flush=True)
     sys.stdin.readline()
     s.close()

@@ -3,6 +3,7 @@
 // mark, the owner's end closes the socket, and misuse fails with a clear reason.
 #include <catch2/catch.hpp>
 
+#include <deque>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -101,6 +102,51 @@ TEST_CASE("a PULL port takes a pyzmq PUSH's messages in order, multipart kept", 
   CHECK(py.out() == "sent 2000\n");
 }
 
+namespace {
+// Message i of peer.py's shapes mode: i % 5 + 1 frames, frame j "i:j;" repeated (7i + 13j) % 97
+// times (empty, short, and longer than a reused frame keeps).
+std::vector<std::string> shape(long i) {
+  std::vector<std::string> v;
+  for (long j = 0; j < i % 5 + 1; ++j) {
+    const std::string unit = std::to_string(i) + ":" + std::to_string(j) + ";";
+    std::string f;
+    for (long r = 0; r < (i * 7 + j * 13) % 97; ++r) f += unit;
+    v.push_back(std::move(f));
+  }
+  return v;
+}
+
+// Takes n messages and counts those not exactly shape(i); keeps some a while (the rest give
+// their frames' memory back at once, for the port to read later messages into).
+Proc shapes_owner(Pid report, long n) {
+  zp::Port p = zp::open(zp::Type::pull, bind_any()).value();
+  send(report, zp::bound(p).at(0));
+  long bad = 0;
+  std::deque<ZmqMessage> kept;
+  for (long i = 1; i <= n; ++i) {
+    ZmqMessage m = co_await receive<ZmqMessage>();
+    if (m.parts != shape(i)) ++bad;
+    if (i % 3 == 0) kept.push_back(std::move(m));
+    if (kept.size() > 20) kept.pop_front();
+  }
+  for (const ZmqMessage& m : kept) bad += m.parts.empty() ? 1 : 0;  // (still whole)
+  send(report, tuple(atom("done"), bad));
+}
+}  // namespace
+
+TEST_CASE("a PULL port's messages of every shape arrive exact while their memory is reused", "[zmq_port]") {
+  Runtime rt;
+  Mailbox mb;
+  spawn(shapes_owner, mb.pid(), 3000L);
+  const std::string ep = endpoint_from(mb);
+  Child py(peer({"shapes", ep, "3000"}), "zp-shapes", Child::Pipe{});
+  auto done = mb.receive<Term>(30s);
+  REQUIRE(done);
+  CHECK((*done)[1] == Term(0));
+  py.write_stdin("bye\n");
+  CHECK(py.wait() == 0);
+}
+
 TEST_CASE("a PUSH port's messages reach a pyzmq PULL in order; the sender suspends on a full queue", "[zmq_port]") {
   Runtime rt;
   Mailbox mb;
@@ -178,6 +224,55 @@ TEST_CASE("counted flow: after its grant the port stops taking, and the peer's s
   CHECK(k >= 5);
   CHECK(k < 1000);  // (without flow control it would send until the second ran out: thousands)
   send(owner, tuple(atom("more"), k + 1));
+  py.write_stdin("go\n");
+  auto total = mb.receive<Term>(30s);
+  REQUIRE(total);
+  CHECK((*total)[1] == Term(k + 1));
+  CHECK(py.wait() == 0);
+}
+
+namespace {
+// Active flow with a budget of 10: keeps what arrives; on {count, R} tells R how many it holds;
+// on {rest, Total} lets them all go and takes messages until Total have come.
+Proc budget_owner(Pid report) {
+  zp::Options o = bind_any();
+  o.budget = 10;
+  o.rcvhwm = 10;
+  zp::Port p = zp::open(zp::Type::pull, o).value();
+  send(report, zp::bound(p).at(0));
+  std::vector<ZmqMessage> held;
+  for (;;) {
+    Message m = co_await receive_any();
+    if (m.is<ZmqMessage>()) {
+      held.push_back(std::move(m.get<ZmqMessage>()));
+    } else if (m.is<Term>() && m.get<Term>()[0].is_atom("count")) {
+      send(report, tuple(atom("held"), static_cast<std::int64_t>(held.size())));
+    } else if (m.is<Term>() && m.get<Term>()[0].is_atom("rest")) {
+      long got = static_cast<long>(held.size());
+      held.clear();
+      for (; got < m.get<Term>()[1].as_int(); ++got) (void)co_await receive<ZmqMessage>();
+      send(report, tuple(atom("total"), got));
+      co_return;
+    }
+  }
+}
+}  // namespace
+
+TEST_CASE("active flow: at its budget the port stops taking until the owner handles them; none is lost",
+          "[zmq_port][flow]") {
+  Runtime rt;
+  Mailbox mb;
+  const Pid owner = spawn(budget_owner, mb.pid());
+  const std::string ep = endpoint_from(mb);
+  Child py(peer({"flood", ep, "100000"}), "zp-flood-budget", Child::Pipe{});
+  REQUIRE(eventually([&] { return py.out().find("stopped after ") != std::string::npos; }, 30s));
+  const long k = std::stol(py.out().substr(py.out().find("stopped after ") + 14));
+  INFO("the peer sent " << k << " 100 KB messages before it was held");
+  CHECK(k >= 10);
+  CHECK(k < 1000);
+  send(owner, tuple(atom("count"), mb.pid()));
+  CHECK(mb.receive<Term>(10s) == Term(tuple(atom("held"), 10)));  // the budget, not one more
+  send(owner, tuple(atom("rest"), k + 1));
   py.write_stdin("go\n");
   auto total = mb.receive<Term>(30s);
   REQUIRE(total);
