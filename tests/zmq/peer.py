@@ -11,7 +11,8 @@
   dealer ENDPOINT ID N             connect a DEALER with routing id ID, N round trips, print "dealer ID ok N"
   flood ENDPOINT SIZE              connect a PUSH (SNDHWM 10), send SIZE-byte messages without blocking until
                                    the socket refuses for 1 s, print "stopped after K"; then wait for "go" on
-                                   stdin and send one more (blocking), print "sent one more"
+                                   stdin and send one more (blocking), print "sent one more", stay connected
+                                   until another line on stdin
   sub ENDPOINT                     connect a SUB (all), print each message until "end"
   pair ENDPOINT N                  connect a PAIR, N round trips "p1" -> expect "a:p1", print "pair ok N"
   curve_req ENDPOINT SERVER_PUB SECRET N
@@ -131,9 +132,9 @@ elif mode == "flood":
     print("stopped after", k, flush=True)
     sys.stdin.readline()
     s.send(body)
-    s.linger = 10000
-    s.close()
     print("sent one more", flush=True)
+    sys.stdin.readline()  # (connected until the test has them all: see push)
+    s.close()
 elif mode == "sub":
     s = sock(zmq.SUB)
     s.setsockopt(zmq.SUBSCRIBE, b"")

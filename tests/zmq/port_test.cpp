@@ -228,6 +228,7 @@ TEST_CASE("counted flow: after its grant the port stops taking, and the peer's s
   auto total = mb.receive<Term>(30s);
   REQUIRE(total);
   CHECK((*total)[1] == Term(k + 1));
+  py.write_stdin("bye\n");
   CHECK(py.wait() == 0);
 }
 
@@ -277,6 +278,7 @@ TEST_CASE("active flow: at its budget the port stops taking until the owner hand
   auto total = mb.receive<Term>(30s);
   REQUIRE(total);
   CHECK((*total)[1] == Term(k + 1));
+  py.write_stdin("bye\n");
   CHECK(py.wait() == 0);
 }
 
