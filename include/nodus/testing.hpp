@@ -205,6 +205,21 @@ inline std::uint16_t next_portmapper_port() {
     const char* base = std::getenv("NODUS_PORTMAPPER_PORT");
     return base ? std::atoi(base) : 22000 + (::getpid() % 10000);
   }();
+  // the next one nothing listens on (a port mapper a test's node started on its own, which
+  // outlives the test, must not answer for the next test's)
+  for (int tries = 0; tries < 200; ++tries) {
+    const auto port = static_cast<std::uint16_t>(b + 1 + (n++ % 200));
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));  // (as the port mapper binds)
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+    ::close(fd);
+    if (free) return port;
+  }
   return static_cast<std::uint16_t>(b + 1 + (n++ % 200));
 }
 
@@ -231,13 +246,16 @@ class PortMapper {
                       std::vector<std::string> extra = {})
       : port_(port), child_(args(binary, port, std::move(extra)), "portmapper-" + std::to_string(port)) {
     ::setenv("NODUS_PORTMAPPER_PORT", std::to_string(port).c_str(), 1);
+    // listening before the constructor returns: a node started right after it would otherwise
+    // find nobody on the port and start a port mapper of its own (which outlives the test)
+    (void)ready();
   }
   /// Its log (stderr).
   std::string err() const { return child_.err(); }
   std::uint16_t port() const { return port_; }
   /// True once it answers (a name list request) within `timeout`.
   bool ready(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-    return eventually([&] { return names().has_value(); }, timeout);
+    return eventually([&] { return names().has_value() || !child_.running(); }, timeout) && child_.running();
   }
   /// The NAMES answer, one `name kate at port 40123` line each; nullopt if it does not answer.
   std::optional<std::vector<std::string>> names() {

@@ -1,9 +1,12 @@
 // ZeroMQ ports (nodus/zmq_port.hpp) against real pyzmq peers (tests/zmq/peer.py, Debian's
 // python3-zmq): each pattern round-trips, the flow control holds the peer at its high-water
 // mark, the owner's end closes the socket, and misuse fails with a clear reason.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -32,8 +35,8 @@ zp::Options bind_any() { return {.bind = {"tcp://127.0.0.1:*"}}; }
 
 // Tells `report` the port's endpoint, then takes `n` messages ["seq", I] and reports
 // {done, OutOfOrder}.
-Proc pull_owner(Pid report, long n) {
-  zp::Port p = zp::open(zp::Type::pull, bind_any()).value();
+Proc pull_owner(Pid report, long n, zp::Options o) {
+  zp::Port p = zp::open(zp::Type::pull, std::move(o)).value();
   send(report, zp::bound(p).at(0));
   long bad = 0;
   for (long i = 1; i <= n; ++i) {
@@ -90,7 +93,7 @@ std::string endpoint_from(Mailbox& mb) {
 TEST_CASE("a PULL port takes a pyzmq PUSH's messages in order, multipart kept", "[zmq_port]") {
   Runtime rt;
   Mailbox mb;
-  spawn(pull_owner, mb.pid(), 2000L);
+  spawn(pull_owner, mb.pid(), 2000L, bind_any());
   const std::string ep = endpoint_from(mb);
   CHECK(ep.rfind("tcp://127.0.0.1:", 0) == 0);
   Child py(peer({"push", ep, "2000"}), "zp-push", Child::Pipe{});
@@ -133,6 +136,28 @@ Proc shapes_owner(Pid report, long n) {
   send(report, tuple(atom("done"), bad));
 }
 }  // namespace
+
+TEST_CASE("a PULL port bound on ipc:// takes a pyzmq PUSH's messages; the path is bound again after it closes",
+          "[zmq_port]") {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("nodus-zp-" + std::to_string(::getpid()) + ".ipc")).string();
+  Runtime rt;
+  Mailbox mb;
+  for (int round = 0; round < 2; ++round) {  // (libzmq leaves the socket file; a bind replaces it)
+    INFO("round " << round);
+    const Pid owner = spawn(pull_owner, mb.pid(), 500L, zp::Options{.bind = {"ipc://" + path}});
+    CHECK(endpoint_from(mb) == "ipc://" + path);
+    Child py(peer({"push", "ipc://" + path, "500"}), "zp-push-ipc", Child::Pipe{});
+    auto done = mb.receive<Term>(30s);
+    REQUIRE(done);
+    CHECK((*done)[1] == Term(0));
+    py.write_stdin("bye\n");
+    CHECK(py.wait() == 0);
+    CHECK(py.out() == "sent 500\n");
+    CHECK(eventually([&] { return !is_process_alive(owner); }));
+  }
+  std::filesystem::remove(path);
+}
 
 TEST_CASE("a PULL port's messages of every shape arrive exact while their memory is reused", "[zmq_port]") {
   Runtime rt;
