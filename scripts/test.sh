@@ -102,6 +102,15 @@ if [[ $mode == plain && -z $filter ]]; then
     echo "FAIL packaging (see $dir/install.log)"
     failed=$((failed + 1))
   fi
+  # every installed header alone, with only its package's flags and declared dependencies
+  if [[ -n ${pc:-} ]] && hdr=$(python3 tests/packaging/check_headers.py "$stage" "$pc" 2>&1); then
+    echo "ok   packaging: $hdr"
+    passed=$((passed + 1))
+  else
+    echo "FAIL packaging: the installed headers and their .pc files:"
+    echo "${hdr:-no nodus.pc was installed}"
+    failed=$((failed + 1))
+  fi
   rm -rf "$stage"
 fi
 
