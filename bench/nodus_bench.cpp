@@ -27,7 +27,7 @@
 
 #include <filesystem>
 
-#include "../src/dist/portmapper.hpp"
+#include "nodus/portmapper.hpp"
 #include "nodus/nodus.hpp"
 #include "nodus/testing.hpp"
 #include "nodus/zmq_port.hpp"

@@ -14,7 +14,7 @@
 #include <cstdio>
 #include <iostream>
 
-#include "../src/dist/portmapper.hpp"
+#include "nodus/portmapper.hpp"
 #include "shell.hpp"
 #include "nodus/cli.hpp"
 #include "nodus/nodus.hpp"

@@ -1,7 +1,7 @@
 // nodus-portmapper: the per-host name -> port registry nodes start on demand (like epmd).
 #include <CLI/CLI.hpp>
 
-#include "../src/dist/portmapper.hpp"
+#include "nodus/portmapper.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{

@@ -17,7 +17,7 @@
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 
-#include "../../src/dist/portmapper.hpp"
+#include "nodus/portmapper.hpp"
 #include "harness.hpp"
 #include "nodus/nodus.hpp"
 

@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "../../src/dist/portmapper.hpp"
+#include "nodus/portmapper.hpp"
 #include "harness.hpp"
 #include "nodus/nodus.hpp"
 
