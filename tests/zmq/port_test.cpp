@@ -231,6 +231,26 @@ Proc counted_owner(Pid report) {
   for (; got < last; ++got) (void)co_await receive<ZmqMessage>();
   send(report, tuple(atom("total"), got));
 }
+// The flood peer's count once its socket has refused for a second: bounded by the high-water
+// marks and what the kernel's buffers hold, not by how long it tries.
+long flood_held(Child& py, long at_least) {
+  REQUIRE(eventually([&] { return py.out().find("stopped after ") != std::string::npos; }, 30s));
+  const long k = std::stol(py.out().substr(py.out().find("stopped after ") + 14));
+  UNSCOPED_INFO("the peer sent " << k << " 100 KB messages before it was held");
+  CHECK(k >= at_least);
+  CHECK(k < 1000);  // (without flow control it would send until the second ran out: thousands)
+  return k;
+}
+
+// Lets the flood peer send one more; the owner reports {total, N} once it has taken them all.
+void flood_rest(Mailbox& mb, Child& py, long k) {
+  py.write_stdin("go\n");
+  auto total = mb.receive<Term>(30s);
+  REQUIRE(total);
+  CHECK((*total)[1] == Term(k + 1));
+  py.write_stdin("bye\n");
+  CHECK(py.wait() == 0);
+}
 }  // namespace
 
 TEST_CASE("counted flow: after its grant the port stops taking, and the peer's sends stop at its HWM",
@@ -241,20 +261,9 @@ TEST_CASE("counted flow: after its grant the port stops taking, and the peer's s
   const std::string ep = endpoint_from(mb);
   Child py(peer({"flood", ep, "100000"}), "zp-flood", Child::Pipe{});
   CHECK(mb.receive<Term>(20s) == Term(atom("five")));
-  // the peer sends until its socket refuses for a second: bounded by the high-water marks
-  // (10 + 10) and what the kernel's buffers hold, not by how long it tries
-  REQUIRE(eventually([&] { return py.out().find("stopped after ") != std::string::npos; }, 30s));
-  const long k = std::stol(py.out().substr(py.out().find("stopped after ") + 14));
-  INFO("the peer sent " << k << " 100 KB messages before it was held");
-  CHECK(k >= 5);
-  CHECK(k < 1000);  // (without flow control it would send until the second ran out: thousands)
+  const long k = flood_held(py, 5);
   send(owner, tuple(atom("more"), k + 1));
-  py.write_stdin("go\n");
-  auto total = mb.receive<Term>(30s);
-  REQUIRE(total);
-  CHECK((*total)[1] == Term(k + 1));
-  py.write_stdin("bye\n");
-  CHECK(py.wait() == 0);
+  flood_rest(mb, py, k);
 }
 
 namespace {
@@ -291,20 +300,11 @@ TEST_CASE("active flow: at its budget the port stops taking until the owner hand
   const Pid owner = spawn(budget_owner, mb.pid());
   const std::string ep = endpoint_from(mb);
   Child py(peer({"flood", ep, "100000"}), "zp-flood-budget", Child::Pipe{});
-  REQUIRE(eventually([&] { return py.out().find("stopped after ") != std::string::npos; }, 30s));
-  const long k = std::stol(py.out().substr(py.out().find("stopped after ") + 14));
-  INFO("the peer sent " << k << " 100 KB messages before it was held");
-  CHECK(k >= 10);
-  CHECK(k < 1000);
+  const long k = flood_held(py, 10);
   send(owner, tuple(atom("count"), mb.pid()));
   CHECK(mb.receive<Term>(10s) == Term(tuple(atom("held"), 10)));  // the budget, not one more
   send(owner, tuple(atom("rest"), k + 1));
-  py.write_stdin("go\n");
-  auto total = mb.receive<Term>(30s);
-  REQUIRE(total);
-  CHECK((*total)[1] == Term(k + 1));
-  py.write_stdin("bye\n");
-  CHECK(py.wait() == 0);
+  flood_rest(mb, py, k);
 }
 
 namespace {
