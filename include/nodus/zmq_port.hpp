@@ -92,8 +92,9 @@ void send(Mailbox& mb, const Port& p, std::vector<std::string> parts);
 /// Sends unless that would wait: false (nothing sent) while the send queue is full.
 bool send_nosuspend(const Port& p, std::vector<std::string> parts);
 
-/// Closes the socket (the owner only); what it still held for sending is dropped after
-/// `linger_ms`.
+/// Closes the socket (the owner only). What it still held for sending goes into the socket as
+/// far as the socket takes it at once, then libzmq delivers for `linger_ms`. At the Runtime's
+/// end a port waits for room up to `linger_ms` (docs/zmq-ports.md, Sending).
 void close(const Port& p);
 
 }  // namespace zmq_port

@@ -142,7 +142,9 @@ class Ports {
     }
     wake();
     thread_.join();
+    // (the thread is gone: the sockets are this thread's now)
     for (auto& [id, s] : ports_) {
+      drain(s);
       if (s->monitor) zmq_close(s->monitor);
       if (s->sock) zmq_close(s->sock);
       s->sock = s->monitor = nullptr;
@@ -406,6 +408,30 @@ class Ports {
     }
     ports_.erase(s->id);
     for (const Pid& w : waiting) send(w, Space{s->id});
+  }
+
+  // At the Runtime's end: what senders queued goes into the socket, waiting for room up to the
+  // port's linger time (a negative linger: up to a minute), so that a program that sends its
+  // last messages and ends does not lose them before the socket's own linger takes over.
+  void drain(const std::shared_ptr<PortState>& s) {
+    if (!s->sock || s->opts.linger_ms == 0) return;
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(s->opts.linger_ms < 0 ? 60000 : s->opts.linger_ms);
+    for (;;) {
+      write_some(s);
+      {
+        std::lock_guard lock(mu_);
+        if (s->out.empty()) return;
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        log_limited(spdlog::level::warn, "zmq_port",
+                    "zmq_port " + std::to_string(s->id) + ": closed at the Runtime's end with messages its peer never took");
+        return;
+      }
+      zmq_pollitem_t item{s->sock, 0, ZMQ_POLLOUT, 0};
+      (void)zmq_poll(&item, 1, static_cast<long>(left.count()));
+    }
   }
 
   bool wants_in(const PortState& s) const {

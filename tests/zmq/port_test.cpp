@@ -184,6 +184,42 @@ TEST_CASE("a PUSH port's messages reach a pyzmq PULL in order; the sender suspen
   send(owner, atom("stop"));
 }
 
+namespace {
+// Queues n 100 KB messages ["out", I, padding] on a PUSH port (HWM 10, so most wait in the
+// port's queue), reports `queued` and waits: the Runtime's end closes the port.
+Proc queue_then_wait(Pid report, std::string ep, long n) {
+  zp::Options o{.connect = {ep}};
+  o.sndhwm = 10;
+  o.send_queue = 1000;
+  o.linger_ms = 20000;
+  zp::Port p = zp::open(zp::Type::push, o).value();
+  const std::string pad(100 * 1024, 'x');
+  for (long i = 1; i <= n; ++i) {
+    std::vector<std::string> parts{std::string("out"), std::to_string(i), pad};
+    co_await zp::send(p, std::move(parts));
+  }
+  send(report, atom("queued"));
+  co_await receive<Term>([](const Term& t) { return t.is_atom("stop"); });
+}
+}  // namespace
+
+TEST_CASE("what a PUSH port still holds when the Runtime ends goes to its peer, within its linger",
+          "[zmq_port]") {
+  // the peer binds (a PULL bound by pyzmq), the port connects
+  const std::uint16_t port = free_port();
+  const std::string ep = "tcp://127.0.0.1:" + std::to_string(port);
+  Child py(peer({"pull_bind", ep, "300"}), "zp-pull-end");
+  REQUIRE(eventually([&] { return py.out().find("bound") != std::string::npos || !py.running(); }));
+  {
+    Runtime rt;
+    Mailbox mb;
+    spawn(queue_then_wait, mb.pid(), ep, 300L);
+    CHECK(mb.receive<Term>(30s) == Term(atom("queued")));
+  }  // the Runtime's end, with most of the 300 (30 MB) still in the port's queue
+  CHECK(py.wait(60s) == 0);
+  CHECK(py.out() == "bound\ngot 300 in order\n");
+}
+
 TEST_CASE("a REP port serves a pyzmq REQ; a ROUTER port serves two DEALERs, routing id first; a PAIR, a PAIR",
           "[zmq_port]") {
   Runtime rt;
