@@ -68,8 +68,10 @@ multiplier=1
 [[ $mode != plain ]] && multiplier=2  # the sanitizers' pace
 # (MALLOC_PERTURB_=0: meson would otherwise set a random one, which the memory bounds of some
 # tests would measure)
+# (its progress, a line per binary as it ends, shown as it goes; the whole output in meson-test.log)
 MALLOC_PERTURB_=0 meson test -C "$dir" --no-rebuild --num-processes 1 --timeout-multiplier $multiplier \
-  "${names[@]}" >"$dir/meson-test.log" 2>&1
+  "${names[@]}" 2>&1 | tee "$dir/meson-test.log" | grep --line-buffered -E '^ *[0-9]+/[0-9]+ '
+echo "--- the test cases of each binary:"
 # each test's output (stdout, then stderr) into $dir/test_NAME.log, and its result and seconds
 python3 - "$dir" >"$dir/meson-results.txt" <<'PY' || { echo "cannot read $dir/meson-logs/testlog.json"; echo "0 passed, 1 failed"; exit 1; }
 import json, sys
