@@ -147,9 +147,11 @@ int fault_peer(int argc, char** argv) {
     o.peers.emplace_back(p.substr(0, p.find('=')), p.substr(p.find('=') + 1));
     peers.push_back(atom(p.substr(0, p.find('='))));
   }
-  Node node(o);
+  // registered before the node comes up: a peer that reaches it (a pong) finds them (the
+  // sink registered after it once lost the first 70 messages of a stream: `gap 0 71`)
   register_name(atom("echo"), spawn(echo));
   register_name(atom("seqsink"), spawn(seqsink));
+  Node node(o);
   spawn(driver, peers);
   if (const char* total = std::getenv("NODUS_TEST_STREAM"); total && !peers.empty()) {
     spawn(streamer, peers[0], static_cast<std::int64_t>(std::atoll(total)));

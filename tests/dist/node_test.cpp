@@ -181,15 +181,17 @@ int typed_peer(int argc, char** argv) {
     opts.cookie.clear();
     opts.curve = load_curve(spec.substr(0, spec.find(',')), spec.substr(spec.find(',') + 1));
   }
-  Node node(opts);
+  // what peers call is registered before the node comes up (and registers with the port
+  // mapper, which is what the tests wait for)
   register_name(atom("greeter"), spawn(greeter));
   register_name(atom("seqsink"), spawn(seqsink));
-  std::thread(stdin_trigger).detach();
   gen_server::start(std::make_unique<Kv>(), {.name = atom("kv")});
   task::register_function("Test.echo", echo_task);
   task::register_function("Test.crash", crash_task);
   task::register_function("Test.wait", wait_task);
   task_supervisor::start({.name = atom("Test.TaskSupervisor")});
+  Node node(opts);
+  std::thread(stdin_trigger).detach();
   term.wait();
   return 0;
 }
