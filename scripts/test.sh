@@ -66,9 +66,9 @@ done < <(meson test -C "$dir" --no-rebuild --list 2>/dev/null | grep ' / ')
 ((${#names[@]})) || { echo "no test matches '$filter'"; echo "0 passed, 1 failed"; exit 1; }
 multiplier=1
 [[ $mode != plain ]] && multiplier=2  # the sanitizers' pace
-# (MALLOC_PERTURB_=0: meson would otherwise set a random one, which the memory bounds of some
-# tests would measure)
-# (its progress, a line per binary as it ends, shown as it goes; the whole output in meson-test.log)
+# Its progress (a line per binary as it ends) shows as it goes; the whole output goes to
+# meson-test.log. MALLOC_PERTURB_=0: meson would otherwise set a random one, which the memory
+# bounds of some tests would measure.
 MALLOC_PERTURB_=0 meson test -C "$dir" --no-rebuild --num-processes 1 --timeout-multiplier $multiplier \
   "${names[@]}" 2>&1 | tee "$dir/meson-test.log" | grep --line-buffered -E '^ *[0-9]+/[0-9]+ '
 echo "--- the test cases of each binary:"

@@ -153,17 +153,30 @@ class Child {
 };
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (for nodes given a fixed --port).
-inline std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+/// A TCP socket bound to 127.0.0.1:`port` (0: a free one) with SO_REUSEADDR, as the port
+/// mapper binds; -1 if the port is taken.
+inline int bind_loopback(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   sockaddr_in a{};
   a.sin_family = AF_INET;
+  a.sin_port = htons(port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+inline std::uint16_t free_port() {
+  const int fd = bind_loopback(0);
+  if (fd < 0) return 0;
+  sockaddr_in a{};
   socklen_t len = sizeof(a);
   std::uint16_t port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) port = ntohs(a.sin_port);
   ::close(fd);
   return port;
 }
@@ -209,16 +222,10 @@ inline std::uint16_t next_portmapper_port() {
   // outlives the test, must not answer for the next test's)
   for (int tries = 0; tries < 200; ++tries) {
     const auto port = static_cast<std::uint16_t>(b + 1 + (n++ % 200));
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));  // (as the port mapper binds)
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-    ::close(fd);
-    if (free) return port;
+    if (const int fd = bind_loopback(port); fd >= 0) {
+      ::close(fd);
+      return port;
+    }
   }
   return static_cast<std::uint16_t>(b + 1 + (n++ % 200));
 }

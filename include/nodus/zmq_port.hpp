@@ -115,7 +115,6 @@ struct PortToken {
   PortToken& operator=(PortToken&&) noexcept = default;
   PortToken(const PortToken&) noexcept {}
   PortToken& operator=(const PortToken&) noexcept { return *this; }
-  ~PortToken() = default;
   void release(std::vector<std::string>& parts) noexcept;
 };
 }  // namespace detail

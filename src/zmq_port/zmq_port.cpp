@@ -449,7 +449,12 @@ class Ports {
         return;
       }
       if (s->opts.flow == Flow::active) {
-        s->unhandled.fetch_add(1);
+        if (s->unhandled.fetch_add(1) + 1 >= static_cast<std::int64_t>(s->opts.budget)) {
+          // pause at the budget; a handler that went below resume_at() meanwhile saw no pause
+          // and did not wake this thread, so look again after setting it
+          s->paused.store(true);
+          if (s->unhandled.load() <= s->resume_at()) s->paused.store(false);
+        }
       } else {
         s->granted.fetch_sub(1);
       }
@@ -536,13 +541,6 @@ class Ports {
       for (auto& s : monitored) items.push_back({s->monitor, 0, ZMQ_POLLIN, 0});
       const std::size_t first = items.size();
       for (auto& [id, s] : ports_) {
-        if (receives(s->type) && s->opts.flow == Flow::active && !s->paused.load() &&
-            s->unhandled.load() >= static_cast<std::int64_t>(s->opts.budget)) {
-          // pause at the budget; a handler that went below resume_at() meanwhile saw no pause
-          // and did not wake this thread, so look again after setting it
-          s->paused.store(true);
-          if (s->unhandled.load() <= s->resume_at()) s->paused.store(false);
-        }
         short ev = wants_in(*s) ? ZMQ_POLLIN : 0;
         {
           std::lock_guard lock(mu_);
@@ -793,7 +791,6 @@ void detail::PortToken::release(std::vector<std::string>& parts) noexcept {
     if (s->returned.size() < zmq_port::kSpareMessages) s->returned.push_back(std::move(parts));
   } catch (...) {  // (no room to keep it: it is freed here)
   }
-  s.reset();
 }
 
 }  // namespace nodus
