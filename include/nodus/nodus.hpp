@@ -6,6 +6,7 @@
 #include "nodus/log.hpp"
 #include "nodus/mailbox.hpp"
 #include "nodus/node.hpp"
+#include "nodus/observe.hpp"
 #include "nodus/message.hpp"
 #include "nodus/pid.hpp"
 #include "nodus/proc.hpp"

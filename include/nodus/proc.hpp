@@ -4,6 +4,7 @@
 #include <coroutine>
 #include <exception>
 #include <optional>
+#include <source_location>
 #include <utility>
 
 namespace nodus {
@@ -15,6 +16,10 @@ class Proc {
  public:
   struct promise_type {
     std::exception_ptr error;
+    /// The body's function, as the compiler names it (shown by observe::processes, `i()`).
+    const char* body = nullptr;
+    promise_type(std::source_location where = std::source_location::current()) noexcept
+        : body(where.function_name()) {}
     Proc get_return_object() { return Proc(handle::from_promise(*this)); }
     std::suspend_always initial_suspend() noexcept { return {}; }
     std::suspend_always final_suspend() noexcept { return {}; }

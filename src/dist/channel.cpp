@@ -4,6 +4,7 @@
 #include "../runtime/process.hpp"
 #include "../runtime/trace.hpp"
 #include <algorithm>
+#include <chrono>
 
 #include "codec.hpp"
 #include "wire.hpp"
@@ -229,10 +230,16 @@ bool Channel::drain() {
   return true;
 }
 
+std::int64_t steady_now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 bool Channel::over_budget() {
   if (!busy && queued() > high) {
     busy = true;
-    ++busy_episodes;
+    add(counters->busy_episodes, 1);
+    counters->busy_since.store(steady_now_ns(), std::memory_order_relaxed);
   }
   return busy;
 }
@@ -242,6 +249,13 @@ void Channel::release_if_drained() {
 }
 
 void Channel::release() {
+  if (busy) {
+    const std::int64_t since = counters->busy_since.exchange(0, std::memory_order_relaxed);
+    if (since != 0) {
+      counters->busy_ns.store(counters->busy_ns.load(std::memory_order_relaxed) + (steady_now_ns() - since),
+                              std::memory_order_relaxed);
+    }
+  }
   busy = false;
   for (const auto& h : held) {
     // a sender whose large message is still going stays held until it is all gone

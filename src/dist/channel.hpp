@@ -6,7 +6,9 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <atomic>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <utility>
 #include <string>
@@ -24,6 +26,23 @@ namespace nodus::dist {
 /// The send budget's default: bytes queued for one peer before its senders are suspended
 /// (Erlang's dist_buf_busy_limit is 1 MB too).
 inline constexpr std::size_t kDefaultDistBuffer = 1 << 20;
+
+/// Observability: what went to and came from one peer, kept across its connections (a
+/// reconnect keeps counting). Each field has one writer at a time (the outbound ones under a
+/// Channel's `mu`, the inbound ones under the node's io_mu_), so a relaxed load and store
+/// counts exactly; anyone may read.
+struct PeerCounters {
+  std::atomic<std::uint64_t> msgs_out{0}, bytes_out{0};
+  std::atomic<std::uint64_t> msgs_in{0}, bytes_in{0};
+  std::atomic<std::int64_t> busy_ns{0};      ///< time over the send budget, closed episodes
+  std::atomic<std::int64_t> busy_since{0};   ///< steady ns when the open episode began (0: none)
+  std::atomic<std::uint64_t> busy_episodes{0};
+  std::atomic<std::uint64_t> ups{0}, downs{0};
+};
+inline void add(std::atomic<std::uint64_t>& a, std::uint64_t n) noexcept {
+  a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+std::int64_t steady_now_ns() noexcept;
 
 // Invariants, all under `mu`:
 //  - `io_owns` is true while state != up, or pending is not empty, or the connection holds
@@ -60,7 +79,7 @@ struct Channel {
   bool busy = false;
   std::vector<std::pair<runtime::Process*, std::uint64_t>> held;  // suspended senders
   std::condition_variable drained;  // threads (Mailbox owners) blocked on the budget
-  std::uint64_t busy_episodes = 0;  // how often the budget was passed (observability)
+  std::shared_ptr<PeerCounters> counters = std::make_shared<PeerCounters>();  // (the node's, per peer)
   // Large messages (over kFragmentBytes), oldest first.
   struct Bulk {
     std::uint64_t id;

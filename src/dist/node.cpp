@@ -449,3 +449,61 @@ void deliver_remote_name(Atom name, Atom node_name, MsgNode* n) {
 }  // namespace detail
 
 }  // namespace nodus
+
+namespace nodus::dist {
+void NodeImpl::fill_stats(observe::Stats& s) {
+  s.node = name_;
+  s.connections_up = conns_up_.load(std::memory_order_relaxed);
+  s.connections_down = conns_down_.load(std::memory_order_relaxed);
+  s.handshakes_refused = refused_.load(std::memory_order_relaxed);
+  s.senders_held = held_total_.load(std::memory_order_relaxed);
+  {
+    std::lock_guard lock(reasons_mu_);
+    s.down_reasons = down_reasons_;
+  }
+  std::vector<std::pair<std::uint32_t, std::shared_ptr<PeerCounters>>> peers;
+  std::unordered_map<std::uint32_t, std::shared_ptr<Channel>> chans;
+  {
+    std::lock_guard lock(chan_mu_);
+    peers.assign(peer_counters_.begin(), peer_counters_.end());
+    chans = channels_;
+  }
+  std::set<std::uint32_t> up;
+  {
+    std::lock_guard lock(list_mu_);
+    for (Atom a : up_) up.insert(a.id());
+  }
+  const std::int64_t now = steady_now_ns();
+  for (const auto& [id, k] : peers) {
+    observe::PeerStats p;
+    p.node = Atom::from_id(id);
+    p.up = up.count(id) != 0;
+    p.msgs_out = k->msgs_out.load(std::memory_order_relaxed);
+    p.bytes_out = k->bytes_out.load(std::memory_order_relaxed);
+    p.msgs_in = k->msgs_in.load(std::memory_order_relaxed);
+    p.bytes_in = k->bytes_in.load(std::memory_order_relaxed);
+    p.busy_episodes = k->busy_episodes.load(std::memory_order_relaxed);
+    p.busy_ns = k->busy_ns.load(std::memory_order_relaxed);
+    if (const std::int64_t since = k->busy_since.load(std::memory_order_relaxed); since != 0) p.busy_ns += now - since;
+    p.connections_up = k->ups.load(std::memory_order_relaxed);
+    p.connections_down = k->downs.load(std::memory_order_relaxed);
+    if (auto c = chans.find(id); c != chans.end()) {
+      std::lock_guard lock(c->second->mu);
+      p.queued_bytes = c->second->queued();
+    }
+    s.peers.push_back(p);
+  }
+  std::sort(s.peers.begin(), s.peers.end(),
+            [](const observe::PeerStats& a, const observe::PeerStats& b) { return a.node.name() < b.node.name(); });
+}
+}  // namespace nodus::dist
+
+namespace nodus::observe::parts {
+void fill_dist(Stats& s) {
+  if (const dist::NodeUse node; node) {
+    node->fill_stats(s);
+  } else {
+    s.node = atom("nonode@nohost");
+  }
+}
+}  // namespace nodus::observe::parts

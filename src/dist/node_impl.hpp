@@ -22,6 +22,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "../observe_parts.hpp"
 #include "../runtime/context.hpp"
 #include "../runtime/process.hpp"
 #include "channel.hpp"
@@ -192,7 +193,7 @@ class NodeImpl {
   /// more to join them, until flush_staged.
   /// With `data` (the batch holds messages), a channel over its send budget holds the sender
   /// (a process at its next suspension point; a plain thread here, until it drains).
-  void send_records(Atom node, std::string& batch, bool stage = false, bool data = false);
+  void send_records(Atom node, std::string& batch, bool stage = false, bool data = false, std::size_t records = 1);
   /// send_nosuspend: would a message to `node` now wait on its send budget?
   bool busy(Atom node);
   /// A record over kFragmentBytes (without its length prefix): queued whole on the channel and
@@ -212,6 +213,8 @@ class NodeImpl {
   /// monitor_node from any thread: `watcher` gets {nodedown, Node} when the connection goes
   /// (at once if it cannot be made).
   void monitor_node(Atom node, const Pid& watcher, bool on);
+  /// observe::stats: the peers and connection events.
+  void fill_stats(observe::Stats& s);
 
  private:
   // One connection to another node (docs/PROTOCOL.md section 2): ours (we connected, a ZMTP
@@ -356,6 +359,13 @@ class NodeImpl {
   std::unordered_map<std::uint32_t, std::shared_ptr<Channel>> channels_;  // by atom id
   std::size_t dist_buffer_ = kDefaultDistBuffer;  // each channel's budget (NodeOptions)
   std::atomic<std::uint64_t> held_total_{0};      // senders the budget held (observability)
+  // observability: per peer, kept across its channels (under chan_mu_); connection events
+  std::unordered_map<std::uint32_t, std::shared_ptr<PeerCounters>> peer_counters_;
+  std::atomic<std::uint64_t> conns_up_{0}, conns_down_{0}, refused_{0};
+  std::mutex reasons_mu_;
+  std::vector<std::pair<std::string, std::uint64_t>> down_reasons_;  // at most kMaxReasons
+  void count_down(const std::string& why);
+  void count_refused() { refused_.fetch_add(1, std::memory_order_relaxed); }
   std::mutex dirty_mu_;                                 // after a Channel::mu, never before
   std::vector<std::shared_ptr<Channel>> dirty_;         // channels with staged records
   PeerLinks links_;
@@ -410,6 +420,7 @@ struct Outbox {
   Atom dest;
   std::string buf;
   bool data = false;  // holds a message (not only control frames)
+  std::size_t records = 0;  // in buf (observability)
 };
 Outbox& outbox() noexcept;
 bool on_worker_thread() noexcept;
@@ -454,6 +465,7 @@ void NodeImpl::emit(Atom node, Encode&& encode, bool data) {
     at = 0;
   }
   o.data |= data;
+  ++o.records;
   const auto len = static_cast<std::uint32_t>(o.buf.size() - at - 4);
   for (int i = 0; i < 4; ++i) o.buf[at + i] = static_cast<char>((len >> (8 * i)) & 0xff);  // little-endian
   // the record waits in the outbox: the slice's end must send it. (Set here, after the

@@ -237,6 +237,7 @@ void NodeImpl::flush_outbox() {
     return;
   }
   const bool data = std::exchange(o->data, false);
+  const std::size_t records = std::exchange(o->records, 0);
   if (BulkMark& m = tl_bulk_mark; m.ch) {
     // what the process that queued a large message sends after it, until it leaves the thread,
     // follows that message
@@ -245,12 +246,17 @@ void NodeImpl::flush_outbox() {
       std::lock_guard lock(m.ch->mu);
       if (m.ch->find_bulk(m.id) != nullptr) {
         pending = true;
-        if (m.node == o->dest && m.ch->add_trailer(m.id, o->buf)) return;
+        const std::size_t bytes = o->buf.size();
+        if (m.node == o->dest && m.ch->add_trailer(m.id, o->buf)) {
+          add(m.ch->counters->msgs_out, records);
+          add(m.ch->counters->bytes_out, bytes);
+          return;
+        }
       }
     }
     if (!pending) m = BulkMark{};  // it went (or its channel did), or another process runs here
   }
-  node->send_records(o->dest, o->buf, on_worker_thread(), data);
+  node->send_records(o->dest, o->buf, on_worker_thread(), data, records);
 }
 
 void NodeImpl::send_large(Atom node, std::string record) {
@@ -259,6 +265,8 @@ void NodeImpl::send_large(Atom node, std::string record) {
     std::unique_lock lock(ch->mu);
     if (ch->state == Channel::down) continue;  // lost just now: a fresh channel reconnects
     bool wake = false;
+    add(ch->counters->msgs_out, 1);
+    add(ch->counters->bytes_out, record.size() + 4);
     const std::uint64_t id = ch->add_bulk(std::move(record), &wake);
     runtime::Process* p = runtime::current();
     bool block = false;
@@ -289,6 +297,9 @@ std::shared_ptr<Channel> NodeImpl::channel(Atom node) {
     auto& slot = channels_[node.id()];
     if (!slot) {
       slot = std::make_shared<Channel>();
+      auto& counters = peer_counters_[node.id()];
+      if (!counters) counters = std::make_shared<PeerCounters>();
+      slot->counters = counters;
       slot->high = dist_buffer_;
       slot->low = dist_buffer_ / 2;
       opened = true;
@@ -309,11 +320,13 @@ std::shared_ptr<Channel> NodeImpl::channel(Atom node) {
 // without a suspension point (a loop that never waits): then its worker thread waits too.
 constexpr std::size_t kHardBudgetFactor = 4;
 
-void NodeImpl::send_records(Atom node, std::string& batch, bool stage, bool data) {
+void NodeImpl::send_records(Atom node, std::string& batch, bool stage, bool data, std::size_t records) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::shared_ptr<Channel> ch = channel(node);
     std::unique_lock lock(ch->mu);
     if (ch->state == Channel::down) continue;  // lost just now: a fresh channel reconnects
+    add(ch->counters->msgs_out, records);
+    add(ch->counters->bytes_out, batch.size());
     bool newly_staged = false;
     const bool wake = ch->submit(batch, stage, &newly_staged);
     if (newly_staged) {
@@ -325,6 +338,7 @@ void NodeImpl::send_records(Atom node, std::string& batch, bool stage, bool data
     // to drain to the low-water mark, or for the channel to go down
     bool block = false;
     if (data && ch->over_budget()) {
+      observe::parts::note_busy_peer(node);
       if (const std::uint64_t id = runtime::hold_current()) {
         ch->held.emplace_back(runtime::current(), id);  // held at its next suspension point
         held_total_.fetch_add(1, std::memory_order_relaxed);
@@ -733,7 +747,12 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
   for (auto& w : p.waiters) w->finish(false, why);
   const std::shared_ptr<Channel> failed = fail_channel(node, why);
   if (p.conn) close_conn(*p.conn);
-  if (p.up) logger().info("node {} down: {}", node.name(), why);
+  if (p.up) {
+    logger().info("node {} down: {}", node.name(), why);
+    count_down(why);
+    std::lock_guard lock(chan_mu_);
+    if (auto k = peer_counters_.find(node.id()); k != peer_counters_.end()) add(k->second->downs, 1);
+  }
   for (auto sp = spawns_.begin(); sp != spawns_.end();) {
     if (sp->second.node == node) {
       const PendingSpawn ps = sp->second;
@@ -748,6 +767,28 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
   fire_noconnection(node);
   release_senders(failed);  // now: their DOWNs and exit signals are in their mailboxes
   mark_up(node, false);
+}
+
+void NodeImpl::count_down(const std::string& why) {
+  conns_down_.fetch_add(1, std::memory_order_relaxed);
+  constexpr std::size_t kMaxReasons = 32, kReasonBytes = 80;
+  // the reason's kind: what comes before the first ':' (its details vary: addresses, names)
+  std::string kind = why.substr(0, std::min(why.find(':'), kReasonBytes));
+  std::lock_guard lock(reasons_mu_);
+  for (auto& [k, n] : down_reasons_) {
+    if (k == kind) {
+      ++n;
+      return;
+    }
+  }
+  if (down_reasons_.size() >= kMaxReasons) kind = "other";
+  for (auto& [k, n] : down_reasons_) {
+    if (k == kind) {
+      ++n;
+      return;
+    }
+  }
+  down_reasons_.emplace_back(std::move(kind), 1);
 }
 
 void NodeImpl::mark_up(Atom node, bool up) {

@@ -203,6 +203,24 @@ std::size_t NodeImpl::on_inbound() {
 bool NodeImpl::on_message(Conn& c, std::string_view m) {
   if (c.up) {
     const PeerRef from{c.peer, c.hs.peer_creation()};
+    if (c.channel) {
+      // (held here: handling a record may close the connection and drop its channel)
+      const std::shared_ptr<PeerCounters> k = c.channel->counters;
+      add(k->bytes_in, m.size());
+      std::uint64_t records = 0;
+      for_each_record(m, from.name(), [&](std::string_view rec) {
+        ++records;
+        if (rec.size() >= 2 && static_cast<std::uint8_t>(rec[0]) == kWireVersion &&
+            static_cast<Op>(rec[1]) == Op::fragment) {
+          on_fragment(c, from, rec);
+        } else {
+          deliver_frame(from, rec);
+        }
+        return true;
+      });
+      add(k->msgs_in, records);
+      return !c.closed;
+    }
     for_each_record(m, from.name(), [&](std::string_view rec) {
       if (rec.size() >= 2 && static_cast<std::uint8_t>(rec[0]) == kWireVersion &&
           static_cast<Op>(rec[1]) == Op::fragment) {
@@ -301,7 +319,7 @@ bool NodeImpl::on_handshake_frame(Conn& c, std::string_view frame) {
     case Handshake::Step::refused:
       if (c.ours()) {
         logger().error("** Connection to node {} refused: {} **", who, st.why);
-      } else if (st.why == "invalid challenge reply") {
+      } else if (count_refused(); st.why == "invalid challenge reply") {
         log_limited(spdlog::level::err, "refusal",
                     "** Connection attempt from node " + c.hs.peer() + " rejected. Invalid challenge reply. **");
       } else {
@@ -337,6 +355,7 @@ bool NodeImpl::on_hello(Conn& c) {
       write_frame(c, Handshake::refuse(Handshake::kRefused, "its CURVE key is not bound to the name " +
                                                                 name.substr(0, 120) + " here (allowed as " +
                                                                 bound.substr(0, 80) + ")"));
+      count_refused();
       close_conn(c);
       return false;
     }
@@ -421,6 +440,7 @@ void NodeImpl::became_up(Conn& c) {
   p.conn = &c;
   p.up = true;
   c.up = true;
+  conns_up_.fetch_add(1, std::memory_order_relaxed);
   uncount(c);
   const auto now = Clock::now();
   c.last_heard = now;
@@ -435,6 +455,7 @@ void NodeImpl::became_up(Conn& c) {
     if (wants_json(node)) ch->use_json();
   }
   c.channel = ch;
+  add(ch->counters->ups, 1);
   mark_up(node, true);
   logger().info("connected to {} ({})", node.name(), c.ours() ? "we called" : "it called");
   for (auto& w : p.waiters) w->finish(true);
@@ -583,6 +604,7 @@ std::string NodeImpl::handshake_failure(Conn& c) {
     zmq_z85_encode(z85, s.peer_key().data(), 32);
     log_limited(spdlog::level::err, "refusal",
                 "** Connection attempt from " + c.addr + " rejected: its CURVE key " + z85 + " is not in --curve-allow **");
+    count_refused();
     return "refused CURVE key";
   }
   if (mismatch) {
@@ -590,6 +612,7 @@ std::string NodeImpl::handshake_failure(Conn& c) {
                 "** Connection attempt from " + c.addr + " rejected: " +
                     (curve ? "the peer does not use CURVE (a cookie-mode node?); this node requires it"
                            : "the peer uses CURVE; this node is in cookie mode") + " **");
+    count_refused();
     return "mechanism mismatch";
   }
   if (s.failed()) {

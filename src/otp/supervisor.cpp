@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <deque>
 
+#include "../observe_parts.hpp"
 #include "../runtime/process.hpp"
 #include "nodus/log.hpp"
 #include "nodus/system_messages.hpp"
@@ -109,10 +110,13 @@ bool count_restart(State& s) {
   const auto now = Clock::now();
   s.restarts.push_back(now);
   while (!s.restarts.empty() && now - s.restarts.front() > s.flags.max_seconds) s.restarts.pop_front();
-  return static_cast<int>(s.restarts.size()) <= s.flags.max_restarts;
+  const bool within = static_cast<int>(s.restarts.size()) <= s.flags.max_restarts;
+  if (within) observe::parts::count_supervisor_restart();
+  return within;
 }
 
 [[noreturn]] void give_up(State& s) {
+  observe::parts::count_supervisor_give_up();
   logger().error("Supervisor {}: reached the maximum restart intensity ({} restarts in {} ms); shutting down",
                  s.name, s.flags.max_restarts, s.flags.max_seconds.count());
   exit_self(atom("shutdown"));

@@ -13,6 +13,7 @@
 #include "nodus/log.hpp"
 #include "nodus/node.hpp"
 #include "nodus/system_messages.hpp"
+#include "../observe_parts.hpp"
 
 namespace nodus {
 namespace {
@@ -23,7 +24,7 @@ std::map<std::string, TaskFunction, std::less<>> g_functions;
 std::optional<TaskFunction> find_function(std::string_view name) {
   std::lock_guard lock(g_mu);
   auto it = g_functions.find(name);
-  if (it == g_functions.end()) return std::nullopt;
+  if (it == g_functions.end()) return observe::parts::builtin(name);  // "nodus.stats", ...
   return it->second;
 }
 

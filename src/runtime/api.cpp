@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "context.hpp"
+#include "counters.hpp"
 #include "trace.hpp"
 #include "nodus/error.hpp"
 #include "nodus/process.hpp"
@@ -49,6 +50,8 @@ Pid spawn_frame(Proc::handle h, const SpawnOptions& opts, Closure c, Ref* monito
                                                 : cx.io_server);
   p->root = h;
   p->resume_point = h;
+  p->body.store(h.promise().body, std::memory_order_relaxed);
+  runtime::bump(runtime::Count::spawned);
   p->limit_policy.store(opts.max_mailbox.policy, std::memory_order_relaxed);
   p->max_messages.store(opts.max_mailbox.messages, std::memory_order_relaxed);
   if (c.object) {

@@ -126,6 +126,11 @@ std::optional<Atom> network_atom(std::string_view text) {
 
 void set_network_atom_budget(std::size_t n) { g_network_budget.store(n, std::memory_order_relaxed); }
 std::size_t network_atom_budget() { return g_network_budget.load(std::memory_order_relaxed); }
+std::size_t atom_count() {
+  auto& t = table();
+  std::shared_lock lock(t.mu);
+  return t.count;
+}
 std::size_t network_atoms() { return g_network_made.load(std::memory_order_relaxed); }
 bool take_atom_budget_hit() { return std::exchange(t_budget_hit, false); }
 }  // namespace detail

@@ -10,6 +10,7 @@
 #include <typeinfo>
 
 #include "context.hpp"
+#include "counters.hpp"
 #include "nodus/error.hpp"
 #include "nodus/log.hpp"
 
@@ -27,6 +28,7 @@ void destroy(MsgNode* n) noexcept { n->type->destroy(n); }
 
 // max_mailbox bookkeeping (owner): a node left the mailbox.
 inline void taken(Process* p) noexcept {
+  p->left.store(p->left.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   const std::uint32_t max = p->max_messages.load(std::memory_order_relaxed);
   if (max == 0) return;
   const std::int64_t len = p->mailbox_len.fetch_sub(1, std::memory_order_relaxed) - 1;
@@ -39,6 +41,11 @@ void append(Process* p, MsgNode* n) {
   n->next.store(nullptr, std::memory_order_relaxed);
   *p->save_tail = n;
   p->save_tail = reinterpret_cast<MsgNode**>(&n->next);
+}
+
+// A receive took a message.
+inline void handled(Process* p) noexcept {
+  p->handled.store(p->handled.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 MsgNode* next_of(MsgNode* n) { return n->next.load(std::memory_order_relaxed); }
@@ -82,7 +89,15 @@ MsgNode* pop_own(Process* p) noexcept {
   const std::uint64_t me = p->ident.load(std::memory_order_relaxed);
   for (;;) {
     MsgNode* n = pop(p);
-    if (n == nullptr || n->stamp == me) return n;
+    if (n == nullptr) {
+      // empty (no node, no push in flight, nothing saved): the mailbox length is 0 exactly
+      if (p->save_head == nullptr && p->inbox_tail == &p->stub &&
+          p->inbox_head.load(std::memory_order_relaxed) == &p->stub) {
+        p->left.store(p->pushed.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      }
+      return n;
+    }
+    if (n->stamp == me) return n;
     destroy(n);
     taken(p);
   }
@@ -296,6 +311,7 @@ bool push(Process* p, MsgNode* n) noexcept {
   if (const std::uint32_t max = p->max_messages.load(std::memory_order_relaxed); max != 0) {
     if (!within_limit(p, n, max)) return false;
   }
+  p->pushed.store(p->pushed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   MsgNode* prev = claim(p, n);
   const State st = p->state.load(std::memory_order_seq_cst);
   publish(prev, n);
@@ -380,6 +396,10 @@ void prepare(Process* p, bool is_thread, const Pid& group_leader) {
   p->exit_reason = nullptr;
   p->pending = nullptr;
   p->run_next = nullptr;
+  p->pushed.store(0, std::memory_order_relaxed);
+  p->left.store(0, std::memory_order_relaxed);
+  p->handled.store(0, std::memory_order_relaxed);
+  p->body.store(nullptr, std::memory_order_relaxed);
   p->root = {};
   // a stale pid holder may be looking at this block under its lock (and will see the old
   // identity, or this one once published)
@@ -526,6 +546,7 @@ Scan scan(Process* p, detail::Receiver& r) {
         p->cursor = &p->save_head;
         r.matched = n;
         taken(p);
+        handled(p);
         return Scan::matched;
       }
     }
@@ -546,6 +567,7 @@ Scan scan(Process* p, detail::Receiver& r) {
       p->cursor = &p->save_head;
       r.matched = n;
       taken(p);
+      handled(p);
       return Scan::matched;
     }
     append(p, n);
@@ -595,6 +617,7 @@ std::vector<Message> take_all(Process* p) {
     n->next.store(nullptr, std::memory_order_relaxed);
     out.emplace_back(n);
     taken(p);
+    handled(p);
     n = next;
   }
   p->save_head = nullptr;
@@ -603,8 +626,28 @@ std::vector<Message> take_all(Process* p) {
   return out;
 }
 
+namespace {
+Count exit_class(const Term& reason) {
+  static const Atom shutdown = atom("shutdown");
+  if (reason.is_atom()) {
+    const Atom a = reason.as_atom();
+    if (a == atoms::normal()) return Count::exit_normal;
+    if (a == shutdown) return Count::exit_shutdown;
+    if (a == atoms::killed()) return Count::exit_killed;
+    if (a == atoms::noconnection()) return Count::exit_noconnection;
+    return Count::exit_other;
+  }
+  if (reason.is_tuple() && reason.size() >= 2 && reason[0].is_atom()) {
+    if (reason[0].as_atom() == shutdown) return Count::exit_shutdown;
+    if (reason[0].as_atom() == atoms::exception()) return Count::exit_exception;
+  }
+  return Count::exit_other;
+}
+}  // namespace
+
 void terminate(Process* p, Term reason) {
   NODUS_MARK(terminate);
+  bump(exit_class(reason));
   Context& c = ctx();
   // the body goes first, while the process is still itself (destructors may send)
   if (p->root) {

@@ -1,6 +1,7 @@
 // Worker threads: take a runnable process, resume it until it waits, exits or yields.
 #include "scheduler.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -88,8 +89,35 @@ Scheduler::Scheduler(unsigned n) {
 
 Scheduler::~Scheduler() { stop(); }
 
+namespace {
+std::int64_t steady_ns(SteadyClock::time_point t = SteadyClock::now()) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+}  // namespace
+
+std::vector<Scheduler::WorkerStats> Scheduler::worker_stats() const {
+  const std::int64_t now = steady_ns();
+  std::vector<WorkerStats> out;
+  out.reserve(workers_.size());
+  for (const auto& w : workers_) {
+    WorkerStats s;
+    s.runs = w->ticks.load(std::memory_order_relaxed);
+    s.up_ns = started_ns_ ? now - started_ns_ : 0;
+    std::int64_t idle = w->idle_ns.load(std::memory_order_relaxed);
+    if (const std::int64_t since = w->idle_since.load(std::memory_order_relaxed); since != 0) idle += now - since;
+    s.busy_ns = std::clamp<std::int64_t>(s.up_ns - idle, 0, s.up_ns);
+    s.queue = w->queue.size.load(std::memory_order_relaxed) +
+              (w->runnext.load(std::memory_order_relaxed) != nullptr ? 1 : 0);
+    s.running = w->running.load(std::memory_order_relaxed);
+    out.push_back(s);
+  }
+  return out;
+}
+
 void Scheduler::start() {
+  started_ns_ = steady_ns();
   for (auto& w : workers_) {
+    w->idle_since.store(started_ns_, std::memory_order_relaxed);  // idle until it finds work
     Worker* wp = w.get();
     w->thread = std::thread([this, wp] { loop(*wp); });
   }
@@ -165,8 +193,17 @@ void Scheduler::loop(Worker& w) {
       if (const RemoteHooks* h = remote_hooks()) h->flush_staged();
     }
   };
+  // idle time is measured at the transitions only: when a look for work finds none, and when
+  // work comes after that
+  auto busy_again = [&w] {
+    if (const std::int64_t since = w.idle_since.load(std::memory_order_relaxed); since != 0) {
+      w.idle_ns.store(w.idle_ns.load(std::memory_order_relaxed) + (steady_ns() - since), std::memory_order_relaxed);
+      w.idle_since.store(0, std::memory_order_relaxed);
+    }
+  };
   while (!stop_.load(std::memory_order_acquire)) {
     if (Process* p = find_work(w)) {
+      busy_again();
       run(w, p);
       if (++slices >= kStagedSlices) send_staged();
       continue;
@@ -175,7 +212,9 @@ void Scheduler::loop(Worker& w) {
     // spin a little: a message is often about to arrive
     spinners_.fetch_add(1, std::memory_order_seq_cst);
     Process* p = nullptr;
-    const auto spin_end = SteadyClock::now() + kIdleSpin;
+    const auto spin_start = SteadyClock::now();
+    const auto spin_end = spin_start + kIdleSpin;
+    if (w.idle_since.load(std::memory_order_relaxed) == 0) w.idle_since.store(steady_ns(spin_start), std::memory_order_relaxed);
     const RemoteHooks* hooks = remote_hooks();
     for (int i = 1; !p && !stop_.load(std::memory_order_relaxed); ++i) {
       cpu_relax();
@@ -192,6 +231,7 @@ void Scheduler::loop(Worker& w) {
     }
     spinners_.fetch_sub(1, std::memory_order_seq_cst);
     if (p) {
+      busy_again();
       run(w, p);
       continue;
     }
@@ -201,7 +241,10 @@ void Scheduler::loop(Worker& w) {
     p = find_work(w);
     if (!p && !stop_.load(std::memory_order_acquire)) wake_seq_.wait(seq, std::memory_order_seq_cst);
     sleepers_.fetch_sub(1, std::memory_order_seq_cst);
-    if (p) run(w, p);
+    if (p) {
+      busy_again();
+      run(w, p);
+    }
   }
   tl_sched = nullptr;
   tl_worker = nullptr;
@@ -210,6 +253,7 @@ void Scheduler::loop(Worker& w) {
 void Scheduler::run(Worker& w, Process* p) {
   NODUS_MARK(run);
   w.ticks.fetch_add(1, std::memory_order_release);
+  w.running.store(p, std::memory_order_relaxed);
   set_current(p);
   p->state.store(State::running, std::memory_order_relaxed);
   for (int budget = 0;; ++budget) {
@@ -296,6 +340,7 @@ void Scheduler::run(Worker& w, Process* p) {
   }
   flush_remote();  // what terminate() sent (exit signals, downs)
   set_current(nullptr);
+  w.running.store(nullptr, std::memory_order_relaxed);
 }
 
 }  // namespace nodus::runtime

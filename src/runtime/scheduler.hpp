@@ -29,6 +29,18 @@ class Scheduler {
   void enqueue(Process* p) noexcept;
   unsigned workers() const { return static_cast<unsigned>(workers_.size()); }
 
+  /// Observability: one worker as seen now.
+  struct WorkerStats {
+    std::uint64_t runs = 0;     ///< process slices run so far
+    std::int64_t busy_ns = 0;   ///< time not idle since the scheduler started
+    std::int64_t up_ns = 0;     ///< time since the scheduler started
+    std::size_t queue = 0;      ///< processes in its run queue (and its runnext)
+    Process* running = nullptr; ///< the process it runs now (only compare it, never follow it)
+  };
+  std::vector<WorkerStats> worker_stats() const;
+  /// Processes in the shared queue.
+  std::size_t shared_queue() const { return shared_.size.load(std::memory_order_relaxed); }
+
  private:
   struct Queue {
     std::mutex mu;
@@ -53,6 +65,10 @@ class Scheduler {
     std::vector<Seen> seen;  ///< owner only: last look at each victim's runnext
     std::thread thread;
     unsigned index = 0;
+    // observability: written by the worker only, at idle transitions (no clock read per run)
+    std::atomic<Process*> running{nullptr};
+    std::atomic<std::int64_t> idle_ns{0};     ///< idle time before the current idle spell
+    std::atomic<std::int64_t> idle_since{0};  ///< steady ns when the current idle spell began (0: busy)
   };
 
   void loop(Worker& w);
@@ -67,6 +83,7 @@ class Scheduler {
   std::atomic<int> sleepers_{0};
   std::atomic<int> spinners_{0};
   std::atomic<bool> stop_{false};
+  std::int64_t started_ns_ = 0;
 };
 
 }  // namespace nodus::runtime

@@ -193,7 +193,7 @@ TEST_CASE("channel: the send budget counts queued, staged and buffered bytes; bu
   CHECK_FALSE(ch.over_budget());  // at the mark, not past it
   (void)submit(ch, "c");
   CHECK(ch.over_budget());
-  CHECK(ch.busy_episodes == 1);
+  CHECK(ch.counters->busy_episodes.load() == 1);
   ch.release_if_drained();  // nothing left yet
   CHECK(ch.busy);
   f.mode = Fake::all;
@@ -205,7 +205,7 @@ TEST_CASE("channel: the send budget counts queued, staged and buffered bytes; bu
   ch.io_owns = true;
   for (int i = 0; i < 6; ++i) (void)submit(ch, std::string(200, 'd'));
   CHECK(ch.over_budget());
-  CHECK(ch.busy_episodes == 2);
+  CHECK(ch.counters->busy_episodes.load() == 2);
   CHECK(ch.fail() == 1200);
   ch.release_if_drained();
   CHECK_FALSE(ch.busy);
