@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "nodus/nodus.hpp"
+#include "observe_text.hpp"
 
 namespace nodus::tools {
 namespace {
@@ -29,9 +30,16 @@ const char* kHelp =
     "  flush                              print and drop every message received\n"
     "  receive [MS]                       wait (default 5000 ms) for the next message; print it\n"
     "  self                               this shell's pid\n"
+    "  i                                  every process here: pid, name, body, mailbox, handled, status\n"
+    "  i NODE                             the same for another node (over the wire)\n"
+    "  i PID                              one process (a pid or a variable holding one, here or remote)\n"
+    "  i NODE <0.ID.SERIAL>               one process of NODE, by the pid NODE prints\n"
+    "  stats [NODE]                       counters: processes, exits, schedulers, connections ...\n"
+    "  peers [NODE]                       per peer: messages and bytes each way, queued bytes, busy time\n"
     "  NAME = COMMAND                     keep the result as NAME (e.g. pid = spawn_link ...)\n"
     "  help                               this text\n"
-    "terms use Erlang syntax: {hi, self()}, [1, 2], \"text\", 'sup?', #{k => v}\n";
+    "terms use Erlang syntax: {hi, self()}, [1, 2], \"text\", 'sup?', #{k => v}\n"
+    "i, stats and peers also take Erlang's call form: i(), i(kate@localhost), stats(kate@localhost)\n";
 
 class Shell {
  public:
@@ -76,7 +84,78 @@ class Shell {
     return true;
   }
 
-  void print(const std::string& s) { io::puts(s); }  // through the group leader, in order
+  // through the group leader, in order; `newline`: one is added
+  void print(const std::string& s, bool newline = true) {
+    if (newline) {
+      io::puts(s);
+    } else {
+      io::put_chars(s);
+    }
+  }
+
+  // The NODE argument of stats/peers (nullopt: none given).
+  std::optional<Atom> node_arg(const std::string& rest) {
+    std::istringstream a(rest);
+    std::string w;
+    a >> w;
+    if (w.empty()) return std::nullopt;
+    if (w.size() >= 2 && w.front() == '\'' && w.back() == '\'') w = w.substr(1, w.size() - 2);
+    if (w.find('@') == std::string::npos) {
+      // a variable holding a node name?
+      if (auto it = vars_.find(w); it != vars_.end() && it->second.is_atom()) return it->second.as_atom();
+      throw std::runtime_error("not a node name (name@host): " + cut(w, 100));
+    }
+    return Atom(w);
+  }
+
+  // i, i NODE, i PID, i NODE <0.ID.SERIAL>
+  void inspect(const std::string& rest) {
+    std::istringstream a(rest);
+    std::string first, second;
+    a >> first >> second;
+    if (first.empty()) {
+      print(format_processes(observe::processes()), false);
+      return;
+    }
+    Term arg;
+    bool is_node = false;
+    if (first.find('@') != std::string::npos && first.find('<') == std::string::npos) {
+      is_node = true;
+      arg = Term(*node_arg(first));
+    } else {
+      arg = parse(first);
+    }
+    if (is_node && second.empty()) {
+      const Atom n = arg.as_atom();
+      if (n == node::self()) {
+        print(format_processes(observe::processes()), false);
+        return;
+      }
+      auto r = observe::remote_processes(mb_, n);
+      if (!r) throw std::runtime_error(r.error().text);
+      print("node " + std::string(n.name()) + "\n" + format_processes(r.value()), false);
+      return;
+    }
+    Pid pid;
+    if (is_node) {  // i NODE <0.ID.SERIAL>
+      Term p = parse(second);
+      if (!p.is_pid()) throw std::runtime_error("usage: i NODE <0.ID.SERIAL>");
+      pid = p.as_pid();
+      if (arg.as_atom() != node::self()) pid.node = arg.as_atom();
+    } else if (arg.is_pid()) {
+      pid = arg.as_pid();
+    } else {
+      throw std::runtime_error("usage: i [NODE | PID | NODE <0.ID.SERIAL>]");
+    }
+    if (pid.is_local()) {
+      auto p = observe::process_info(pid);
+      print(p ? format_process(*p) : "undefined\n", false);
+      return;
+    }
+    auto r = observe::remote_process_info(mb_, pid);
+    if (!r) throw std::runtime_error(r.error().text);
+    print(r.value() ? "node " + std::string(pid.node.name()) + "\n" + format_process(*r.value()) : "undefined\n", false);
+  }
   void error(const std::string& s) { std::fprintf(stderr, "error: %s\n", s.c_str()); }
 
   void report_exits() {
@@ -101,6 +180,16 @@ class Shell {
       bind = line.substr(0, eq);
       cmd = line.substr(eq + 3);
     }
+    // i(X) / stats(N) / peers(N): Erlang's call form of the observer commands
+    for (const char* f : {"i", "stats", "peers"}) {
+      const std::string open = std::string(f) + "(";
+      if (cmd.starts_with(open) && cmd.find_last_not_of(" \t") != std::string::npos &&
+          cmd[cmd.find_last_not_of(" \t")] == ')') {
+        std::string inner = cmd.substr(open.size(), cmd.find_last_not_of(" \t") - open.size());
+        for (char& c : inner) if (c == ',') c = ' ';
+        cmd = std::string(f) + " " + inner;
+      }
+    }
     std::istringstream in(cmd);
     std::string verb;
     in >> verb;
@@ -114,6 +203,19 @@ class Shell {
       std::vector<Term> l;
       for (Atom a : node::list()) l.emplace_back(a);
       result = Term::list(std::move(l));
+    } else if (verb == "i") {
+      inspect(rest);
+    } else if (verb == "stats" || verb == "peers") {
+      const std::optional<Atom> n = node_arg(rest);
+      observe::Stats s;
+      if (!n || *n == node::self()) {
+        s = observe::stats();
+      } else {
+        auto r = observe::remote_stats(mb_, *n);
+        if (!r) throw std::runtime_error(r.error().text);
+        s = std::move(r.value());
+      }
+      print(verb == "stats" ? format_stats(s) : format_peers(s), false);
     } else if (verb == "self") {
       result = Term(nodus::self());
     } else if (verb == "ping") {

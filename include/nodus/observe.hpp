@@ -117,6 +117,8 @@ Expected<Stats> remote_stats(Mailbox& mb, Atom node, std::chrono::milliseconds t
 Expected<std::vector<ProcessInfo>> remote_processes(Mailbox& mb, Atom node, std::size_t n = 0,
                                                     SortBy by = SortBy::mailbox,
                                                     std::chrono::milliseconds timeout = std::chrono::seconds(5));
+/// One process of another node: a pid that node gave us, or one with `node` set and creation 0
+/// made from the form that node prints (<0.ID.SERIAL>). A local pid is looked up here.
 Expected<std::optional<ProcessInfo>> remote_process_info(Mailbox& mb, const Pid& pid,
                                                          std::chrono::milliseconds timeout = std::chrono::seconds(5));
 Async<Expected<Stats>> remote_stats(Atom node, std::chrono::milliseconds timeout = std::chrono::seconds(5));

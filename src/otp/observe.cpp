@@ -209,10 +209,21 @@ Async<Term> builtin_processes(Term args) {
   }
   co_return list_of(top(by, std::min(n, kMaxListed)));
 }
-// args: [Pid]; undefined if it is not alive
+// args: [Pid], or [Id, Serial] (the pid <0.Id.Serial> this node prints); undefined if it is
+// not alive
 Async<Term> builtin_process_info(Term args) {
-  if (!args.is_list() || args.elems().empty() || !args[0].is_pid()) co_return Term(atom("badarg"));
-  auto p = process_info(args[0].as_pid());
+  if (!args.is_list() || args.elems().empty()) co_return Term(atom("badarg"));
+  Pid pid;
+  if (args.size() == 2 && args[0].is_integer() && args[1].is_integer()) {
+    const std::int64_t id = args[0].as_int(), serial = args[1].as_int();
+    if (id < 0 || id > UINT32_MAX || serial < 0 || serial >= UINT32_MAX) co_return Term(atom("badarg"));
+    pid = Pid{Atom(), 0, static_cast<std::uint32_t>(id), static_cast<std::uint32_t>(serial + 1)};
+  } else if (args[0].is_pid()) {
+    pid = args[0].as_pid();
+  } else {
+    co_return Term(atom("badarg"));
+  }
+  auto p = process_info(pid);
   co_return p ? to_term(*p) : Term(atom("undefined"));
 }
 
@@ -263,7 +274,10 @@ Expected<std::vector<ProcessInfo>> remote_processes(Mailbox& mb, Atom node, std:
 Expected<std::optional<ProcessInfo>> remote_process_info(Mailbox& mb, const Pid& pid, std::chrono::milliseconds timeout) {
   if (pid.is_local()) return process_info(pid);
   const Atom node = pid.node;
-  Expected<Term> r = erpc::call(mb, node, "nodus.process_info", list(pid), timeout);
+  // creation 0: the pid as its node prints it (<0.Id.Serial>), not one its node gave us
+  Term args = pid.creation == 0 ? list(static_cast<std::int64_t>(pid.id), static_cast<std::int64_t>(pid.serial == 0 ? 0 : pid.serial - 1))
+                                : list(pid);
+  Expected<Term> r = erpc::call(mb, node, "nodus.process_info", std::move(args), timeout);
   if (!r) return r.error();
   if (r.value().is_atom("undefined")) return std::optional<ProcessInfo>();
   auto p = process_info_from_term(r.value());

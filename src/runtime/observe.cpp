@@ -25,13 +25,22 @@ std::uint64_t mailbox_length(const Process* p) {
   return in > out ? in - out : 0;
 }
 
-// The body's function from the compiler's signature: "nodus::Proc worker(int)" -> "worker(int)".
+// The body's function from the compiler's signature, without its return type, namespaces and
+// nodus:: prefixes: "nodus::Proc app::{anonymous}::worker(nodus::Pid, int)" -> "worker(Pid, int)".
 std::string body_name(const char* sig) {
   if (sig == nullptr) return {};
   std::string s(sig);
   for (std::string_view ret : {"nodus::Proc ", "Proc "}) {
-    if (s.starts_with(ret)) return s.substr(ret.size());
+    if (s.starts_with(ret)) {
+      s = s.substr(ret.size());
+      break;
+    }
   }
+  const std::size_t paren = s.find('(');
+  if (paren != std::string::npos) {
+    if (const std::size_t q = s.rfind("::", paren); q != std::string::npos) s = s.substr(q + 2);
+  }
+  for (std::size_t at; (at = s.find("nodus::")) != std::string::npos;) s.erase(at, 7);
   return s;
 }
 
