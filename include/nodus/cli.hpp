@@ -42,6 +42,7 @@ struct NodeFlags {
   std::size_t max_handshakes_per_address = NodeOptions{}.max_handshakes_per_address;
   std::size_t max_network_atoms = NodeOptions{}.max_network_atoms;
   std::string gateway;  ///< --gateway tcp://ADDR:PORT
+  std::string metrics;  ///< --metrics ADDR:PORT
   GatewayOptions gw;
 };
 
@@ -93,6 +94,10 @@ inline void add_node_flags(CLI::App& app, NodeFlags& f, bool sname_required = tr
                  "new atoms this node takes from the network in all; a peer sending more is disconnected")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t(0), std::size_t(1) << 24));
+  app.add_option("--metrics", f.metrics,
+                 "serve the node's counters for Prometheus at http://ADDR:PORT/metrics (docs/observability.md); "
+                 "port 0 picks a free one")
+      ->type_name("ADDR:PORT");
   app.add_option("--gateway", f.gateway,
                  "also open a gateway for ZeroMQ clients (JSON requests, docs/gateway.md) on tcp://ADDR:PORT "
                  "(port 0: any; the log says which)");
@@ -123,6 +128,7 @@ inline NodeOptions node_options(const NodeFlags& f) {
   o.max_handshakes_per_address = f.max_handshakes_per_address;
   o.max_network_atoms = f.max_network_atoms;
   if (!f.curve_key.empty()) o.curve = load_curve(f.curve_key, f.curve_allow);
+  o.metrics = f.metrics;
   if (!f.gateway.empty()) {
     o.gateway = f.gw;
     o.gateway->bind = f.gateway;

@@ -114,6 +114,9 @@ struct NodeOptions {
   std::size_t max_network_atoms = 100000;
   /// Set: the node also opens a gateway for ZeroMQ clients.
   std::optional<GatewayOptions> gateway;
+  /// HOST:PORT (port 0: any free one): serve the node's counters for Prometheus at
+  /// http://HOST:PORT/metrics (docs/observability.md). Empty: no metrics endpoint.
+  std::string metrics;
 };
 
 /// Makes this OS process a distributed node. Needs a running Runtime; one Node at a time.
@@ -140,6 +143,8 @@ Atom self();
 bool alive();
 /// The port this node's gateway listens on (0: it has none).
 std::uint16_t gateway_port();
+/// The port this node's metrics endpoint listens on (0: it has none).
+std::uint16_t metrics_port();
 /// Connected, authenticated nodes.
 std::vector<Atom> list();
 /// Connects (and authenticates) now: the node, or a Failure saying why (code badarg: a bad

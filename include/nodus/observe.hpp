@@ -123,6 +123,10 @@ Expected<std::optional<ProcessInfo>> remote_process_info(Mailbox& mb, const Pid&
                                                          std::chrono::milliseconds timeout = std::chrono::seconds(5));
 Async<Expected<Stats>> remote_stats(Atom node, std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
+/// The counters in Prometheus's text format, as `--metrics` serves them at /metrics (empty in a
+/// build without prometheus-cpp). docs/observability.md lists the metrics.
+std::string prometheus_text();
+
 /// erlang:system_monitor: `to` gets `{monitor, Pid, Event, Info}` messages (Terms):
 /// - `long_schedule`: a process ran more than `long_schedule` without waiting
 ///   (Info: `[{timeout, Ms}]`, the time seen so far);

@@ -1,6 +1,7 @@
 // The public distribution API (nodus/node.hpp) and the runtime hooks for remote pids.
 #include "node_impl.hpp"
 #include "../gateway/gateway.hpp"
+#include "../metrics/metrics.hpp"
 #include "nodus/erpc.hpp"
 
 namespace nodus {
@@ -118,6 +119,7 @@ void shut_down();
 Node::Node(NodeOptions opts) {
   runtime::ctx();  // throws if no Runtime
   const std::optional<GatewayOptions> gateway = opts.gateway;
+  const std::string metrics_addr = opts.metrics;
   auto* n = new dist::NodeImpl(std::move(opts));
   // claimed before it starts: its I/O thread may accept a peer and answer it (a spawn reply)
   // before start() returns, and what it sends goes through g_node
@@ -142,10 +144,19 @@ Node::Node(NodeOptions opts) {
       throw;
     }
   }
+  if (!metrics_addr.empty()) {
+    try {
+      nodus::metrics::start(metrics_addr);
+    } catch (...) {
+      shut_down();
+      throw;
+    }
+  }
 }
 
 namespace {
 void shut_down() {
+  nodus::metrics::stop();
   nodus::gateway::stop();  // first: its clients' processes use the node
   runtime::set_remote_hooks(nullptr);
   dist::NodeImpl* n = dist::g_node.exchange(nullptr, std::memory_order_seq_cst);
@@ -168,6 +179,7 @@ namespace node {
 Atom self() { return detail::local_node().name; }
 bool alive() { return impl() != nullptr; }
 std::uint16_t gateway_port() { return nodus::gateway::port(); }
+std::uint16_t metrics_port() { return nodus::metrics::port(); }
 
 std::vector<Atom> list() {
   const dist::NodeUse node;
