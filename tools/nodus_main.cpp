@@ -16,6 +16,7 @@
 
 #include "nodus/portmapper.hpp"
 #include "shell.hpp"
+#include "top.hpp"
 #include "nodus/cli.hpp"
 #include "nodus/nodus.hpp"
 
@@ -222,6 +223,18 @@ int main(int argc, char** argv) {
   cli::add_node_flags(*gatewaycmd, f);
   gatewaycmd->add_option("--bind", f.gateway, "the gateway's endpoint (default tcp://127.0.0.1:5555); same as --gateway");
 
+  tools::TopOptions top_opts;
+  std::string top_target;
+  auto* top = app.add_subcommand(
+      "top", "a live view of NODE (refreshed every second): its processes by mailbox length or messages\n"
+             "handled, its peers with throughput and queued bytes, its schedulers; keys: m, h (sort), q (quit)");
+  top->add_option("node", top_target, "the node to watch, name@host")->required();
+  cli::add_node_flags(*top, f);
+  top->add_option("--interval", top_opts.interval_ms, "refresh period in ms (default 1000)")->check(CLI::Range(50, 3600000));
+  top->add_option("--rows", top_opts.rows, "processes shown (default 15)")->check(CLI::Range(1, 1000));
+  top->add_flag("--by-handled", top_opts.sort_handled, "start sorted by messages handled (default: by mailbox length)");
+  top->add_flag("--once", top_opts.once, "print one frame and exit");
+
   CLI11_PARSE(app, argc, argv);
   try {
     (void)options(f);  // a malformed --peer is a usage error
@@ -235,5 +248,6 @@ int main(int argc, char** argv) {
   if (*keygen) return cmd_keygen(keydir);
   if (*nodecmd) return cmd_node(f);
   if (*gatewaycmd) return cmd_gateway(f);
+  if (*top) return tools::run_top(options(f), top_target, top_opts);
   return 2;
 }

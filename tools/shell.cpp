@@ -321,10 +321,11 @@ class Shell {
 
 }  // namespace
 
-int run_shell(const NodeOptions& opts) {
+int run_shell(const NodeOptions& opts, const std::function<void()>& setup) {
   if (std::getenv("NODUS_LOG") == nullptr) logger().set_level(spdlog::level::warn);
   Runtime rt;
   try {
+    if (setup) setup();
     Node node(opts);
     Mailbox mb;
     mb.trap_exit(true);  // a crash of a linked process is reported, not fatal to the shell
