@@ -192,6 +192,7 @@ int cmd_gateway(NodeFlags& f) {
 
 int main(int argc, char** argv) {
   CLI::App app{"nodus: tools for nodus nodes"};
+  app.set_version_flag("--version", std::string("nodus ") + nodus::version(), "print the version and exit");
   app.require_subcommand(1);
   NodeFlags f;
   std::string target, host = "localhost";

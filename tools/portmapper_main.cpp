@@ -2,11 +2,13 @@
 #include <CLI/CLI.hpp>
 
 #include "nodus/portmapper.hpp"
+#include "nodus/version.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{
       "nodus-portmapper: maps node names to ports on this host. Nodes start it when none is\n"
       "running; it outlives them and forgets a node when its connection closes."};
+  app.set_version_flag("--version", std::string("nodus-portmapper ") + nodus::version(), "print the version and exit");
   nodus::dist::PortmapperOptions o;
   long idle = 0;
   app.add_option("--port", o.port, "TCP port (default: $NODUS_PORTMAPPER_PORT, else 4370)");

@@ -17,6 +17,7 @@
 #include "nodus/term.hpp"
 #include "nodus/term_parser.hpp"
 #include "nodus/type_name.hpp"
+#include "nodus/version.hpp"
 #include "nodus/wire_type.hpp"
 #include "nodus/gen_server.hpp"
 #include "nodus/supervisor.hpp"
