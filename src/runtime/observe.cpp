@@ -20,9 +20,10 @@ std::uint64_t mailbox_length(const Process* p) {
   if (p->max_messages.load(std::memory_order_relaxed) != 0) {  // counted exactly for the limit
     return static_cast<std::uint64_t>(std::max<std::int64_t>(0, p->mailbox_len.load(std::memory_order_relaxed)));
   }
-  const std::uint64_t in = p->pushed.load(std::memory_order_relaxed);
-  const std::uint64_t out = p->left.load(std::memory_order_relaxed);
-  return in > out ? in - out : 0;
+  const auto in = static_cast<std::int64_t>(p->pushed.load(std::memory_order_relaxed));
+  const auto out = static_cast<std::int64_t>(p->handled.load(std::memory_order_relaxed)) +
+                   p->dropped.load(std::memory_order_relaxed);
+  return in > out ? static_cast<std::uint64_t>(in - out) : 0;
 }
 
 // The body's function from the compiler's signature, without its return type, namespaces and

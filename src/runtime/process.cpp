@@ -28,7 +28,6 @@ void destroy(MsgNode* n) noexcept { n->type->destroy(n); }
 
 // max_mailbox bookkeeping (owner): a node left the mailbox.
 inline void taken(Process* p) noexcept {
-  p->left.store(p->left.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   const std::uint32_t max = p->max_messages.load(std::memory_order_relaxed);
   if (max == 0) return;
   const std::int64_t len = p->mailbox_len.fetch_sub(1, std::memory_order_relaxed) - 1;
@@ -43,9 +42,13 @@ void append(Process* p, MsgNode* n) {
   p->save_tail = reinterpret_cast<MsgNode**>(&n->next);
 }
 
-// A receive took a message.
+// A receive took a message (observability: the mailbox length is pushed - handled - dropped).
 inline void handled(Process* p) noexcept {
   p->handled.store(p->handled.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+// A node left the mailbox without a receive taking it (a signal acted on, a stray, a late reply).
+inline void dropped(Process* p) noexcept {
+  p->dropped.store(p->dropped.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 MsgNode* next_of(MsgNode* n) { return n->next.load(std::memory_order_relaxed); }
@@ -93,13 +96,16 @@ MsgNode* pop_own(Process* p) noexcept {
       // empty (no node, no push in flight, nothing saved): the mailbox length is 0 exactly
       if (p->save_head == nullptr && p->inbox_tail == &p->stub &&
           p->inbox_head.load(std::memory_order_relaxed) == &p->stub) {
-        p->left.store(p->pushed.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        const auto in = static_cast<std::int64_t>(p->pushed.load(std::memory_order_relaxed));
+        const auto out = static_cast<std::int64_t>(p->handled.load(std::memory_order_relaxed));
+        p->dropped.store(in - out, std::memory_order_relaxed);
       }
       return n;
     }
     if (n->stamp == me) return n;
     destroy(n);
     taken(p);
+    dropped(p);
   }
 }
 
@@ -177,7 +183,10 @@ MsgNode* admit(Process* p, MsgNode* n) {
     destroy(n);
     n = nullptr;
   }
-  if (n == nullptr) taken(p);
+  if (n == nullptr) {
+    taken(p);
+    dropped(p);
+  }
   return n;
 }
 
@@ -397,7 +406,7 @@ void prepare(Process* p, bool is_thread, const Pid& group_leader) {
   p->pending = nullptr;
   p->run_next = nullptr;
   p->pushed.store(0, std::memory_order_relaxed);
-  p->left.store(0, std::memory_order_relaxed);
+  p->dropped.store(0, std::memory_order_relaxed);
   p->handled.store(0, std::memory_order_relaxed);
   p->body.store(nullptr, std::memory_order_relaxed);
   p->root = {};
@@ -601,6 +610,7 @@ bool remove_down(Process* p, const Ref& ref) {
       if (p->save_tail == link_of(n)) p->save_tail = link;
       destroy(n);
       taken(p);
+      dropped(p);
       found = true;
       break;
     }

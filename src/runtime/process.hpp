@@ -80,10 +80,11 @@ struct Process {
   std::atomic<std::int64_t> mailbox_len{0};  ///< pushed minus taken out (only with a limit)
   std::atomic<bool> overflowed{false};       ///< exit policy: passed the limit; refuse: warned
   /// Observability: messages pushed into this mailbox, bumped by each sender with a relaxed
-  /// load and store (no read-modify-write), so two senders at once may count one. The owner's
-  /// `left` counts what left the mailbox and is set to `pushed` whenever the owner finds the
-  /// mailbox empty, which repairs such a miss: the length (pushed - left) is exact for a
-  /// process with one sender and at every empty mailbox, approximate in between.
+  /// load and store (no read-modify-write), so two senders at once may count one. The owner
+  /// counts `handled` (what receives took) and `dropped` (what left otherwise: signals acted
+  /// on, strays), and sets `dropped = pushed - handled` whenever it finds the mailbox empty,
+  /// which repairs such a miss: the length, pushed - handled - dropped, is exact for a process
+  /// with one sender and at every empty mailbox, approximate in between.
   std::atomic<std::uint64_t> pushed{0};
   SpinLock lock;  ///< guards `alive`, `extras`, `group_leader`
   bool alive = false;
@@ -113,7 +114,7 @@ struct Process {
   std::uint64_t next_token = 0;  ///< never reset (see `timeout_fired`)
   Process* run_next = nullptr;  ///< intrusive run-queue link
   // observability, written by the owner only (relaxed stores), read by anyone
-  std::atomic<std::uint64_t> left{0};     ///< nodes that left the mailbox (see `pushed`)
+  std::atomic<std::int64_t> dropped{0};   ///< see `pushed` (negative after a repair of missed pushes)
   std::atomic<std::uint64_t> handled{0};  ///< messages a receive took (matched, or flush)
   std::atomic<const char*> body{nullptr};  ///< the body's function (its signature), if known
 
