@@ -12,6 +12,9 @@
 
 #include "nodus/pid.hpp"
 #include "nodus/supervisor.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -46,3 +49,5 @@ class Running {
 
 }  // namespace application
 }  // namespace nodus
+
+NODUS_API_END

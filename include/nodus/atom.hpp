@@ -6,6 +6,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -79,3 +82,5 @@ template <>
 struct std::hash<nodus::Atom> {
   std::size_t operator()(nodus::Atom a) const noexcept { return a.id(); }
 };
+
+NODUS_API_END

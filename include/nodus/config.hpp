@@ -18,6 +18,9 @@
 #include <string_view>
 
 #include "nodus/term.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -50,3 +53,5 @@ class Config {
 };
 
 }  // namespace nodus
+
+NODUS_API_END

@@ -17,6 +17,9 @@
 #include "nodus/mailbox.hpp"
 #include "nodus/proc.hpp"
 #include "nodus/term.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus::erpc {
 
@@ -56,3 +59,5 @@ Proc run(Term args);
 }  // namespace detail
 
 }  // namespace nodus::erpc
+
+NODUS_API_END

@@ -19,6 +19,9 @@
 #include <utility>
 
 #include "nodus/term.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -115,3 +118,5 @@ class Expected {
 };
 
 }  // namespace nodus
+
+NODUS_API_END

@@ -33,6 +33,9 @@
 #include "nodus/process.hpp"
 #include "nodus/receive.hpp"
 #include "nodus/term.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -230,3 +233,5 @@ Atom send_call(const ServerRef& to, const Ref& tag, Term request);
 CallError call_failure(const Term& reason, const std::string& what, Atom node);
 }  // namespace detail
 }  // namespace nodus
+
+NODUS_API_END

@@ -29,6 +29,9 @@
 #include "nodus/proc.hpp"
 #include "nodus/supervisor.hpp"
 #include "nodus/term.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus::global {
 
@@ -67,3 +70,5 @@ Expected<Pid> send(Atom name, Term msg);
 std::vector<Atom> registered_names();
 
 }  // namespace nodus::global
+
+NODUS_API_END

@@ -4,6 +4,9 @@
 
 #include <string>
 #include <string_view>
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus::io {
 
@@ -19,3 +22,5 @@ void put_chars(std::string_view text);
 void puts(std::string_view text);
 
 }  // namespace nodus::io
+
+NODUS_API_END

@@ -5,6 +5,9 @@
 
 #include <string>
 #include <string_view>
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -20,3 +23,5 @@ void log_limited(spdlog::level::level_enum level, std::string_view kind, std::st
                  std::size_t max_bytes = 400);
 
 }  // namespace nodus
+
+NODUS_API_END

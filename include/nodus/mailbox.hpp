@@ -10,6 +10,9 @@
 #include "nodus/message.hpp"
 #include "nodus/pid.hpp"
 #include "nodus/receive.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -74,3 +77,5 @@ class Mailbox {
 };
 
 }  // namespace nodus
+
+NODUS_API_END

@@ -15,6 +15,9 @@
 
 #include "nodus/term.hpp"
 #include "nodus/type_name.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 namespace detail {
@@ -197,3 +200,5 @@ class Message : public MessageRef {
 };
 
 }  // namespace nodus
+
+NODUS_API_END

@@ -20,6 +20,9 @@
 #include "nodus/process.hpp"
 #include "nodus/receive.hpp"
 #include "nodus/term.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -257,3 +260,5 @@ void send(Atom name, Atom node, M&& msg) {
 }
 
 }  // namespace nodus
+
+NODUS_API_END

@@ -28,3 +28,8 @@
 #include "nodus/global.hpp"
 #include "nodus/config.hpp"
 #include "nodus/error.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
+
+NODUS_API_END

@@ -24,6 +24,9 @@
 #include "nodus/pid.hpp"
 #include "nodus/proc.hpp"
 #include "nodus/term.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus::observe {
 
@@ -149,3 +152,5 @@ SystemMonitor system_monitor(const SystemMonitor& m);
 SystemMonitor system_monitor();
 
 }  // namespace nodus::observe
+
+NODUS_API_END

@@ -19,6 +19,9 @@
 #include "nodus/proc.hpp"
 #include "nodus/supervisor.hpp"
 #include "nodus/term.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus::pg {
 
@@ -56,3 +59,5 @@ std::pair<Ref, Term> monitor_scope(Atom scope = default_scope());
 void demonitor_scope(const Ref& ref, Atom scope = default_scope());
 
 }  // namespace nodus::pg
+
+NODUS_API_END

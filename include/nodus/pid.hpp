@@ -8,6 +8,9 @@
 #include <string>
 
 #include "nodus/atom.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -91,3 +94,5 @@ struct std::hash<nodus::Ref> {
                                     0x9E3779B97F4A7C15ull);
   }
 };
+
+NODUS_API_END

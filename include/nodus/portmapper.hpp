@@ -10,6 +10,9 @@
 #include <optional>
 #include <string>
 #include <vector>
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus::dist {
 
@@ -77,3 +80,5 @@ class PortmapperClient {
 bool ensure_portmapper(std::uint16_t port, std::string* error, const std::string& listen_addr = {});
 
 }  // namespace nodus::dist
+
+NODUS_API_END

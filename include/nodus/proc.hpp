@@ -6,6 +6,9 @@
 #include <optional>
 #include <source_location>
 #include <utility>
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -100,3 +103,5 @@ class Async {
 };
 
 }  // namespace nodus
+
+NODUS_API_END

@@ -14,6 +14,9 @@
 #include "nodus/receive.hpp"
 #include "nodus/system_messages.hpp"
 #include "nodus/term.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -67,6 +70,8 @@ void drop_watcher(const Ref& ref);
 /// A call under `tag` gave up (timed out): its `{tag, Reply}` is dropped if it comes later,
 /// instead of staying in the caller's mailbox (Erlang's call alias). Remembers the last 64.
 void ignore_reply(const Ref& tag);
+/// True on one of the runtime's scheduler threads (where a body must never block).
+bool on_scheduler_thread() noexcept;
 
 template <class F, class... Args>
 Pid spawn_with(const SpawnOptions& opts, Ref* mref, F&& f, Args&&... args) {
@@ -193,3 +198,5 @@ TimerRef send_after(std::chrono::duration<Rep, Period> d, const Pid& to, M&& msg
 std::optional<std::chrono::milliseconds> cancel_timer(TimerRef t);
 
 }  // namespace nodus
+
+NODUS_API_END

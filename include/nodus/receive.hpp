@@ -10,6 +10,9 @@
 #include <type_traits>
 
 #include "nodus/message.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -173,3 +176,5 @@ auto sleep_for(std::chrono::duration<Rep, Period> d) {
 inline detail::YieldAwaiter yield() { return {}; }
 
 }  // namespace nodus
+
+NODUS_API_END

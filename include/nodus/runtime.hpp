@@ -2,6 +2,9 @@
 #pragma once
 
 #include <cstddef>
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -28,3 +31,5 @@ class Runtime {
 };
 
 }  // namespace nodus
+
+NODUS_API_END

@@ -19,6 +19,9 @@
 
 #include "nodus/gen_server.hpp"
 #include "nodus/process.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus::supervisor {
 
@@ -140,3 +143,5 @@ Async<Term> terminate_child(ServerRef sup, Pid pid);
 Term terminate_child(Mailbox& mb, ServerRef sup, Pid pid);
 
 }  // namespace nodus::dynamic_supervisor
+
+NODUS_API_END

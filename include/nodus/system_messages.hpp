@@ -5,6 +5,9 @@
 
 #include "nodus/pid.hpp"
 #include "nodus/term.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -32,3 +35,5 @@ inline std::ostream& operator<<(std::ostream& os, const Down& m) {
 }
 
 }  // namespace nodus
+
+NODUS_API_END

@@ -24,6 +24,9 @@
 #include "nodus/process.hpp"
 #include "nodus/supervisor.hpp"
 #include "nodus/term.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -158,3 +161,5 @@ Term terminate_child(Mailbox& mb, ServerRef sup, Pid pid);
 
 }  // namespace task_supervisor
 }  // namespace nodus
+
+NODUS_API_END

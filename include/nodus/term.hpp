@@ -14,6 +14,9 @@
 
 #include "nodus/atom.hpp"
 #include "nodus/pid.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -152,3 +155,5 @@ std::ostream& operator<<(std::ostream& os, const Term& t);
 std::string atom_to_string(Atom a);
 
 }  // namespace nodus
+
+NODUS_API_END

@@ -8,6 +8,9 @@
 
 #include "nodus/error.hpp"
 #include "nodus/term.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -25,3 +28,5 @@ struct TermScope {
 Expected<Term> parse_term(std::string_view text, const TermScope& scope = {});
 
 }  // namespace nodus
+
+NODUS_API_END

@@ -2,6 +2,9 @@
 #pragma once
 
 #include <string_view>
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -17,3 +20,5 @@ constexpr std::string_view type_name() {
 }
 
 }  // namespace nodus
+
+NODUS_API_END

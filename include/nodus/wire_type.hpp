@@ -23,6 +23,9 @@
 #include "nodus/message.hpp"
 #include "nodus/pid.hpp"
 #include "nodus/term.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus::wire {
 
@@ -180,3 +183,5 @@ void register_type(std::string_view wire_name) {
 }
 
 }  // namespace nodus
+
+NODUS_API_END

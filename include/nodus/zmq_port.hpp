@@ -22,6 +22,9 @@
 #include "nodus/node.hpp"
 #include "nodus/pid.hpp"
 #include "nodus/proc.hpp"
+#include "nodus/export.hpp"
+
+NODUS_API_BEGIN
 
 namespace nodus {
 
@@ -146,3 +149,5 @@ Async<std::optional<ZmqMessage>> recv(Port p, std::chrono::milliseconds timeout)
 }  // namespace zmq_port
 
 }  // namespace nodus
+
+NODUS_API_END

@@ -2,7 +2,6 @@
 // {Tag, Reply}), with OTP's failure reasons.
 #include "nodus/gen_server.hpp"
 
-#include "../runtime/process.hpp"
 #include "nodus/log.hpp"
 #include "nodus/node.hpp"
 #include "nodus/system_messages.hpp"
@@ -477,7 +476,7 @@ void start_ack(const Starter& s, std::optional<Term> error) {
 Expected<Pid> start_acked(const std::function<Proc(const Starter&)>& make, Atom name, bool link,
                         std::chrono::milliseconds timeout, const char* what) {
   if (auto f = taken(name)) return *f;
-  if (runtime::on_worker()) {
+  if (on_scheduler_thread()) {
     if (t_collector == nullptr) {
       throw std::logic_error(std::string(what) +
                              " in a process body would block its worker: co_await the _async variant");

@@ -7,7 +7,6 @@
 #include <deque>
 
 #include "../observe_parts.hpp"
-#include "../runtime/process.hpp"
 #include "nodus/log.hpp"
 #include "nodus/system_messages.hpp"
 

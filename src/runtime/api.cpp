@@ -285,6 +285,8 @@ void detail::monitor_as(const Pid& pid, const Ref& ref) {
   }
 }
 
+bool detail::on_scheduler_thread() noexcept { return runtime::on_worker(); }
+
 void detail::ignore_reply(const Ref& tag) { runtime::ignore_reply(caller("ignore_reply"), tag); }
 
 void detail::drop_watcher(const Ref& ref) {
