@@ -203,25 +203,11 @@ std::size_t NodeImpl::on_inbound() {
 bool NodeImpl::on_message(Conn& c, std::string_view m) {
   if (c.up) {
     const PeerRef from{c.peer, c.hs.peer_creation()};
-    if (c.channel) {
-      // (held here: handling a record may close the connection and drop its channel)
-      const std::shared_ptr<PeerCounters> k = c.channel->counters;
-      add(k->bytes_in, m.size());
-      std::uint64_t records = 0;
-      for_each_record(m, from.name(), [&](std::string_view rec) {
-        ++records;
-        if (rec.size() >= 2 && static_cast<std::uint8_t>(rec[0]) == kWireVersion &&
-            static_cast<Op>(rec[1]) == Op::fragment) {
-          on_fragment(c, from, rec);
-        } else {
-          deliver_frame(from, rec);
-        }
-        return true;
-      });
-      add(k->msgs_in, records);
-      return !c.closed;
-    }
+    // (held here: handling a record may close the connection and drop its channel)
+    const std::shared_ptr<PeerCounters> k = c.channel ? c.channel->counters : nullptr;
+    std::uint64_t records = 0;
     for_each_record(m, from.name(), [&](std::string_view rec) {
+      ++records;
       if (rec.size() >= 2 && static_cast<std::uint8_t>(rec[0]) == kWireVersion &&
           static_cast<Op>(rec[1]) == Op::fragment) {
         on_fragment(c, from, rec);
@@ -230,6 +216,10 @@ bool NodeImpl::on_message(Conn& c, std::string_view m) {
       }
       return true;
     });
+    if (k) {
+      add(k->bytes_in, m.size());
+      add(k->msgs_in, records);
+    }
     return !c.closed;
   }
   bool open = true;
