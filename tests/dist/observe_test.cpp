@@ -214,3 +214,57 @@ TEST_CASE("nodus top shows the flooded process first, sorts on a key and quits o
   // top exits on q: the pane runs the `sleep` after it, and top's own node leaves the port mapper
   CHECK(eventually([&] { return !pm.lists("topv"); }, 20s));
 }
+
+namespace {
+Proc flooder(Atom node, std::int64_t n) {
+  const std::string kb(1024, 'x');
+  for (std::int64_t i = 0; i < n; ++i) {
+    send(atom("holder"), node, tuple(atom("flood"), kb));
+    if (i % 64 == 0) co_await yield();  // a suspension point: where a send budget holds it
+  }
+}
+}  // namespace
+
+TEST_CASE("busy_peer, queued bytes and time over the budget while a peer is stopped", "[distributed][observe]") {
+  PortMapper pm(kPortmapper);
+  PeerNode sc({kObsNode, "--sname", "scb@localhost", "--cookie", "c"}, pm, "scb");
+  REQUIRE(sc.ready());
+  Runtime rt;
+  Node t({.name = "tb@localhost", .cookie = "c", .dist_buffer = 64 << 10});
+  Mailbox mb;
+  const Atom peer = atom("scb@localhost");
+  REQUIRE(node::ping(peer));
+  observe::system_monitor({.to = mb.pid(), .busy_peer = true});
+  sc.signal(SIGSTOP);
+  struct Resume {
+    PeerNode& n;
+    ~Resume() { n.signal(SIGCONT); }
+  } resume{sc};
+  const Pid f = spawn(flooder, peer, std::int64_t{20000});  // 20 MB: far past the 64 KiB budget
+  auto ev = mb.receive<Term>([](const Term& t) { return t.is_tuple(4, "monitor") && t[2].is_atom("busy_peer"); }, 30s);
+  REQUIRE(ev);
+  CHECK((*ev)[1].as_pid() == f);
+  CHECK((*ev)[3][0] == tuple(atom("node"), peer));
+  auto peer_stats = [&] {
+    for (const auto& p : observe::stats().peers) {
+      if (p.node == peer) return p;
+    }
+    return observe::PeerStats{};
+  };
+  const observe::PeerStats held = peer_stats();
+  CHECK(held.up);
+  CHECK(held.busy_episodes >= 1);
+  CHECK(held.queued_bytes > 64u << 10);
+  CHECK(observe::stats().senders_held >= 1);
+  CHECK(observe::process_info(f)->status == "held");
+  sc.signal(SIGCONT);
+  // the peer reads again: the queue drains, the flooder finishes, the episode's time is counted
+  const Ref done = monitor(f);
+  REQUIRE(mb.receive<Down>([&](const Down& d) { return d.ref == done; }, 120s));
+  REQUIRE(eventually([&] { return peer_stats().queued_bytes == 0; }, 60s));
+  const observe::PeerStats after = peer_stats();
+  CHECK(after.busy_ns > 0);
+  CHECK(after.msgs_out >= 20000);
+  CHECK(after.bytes_out >= 20000u * 1024);
+  observe::system_monitor(observe::SystemMonitor{});
+}
