@@ -53,10 +53,9 @@ std::vector<Expected<Term>> multicall(Mailbox& mb, const std::vector<Atom>& node
                                       const Term& args = Term::list({}),
                                       std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
-namespace detail {
-/// The process body a call runs in, on the target node (registered there as "erpc.run").
-Proc run(Term args);
-}  // namespace detail
+}  // namespace nodus::erpc
+#include "nodus/detail/erpc.hpp"  // the hooks this header's templates use
+namespace nodus::erpc {
 
 }  // namespace nodus::erpc
 

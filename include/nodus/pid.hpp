@@ -66,15 +66,9 @@ Ref make_ref();
 /// The name this node answers to (`nonode@nohost` until distribution starts).
 Atom node_name();
 
-namespace detail {
-struct LocalNode {
-  Atom name;
-  std::uint32_t creation;
-};
-/// Identity of this node; set by the runtime (and later by distribution).
-LocalNode local_node();
-void set_local_node(Atom name, std::uint32_t creation);
-}  // namespace detail
+}  // namespace nodus
+#include "nodus/detail/pid.hpp"  // the hooks this header's templates use
+namespace nodus {
 
 }  // namespace nodus
 

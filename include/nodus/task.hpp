@@ -126,10 +126,9 @@ std::vector<Term> async_stream(Mailbox& mb, std::vector<Term> items, std::functi
 
 }  // namespace task
 
-namespace detail {
-/// The task function registered as `name` on this node, if any.
-std::optional<TaskFunction> find_task_function(std::string_view name);
-}  // namespace detail
+}  // namespace nodus
+#include "nodus/detail/task.hpp"  // the hooks this header's templates use
+namespace nodus {
 
 namespace task_supervisor {
 

@@ -105,22 +105,9 @@ void close(const Port& p);
 namespace zmq_port {
 struct PortState;
 }
-namespace detail {
-/// A delivered message's tie to its port. When the message is destroyed it gives the active
-/// flow its credit back, and its frames' memory to the port thread, which reads the next
-/// messages into it (so a message costs no allocation on one thread and free on another). A
-/// copy carries neither: the credit comes back when the original goes.
-struct PortToken {
-  std::shared_ptr<zmq_port::PortState> s;
-  PortToken() = default;
-  explicit PortToken(std::shared_ptr<zmq_port::PortState> st) noexcept : s(std::move(st)) {}
-  PortToken(PortToken&&) noexcept = default;
-  PortToken& operator=(PortToken&&) noexcept = default;
-  PortToken(const PortToken&) noexcept {}
-  PortToken& operator=(const PortToken&) noexcept { return *this; }
-  void release(std::vector<std::string>& parts) noexcept;
-};
-}  // namespace detail
+}  // namespace nodus
+#include "nodus/detail/zmq_port.hpp"  // the hooks this header's templates use
+namespace nodus {
 
 /// What a port delivers to its owner: the frames of one message (for a ROUTER, the peer's
 /// routing id first). Handling it (destroying it) gives the active flow its credit back.
