@@ -261,10 +261,11 @@ TEST_CASE("busy_peer, queued bytes and time over the budget while a peer is stop
   // the peer reads again: the queue drains, the flooder finishes, the episode's time is counted
   const Ref done = monitor(f);
   REQUIRE(mb.receive<Down>([&](const Down& d) { return d.ref == done; }, 120s));
-  REQUIRE(eventually([&] { return peer_stats().queued_bytes == 0; }, 60s));
+  // (its Down can come before its last slice's records are handed to the channel: the
+  // worker sends them once the process is gone)
+  REQUIRE(eventually([&] { return peer_stats().msgs_out >= 20000 && peer_stats().queued_bytes == 0; }, 60s));
   const observe::PeerStats after = peer_stats();
   CHECK(after.busy_ns > 0);
-  CHECK(after.msgs_out >= 20000);
   CHECK(after.bytes_out >= 20000u * 1024);
   observe::system_monitor(observe::SystemMonitor{});
 }
