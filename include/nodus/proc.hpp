@@ -4,7 +4,6 @@
 #include <coroutine>
 #include <exception>
 #include <optional>
-#include <source_location>
 #include <utility>
 #include "nodus/export.hpp"
 
@@ -21,8 +20,13 @@ class Proc {
     std::exception_ptr error;
     /// The body's function, as the compiler names it (shown by observe::processes, `i()`).
     const char* body = nullptr;
-    promise_type(std::source_location where = std::source_location::current()) noexcept
-        : body(where.function_name()) {}
+#if defined(__GNUC__) || defined(__clang__)
+    // (the default argument is evaluated in the coroutine itself: its name. __builtin_FUNCTION
+    // rather than std::source_location, which clang 14 with libstdc++ 12 does not have)
+    promise_type(const char* where = __builtin_FUNCTION()) noexcept : body(where) {}
+#else
+    promise_type() noexcept = default;
+#endif
     Proc get_return_object() { return Proc(handle::from_promise(*this)); }
     std::suspend_always initial_suspend() noexcept { return {}; }
     std::suspend_always final_suspend() noexcept { return {}; }
