@@ -9,6 +9,7 @@ one without a .pc file), and `pkg-config --cflags nodus` carries no private depe
 Prints one line per problem and exits 1 if there is any; prints a summary line and exits 0 if not.
 """
 import os
+import shutil
 import subprocess
 import sys
 
@@ -28,6 +29,7 @@ SYSTEM_PACKAGES = ("libc6-dev", "linux-libc-dev", "libstdc++", "libgcc", "gcc-")
 PRIVATE_FLAGS = ("pgm-", "libxml2", "krb5", "TOML_", "sodium")
 
 problems = []
+CLANG = shutil.which("clang++")
 
 
 def pkg(*args):
@@ -73,6 +75,14 @@ for h in headers:
         first = next((l for l in compile_.stderr.splitlines() if "error" in l), compile_.stderr[:300])
         problems.append("nodus/%s does not compile with `pkg-config --cflags %s` alone: %s" % (h, package, first))
         continue
+    # and with clang where it is installed (Debian's clang 14 with libstdc++ 12 lacks some of
+    # what g++ 12 has: std::source_location once broke every header for it)
+    if CLANG:
+        with_clang = subprocess.run([CLANG, "-std=c++20", "-fsyntax-only", "-x", "c++", "-", *flags],
+                                    input=src, capture_output=True, text=True)
+        if with_clang.returncode != 0:
+            first = next((l for l in with_clang.stderr.splitlines() if "error" in l), with_clang.stderr[:300])
+            problems.append("nodus/%s does not compile with clang++ and `pkg-config --cflags %s`: %s" % (h, package, first))
     deps = subprocess.run(["g++", "-std=c++20", "-M", "-x", "c++", "-", *flags], input=src,
                           capture_output=True, text=True).stdout
     for path in deps.replace("\\\n", " ").split()[1:]:
@@ -109,4 +119,4 @@ for p in problems:
     print(p)
 if problems:
     sys.exit(1)
-print("%d installed headers compile alone and include only what their .pc files declare" % len(headers))
+print("%d installed headers compile alone (g++%s) and include only what their .pc files declare" % (len(headers), " and clang++" if CLANG else ""))
