@@ -5,22 +5,14 @@
 #include <thread>
 
 #include "nodus/nodus.hpp"
+#include "nodus/testing.hpp"
 
 using namespace nodus;
 using namespace std::chrono_literals;
 
 namespace {
 
-// Waits (with a deadline, never a fixed sleep) until `cond` holds; false if it never did.
-template <class F>
-bool eventually(F cond, std::chrono::milliseconds limit = 10s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
+using nodus::testing::eventually;  // a condition, waited for with a deadline
 
 Proc ends_with(Term reason) {
   if (reason.is_atom("normal")) co_return;
