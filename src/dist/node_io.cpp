@@ -750,8 +750,7 @@ void NodeImpl::peer_down(Atom node, const std::string& why) {
   if (p.up) {
     logger().info("node {} down: {}", node.name(), why);
     count_down(why);
-    std::lock_guard lock(chan_mu_);
-    if (auto k = peer_counters_.find(node.id()); k != peer_counters_.end()) add(k->second->downs, 1);
+    if (failed) add(failed->counters->downs, 1);
   }
   for (auto sp = spawns_.begin(); sp != spawns_.end();) {
     if (sp->second.node == node) {
@@ -775,20 +774,17 @@ void NodeImpl::count_down(const std::string& why) {
   // the reason's kind: what comes before the first ':' (its details vary: addresses, names)
   std::string kind = why.substr(0, std::min(why.find(':'), kReasonBytes));
   std::lock_guard lock(reasons_mu_);
-  for (auto& [k, n] : down_reasons_) {
-    if (k == kind) {
-      ++n;
-      return;
-    }
+  auto known = [&] { return std::find_if(down_reasons_.begin(), down_reasons_.end(), [&](const auto& r) { return r.first == kind; }); };
+  auto it = known();
+  if (it == down_reasons_.end() && down_reasons_.size() >= kMaxReasons) {
+    kind = "other";  // the kinds seen first keep their rows
+    it = known();
   }
-  if (down_reasons_.size() >= kMaxReasons) kind = "other";
-  for (auto& [k, n] : down_reasons_) {
-    if (k == kind) {
-      ++n;
-      return;
-    }
+  if (it != down_reasons_.end()) {
+    ++it->second;
+  } else {
+    down_reasons_.emplace_back(std::move(kind), 1);
   }
-  down_reasons_.emplace_back(std::move(kind), 1);
 }
 
 void NodeImpl::mark_up(Atom node, bool up) {

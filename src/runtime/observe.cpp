@@ -158,8 +158,7 @@ struct Monitor {
   std::thread thread;
   bool stop = false;
   // busy_peer events noted since the last sample: node -> sender (null if not a process)
-  std::map<std::uint32_t, Pid> busy;
-  std::map<std::uint32_t, Atom> busy_node;
+  std::map<std::uint32_t, Pid> busy;  // by the node's atom id
 };
 Monitor& monitor() {
   static Monitor* m = new Monitor;  // never destroyed: a node's threads may note events late
@@ -186,9 +185,7 @@ void sampler() {
   while (!m.stop) {
     const SystemMonitor cfg = m.config;
     auto busy = std::move(m.busy);
-    auto busy_node = std::move(m.busy_node);
     m.busy.clear();
-    m.busy_node.clear();
     lock.unlock();
     std::vector<Term> out;
     runtime::Context* c = runtime::ctx_if();
@@ -225,7 +222,7 @@ void sampler() {
       }
       if (cfg.busy_peer) {
         for (const auto& [id, who] : busy) {
-          out.push_back(event(who.is_null() ? cfg.to : who, "busy_peer", tuple(atom("node"), busy_node[id])));
+          out.push_back(event(who.is_null() ? cfg.to : who, "busy_peer", tuple(atom("node"), Atom::from_id(id))));
         }
       }
       for (Term& t : out) send(cfg.to, std::move(t));
@@ -286,7 +283,6 @@ void note_busy_peer(Atom node) noexcept {
   std::lock_guard lock(m.mu);
   if (m.busy.size() >= 64 && !m.busy.count(node.id())) return;  // bounded between samples
   m.busy.emplace(node.id(), p ? p->pid() : Pid{});
-  m.busy_node.emplace(node.id(), node);
 }
 }  // namespace parts
 

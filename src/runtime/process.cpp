@@ -47,7 +47,8 @@ inline void handled(Process* p) noexcept {
   p->handled.store(p->handled.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 // A node left the mailbox without a receive taking it (a signal acted on, a stray, a late reply).
-inline void dropped(Process* p) noexcept {
+inline void discarded(Process* p) noexcept {
+  taken(p);
   p->dropped.store(p->dropped.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
@@ -104,8 +105,7 @@ MsgNode* pop_own(Process* p) noexcept {
     }
     if (n->stamp == me) return n;
     destroy(n);
-    taken(p);
-    dropped(p);
+    discarded(p);
   }
 }
 
@@ -184,8 +184,7 @@ MsgNode* admit(Process* p, MsgNode* n) {
     n = nullptr;
   }
   if (n == nullptr) {
-    taken(p);
-    dropped(p);
+    discarded(p);
   }
   return n;
 }
@@ -609,8 +608,7 @@ bool remove_down(Process* p, const Ref& ref) {
       *link = next_of(n);
       if (p->save_tail == link_of(n)) p->save_tail = link;
       destroy(n);
-      taken(p);
-      dropped(p);
+      discarded(p);
       found = true;
       break;
     }
