@@ -138,6 +138,14 @@ if [[ $mode == plain && -z $filter ]]; then
     failed=$((failed + 1))
   fi
   rm -rf "$stage"
+  # the library's layers: no upward include (as meson configures), no upward call (its objects)
+  layers=$(bash tests/packaging/layers.sh "$dir" 2>&1)
+  lrc=$?
+  echo "$layers"
+  passed=$((passed + $(grep -c '^ok   packaging: ' <<<"$layers")))
+  fails=$(grep -c '^FAIL packaging: ' <<<"$layers")
+  ((lrc != 0 && fails == 0)) && fails=1
+  failed=$((failed + fails))
 fi
 
 echo "$passed passed, $failed failed"

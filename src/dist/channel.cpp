@@ -1,8 +1,8 @@
 // The channel ownership protocol (channel.hpp).
 #include "channel.hpp"
 
-#include "../runtime/process.hpp"
-#include "../runtime/trace.hpp"
+#include "runtime/process.hpp"
+#include "runtime/trace.hpp"
 #include <algorithm>
 #include <chrono>
 

@@ -1,21 +1,26 @@
 // The public distribution API (nodus/node.hpp) and the runtime hooks for remote pids.
 #include "node_impl.hpp"
-#include "../gateway/gateway.hpp"
-#include "../metrics/metrics.hpp"
-#include "nodus/erpc.hpp"
+#include "start.hpp"
 
 namespace nodus {
 namespace dist {
 
 std::mutex g_functions_mu;
-std::map<std::string, RemoteFunction, std::less<>> g_functions;
+std::map<std::string, RemoteFunction, std::less<>> g_functions;  // register_function
+std::map<std::string, RemoteFunction, std::less<>> g_builtins;   // add_builtin_function
 
 std::optional<RemoteFunction> find_function(std::string_view name) {
   std::lock_guard lock(g_functions_mu);
   auto it = g_functions.find(name);
   if (it != g_functions.end()) return it->second;
-  if (name == "erpc.run") return RemoteFunction(erpc::detail::run);  // every node runs erpc calls
+  it = g_builtins.find(name);
+  if (it != g_builtins.end()) return it->second;
   return std::nullopt;
+}
+
+void add_builtin_function(std::string name, RemoteFunction f) {
+  std::lock_guard lock(g_functions_mu);
+  g_builtins.insert_or_assign(std::move(name), std::move(f));
 }
 
 void deliver_remote(const Pid& to, detail::MsgNode* n) {
@@ -112,64 +117,50 @@ namespace {
 dist::NodeImpl* impl() { return dist::g_node.load(std::memory_order_acquire); }  // (Node's own methods)
 }  // namespace
 
-namespace {
-void shut_down();
-}
+namespace dist {
 
-Node::Node(NodeOptions opts) {
+void start_node(NodeOptions opts) {
   runtime::ctx();  // throws if no Runtime
-  const std::optional<GatewayOptions> gateway = opts.gateway;
-  const std::string metrics_addr = opts.metrics;
-  auto* n = new dist::NodeImpl(std::move(opts));
+  auto* n = new NodeImpl(std::move(opts));
   // claimed before it starts: its I/O thread may accept a peer and answer it (a spawn reply)
   // before start() returns, and what it sends goes through g_node
-  dist::NodeImpl* expected = nullptr;
-  if (!dist::g_node.compare_exchange_strong(expected, n)) {
+  NodeImpl* expected = nullptr;
+  if (!g_node.compare_exchange_strong(expected, n)) {
     delete n;
     throw std::logic_error("a Node is already running in this OS process");
   }
   try {
     n->start();
   } catch (...) {
-    dist::g_node.store(nullptr, std::memory_order_seq_cst);
+    g_node.store(nullptr, std::memory_order_seq_cst);
     delete n;
     throw;
   }
-  runtime::set_remote_hooks(&dist::kHooks);
-  if (gateway) {
-    try {
-      nodus::gateway::start(*gateway, n->cookie(), n->curve_server());
-    } catch (...) {
-      shut_down();
-      throw;
-    }
-  }
-  if (!metrics_addr.empty()) {
-    try {
-      nodus::metrics::start(metrics_addr);
-    } catch (...) {
-      shut_down();
-      throw;
-    }
-  }
+  runtime::set_remote_hooks(&kHooks);
 }
 
-namespace {
-void shut_down() {
-  nodus::metrics::stop();
-  nodus::gateway::stop();  // first: its clients' processes use the node
+void stop_node() {
   runtime::set_remote_hooks(nullptr);
-  dist::NodeImpl* n = dist::g_node.exchange(nullptr, std::memory_order_seq_cst);
-  while (dist::g_pollers.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  NodeImpl* n = g_node.exchange(nullptr, std::memory_order_seq_cst);
+  while (g_pollers.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
   // stopped first (the sockets close, held senders and waiting callers are let go), freed once
   // no thread is inside it any more: processes may still be sending as the Node goes
   n->stop();
-  dist::wait_node_unused();
+  wait_node_unused();
   delete n;
 }
-}  // namespace
 
-Node::~Node() { shut_down(); }
+std::string node_cookie() {
+  const NodeUse node;
+  return node ? node->cookie() : std::string();
+}
+
+std::shared_ptr<const zmtp::Curve> node_curve_server() {
+  const NodeUse node;
+  return node ? node->curve_server() : nullptr;
+}
+
+}  // namespace dist
 
 Atom Node::name() const { return impl()->name(); }
 std::uint16_t Node::port() const { return impl()->port(); }
@@ -178,8 +169,6 @@ namespace node {
 
 Atom self() { return detail::local_node().name; }
 bool alive() { return impl() != nullptr; }
-std::uint16_t gateway_port() { return nodus::gateway::port(); }
-std::uint16_t metrics_port() { return nodus::metrics::port(); }
 
 std::vector<Atom> list() {
   const dist::NodeUse node;

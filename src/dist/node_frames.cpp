@@ -1,6 +1,6 @@
 // What each frame means: handshake (both sides), sends, spawns, links and monitors.
 #include "node_impl.hpp"
-#include "../runtime/trace.hpp"
+#include "runtime/trace.hpp"
 #include "frames.hpp"
 #include "json.hpp"
 #include "wire_types.hpp"

@@ -22,9 +22,9 @@
 #include <thread>
 #include <unordered_map>
 
-#include "../observe_parts.hpp"
-#include "../runtime/context.hpp"
-#include "../runtime/process.hpp"
+#include "runtime/observe_parts.hpp"
+#include "runtime/context.hpp"
+#include "runtime/process.hpp"
 #include "channel.hpp"
 #include "frames.hpp"
 #include "peer_links.hpp"

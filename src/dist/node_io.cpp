@@ -1,6 +1,6 @@
 // The node I/O thread: start/stop, the poll loop, connections to peers, losing a peer.
 #include "node_impl.hpp"
-#include "../runtime/trace.hpp"
+#include "runtime/trace.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>

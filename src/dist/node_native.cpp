@@ -4,7 +4,7 @@
 // every socket sits in one epoll set that whoever holds io_mu_ reads (the I/O thread, or an
 // idle worker). What the frames mean is node_frames.cpp.
 #include "node_impl.hpp"
-#include "../runtime/trace.hpp"
+#include "runtime/trace.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>

@@ -24,8 +24,8 @@
 #include <thread>
 #include <unordered_map>
 
-#include "../dist/json.hpp"
-#include "../runtime/context.hpp"
+#include "dist/json.hpp"
+#include "runtime/context.hpp"
 #include "nodus/gen_server.hpp"
 #include "nodus/io.hpp"
 #include "nodus/log.hpp"

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "../dist/zmtp.hpp"
+#include "dist/zmtp.hpp"
 #include "nodus/node.hpp"
 
 namespace nodus::gateway {

@@ -4,6 +4,8 @@
 // from anything else is not taken for a result).
 #include "nodus/erpc.hpp"
 
+#include "builtins.hpp"
+#include "dist/start.hpp"
 #include "nodus/log.hpp"
 #include "nodus/node.hpp"
 #include "nodus/receive.hpp"
@@ -11,6 +13,12 @@
 
 namespace nodus::erpc {
 
+void detail::install() {
+  // every node answers erpc calls: added to the distribution's built-in functions once, by the
+  // first local call and by the public Node as it starts (src/services/node.cpp)
+  static const bool installed = (dist::add_builtin_function("erpc.run", detail::run), true);
+  (void)installed;
+}
 
 Proc detail::run(Term a) {
   // [Tag | none, Function, Args]
@@ -110,6 +118,7 @@ struct Pending {
 };
 
 Async<Pending> start_async(Atom node, std::string function, Term args, std::chrono::milliseconds timeout) {
+  detail::install();
   Pending p{node, std::move(function), make_ref(), {}, {}, std::nullopt};
   try {
     Spawned s = co_await spawn_request(node, "erpc.run", call_args(p.tag, p.function, std::move(args)),
@@ -123,6 +132,7 @@ Async<Pending> start_async(Atom node, std::string function, Term args, std::chro
 }
 
 Pending start(Atom node, std::string function, Term args, std::chrono::milliseconds timeout) {
+  detail::install();
   Pending p{node, std::move(function), make_ref(), {}, {}, std::nullopt};
   try {
     auto [pid, mref] = spawn_monitor(node, "erpc.run", call_args(p.tag, p.function, std::move(args)), {}, timeout);
@@ -165,6 +175,7 @@ Expected<Term> call(Mailbox& mb, Atom node, std::string function, Term args, std
 }
 
 void cast(Atom node, std::string function, Term args) {
+  detail::install();
   (void)spawn(node, "erpc.run", Term::list({Term(atom("none")), Term(std::move(function)), std::move(args)}));
 }
 

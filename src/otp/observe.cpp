@@ -1,7 +1,8 @@
 // observe: the whole Stats, its Terms, and the built-in functions a remote node calls.
 #include <algorithm>
 
-#include "../observe_parts.hpp"
+#include "builtins.hpp"
+#include "runtime/observe_parts.hpp"
 #include "nodus/erpc.hpp"
 
 namespace nodus::observe {

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <deque>
 
-#include "../observe_parts.hpp"
+#include "runtime/observe_parts.hpp"
 #include "nodus/log.hpp"
 #include "nodus/system_messages.hpp"
 

@@ -13,7 +13,7 @@
 #include "nodus/log.hpp"
 #include "nodus/node.hpp"
 #include "nodus/system_messages.hpp"
-#include "../observe_parts.hpp"
+#include "builtins.hpp"
 
 namespace nodus {
 namespace {

@@ -6,7 +6,7 @@
 #include <set>
 #include <thread>
 
-#include "../observe_parts.hpp"
+#include "observe_parts.hpp"
 #include "context.hpp"
 #include "counters.hpp"
 #include "nodus/process.hpp"

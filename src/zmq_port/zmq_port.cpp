@@ -22,7 +22,7 @@
 #include <thread>
 #include <unordered_map>
 
-#include "../runtime/context.hpp"
+#include "runtime/context.hpp"
 #include "nodus/log.hpp"
 #include "nodus/mailbox.hpp"
 #include "nodus/process.hpp"

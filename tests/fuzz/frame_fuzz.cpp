@@ -14,10 +14,10 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "../../src/dist/codec.hpp"
-#include "../../src/dist/json.hpp"
-#include "../../src/dist/node_impl.hpp"
-#include "../../src/dist/zmtp.hpp"
+#include "dist/codec.hpp"
+#include "dist/json.hpp"
+#include "dist/node_impl.hpp"
+#include "dist/zmtp.hpp"
 #include "nodus/nodus.hpp"
 
 using namespace nodus;

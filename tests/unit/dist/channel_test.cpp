@@ -5,9 +5,9 @@
 #include <random>
 #include <string>
 
-#include "../../../src/dist/channel.hpp"
-#include "../../../src/dist/codec.hpp"
-#include "../../../src/dist/frames.hpp"
+#include "dist/channel.hpp"
+#include "dist/codec.hpp"
+#include "dist/frames.hpp"
 
 using nodus::dist::Channel;
 using nodus::dist::Connection;

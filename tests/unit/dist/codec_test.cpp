@@ -1,7 +1,7 @@
 // Term codec: round trips, exact bytes, and a table of malformed inputs that must be refused.
 #include <catch2/catch.hpp>
 
-#include "../../../src/dist/codec.hpp"
+#include "dist/codec.hpp"
 
 using namespace nodus;
 using namespace nodus::dist;

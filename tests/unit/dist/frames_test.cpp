@@ -4,7 +4,7 @@
 
 #include <functional>
 
-#include "../../../src/dist/frames.hpp"
+#include "dist/frames.hpp"
 #include "nodus/nodus.hpp"
 
 using namespace nodus;

@@ -1,9 +1,9 @@
 // The wire-protocol-2 handshake (src/dist/handshake.hpp), frame by frame, without sockets.
 #include <catch2/catch.hpp>
 
-#include "../../../src/dist/codec.hpp"
-#include "../../../src/dist/handshake.hpp"
-#include "../../../src/dist/wire.hpp"
+#include "dist/codec.hpp"
+#include "dist/handshake.hpp"
+#include "dist/wire.hpp"
 
 using namespace nodus::dist;
 using Step = Handshake::Step;

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "../../../src/dist/json.hpp"
+#include "dist/json.hpp"
 
 using namespace nodus;
 using namespace nodus::dist;

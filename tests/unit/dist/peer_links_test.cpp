@@ -1,7 +1,7 @@
 // The per-peer link and monitor table (src/dist/peer_links.hpp).
 #include <catch2/catch.hpp>
 
-#include "../../../src/dist/peer_links.hpp"
+#include "dist/peer_links.hpp"
 #include "nodus/nodus.hpp"
 
 using namespace nodus;

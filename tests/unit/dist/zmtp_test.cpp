@@ -14,7 +14,7 @@
 #include <string>
 #include <zmq.hpp>
 
-#include "../../../src/dist/zmtp.hpp"
+#include "dist/zmtp.hpp"
 
 using nodus::dist::zmtp::Stream;
 using namespace std::chrono_literals;

@@ -1,13 +1,11 @@
-// The parts of nodus::observe each layer fills in (runtime, distribution, OTP), so that no
-// layer includes another's private headers. Private to the library.
+// The parts of nodus::observe each layer fills in (runtime, distribution, OTP): declared in the
+// lowest layer, defined where the data lives, assembled by the OTP layer (otp/observe.cpp).
+// Private to the library.
 #pragma once
 
 #include <cstddef>
-#include <optional>
-#include <string_view>
 
 #include "nodus/observe.hpp"
-#include "nodus/task.hpp"
 
 namespace nodus::detail {
 std::size_t atom_count();  // (runtime/atom.cpp)
@@ -23,6 +21,4 @@ void count_supervisor_restart() noexcept;
 void count_supervisor_give_up() noexcept;
 /// A send waited for `node`'s send budget (dist): a busy_peer event for the system monitor.
 void note_busy_peer(Atom node) noexcept;
-/// The built-in task functions every node answers ("nodus.stats", ...; otp/observe.cpp).
-std::optional<TaskFunction> builtin(std::string_view name);
 }  // namespace nodus::observe::parts
