@@ -831,6 +831,282 @@ int dist_hol(const Options& o) {
   return 0;
 }
 
+// ---------------------------------------------------------------- how cost grows
+// The same scenarios as bench.erl's dist_size, dist_senders, dist_spawn and dist_mixed (and,
+// for dist_size, raw TCP and raw libzmq at the same sizes: bench/anchors/{tcp,zmq}/run.sh).
+
+struct SizePoint {
+  const char* label;
+  std::size_t size;
+  long n;  // messages at 100%
+};
+// (the Erlang anchor's size_table: keep them the same)
+constexpr std::array<SizePoint, 6> kSizes{{{"16B", 16, 1'000'000},
+                                           {"256B", 256, 600'000},
+                                           {"4KiB", 4096, 200'000},
+                                           {"64KiB", 65536, 20'000},
+                                           {"1MiB", 1 << 20, 1'000},
+                                           {"16MiB", 1 << 24, 60}}};
+
+// One-way throughput at each message size, {seq, I, <<Size bytes>>} a -> {bench_sink, b};
+// -n: percent of the default counts.
+int dist_size(const Options& o) {
+  const long scale = o.n ? o.n : 100;
+  DistRun run(o);
+  Mailbox& mb = run.mb;
+  if (!wait_for_peer(mb)) return 1;
+  for (const auto& pt : kSizes) {
+    const long n = std::max(10L, pt.n * scale / 100);
+    spawn(oneway_sender, self(), std::max(2L, n / 20), pt.size);  // warm-up
+    if (!mb.receive<Term>(300s)) return 1;
+    spawn(oneway_sender, self(), n, pt.size);
+    auto r = mb.receive<Term>(300s);
+    if (!r || (*r)[2].as_int() != 0) return 1;
+    const double elapsed = (*r)[0].as_double();
+    const std::string name = std::string("dist_size_") + pt.label;
+    std::fprintf(stderr, "detail: %s %ld msgs of %zu bytes in %.3f s (%.1f MB/s of payload)\n", name.c_str(), n,
+                 pt.size, elapsed, n * static_cast<double>(pt.size) / elapsed / 1e6);
+    result(name.c_str(), n / elapsed, "msgs/s");
+  }
+  return 0;
+}
+
+Proc seq2_sender(Atom to, long k, long n) {
+  const Term bin(std::string(16, 'x'));
+  for (long i = 1; i <= n; ++i) send(atom("bench_count"), to, tuple(atom("seq2"), k, i, bin));
+  co_return;
+}
+
+// Remote one-way throughput from 1, 64 and 10,000 sender processes on this node, N messages in
+// all ({seq2, K, I, <<16 bytes>>} to {bench_count, b}, which checks each sender's order).
+int dist_senders(const Options& o) {
+  const long total_n = o.n ? o.n : 1'000'000;
+  DistRun run(o);
+  Mailbox& mb = run.mb;
+  if (!wait_for_peer(mb)) return 1;
+  const Atom b = atom("b@localhost");
+  for (long k : {1L, 64L, 10'000L}) {
+    const long each = std::max(1L, total_n / k), total = each * k;
+    const auto t0 = BenchClock::now();
+    send(atom("bench_count"), b, tuple(atom("start"), mb.pid(), total));
+    for (long id = 1; id <= k; ++id) spawn(seq2_sender, b, id, each);
+    auto r = mb.receive<Term>([](const Term& t) { return t.is_tuple(3, "done"); }, 300s);
+    if (!r) return 1;
+    const double elapsed = secs(t0, BenchClock::now());
+    const std::string name = "dist_senders_" + std::to_string(k);
+    std::fprintf(stderr, "detail: %s %ld senders x %ld msgs in %.3f s, out_of_order=%lld\n", name.c_str(), k, each,
+                 elapsed, static_cast<long long>((*r)[2].as_int()));
+    if ((*r)[2].as_int() != 0) return 1;
+    result(name.c_str(), total / elapsed, "msgs/s");
+  }
+  return 0;
+}
+
+// spawn on b ("bench.reply", [self()]) and its first message back {hi, Pid}, `n` in a row;
+// reports {done, Bad}
+Proc remote_spawner(Pid report, long n) {
+  const Atom b = atom("b@localhost");
+  const std::string fn = "bench.reply";
+  const Term args = Term::list({Term(self())});  // (GCC 12: an initializer list inside co_await's operands does not compile)
+  long bad = 0;
+  for (long i = 0; i < n; ++i) {
+    Spawned s = co_await spawn_request(b, fn, args);
+    const Pid p = s.pid;
+    auto hi = co_await receive<Term>([p](const Term& t) { return t.is_tuple(2, "hi") && t[1].as_pid() == p; }, 10s);
+    if (!hi) ++bad;
+  }
+  send(report, tuple(atom("done"), bad));
+}
+
+// Remote spawn + first reply (Erlang's spawn(Node, M, F, A) with a reply): in a row, and from
+// 64 concurrent spawners (N in all).
+int dist_spawn(const Options& o) {
+  const long n = o.n ? o.n : 20'000;
+  DistRun run(o);
+  Mailbox& mb = run.mb;
+  if (!wait_for_peer(mb)) return 1;
+  spawn(remote_spawner, self(), 200L);  // warm-up
+  if (!mb.receive<Term>(60s)) return 1;
+  auto t0 = BenchClock::now();
+  spawn(remote_spawner, self(), n);
+  auto r = mb.receive<Term>(300s);
+  if (!r || (*r)[1].as_int() != 0) return 1;
+  const double seq = secs(t0, BenchClock::now());
+  const long each = std::max(1L, n / 64);
+  t0 = BenchClock::now();
+  for (int c = 0; c < 64; ++c) spawn(remote_spawner, self(), each);
+  for (int c = 0; c < 64; ++c) {
+    auto d = mb.receive<Term>(300s);
+    if (!d || (*d)[1].as_int() != 0) return 1;
+  }
+  const double conc = secs(t0, BenchClock::now());
+  std::fprintf(stderr, "detail: dist_spawn %ld in a row in %.3f s; 64 x %ld concurrent in %.3f s\n", n, seq, each, conc);
+  result("dist_spawn", n / seq, "spawns/s");
+  result("dist_spawn_c64", 64.0 * each / conc, "spawns/s");
+  return 0;
+}
+
+// streams 16 MiB binaries to {bench_drop, b} until told to stop; reports {streamed, Count}
+Proc big_streamer(Pid report) {
+  const Term big(std::string(1 << 24, 'x'));
+  long sent = 0;
+  for (;;) {
+    if (co_await receive<Term>([](const Term& t) { return t.is_atom("stop"); }, 0ms)) break;
+    send(atom("bench_drop"), atom("b@localhost"), tuple(atom("big"), big));
+    ++sent;
+  }
+  send(report, tuple(atom("streamed"), sent));
+}
+
+// p50/p99 of small round trips from a process while another process streams 16 MiB messages
+// to the same peer.
+Proc mixed_pinger(Pid report, long n) {
+  std::vector<double> us;
+  us.reserve(static_cast<std::size_t>(n));
+  for (long i = -200; i < n; ++i) {  // the first 200: warm-up, the stream already going
+    const auto s = BenchClock::now();
+    send(atom("bench_echo"), atom("b@localhost"), tuple(atom("ping"), self(), i));
+    auto m = co_await receive<Term>([i](const Term& t) { return t.is_tuple(2, "pong") && t[1].as_int() == i; }, 30s);
+    if (!m) co_return;
+    if (i >= 0) us.push_back(std::chrono::duration<double, std::micro>(BenchClock::now() - s).count());
+  }
+  std::sort(us.begin(), us.end());
+  send(report, tuple(atom("pinged"), us[us.size() / 2], us[std::min(us.size() - 1, us.size() * 99 / 100)]));
+}
+
+int dist_mixed(const Options& o) {
+  const long n = o.n ? o.n : 2'000;
+  DistRun run(o);
+  Mailbox& mb = run.mb;
+  if (!wait_for_peer(mb)) return 1;
+  const Pid streamer = spawn(big_streamer, self());
+  spawn(mixed_pinger, self(), n);
+  auto p = mb.receive<Term>([](const Term& t) { return t.is_tuple(3, "pinged"); }, 300s);
+  send(streamer, atom("stop"));
+  auto st = mb.receive<Term>([](const Term& t) { return t.is_tuple(2, "streamed"); }, 300s);
+  if (!p || !st) return 1;
+  std::fprintf(stderr, "detail: dist_mixed %ld round trips beside %lld x 16 MiB; p50=%.1f p99=%.1f us\n", n,
+               static_cast<long long>((*st)[1].as_int()), (*p)[1].as_double(), (*p)[2].as_double());
+  result("dist_mixed_p50", (*p)[1].as_double(), "us");
+  result("dist_mixed_p99", (*p)[2].as_double(), "us");
+  return 0;
+}
+
+// ---------------------------------------------------------------- dist_cluster
+// 2, 4, 8 and 16 `nodus node` processes (c1..cN) and this process as their coordinator (a):
+//   startup_ms  from launching the N processes to each answering a's ping
+//   mesh_ms     from then to every node having pinged every other (BenchM.mesh on each)
+//   rss_mb      mean RSS of the N nodes after the mesh (each holds N connections: N-1 + a)
+//   all2all     every node sends M {seq2, ...} to every other's bench_count (BenchM.blast):
+//               N(N-1)M messages / the time to the last count
+// and rss_per_conn_kb: (RSS at 16 nodes - RSS at 2) / 14 more connections per node.
+long peer_rss_kb(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string key;
+  long kb = 0;
+  while (f >> key) {
+    if (key == "VmRSS:") {
+      f >> kb;
+      break;
+    }
+  }
+  return kb;
+}
+
+int dist_cluster(const Options& o) {
+  const long total_msgs = o.n ? o.n : 2'000'000;
+  const char* bin = std::getenv("NODUS_BIN");
+  const std::string dir = bin ? bin : NODUS_TOOLS_DIR;
+  const std::string port = std::to_string(20000 + ::getpid() % 12000);
+  ::setenv("NODUS_PORTMAPPER_PORT", port.c_str(), 1);
+  struct Procs {
+    std::vector<pid_t> pids;
+    void stop() {
+      for (pid_t p : pids) ::kill(p, SIGTERM);
+      for (pid_t p : pids) {
+        int st;
+        ::waitpid(p, &st, 0);
+      }
+      pids.clear();
+    }
+    ~Procs() { stop(); }
+  } pm, nodes;
+  pm.pids.push_back(Peer::start({dir + "/nodus-portmapper", "--port", port}));
+  nodus::dist::PortmapperClient probe("127.0.0.1", static_cast<std::uint16_t>(std::stoi(port)));
+  const auto up = BenchClock::now() + 10s;
+  while (!probe.names(nullptr) && BenchClock::now() < up) std::this_thread::sleep_for(5ms);
+  Runtime rt({.schedulers = o.schedulers});
+  Node a(NodeOptions{.name = "a@localhost", .cookie = "bench"});
+  Mailbox mb;
+  std::map<int, double> rss;
+  for (int n : {2, 4, 8, 16}) {
+    std::vector<Atom> names;
+    Term list = Term::list({});
+    std::vector<Term> elems;
+    for (int i = 1; i <= n; ++i) {
+      names.push_back(atom("c" + std::to_string(i) + "@localhost"));
+      elems.push_back(Term(names.back()));
+    }
+    list = Term::list(elems);
+    const auto t0 = BenchClock::now();
+    for (int i = 1; i <= n; ++i) {
+      nodes.pids.push_back(Peer::start({dir + "/nodus", "node", "--sname", "c" + std::to_string(i) + "@localhost",
+                                        "--cookie", "bench"}));
+    }
+    for (Atom c : names) {
+      const auto end = BenchClock::now() + 60s;
+      while (!node::ping(c, 1s)) {
+        if (BenchClock::now() > end) {
+          std::fprintf(stderr, "node %s did not come up\n", std::string(c.name()).c_str());
+          return 1;
+        }
+        std::this_thread::sleep_for(2ms);  // (a node still starting: its name is not registered yet)
+      }
+    }
+    const auto t_up = BenchClock::now();
+    const auto meshed = erpc::multicall(mb, names, "BenchM.mesh", Term::list({list}), 120s);
+    const auto t_mesh = BenchClock::now();
+    for (const auto& r : meshed) {
+      if (!r || r.value() != Term(static_cast<std::int64_t>(n))) {
+        std::fprintf(stderr, "a node of %d did not reach every other: %s\n", n,
+                     r ? r.value().to_string(200).c_str() : r.error().text.c_str());
+        return 1;
+      }
+    }
+    long kb = 0;
+    for (pid_t p : nodes.pids) kb += peer_rss_kb(p);
+    rss[n] = kb / 1024.0 / n;
+    const long m = std::max(1L, total_msgs / (n * (n - 1)));
+    const auto t1 = BenchClock::now();
+    for (Atom c : names) send(atom("bench_count"), c, tuple(atom("start"), mb.pid(), static_cast<std::int64_t>((n - 1) * m)));
+    const auto blasted = erpc::multicall(mb, names, "BenchM.blast", Term::list({list, Term(static_cast<std::int64_t>(m))}), 60s);
+    for (const auto& r : blasted) {
+      if (!r) return 1;
+    }
+    long bad = 0;
+    for (int i = 0; i < n; ++i) {
+      auto d = mb.receive<Term>([](const Term& t) { return t.is_tuple(3, "done"); }, 300s);
+      if (!d) return 1;
+      bad += (*d)[2].as_int();
+    }
+    const double all2all = secs(t1, BenchClock::now());
+    const std::string base = "dist_cluster_" + std::to_string(n);
+    std::fprintf(stderr, "detail: %s startup %.0f ms, mesh %.0f ms, RSS %.1f MB per node, all-to-all %ld msgs in %.3f s, out_of_order=%ld\n",
+                 base.c_str(), secs(t0, t_up) * 1e3, secs(t_up, t_mesh) * 1e3, rss[n], n * (n - 1) * m, all2all, bad);
+    if (bad) return 1;
+    result((base + "_startup_ms").c_str(), secs(t0, t_up) * 1e3, "ms");
+    result((base + "_mesh_ms").c_str(), secs(t_up, t_mesh) * 1e3, "ms");
+    result((base + "_rss_mb").c_str(), rss[n], "MB");
+    result((base + "_all2all").c_str(), n * (n - 1) * m / all2all, "msgs/s");
+    nodes.stop();
+    // the next size starts clean: no node of this one still connected
+    const auto gone = BenchClock::now() + 20s;
+    while (!node::list().empty() && BenchClock::now() < gone) std::this_thread::sleep_for(5ms);
+  }
+  result("dist_cluster_rss_per_conn_kb", (rss[16] - rss[2]) * 1024.0 / 14, "KB");
+  return 0;
+}
+
 const std::map<std::string, std::function<int(const Options&)>>& scenarios() {
   static const std::map<std::string, std::function<int(const Options&)>> s{
       {"local_send", local_send},
@@ -852,6 +1128,11 @@ const std::map<std::string, std::function<int(const Options&)>>& scenarios() {
       {"dist_stall", dist_stall},
       {"flood_sleep", flood_sleep},
       {"dist_hol", dist_hol},
+      {"dist_size", dist_size},
+      {"dist_senders", dist_senders},
+      {"dist_spawn", dist_spawn},
+      {"dist_mixed", dist_mixed},
+      {"dist_cluster", dist_cluster},
   };
   return s;
 }

@@ -3,9 +3,13 @@
 # pair, nodus's value, the anchor's, and the ratio nodus/anchor.
 #   ./scripts/bench.sh                    every scenario nodus-bench has, with its anchors
 #   ./scripts/bench.sh local_send         only these nodus scenarios
-#   NODUS_ANCHORS=/path ./scripts/bench.sh   where the anchors are (default: shared/anchors beside
-#                                         this repository); bench/anchors holds the ones it carries
+#   NODUS_ANCHORS=/path ./scripts/bench.sh   another copy of the anchors (default: bench/anchors,
+#                                         which this repository carries: raw TCP, raw libzmq,
+#                                         Erlang/OTP and Elixir, CAF)
 #   --no-anchors                          nodus-bench only
+#   --plot                                also draw each curve and each target ratio as an SVG
+#                                         (scripts/plot_bench.py; gnuplot, installed as root)
+#   --plot-dir DIR                        where the SVGs go (default build-bench/plots)
 #   --repeat N                            N rounds (nodus, then its anchors, N times over);
 #                                         each value is the median of its N results, with
 #                                         their range (the 2-core VM is noisy: single runs of
@@ -15,15 +19,19 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 
-anchors=${NODUS_ANCHORS:-$(cd .. && pwd)/shared/anchors}
-with_anchors=1 scenarios=() repeat=1
+anchors=${NODUS_ANCHORS:-$PWD/bench/anchors}
+with_anchors=1 scenarios=() repeat=1 plot=""
 while (($#)); do
   case $1 in
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --no-anchors) with_anchors=0 ;;
     --repeat)
       [[ ${2:-} =~ ^[1-9][0-9]?$ ]] || { echo "--repeat needs a number of rounds, 1-99 (see --help)" >&2; exit 2; }
       repeat=$2; shift ;;
+    --plot) plot=${plot:-build-bench/plots} ;;
+    --plot-dir)
+      [[ -n ${2:-} ]] || { echo "--plot-dir needs a directory (see --help)" >&2; exit 2; }
+      plot=$2; shift ;;
     -*) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     *) scenarios+=("$1") ;;
   esac
@@ -33,7 +41,9 @@ done
 nodus_install_deps || exit 1
 dir=build-bench
 [ -f $dir/build.ninja ] || meson setup $dir --buildtype=release -Dtests=false >/dev/null || exit 1
-ninja -C $dir bench/nodus-bench tools/nodus tools/nodus-portmapper >/dev/null || { echo "build failed" >&2; exit 1; }
+ninja -C $dir bench/nodus-bench tools/nodus tools/nodus-portmapper bench/anchors/zmq/oneway bench/anchors/zmq/pingpong \
+  bench/anchors/tcp/tcp_bench >/dev/null || { echo "build failed" >&2; exit 1; }
+export ANCHOR_BUILD=$PWD/$dir/bench/anchors  # the raw libzmq and raw TCP anchors, built by meson
 bench=$dir/bench/nodus-bench
 ((${#scenarios[@]})) || mapfile -t scenarios < <($bench --list)
 
@@ -47,14 +57,18 @@ pairs=(
   "local_spawn_mem|caf_local_spawn_mem|caf:local_spawn|lower"
   "dist_oneway_small|erlang.dist_oneway_small|erlang:dist_oneway_small|higher"
   "dist_oneway_small|zmq_oneway_small_1frame|zmq:all|higher"
+  "dist_oneway_small|tcp_oneway_48B_batched|tcp:all|higher"
   "dist_oneway_1k|erlang.dist_oneway_1k|erlang:dist_oneway_1k|higher"
   "dist_oneway_1k|zmq_oneway_1k|zmq:all|higher"
+  "dist_oneway_1k|tcp_oneway_1036B_batched|tcp:all|higher"
   "dist_pingpong|erlang.dist_pingpong|erlang:dist_pingpong|higher"
   "dist_pingpong_p50|erlang.dist_pingpong_p50|erlang:dist_pingpong|lower"
   "dist_pingpong_p50|zmq_pingpong_median|zmq:all|lower"
+  "dist_pingpong_p50|tcp_pingpong_spin_median|tcp:all|lower"
   "dist_pingpong_p99|zmq_pingpong_p99|zmq:all|lower"
   "dist_pingpong_proc|erlang.dist_pingpong|erlang:dist_pingpong|higher"
   "dist_pingpong_proc_p50|erlang.dist_pingpong_p50|erlang:dist_pingpong|lower"
+  "dist_pingpong_proc_p50|tcp_pingpong_spin_median|tcp:all|lower"
   "dist_oneway_small_curve|zmq_oneway_small_curve|zmq:all|higher"
   "dist_oneway_small_curve|dist_oneway_small|self|higher"
   "dist_pingpong_curve_p50|zmq_pingpong_curve_median|zmq:all|lower"
@@ -67,9 +81,30 @@ pairs=(
   "zmq_port_reqrep|zmq_pingpong|zmq:all|higher"
   "zmq_port_reqrep_p50|zmq_pingpong_median|zmq:all|lower"
   "zmq_port_reqrep_p99|zmq_pingpong_p99|zmq:all|lower"
-  "dist_stall_rss_mb|erlang.dist_stall_rss_mb|own:dist_stall|lower"
-  "dist_stall_resume|erlang.dist_stall_resume|own:dist_stall|higher"
+  "dist_stall_rss_mb|erlang.dist_stall_rss_mb|erlang:dist_stall|lower"
+  "dist_stall_resume|erlang.dist_stall_resume|erlang:dist_stall|higher"
+  "dist_senders_1|erlang.dist_senders_1|erlang:dist_senders|higher"
+  "dist_senders_64|erlang.dist_senders_64|erlang:dist_senders|higher"
+  "dist_senders_10000|erlang.dist_senders_10000|erlang:dist_senders|higher"
+  "dist_spawn|erlang.dist_spawn|erlang:dist_spawn|higher"
+  "dist_spawn_c64|erlang.dist_spawn_c64|erlang:dist_spawn|higher"
+  "dist_mixed_p50|erlang.dist_mixed_p50|erlang:dist_mixed|lower"
+  "dist_mixed_p99|erlang.dist_mixed_p99|erlang:dist_mixed|lower"
+  "dist_mixed_p50|tcp_pingpong_spin_median|tcp:all|lower"
 )
+for size in 16B 256B 4KiB 64KiB 1MiB 16MiB; do
+  pairs+=("dist_size_$size|tcp_size_$size|tcp:size|higher" "dist_size_$size|zmq_size_$size|zmq:size|higher"
+          "dist_size_$size|erlang.dist_size_$size|erlang:dist_size|higher")
+done
+for n in 2 4 8 16; do
+  pairs+=("dist_cluster_${n}_startup_ms|erlang.dist_cluster_${n}_startup_ms|erlang:dist_cluster|lower"
+          "dist_cluster_${n}_mesh_ms|erlang.dist_cluster_${n}_mesh_ms|erlang:dist_cluster|lower"
+          "dist_cluster_${n}_rss_mb|erlang.dist_cluster_${n}_rss_mb|erlang:dist_cluster|lower"
+          "dist_cluster_${n}_all2all|erlang.dist_cluster_${n}_all2all|erlang:dist_cluster|higher")
+done
+
+# The targets: nodus result | anchor | >= or <= | the ratio nodus/anchor (bench/targets.txt)
+mapfile -t targets < <(grep -v '^#' bench/targets.txt | grep .)
 
 out=$dir/bench-results.txt
 : >"$out"
@@ -77,25 +112,29 @@ if ((with_anchors)) && [ ! -d "$anchors" ]; then
   echo "anchors not found at $anchors (set NODUS_ANCHORS, or --no-anchors)" >&2
   exit 1
 fi
+erlang_ready() {  # erl (and elixir for the Task.Supervisor scenarios), installed as root if missing
+  command -v erl >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq erlang-base erlang-dev >/dev/null; }
+  [[ $1 != dist_task_* ]] || command -v elixir >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq elixir >/dev/null; }
+  command -v erl >/dev/null
+}
 
 run_anchor() {  # set:scenario
   local set=${1%%:*} s=${1#*:}
   echo "== anchor $set $s" >&2
   case $set in
     erlang)
-      command -v erl >/dev/null || "$anchors/run.sh" --help >/dev/null 2>&1 || true
-      command -v erl >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq erlang-base erlang-dev >/dev/null; }
-      # the Task.Supervisor anchors are Elixir scripts
-      [[ $s != dist_task_* ]] || command -v elixir >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq elixir >/dev/null; }
+      erlang_ready "$s" || { echo "erl is missing (apt-get install erlang-base)" >&2; return 1; }
       "$anchors/erlang/$s.sh" 2>/dev/null | grep '^RESULT ' | sed 's/^RESULT name=/RESULT name=erlang./' ;;
-    own)  # the anchors this project carries (bench/anchors/erlang)
-      command -v erl >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq erlang-base erlang-dev >/dev/null; }
-      bench/anchors/erlang/$s.sh 2>/dev/null | grep '^RESULT ' | sed 's/^RESULT name=/RESULT name=erlang./' ;;
     zmq)
-      "$anchors/zmq/run.sh" 2>/dev/null | grep '^RESULT ' ;;
+      "$anchors/zmq/run.sh" $([[ $s == size ]] && echo size) 2>/dev/null | grep '^RESULT ' ;;
+    tcp)
+      "$anchors/tcp/run.sh" $([[ $s == size ]] && echo size) 2>/dev/null | grep '^RESULT ' ;;
     caf)
       local bin=${ANCHOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nodus-anchors}/caf/bin/caf_bench
-      [ -x "$bin" ] || "$anchors/caf/build.sh" >&2 || return 1
+      if [ ! -x "$bin" ]; then
+        [ -d /usr/include/caf ] || { [ "$(id -u)" = 0 ] && apt-get install -y -qq libcaf-dev >/dev/null; }
+        "$anchors/caf/build.sh" >&2 || return 1
+      fi
       timeout -k 5 160 "$bin" "$s" 2>/dev/null | grep '^RESULT ' ;;
   esac
 }
@@ -126,7 +165,7 @@ unit() { awk -v n="$1" '$1=="RESULT" && $2=="name="n {sub("unit=","",$4); print 
 
 ((repeat > 1)) && printf '\nmedians of %d rounds, [lowest-highest] after each row' "$repeat"
 printf '\n%-22s %14s %-28s %14s %9s\n' "scenario" "nodus" "anchor" "anchor value" "ratio"
-for s in $(awk '$1=="RESULT"{sub("name=","",$2); print $2}' "$out" | grep -v '\.' | grep -v '^caf_' | awk '!/^zmq_/ || /^zmq_port_/' | sort -u); do
+for s in $(awk '$1=="RESULT"{sub("name=","",$2); print $2}' "$out" | grep -v '\.' | grep -v '^caf_' | grep -v '^tcp_' | awk '!/^zmq_/ || /^zmq_port_/' | sort -u); do
   v=$(value "$s")
   shown=0
   for p in "${pairs[@]}"; do
@@ -142,3 +181,27 @@ for s in $(awk '$1=="RESULT"{sub("name=","",$2); print $2}' "$out" | grep -v '\.
   done
   ((shown)) || printf '%-22s %14s %-28s %14s %9s\n' "$s" "$v $(unit "$s")" "(no anchor)" "-" "-"
 done
+
+# the targets: each ratio of medians, and whether it reaches the target
+tline() {  # NAME ANCHOR OP WANT
+  local v av
+  v=$(value "$1"); av=$(value "$2")
+  [[ -n $v && -n $av ]] || return 0
+  awk -v x="$v" -v y="$av" -v op="$3" -v want="$4" -v n="$1" -v a="$2" 'BEGIN {
+    r = (y > 0) ? x / y : 0
+    ok = (op == ">=") ? (r >= want) : (r <= want)
+    printf "%-26s %-30s %8.2fx %s %-5s %s\n", n, a, r, op, want "x", ok ? "met" : "MISSED" }'
+}
+header=0
+for t in "${targets[@]}"; do
+  IFS='|' read -r n a op want <<<"$t"
+  line=$(tline "$n" "$a" "$op" "$want")
+  [[ -n $line ]] || continue
+  ((header)) || { printf '\ntargets (ratio of medians in this run)\n'; header=1; }
+  echo "$line"
+done
+
+if [[ -n $plot ]]; then
+  command -v gnuplot >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq gnuplot-nox >/dev/null; }
+  python3 scripts/plot_bench.py "$out" "$plot" || exit 1
+fi

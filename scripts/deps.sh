@@ -5,7 +5,7 @@
 
 nodus_packages=(g++ meson ninja-build pkg-config libzmq3-dev cppzmq-dev libcereal-dev
   libspdlog-dev libfmt-dev catch2 libsodium-dev libtomlplusplus-dev libcli11-dev libreadline-dev
-  nlohmann-json3-dev python3-zmq prometheus-cpp-dev curl tmux cmake)
+  nlohmann-json3-dev python3-zmq prometheus-cpp-dev curl tmux cmake gnuplot-nox)
 
 nodus_install_deps() {
   local missing=()

@@ -146,6 +146,14 @@ if [[ $mode == plain && -z $filter ]]; then
   fails=$(grep -c '^FAIL packaging: ' <<<"$layers")
   ((lrc != 0 && fails == 0)) && fails=1
   failed=$((failed + fails))
+  # bench.sh --plot's drawings follow a run's RESULT lines (tests/bench/plot_test.sh)
+  plots=$(bash tests/bench/plot_test.sh 2>&1)
+  prc=$?
+  echo "$plots"
+  passed=$((passed + $(grep -c '^ok   bench: ' <<<"$plots")))
+  fails=$(grep -c '^FAIL bench: ' <<<"$plots")
+  ((prc != 0 && fails == 0)) && fails=1
+  failed=$((failed + fails))
 fi
 
 echo "$passed passed, $failed failed"

@@ -13,6 +13,8 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <thread>
+#include <unordered_map>
 
 #include "nodus/portmapper.hpp"
 #include "shell.hpp"
@@ -62,6 +64,76 @@ Proc bench_echo() {
     Term t = co_await receive<Term>();
     if (t.is_tuple(3, "ping")) send(t[1].as_pid(), tuple(atom("pong"), t[2]));
   }
+}
+
+// count: {start, From, N}, then N x {seq2, K, I, Bin} from any number of senders, each sender
+// K's I counting 1, 2, ... in its own order -> From ! {done, N, OutOfOrder}
+Proc bench_count() {
+  for (;;) {
+    Term start = co_await receive<Term>([](const Term& t) { return t.is_tuple(3, "start"); });
+    const Pid from = start[1].as_pid();
+    const std::int64_t n = start[2].as_int();
+    std::int64_t bad = 0;
+    std::unordered_map<std::int64_t, std::int64_t> last;
+    for (std::int64_t c = 1; c <= n; ++c) {
+      Term m = co_await receive<Term>();
+      if (!m.is_tuple(4, "seq2")) {
+        ++bad;
+        continue;
+      }
+      std::int64_t& l = last[m[1].as_int()];
+      if (m[2].as_int() != l + 1) ++bad;
+      l = m[2].as_int();
+    }
+    send(from, tuple(atom("done"), n, bad));
+  }
+}
+
+// drop: takes anything, keeps nothing (the large messages of dist_mixed)
+Proc bench_drop() {
+  for (;;) (void)co_await receive<Term>();
+}
+
+// reply (a remote spawn's function, "bench.reply"): [From] -> From ! {hi, self()}
+Proc bench_reply(Term args) {
+  send(args[0].as_pid(), tuple(atom("hi"), self()));
+  co_return;
+}
+
+// BenchM.mesh([Node...]) (a task function): pings each other node, on a thread of its own (a
+// ping blocks its thread), and returns how many answered, this node counted.
+Async<Term> bench_mesh(Term args) {
+  std::vector<Atom> nodes;
+  for (const Term& t : args[0].elems()) nodes.push_back(t.as_atom());
+  const Pid me = self();
+  std::thread([me, nodes] {
+    std::int64_t answered = 0;
+    for (Atom n : nodes) answered += n == node::self() || node::ping(n, 10s) ? 1 : 0;
+    send(me, tuple(atom("mesh_done"), answered));
+  }).detach();
+  auto r = co_await receive<Term>([](const Term& t) { return t.is_tuple(2, "mesh_done"); }, 120s);
+  co_return r ? (*r)[1] : Term(-1);
+}
+
+Proc blast_sender(Atom to, std::int64_t k, std::int64_t n) {
+  const Term bin(std::string(16, 'x'));
+  for (std::int64_t i = 1; i <= n; ++i) send(atom("bench_count"), to, tuple(atom("seq2"), k, i, bin));
+  co_return;
+}
+
+// BenchM.blast([Node...], M) (a task function): a sender process per other node of the list,
+// each sending M {seq2, K, I, <<16 bytes>>} to that node's bench_count (K: this node's place in
+// the list, from 1); returns as they start.
+Async<Term> bench_blast(Term args) {
+  const auto& nodes = args[0].elems();
+  std::int64_t k = 0;
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i].as_atom() == node::self()) k = static_cast<std::int64_t>(i) + 1;
+  }
+  for (const Term& t : nodes) {
+    if (t.as_atom() != node::self()) spawn(blast_sender, t.as_atom(), k, args[1].as_int());
+  }
+  co_return Term(atom("ok"));
 }
 
 // The anchors' task callee (the Elixir anchor benchmark's task_b.exs): BenchM.f(x) -> x.
@@ -171,7 +243,12 @@ int cmd_node(const NodeFlags& f) {
         register_name(atom("echo"), spawn(echo));
         register_name(atom("bench_sink"), spawn(bench_sink));
         register_name(atom("bench_echo"), spawn(bench_echo));
+        register_name(atom("bench_count"), spawn(bench_count));
+        register_name(atom("bench_drop"), spawn(bench_drop));
+        register_function("bench.reply", bench_reply);
         task::register_function("BenchM.f", bench_f);
+        task::register_function("BenchM.mesh", bench_mesh);
+        task::register_function("BenchM.blast", bench_blast);
         task_supervisor::start({.name = atom("BenchSup")});
       },
       [&](const Node& n) { std::fprintf(stderr, "node %s ready (port %u)\n", f.sname.c_str(), n.port()); });
@@ -211,7 +288,8 @@ int main(int argc, char** argv) {
   auto* nodecmd = app.add_subcommand(
       "node",
       "run a node until SIGTERM, with registered processes `echo` ({From, Msg} -> {echo, Msg}),\n"
-      "the anchors' `bench_sink` and `bench_echo`, and a task supervisor `BenchSup` running\n"
+      "the anchors' `bench_sink`, `bench_echo`, `bench_count` and `bench_drop`, the spawn function\n"
+      "`bench.reply`, and a task supervisor `BenchSup` running\n"
       "the task function `BenchM.f` (returns its argument)");
   cli::add_node_flags(*nodecmd, f);
 
