@@ -105,9 +105,15 @@ bool hook_deliver_nosuspend(const Pid& to, detail::MsgNode* n) {
   return true;
 }
 
+void hook_pollers_gone() {
+  const NodeUse node;
+  if (node) node->pollers_gone();
+}
+
 const runtime::RemoteHooks kHooks{&deliver_remote,    &hook_link,         &hook_unlink,
                                   &hook_monitor,      &hook_demonitor,    &hook_flush,
-                                  &hook_flush_staged, &hook_poll_inbound, &hook_deliver_nosuspend};
+                                  &hook_flush_staged, &hook_poll_inbound, &hook_deliver_nosuspend,
+                                  &hook_pollers_gone};
 
 }  // namespace dist
 
@@ -280,7 +286,7 @@ std::uint64_t request_spawn(dist::NodeImpl* node, Atom node_name, const std::str
   dist::Command c{dist::Command::spawn, node_name, std::move(f), std::move(waiter), req, me};
   c.flags = flags;
   c.ref = ref;
-  node->enqueue(std::move(c));
+  node->send_spawn(std::move(c));
   return req;
 }
 

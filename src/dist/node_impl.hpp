@@ -130,6 +130,10 @@ class NodeImpl {
   void fuzz_feed(std::string_view message, bool authenticated);
   void fuzz_reset();
   void enqueue(Command c);
+  /// A spawn request to a node whose connection is up, sent from the calling thread (in order
+  /// with its other records) when nothing waits in the I/O thread's queue and io_mu_ is free:
+  /// no wake-up of the I/O thread per remote spawn. Else enqueues it as before.
+  void send_spawn(Command c);
 
   Atom name() const { return name_; }
   /// What the gateway checks a client with: the cookie (cookie mode) or the CURVE server side.
@@ -208,6 +212,8 @@ class NodeImpl {
   /// An idle worker reads and handles what arrived, unless another thread is at it; true if
   /// anything came.
   bool poll_inbound();
+  /// No idle worker polls the input any more: wakes the I/O thread if it left it to them.
+  void pollers_gone();
   /// The channel to `node`, created (and its connection requested) if there is none.
   std::shared_ptr<Channel> channel(Atom node);
   /// monitor_node from any thread: `watcher` gets {nodedown, Node} when the connection goes
@@ -317,6 +323,9 @@ class NodeImpl {
   int wake_fd_ = -1;
   std::atomic<bool> stop_{false};
   std::atomic<bool> io_sleeping_{false};
+  // The I/O thread waits without the connections' input (idle workers poll it): set before it
+  // looks at runtime::g_inbound_pollers, so a last poller that leaves meanwhile sees it.
+  std::atomic<bool> io_skips_inbound_{false};
   // The connections and the peer table: held by the I/O thread except while it waits in poll,
   // and by an idle worker that reads the connections itself (poll_inbound), so that a message
   // can reach its process without waking the I/O thread first.

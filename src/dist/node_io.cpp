@@ -198,6 +198,25 @@ void NodeImpl::enqueue(Command c) {
   wake_io();
 }
 
+void NodeImpl::send_spawn(Command c) {
+  std::unique_lock io(io_mu_, std::try_to_lock);
+  if (io.owns_lock() && !stop_.load(std::memory_order_relaxed)) {
+    bool queued;
+    {
+      std::lock_guard lock(qmu_);
+      queued = !queue_.empty();  // (a command before it, of this thread or another, goes first)
+    }
+    auto it = peers_.find(c.node.id());
+    if (!queued && it != peers_.end() && it->second.up) {
+      spawns_[c.request] = PendingSpawn{c.node, c.waiter, c.link_from, c.flags, c.ref};
+      send_control(c.node, c.frame);
+      return;
+    }
+  }
+  if (io.owns_lock()) io.unlock();
+  enqueue(std::move(c));
+}
+
 void NodeImpl::wake_io() {
   // only a sleeping I/O thread needs the (syscall) nudge
   if (io_sleeping_.exchange(false, std::memory_order_seq_cst)) {
@@ -392,6 +411,14 @@ bool NodeImpl::poll_inbound() {
   return got;
 }
 
+void NodeImpl::pollers_gone() {
+  if (io_skips_inbound_.load(std::memory_order_seq_cst)) {
+    io_sleeping_.store(false, std::memory_order_seq_cst);
+    const std::uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof(one));
+  }
+}
+
 void NodeImpl::flush_staged() {
   static thread_local std::vector<std::shared_ptr<Channel>> dirty;  // swapped in: no allocation
   {
@@ -503,7 +530,13 @@ void NodeImpl::loop() {
 
     items.clear();
     owners.clear();
-    items.push_back({epfd_, POLLIN, 0});  // every connection's input: whoever holds io_mu_ reads it
+    // every connection's input (whoever holds io_mu_ reads it), unless idle workers poll it as
+    // they spin: then a message wakes no thread that sleeps on the socket. Dekker with the
+    // last poller (pollers_gone): the flag first, then the count.
+    io_skips_inbound_.store(true, std::memory_order_seq_cst);
+    const bool skip_in = runtime::g_inbound_pollers.load(std::memory_order_seq_cst) > 0;
+    if (!skip_in) io_skips_inbound_.store(false, std::memory_order_seq_cst);
+    items.push_back({skip_in ? -1 : epfd_, POLLIN, 0});  // (a negative fd: poll ignores it)
     items.push_back({wake_fd_, POLLIN, 0});
     owners.insert(owners.end(), {0, 0});
     if (pm_ && pm_->registration_fd() >= 0) {
@@ -538,10 +571,19 @@ void NodeImpl::loop() {
       wait = std::clamp(std::chrono::ceil<std::chrono::milliseconds>(next_beat - Clock::now()),
                         std::chrono::milliseconds(0), wait);
     }
-    const int rc = ::poll(items.data(), items.size(), static_cast<int>(wait.count()));
+    int rc;
+    if (skip_in) {
+      // a worker that stopped polling because it found work does not wake this thread: the
+      // input is looked at again after this short wait at most (a sleeping one wakes it)
+      const timespec brief{0, std::min<long>(200'000, wait.count() * 1'000'000L)};
+      rc = ::ppoll(items.data(), items.size(), &brief, nullptr);
+    } else {
+      rc = ::poll(items.data(), items.size(), static_cast<int>(wait.count()));
+    }
     io.lock();
     NODUS_MARK(io_woke);
     io_sleeping_.store(false, std::memory_order_seq_cst);
+    io_skips_inbound_.store(false, std::memory_order_seq_cst);
     on_inbound();  // always: a worker may have read some of it meanwhile
     if (rc <= 0) continue;
     if (items[1].revents & POLLIN) {

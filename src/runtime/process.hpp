@@ -218,7 +218,14 @@ struct RemoteHooks {
   /// send_nosuspend to a pid of another node: false (and `n` freed) if its node is over its
   /// send budget; else sent as `deliver` sends it, except that it never holds the sender.
   bool (*deliver_nosuspend)(const Pid& to, detail::MsgNode* n);
+  /// The last idle worker that polled inbound (g_inbound_pollers) stopped polling to sleep:
+  /// the I/O thread watches the connections again.
+  void (*pollers_gone)();
 };
+/// Idle workers spinning in the scheduler that call `RemoteHooks::poll_inbound` as they spin.
+/// While there are any, the I/O thread leaves the connections' input to them (one wake-up less
+/// per message: the sender's write no longer wakes a thread that sleeps on the socket).
+extern std::atomic<int> g_inbound_pollers;
 /// Set while records that processes sent on some worker wait on a channel for the records of
 /// more processes to join them in one message; a worker that runs out of work, or has run
 /// kStagedSlices more processes, calls `RemoteHooks::flush_staged`.

@@ -29,6 +29,7 @@ inline void flush_remote() noexcept {
 
 thread_local __attribute__((tls_model("initial-exec"))) bool tl_remote_pending = false;
 std::atomic<bool> g_remote_staged{false};
+std::atomic<int> g_inbound_pollers{0};
 bool on_worker() noexcept { return tl_worker != nullptr; }
 
 namespace {
@@ -216,6 +217,8 @@ void Scheduler::loop(Worker& w) {
     const auto spin_end = spin_start + kIdleSpin;
     if (w.idle_since.load(std::memory_order_relaxed) == 0) w.idle_since.store(steady_ns(spin_start), std::memory_order_relaxed);
     const RemoteHooks* hooks = remote_hooks();
+    const bool polls = hooks && hooks->poll_inbound;
+    if (polls) g_inbound_pollers.fetch_add(1, std::memory_order_seq_cst);
     for (int i = 1; !p && !stop_.load(std::memory_order_relaxed); ++i) {
       cpu_relax();
       if ((i & 15) == 0) {
@@ -230,11 +233,15 @@ void Scheduler::loop(Worker& w) {
       }
     }
     spinners_.fetch_sub(1, std::memory_order_seq_cst);
+    // the last poller: the I/O thread watches the input again (at once when this worker goes
+    // to sleep; one that found work leaves it to the I/O thread's short wait, see NodeImpl::loop)
+    const bool last_poller = polls && g_inbound_pollers.fetch_sub(1, std::memory_order_seq_cst) == 1;
     if (p) {
       busy_again();
       run(w, p);
       continue;
     }
+    if (last_poller && hooks->pollers_gone) hooks->pollers_gone();
     // sleep: announce, re-check, then wait for the sequence to move
     const auto seq = wake_seq_.load(std::memory_order_seq_cst);
     sleepers_.fetch_add(1, std::memory_order_seq_cst);
