@@ -3,14 +3,36 @@
 
 #include <cstdio>
 #include <stdexcept>
+#include <thread>
 
 #include "context.hpp"
 #include "nodus/process.hpp"
 #include "process.hpp"
+#include "spin_lock.hpp"
 
 namespace nodus {
 using runtime::Process;
 using runtime::State;
+
+namespace {
+// A thread waiting in a receive looks at its mailbox this long before it sleeps: a reply that
+// comes meanwhile costs no wake-up of a sleeping thread (on the 2-core VM a futex wake-up and
+// the switch back cost more than a remote round trip's own work).
+constexpr auto kThreadSpin = std::chrono::microseconds(100);
+
+// true if input came before `until`
+bool spin_for_input(const Process* p, Clock::time_point until) {
+  for (int i = 1;; ++i) {
+    runtime::cpu_relax();
+    if (runtime::has_input(p)) return true;
+    if ((i & 63) == 0) {
+      if (Clock::now() >= until) return false;
+      // with few cores, the thread that brings the reply may need this one
+      if ((i & 1023) == 0) std::this_thread::yield();
+    }
+  }
+}
+}  // namespace
 
 Mailbox::Mailbox() {
   auto& cx = runtime::ctx();
@@ -50,6 +72,7 @@ void Mailbox::wait(detail::Receiver& r) {
       break;
     }
     if (runtime::push_in_flight(p_)) continue;  // a sender is mid-push: look again
+    if (spin_for_input(p_, std::min(r.deadline, Clock::now() + kThreadSpin))) continue;
     p_->state.store(State::waiting, std::memory_order_seq_cst);
     if (!runtime::has_input(p_)) {
       std::unique_lock lock(p_->thread_wait->mu);
