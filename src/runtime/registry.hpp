@@ -12,10 +12,12 @@ namespace nodus::runtime {
 
 class Registry {
  public:
+  Registry();
   /// False if `name` is taken.
   bool add(Atom name, const Pid& pid);
   /// Removes `name` if it still maps to `owner`.
   bool erase(Atom name, const Pid& owner);
+  /// What `name` maps to; from the calling thread's cache while no Registry changed since.
   std::optional<Pid> find(Atom name) const;
 
  private:
