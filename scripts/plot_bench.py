@@ -201,12 +201,13 @@ def main():
             share = (x[0] / y[0] / want, x[1] / y[2] / want, x[2] / y[1] / want)
         else:
             share = (want / (x[0] / y[0]), want / (x[2] / y[1]), want / (x[1] / y[2]))
-        groups.append((f"{n} {op} {want:g}x {a}".replace("_", "\\\\_"), [("share of the target (1 = met)", *share)]))
+        label = f"{n.removeprefix('dist_')}\\n{op} {want:g}x {a.replace('erlang.dist_', 'Erlang ')}"
+        groups.append((label.replace("_", "\\\\_"), [("share of the target (1 = met)", *share)]))
     if groups:
         s = head(outdir / "targets.svg", "Targets: the share of each reached (1 = met), range over the rounds", "",
                  "share of the target", "set style data histogram\nset style histogram errorbars gap 1 lw 1\n"
-                 "set style fill solid 0.6 border -1\nset yrange [0:*]\nset xtics rotate by -30 font ',9'\n"
-                 "set key off\nset bmargin 12\n")
+                 "set style fill solid 0.6 border -1\nset yrange [0:*]\nset xtics rotate by -25 font ',9'\n"
+                 "set key off\nset bmargin 11\nset rmargin 12\n")
         s += series_block("d", [[f'"{c}"', *items[0][1:]] for c, items in groups])
         s += "plot $d using 2:3:4:xtic(1) lc rgb '#4477aa', 1 with lines lw 2 lc rgb '#cc3311' notitle\n"
         if gnuplot(s, outdir / "targets.svg"):

@@ -51,8 +51,8 @@ if out=$(python3 scripts/plot_bench.py "$work/results.txt" "$work/a" 2>&1); then
     fi
   done
   for t in nodus "raw TCP" "raw libzmq" Erlang/OTP; do grep -q ">$t<" "$work/a/size_msgs.svg" || missing+=("size_msgs: series '$t'"); done
-  grep -q 'dist\\_oneway\\_small\|dist_oneway_small' "$work/a/targets.svg" || missing+=("targets: dist_oneway_small")
-  grep -q 'dist_task_async_await' "$work/a/targets.svg" && missing+=("targets: a target the run has no data for")
+  grep -q 'oneway.small' "$work/a/targets.svg" || missing+=("targets: dist_oneway_small")
+  grep -q 'task.async.await' "$work/a/targets.svg" && missing+=("targets: a target the run has no data for")
   [[ -e $work/a/cluster.svg ]] && missing+=("cluster.svg without cluster results")
   n=$(ls "$work/a" | wc -l)
   if ((${#missing[@]} == 0 && n == 6)); then
