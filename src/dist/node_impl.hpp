@@ -326,6 +326,8 @@ class NodeImpl {
   // The I/O thread waits without the connections' input (idle workers poll it): set before it
   // looks at runtime::g_inbound_pollers, so a last poller that leaves meanwhile sees it.
   std::atomic<bool> io_skips_inbound_{false};
+  // The I/O thread waits for io_mu_: poll_inbound lets it have it rather than try for it.
+  std::atomic<bool> io_wants_{false};
   // The connections and the peer table: held by the I/O thread except while it waits in poll,
   // and by an idle worker that reads the connections itself (poll_inbound), so that a message
   // can reach its process without waking the I/O thread first.

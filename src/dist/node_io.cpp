@@ -400,6 +400,10 @@ bool NodeImpl::busy(Atom node) {
 }
 
 bool NodeImpl::poll_inbound() {
+  // the I/O thread waits for the lock (its heartbeats, the output it owns): it goes first. A
+  // spinning worker re-took the lock microseconds after each release, before the woken I/O
+  // thread ran, and under a stream of large messages kept it for seconds (ticks went unsent)
+  if (io_wants_.load(std::memory_order_relaxed)) return false;
   std::unique_lock lock(io_mu_, std::try_to_lock);
   if (!lock.owns_lock() || stop_.load(std::memory_order_relaxed)) return false;
   const bool got = on_inbound() != 0;
@@ -580,7 +584,9 @@ void NodeImpl::loop() {
     } else {
       rc = ::poll(items.data(), items.size(), static_cast<int>(wait.count()));
     }
+    io_wants_.store(true, std::memory_order_relaxed);
     io.lock();
+    io_wants_.store(false, std::memory_order_relaxed);
     NODUS_MARK(io_woke);
     io_sleeping_.store(false, std::memory_order_seq_cst);
     io_skips_inbound_.store(false, std::memory_order_seq_cst);
