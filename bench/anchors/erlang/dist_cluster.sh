@@ -1,6 +1,7 @@
 #!/bin/bash
 # dist_cluster (bench.erl): 2, 4, 8 and 16 Erlang nodes c1..cN and a coordinator a@localhost:
 # startup, full mesh, RSS per node, all-to-all throughput. Usage: ./dist_cluster.sh [SIZES...]
+case ${1:-} in -h|--help) sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 source "$(dirname "$0")/lib.sh"
 build; start_epmd
 sizes=("$@"); ((${#sizes[@]})) || sizes=(2 4 8 16)

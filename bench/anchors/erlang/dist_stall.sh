@@ -2,6 +2,7 @@
 # The dist_stall anchor on Erlang/OTP (stall.erl beside this script): a streams to b, b is
 # stopped (SIGSTOP) for 10 s; prints RESULT lines for a's RSS rise and the resume rate.
 # Needs erl (Debian: erlang-base). Uses a private epmd port and a temporary build folder.
+case ${1:-} in -h|--help) sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)

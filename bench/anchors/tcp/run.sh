@@ -3,6 +3,7 @@
 #   ./run.sh          48 B and 1,036 B records, 48 B round trips (blocking and spinning reads)
 #   ./run.sh size     the message-size curve: records of 12 B + S bytes, S = 16 B .. 16 MiB, as
 #                     nodus-bench's dist_size (RESULT tcp_size_<S>)
+case ${1:-} in -h|--help) sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # built by meson (bench.sh sets ANCHOR_BUILD to build-bench/bench/anchors), else here with g++

@@ -6,6 +6,7 @@
 # stdout: NOTE line + RESULT lines; stderr: INFO diagnostics.
 # SCALE=0.1 ./run.sh  gives a quick smoke run (message counts scaled down).
 # IDLE_WAIT=120 ./run.sh waits (bounded) for an idle machine before each scenario.
+case ${1:-} in -h|--help) sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 set -uo pipefail
 cd "$(dirname "$0")"
 # built by meson (bench.sh sets ANCHOR_BUILD to build-bench/bench/anchors), else by build.sh
