@@ -14,17 +14,8 @@ if [[ -n ${ANCHOR_BUILD:-} ]]; then BIN=$ANCHOR_BUILD/zmq; else
   BIN=${ANCHOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nodus-anchors}/zmq/bin
   [[ -x "$BIN"/oneway && -x "$BIN"/pingpong ]] || ./build.sh >&2
 fi
-S=${SCALE:-1}
-n() { awk -v a="$1" -v s="$S" 'BEGIN{printf "%d", a*s}'; }
 T="timeout -k 5 100"   # hard bound per scenario
-. ./lib.sh
-IDLE_WAIT=${IDLE_WAIT:-0}   # e.g. IDLE_WAIT=120: wait up to 120 s for an idle machine before each scenario
-fail=0
-run() {  # run SCENARIO CMD...
-  local name=$1; shift
-  wait_idle "$IDLE_WAIT"
-  measure "$name" "$@" || { echo "ERROR scenario $name failed: $*" >&2; fail=1; }
-}
+. ../lib.sh
 
 if [[ ${1:-} == size ]]; then
   for pt in 16B:16:3000000 256B:256:2000000 4KiB:4096:400000 64KiB:65536:40000 1MiB:1048576:2000 16MiB:16777216:100; do
