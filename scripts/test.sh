@@ -110,6 +110,19 @@ while read -r tname result took rc; do
     echo "ok   $name: $p test cases (${took} s)"
   fi
 done <"$dir/meson-results.txt"
+# checks KIND CMD...: runs a script that prints "ok   KIND: ..." / "FAIL KIND: ..." per check and
+# counts them (a script that failed before it could say what counts as one failure)
+checks() {
+  local kind=$1 out rc fails
+  shift
+  out=$("$@" 2>&1)
+  rc=$?
+  echo "$out"
+  passed=$((passed + $(grep -c "^ok   $kind: " <<<"$out")))
+  fails=$(grep -c "^FAIL $kind: " <<<"$out")
+  ((rc != 0 && fails == 0)) && fails=1
+  failed=$((failed + fails))
+}
 # Packaging: install into a staging dir; the four kinds of consumer (a meson project with
 # dependency('nodus'), one with nodus as a subproject, a CMake project with find_package, plain
 # pkg-config) each build the local demo and run it (tests/packaging/consumers.sh).
@@ -117,13 +130,7 @@ if [[ $mode == plain && -z $filter ]]; then
   stage=$(mktemp -d)
   if meson install -C "$dir" --destdir "$stage" >"$dir/install.log" 2>&1; then
     pc=$(dirname "$(find "$stage" -name nodus.pc | head -n 1)")
-    consumers=$(bash tests/packaging/consumers.sh "$stage" 2>&1)
-    crc=$? fails=0
-    echo "$consumers"
-    passed=$((passed + $(grep -c '^ok   packaging: ' <<<"$consumers")))
-    fails=$(grep -c '^FAIL packaging: ' <<<"$consumers")
-    ((crc != 0 && fails == 0)) && fails=1  # it failed before it could say what
-    failed=$((failed + fails))
+    checks packaging bash tests/packaging/consumers.sh "$stage"
   else
     echo "FAIL packaging: meson install (see $dir/install.log)"
     failed=$((failed + 1))
@@ -139,21 +146,9 @@ if [[ $mode == plain && -z $filter ]]; then
   fi
   rm -rf "$stage"
   # the library's layers: no upward include (as meson configures), no upward call (its objects)
-  layers=$(bash tests/packaging/layers.sh "$dir" 2>&1)
-  lrc=$?
-  echo "$layers"
-  passed=$((passed + $(grep -c '^ok   packaging: ' <<<"$layers")))
-  fails=$(grep -c '^FAIL packaging: ' <<<"$layers")
-  ((lrc != 0 && fails == 0)) && fails=1
-  failed=$((failed + fails))
+  checks packaging bash tests/packaging/layers.sh "$dir"
   # bench.sh --plot's drawings follow a run's RESULT lines (tests/bench/plot_test.sh)
-  plots=$(bash tests/bench/plot_test.sh 2>&1)
-  prc=$?
-  echo "$plots"
-  passed=$((passed + $(grep -c '^ok   bench: ' <<<"$plots")))
-  fails=$(grep -c '^FAIL bench: ' <<<"$plots")
-  ((prc != 0 && fails == 0)) && fails=1
-  failed=$((failed + fails))
+  checks bench bash tests/bench/plot_test.sh
 fi
 
 echo "$passed passed, $failed failed"
