@@ -175,9 +175,7 @@ mixed(N) ->
     Ds = pp_loop({bench_echo, ?B}, 1, N, []),
     Streamer ! stop,
     Sent = receive {streamed, C} -> C after ?WAIT -> error(stream_timeout) end,
-    S = list_to_tuple(lists:sort(Ds)),
-    US = fun(D) -> erlang:convert_time_unit(D, native, nanosecond) / 1000 end,
-    P = fun(Q) -> US(element(max(1, min(N, round(Q * N))), S)) end,
+    {_, _, P} = rtts(Ds),
     io:format("detail: dist_mixed ~p round trips beside ~p x 16 MiB; p50=~.1f p99=~.1f us~n",
               [N, Sent, P(0.5), P(0.99)]),
     result(dist_mixed_p50, P(0.5), "us"),
@@ -224,9 +222,7 @@ pingpong(N) ->
     T0 = erlang:monotonic_time(),
     Ds = pp_loop(Dest, 1, N, []),
     Total = erlang:convert_time_unit(erlang:monotonic_time() - T0, native, microsecond),
-    S = list_to_tuple(lists:sort(Ds)),
-    US = fun(D) -> erlang:convert_time_unit(D, native, nanosecond) / 1000 end,
-    P = fun(Q) -> US(element(max(1, min(N, round(Q * N))), S)) end,
+    {S, US, P} = rtts(Ds),
     Mean = US(lists:sum(Ds)) / N,
     io:format("detail: ~p sequential round trips {ping, Pid, Int} -> {pong, Int} A<->b@localhost, total ~.3f s~n",
               [N, Total / 1.0e6]),
@@ -235,6 +231,13 @@ pingpong(N) ->
     result(dist_pingpong_p50, P(0.5), "us"),
     result(dist_pingpong_p99, P(0.99), "us"),
     result(dist_pingpong, N / (Total / 1.0e6), "roundtrips/s").
+
+%% round-trip times (native units): sorted as a tuple, a native -> us fun, a percentile fun in us
+rtts(Ds) ->
+    N = length(Ds),
+    S = list_to_tuple(lists:sort(Ds)),
+    US = fun(D) -> erlang:convert_time_unit(D, native, nanosecond) / 1000 end,
+    {S, US, fun(Q) -> US(element(max(1, min(N, round(Q * N))), S)) end}.
 
 pp_loop(_Dest, I, N, Acc) when I > N -> Acc;
 pp_loop(Dest, I, N, Acc) ->
