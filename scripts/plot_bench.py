@@ -126,35 +126,34 @@ def main():
         return 1
     outdir = pathlib.Path(sys.argv[2])
     outdir.mkdir(parents=True, exist_ok=True)
-    wrote, ok = [], True
+    wrote, failed = [], []
+    get = res.get
 
-    def get(n):
-        return res.get(n)
+    def drew(name, done):
+        (wrote if done else failed).append(outdir / name)
+
+    def points(key, xs):
+        """(x, median, low, high) for each x whose result key(x) the run has"""
+        return [(x,) + res[key(x)] for x in xs if key(x) in res]
 
     # message size
     kinds = [("nodus", "dist_size_"), ("raw TCP", "tcp_size_"), ("raw libzmq", "zmq_size_"),
              ("Erlang/OTP", "erlang.dist_size_")]
     msgs, byts = [], []
     for label, prefix in kinds:
-        rows = [(size,) + get(prefix + l) for l, size in SIZES if get(prefix + l)]
+        rows = [(size,) + res[prefix + l] for l, size in SIZES if prefix + l in res]
         msgs.append((label, rows))
         byts.append((label, [(x, m * x / 1e6, lo * x / 1e6, hi * x / 1e6) for x, m, lo, hi in rows]))
     for name, title, ylabel, series in (("size_msgs.svg", "One-way throughput by message size", "messages/s", msgs),
                                         ("size_bytes.svg", "One-way payload throughput by message size", "MB/s", byts)):
         if any(rows for _, rows in series):
-            if curve_plot(outdir / name, title, "message size", ylabel, series, xtics=[(l, x) for l, x in SIZES]):
-                wrote.append(outdir / name)
-            else:
-                ok = False
+            drew(name, curve_plot(outdir / name, title, "message size", ylabel, series, xtics=list(SIZES)))
     # senders
-    ser = [(label, [(k,) + get(f"{p}{k}") for k in (1, 64, 10000) if get(f"{p}{k}")])
+    ser = [(label, points(lambda k: f"{p}{k}", (1, 64, 10000)))
            for label, p in (("nodus", "dist_senders_"), ("Erlang/OTP", "erlang.dist_senders_"))]
     if any(r for _, r in ser):
-        if curve_plot(outdir / "senders.svg", "Remote one-way throughput by sender processes", "sender processes",
-                      "messages/s", ser, logy=False):
-            wrote.append(outdir / "senders.svg")
-        else:
-            ok = False
+        drew("senders.svg", curve_plot(outdir / "senders.svg", "Remote one-way throughput by sender processes",
+                                       "sender processes", "messages/s", ser, logy=False))
     # groups of bars
     for name, title, ylabel, cats in (
             ("spawn.svg", "Remote spawn + first reply", "spawns/s",
@@ -171,25 +170,19 @@ def main():
             if items:
                 groups.append((cat, items))
         if groups and any(lab == "nodus" for _, items in groups for lab, *_ in items):
-            if bar_plot(outdir / name, title, ylabel, groups, logy=name == "mixed.svg"):
-                wrote.append(outdir / name)
-            else:
-                ok = False
+            drew(name, bar_plot(outdir / name, title, ylabel, groups, logy=name == "mixed.svg"))
     # cluster size
     cl, aa = [], []
     for who, p in (("nodus", "dist_cluster_"), ("Erlang/OTP", "erlang.dist_cluster_")):
         for what, suffix in (("ms from launch to all up", "_startup_ms"), ("ms to a full mesh", "_mesh_ms"),
                              ("RSS per node, MB", "_rss_mb")):
-            cl.append((f"{who}: {what}", [(k,) + get(f"{p}{k}{suffix}") for k in (2, 4, 8, 16) if get(f"{p}{k}{suffix}")]))
-        aa.append((who, [(k,) + get(f"{p}{k}_all2all") for k in (2, 4, 8, 16) if get(f"{p}{k}_all2all")]))
+            cl.append((f"{who}: {what}", points(lambda k: f"{p}{k}{suffix}", (2, 4, 8, 16))))
+        aa.append((who, points(lambda k: f"{p}{k}_all2all", (2, 4, 8, 16))))
     for name, title, ylabel, series, logy in (
             ("cluster.svg", "Cluster size: start, mesh and memory", "ms / MB", cl, True),
             ("cluster_all2all.svg", "Cluster size: all-to-all throughput", "messages/s", aa, False)):
         if any(r for _, r in series):
-            if curve_plot(outdir / name, title, "nodes", ylabel, series, logx=True, logy=logy):
-                wrote.append(outdir / name)
-            else:
-                ok = False
+            drew(name, curve_plot(outdir / name, title, "nodes", ylabel, series, logx=True, logy=logy))
     # targets: the share of each target reached (ratio / target, or target / ratio when lower is
     # better), with its range over the rounds
     groups = []
@@ -210,16 +203,13 @@ def main():
                  "set key off\nset bmargin 11\nset rmargin 12\n")
         s += series_block("d", [[f'"{c}"', *items[0][1:]] for c, items in groups])
         s += "plot $d using 2:3:4:xtic(1) lc rgb '#4477aa', 1 with lines lw 2 lc rgb '#cc3311' notitle\n"
-        if gnuplot(s, outdir / "targets.svg"):
-            wrote.append(outdir / "targets.svg")
-        else:
-            ok = False
+        drew("targets.svg", gnuplot(s, outdir / "targets.svg"))
     for w in wrote:
         print(f"wrote {w}")
     if not wrote:
         sys.stderr.write("nothing to draw: the run has none of the plotted scenarios\n")
         return 1
-    return 0 if ok else 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
