@@ -1041,13 +1041,12 @@ int dist_cluster(const Options& o) {
   std::map<int, double> rss;
   for (int n : {2, 4, 8, 16}) {
     std::vector<Atom> names;
-    Term list = Term::list({});
     std::vector<Term> elems;
     for (int i = 1; i <= n; ++i) {
       names.push_back(atom("c" + std::to_string(i) + "@localhost"));
       elems.push_back(Term(names.back()));
     }
-    list = Term::list(elems);
+    const Term list = Term::list(elems);
     const auto t0 = BenchClock::now();
     for (int i = 1; i <= n; ++i) {
       nodes.pids.push_back(Peer::start({dir + "/nodus", "node", "--sname", "c" + std::to_string(i) + "@localhost",

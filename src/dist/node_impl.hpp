@@ -306,6 +306,8 @@ class NodeImpl {
   /// Lets the senders a failed channel held go (after the peer's links and monitors fired).
   void release_senders(const std::shared_ptr<Channel>& ch);
   void wake_io();
+  /// The eventfd write that ends the I/O thread's wait.
+  void nudge_io();
   void mark_up(Atom node, bool up);
   void on_spawn_request(const PeerRef& from, Reader& r);
   void on_control(const PeerRef& from, Op op, Reader& r);

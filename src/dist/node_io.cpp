@@ -219,10 +219,12 @@ void NodeImpl::send_spawn(Command c) {
 
 void NodeImpl::wake_io() {
   // only a sleeping I/O thread needs the (syscall) nudge
-  if (io_sleeping_.exchange(false, std::memory_order_seq_cst)) {
-    const std::uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof(one));
-  }
+  if (io_sleeping_.exchange(false, std::memory_order_seq_cst)) nudge_io();
+}
+
+void NodeImpl::nudge_io() {
+  const std::uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
 }
 
 // ------------------------------------------------------------------------------ sending
@@ -418,8 +420,7 @@ bool NodeImpl::poll_inbound() {
 void NodeImpl::pollers_gone() {
   if (io_skips_inbound_.load(std::memory_order_seq_cst)) {
     io_sleeping_.store(false, std::memory_order_seq_cst);
-    const std::uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof(one));
+    nudge_io();
   }
 }
 

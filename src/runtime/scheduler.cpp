@@ -224,7 +224,7 @@ void Scheduler::loop(Worker& w) {
       if ((i & 15) == 0) {
         // a message from another node: handled here, its process woken into this worker's
         // runnext (the I/O thread would take a wake-up more to get it there)
-        if ((i & 31) == 0 && hooks && hooks->poll_inbound) hooks->poll_inbound();
+        if ((i & 31) == 0 && polls) hooks->poll_inbound();
         p = find_work(w);
         if (p || SteadyClock::now() >= spin_end) break;
         // let a runnable thread (the node's I/O thread, ZeroMQ's) have this core: with few
